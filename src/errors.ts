@@ -1,0 +1,25 @@
+// Every failure a user can cause surfaces as a TapboxError: one sentence naming the cause and the fix,
+// and a code programs can switch on. The CLI prints the message and exits non-zero; nothing runs
+// unsandboxed after one.
+
+export type TapboxErrorCode =
+  | 'EUSERNS' // user namespaces unavailable
+  | 'ETUN' // /dev/net/tun missing or not openable
+  | 'EPOLICY' // a bad allowlist rule or file
+  | 'EMOUNT' // a filesystem mode or mount could not be set up
+  | 'EUSAGE' // a bad flag or argument
+  | 'ENOENT' // the command was not found
+  | 'EACCES' // the command is not executable
+  | 'ENETCFG' // the sandbox network could not be configured
+  | 'ELIMIT' // a resource limit could not be enforced
+  | 'EINTERNAL'; // a bug or an unexpected host failure
+
+export class TapboxError extends Error {
+  override readonly name = 'TapboxError';
+  constructor(
+    readonly code: TapboxErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
