@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+// The command line: a thin layer over the library (src/index.ts). It parses flags with commander,
+// turns them into SandboxOptions, runs the sandbox, and exits with the command's exit code.
+import { Command, CommanderError, Option } from 'commander';
+import { TapboxError } from './errors.js';
+import { FORWARDED_SIGNALS, Sandbox } from './sandbox.js';
+import { runDoctor } from './doctor.js';
+import type { SandboxOptions } from './options.js';
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+function parseInteger(flag: string) {
+  return (value: string) => {
+    if (!/^\d+$/.test(value)) throw new TapboxError('EUSAGE', `${flag} takes a whole number, not "${value}".`);
+    return Number(value);
+  };
+}
+
+export function buildProgram(): Command {
+  return new Command('tapbox')
+    .usage('[options] -- COMMAND [ARGS...]\n       tapbox doctor')
+    .description('Run COMMAND in a rootless sandbox whose only network is a TAP device driven by tapbox\'s own TCP/IP stack, with an egress allowlist.')
+    .helpOption('--help', 'show this help')
+    .argument('[command...]', 'the command to run in the sandbox, and its arguments')
+    .passThroughOptions()
+    .addOption(new Option('--net <mode>', 'network: tap (our stack and the allowlist), none (only lo), host (no isolation)').choices(['tap', 'none', 'host']))
+    .option('-N, --host-net', 'the host\'s network, no isolation (same as --net host)')
+    .option('--mtu <bytes>', 'MTU of tap0 (1280-65520, default 65520)', parseInteger('--mtu'))
+    .option('--pcap <file>', 'write every frame on tap0 to a pcap file')
+    .option('-F, --allow-file <file>', 'allowlist file (repeatable); @npm, @pypi, ... load a shipped list', collect, [])
+    .option('--allow <rule>', 'allow rule, same syntax as a line of an allowlist (repeatable)', collect, [])
+    .option('--dns-upstream <addr>', 'DNS server the proxy asks, ADDR[:PORT] (repeatable; default: the host\'s resolvers)', collect, [])
+    .option('--no-sni-check', 'do not check TLS SNI / HTTP Host against the name a flow was allowed for')
+    .option('--audit', 'allow everything, log every DNS query and flow')
+    .option('--learn <file>', 'audit mode that writes an allowlist of what the command used to FILE')
+    .option('--report <file>', 'write the egress summary as JSON to FILE')
+    .option('--no-summary', 'do not print the egress summary table at exit')
+    .option('--log-level <level>', 'audit log level: debug, info, warn, error', 'info')
+    .addOption(new Option('--log-format <format>', 'audit log format').choices(['json', 'pretty']))
+    .option('--log-file <file>', 'write the audit log to FILE')
+    .option('-R, --root', 'run as uid 0 inside the sandbox (the default)')
+    .option('-U, --nobody', 'run as nobody (65534) inside the sandbox')
+    .option('--same-uid', 'keep your own uid and gid inside the sandbox')
+    .option('-H, --hostname <name>', 'hostname inside the sandbox', 'tapbox')
+    .exitOverride()
+    .configureOutput({ outputError: () => undefined });
+}
+
+interface CliFlags {
+  net?: 'tap' | 'none' | 'host';
+  hostNet?: boolean;
+  mtu?: number;
+  pcap?: string;
+  allowFile: string[];
+  allow: string[];
+  dnsUpstream: string[];
+  sniCheck: boolean;
+  audit?: boolean;
+  learn?: string;
+  report?: string;
+  summary: boolean;
+  logLevel: string;
+  logFormat?: 'json' | 'pretty';
+  logFile?: string;
+  root?: boolean;
+  nobody?: boolean;
+  sameUid?: boolean;
+  hostname: string;
+}
+
+export function toOptions(flags: CliFlags): SandboxOptions {
+  if (flags.hostNet && flags.net && flags.net !== 'host') throw new TapboxError('EUSAGE', `-N and --net ${flags.net} contradict each other; give one.`);
+  const uids = [flags.root && 'root', flags.nobody && 'nobody', flags.sameUid && 'same'].filter(Boolean);
+  if (uids.length > 1) throw new TapboxError('EUSAGE', '-R, -U and --same-uid exclude each other; give one.');
+  return {
+    net: flags.hostNet ? 'host' : flags.net,
+    mtu: flags.mtu,
+    pcap: flags.pcap,
+    allowFiles: flags.allowFile,
+    allow: flags.allow,
+    dnsUpstream: flags.dnsUpstream,
+    sniCheck: flags.sniCheck,
+    audit: flags.audit,
+    learn: flags.learn,
+    report: flags.report,
+    summary: flags.summary,
+    logLevel: flags.logLevel,
+    logFormat: flags.logFormat ?? (process.stderr.isTTY ? 'pretty' : 'json'),
+    logFile: flags.logFile,
+    uid: (uids[0] as 'root' | 'nobody' | 'same' | undefined) ?? 'root',
+    hostname: flags.hostname,
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'doctor') return runDoctor();
+  const program = buildProgram();
+  program.parse(argv, { from: 'user' });
+  const options = toOptions(program.opts<CliFlags>());
+  if (options.net === 'host') process.stderr.write('tapbox: warning: --net host gives the sandbox the host\'s network: no isolation and no allowlist.\n');
+  const sandbox = new Sandbox(program.args, options);
+  for (const signal of FORWARDED_SIGNALS) process.on(signal, () => sandbox.kill(signal));
+  const { code } = await sandbox.run();
+  return code;
+}
+
+const EXIT_FOR: Partial<Record<TapboxError['code'], number>> = { ENOENT: 127, EACCES: 126, EUSAGE: 2 };
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof CommanderError) {
+      if (err.exitCode === 0) return; // --help, --version
+      process.stderr.write(`tapbox: ${err.message.replace(/^error: /, '')}; see \`tapbox --help\`.\n`);
+      process.exitCode = 2;
+    } else if (err instanceof TapboxError) {
+      process.stderr.write(`tapbox: ${err.message}\n`);
+      process.exitCode = EXIT_FOR[err.code] ?? 125;
+    } else {
+      process.stderr.write(`tapbox: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.exitCode = 125;
+    }
+  },
+);

@@ -1,0 +1,88 @@
+// The options of one sandbox run: what the library takes and what the CLI fills in. Every field has a
+// safe default; `resolveOptions` fills them and checks what can be checked before anything starts.
+import { TapboxError } from './errors.js';
+
+export type NetMode = 'tap' | 'none' | 'host';
+export type UidMode = 'root' | 'same' | 'nobody';
+export type StdioMode = 'inherit' | 'pipe';
+
+export interface SandboxOptions {
+  /** Network: the TAP and our stack, only `lo`, or the host's network (no isolation). */
+  net?: NetMode;
+  mtu?: number;
+  uid?: UidMode;
+  /** Working directory inside; it is bound writable. Defaults to the caller's cwd. */
+  cwd?: string;
+  hostname?: string;
+  /** Allowlist files (`-F`), rules (`--allow`); either one turns `net` to 'tap' unless given. */
+  allowFiles?: string[];
+  allow?: string[];
+  dnsUpstream?: string[];
+  sniCheck?: boolean;
+  audit?: boolean;
+  learn?: string;
+  report?: string;
+  pcap?: string;
+  logLevel?: string;
+  logFormat?: 'json' | 'pretty';
+  logFile?: string;
+  /** Print the egress summary table on stderr at exit. */
+  summary?: boolean;
+  /** stdio of the command: the caller's own (a pseudo-terminal when it is a terminal), or pipes. */
+  stdio?: StdioMode;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface ResolvedOptions extends Required<Omit<SandboxOptions, 'learn' | 'report' | 'pcap' | 'logFile'>> {
+  learn?: string;
+  report?: string;
+  pcap?: string;
+  logFile?: string;
+}
+
+/** The sandbox's side of the TAP link (the addresses slirp4netns users know). */
+export const SANDBOX_NET = {
+  ip4: '10.0.2.100/24',
+  gateway4: '10.0.2.2',
+  dns4: '10.0.2.3',
+  ip6: 'fd00::100/64',
+  gateway6: 'fd00::2',
+  dns6: 'fd00::3',
+  sandboxMac: '02:00:00:00:01:00',
+} as const;
+
+export const DEFAULT_MTU = 65520;
+
+export function resolveOptions(o: SandboxOptions): ResolvedOptions {
+  const wantsEgress = Boolean(o.allowFiles?.length || o.allow?.length || o.audit || o.learn);
+  const net = o.net ?? (wantsEgress ? 'tap' : 'none');
+  if (wantsEgress && net !== 'tap') {
+    throw new TapboxError('EUSAGE', `allow rules, --audit and --learn need --net tap, not --net ${net}; drop one of them.`);
+  }
+  if (o.pcap && net !== 'tap') throw new TapboxError('EUSAGE', '--pcap needs --net tap (there is no TAP to capture otherwise).');
+  const mtu = o.mtu ?? DEFAULT_MTU;
+  if (!Number.isInteger(mtu) || mtu < 1280 || mtu > 65520) {
+    throw new TapboxError('EUSAGE', `--mtu ${o.mtu} is out of range; give a whole number from 1280 (IPv6's minimum) to 65520.`);
+  }
+  return {
+    net,
+    mtu,
+    uid: o.uid ?? 'root',
+    cwd: o.cwd ?? process.cwd(),
+    hostname: o.hostname ?? 'tapbox',
+    allowFiles: o.allowFiles ?? [],
+    allow: o.allow ?? [],
+    dnsUpstream: o.dnsUpstream ?? [],
+    sniCheck: o.sniCheck ?? true,
+    audit: Boolean(o.audit || o.learn),
+    learn: o.learn,
+    report: o.report,
+    pcap: o.pcap,
+    logLevel: o.logLevel ?? 'info',
+    logFormat: o.logFormat ?? 'pretty',
+    logFile: o.logFile,
+    summary: o.summary ?? false,
+    stdio: o.stdio ?? 'inherit',
+    env: o.env ?? process.env,
+  };
+}
