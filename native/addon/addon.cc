@@ -1,0 +1,16 @@
+// tapbox_native: the per-frame hot path of the supervisor (TAP I/O, checksums, frame metadata) and the
+// control-socket calls Node has no API for (socketpair, SCM_RIGHTS). Loaded by netstack/link/native.ts.
+#include "bindings.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  tapbox::InitPacket(env, exports);
+  tapbox::InitTapDevice(env, exports);
+  tapbox::InitControl(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(tapbox_native, Init)

@@ -1,0 +1,37 @@
+// Which allowed names this sandbox's DNS proxy resolved to which addresses, and until when.
+// A pin lasts the record's TTL plus a grace period: programs cache answers past their TTL (and
+// connection pools reuse addresses), so the grace keeps a well-behaved program from being cut off.
+import type { Clock } from '../../netstack/stack/transport.js';
+
+export const DEFAULT_PIN_GRACE_MS = 5 * 60_000;
+export const MIN_PIN_GRACE_MS = 30_000;
+
+export class PinTable {
+  /** address (canonical text) → name → expiry time (clock ms). */
+  private readonly byAddress = new Map<string, Map<string, number>>();
+  private readonly graceMs: number;
+
+  constructor(
+    private readonly clock: Clock,
+    graceMs = DEFAULT_PIN_GRACE_MS,
+  ) {
+    this.graceMs = Math.max(graceMs, MIN_PIN_GRACE_MS);
+  }
+
+  pin(name: string, address: string, ttlSeconds: number): void {
+    const expires = this.clock.now() + Math.max(0, ttlSeconds) * 1000 + this.graceMs;
+    let names = this.byAddress.get(address);
+    if (!names) this.byAddress.set(address, (names = new Map()));
+    names.set(name, Math.max(expires, names.get(name) ?? 0));
+  }
+
+  /** The names pinned to `address` now, most recently pinned last; expired pins are dropped. */
+  names(address: string): string[] {
+    const names = this.byAddress.get(address);
+    if (!names) return [];
+    const now = this.clock.now();
+    for (const [name, expires] of names) if (expires <= now) names.delete(name);
+    if (names.size === 0) this.byAddress.delete(address);
+    return [...names.keys()];
+  }
+}

@@ -1,0 +1,167 @@
+// The foundation as a user sees it: tapbox run as an unprivileged user, through the CLI.
+import { describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { asTestUser, cliPath, isRoot, repoRoot, tapbox, testIds, userTempDir } from '../helpers/tapbox.js';
+
+const NAMESPACES = ['user', 'mnt', 'pid', 'net', 'uts', 'ipc', 'cgroup'];
+
+describe('tapbox --net tap', () => {
+  it('runs the command as uid 0 inside, mapped to the user outside, with tap0 configured', async () => {
+    const r = await tapbox(['--net', 'tap', '--', 'sh', '-c', 'id -u; cat /proc/self/uid_map; ip addr; ip route; ip -6 route']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const [uid, uidMap] = r.stdout.split('\n');
+    expect(uid).toBe('0');
+    expect(uidMap!.trim().split(/\s+/)).toEqual(['0', String(testIds.uid), '1']);
+    expect(r.stdout).toMatch(/tap0: <[^>]*UP[^>]*> mtu 65520/);
+    expect(r.stdout).toContain('inet 10.0.2.100/24');
+    expect(r.stdout).toContain('inet6 fd00::100/64');
+    expect(r.stdout).toMatch(/default via 10\.0\.2\.2 dev tap0/);
+    expect(r.stdout).toMatch(/default via fd00::2 dev tap0/);
+  });
+
+  it('puts the command in new namespaces of every kind', async () => {
+    const r = await tapbox(['--net', 'tap', '--', 'sh', '-c', NAMESPACES.map((n) => `readlink /proc/self/ns/${n}`).join(';')]);
+    expect(r.code).toBe(0);
+    const inside = r.stdout.trim().split('\n');
+    NAMESPACES.forEach((n, i) => expect(inside[i]).not.toBe(readlinkSync(`/proc/self/ns/${n}`)));
+  });
+
+  it('gets answers from the gateway to ping over IPv4 and IPv6', async () => {
+    const r = await tapbox(['--net', 'tap', '--', 'sh', '-c', 'ping -c 2 -W 3 10.0.2.2 && ping -6 -c 2 -W 3 fd00::2']);
+    expect(r.stdout).toMatch(/2 packets transmitted, 2 received/);
+    expect(r.stdout.match(/2 received/g)).toHaveLength(2);
+    expect(r.code).toBe(0);
+  });
+
+  it('honours --mtu and points resolv.conf at the DNS proxy', async () => {
+    const r = await tapbox(['--net', 'tap', '--mtu', '9000', '--', 'sh', '-c', 'ip link show tap0; cat /etc/resolv.conf']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('mtu 9000');
+    expect(r.stdout).toContain('nameserver 10.0.2.3');
+    expect(r.stdout).toContain('nameserver fd00::3');
+  });
+});
+
+describe('--net none and --net host', () => {
+  it('--net none (the default without rules) has only lo', async () => {
+    const r = await tapbox(['--', 'ip', '-o', 'link']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('lo:');
+    expect(r.stdout).not.toContain('tap0');
+    expect(r.stdout.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('--net host shares the host network namespace and warns', async () => {
+    const r = await tapbox(['-N', '--', 'readlink', '/proc/self/ns/net']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(readlinkSync('/proc/self/ns/net'));
+    expect(r.stderr).toMatch(/warning: .*no isolation/);
+  });
+});
+
+describe('exit codes and signals', () => {
+  it('passes the exit code through', async () => {
+    expect((await tapbox(['--', 'sh', '-c', 'exit 5'])).code).toBe(5);
+    expect((await tapbox(['--', 'true'])).code).toBe(0);
+  });
+
+  it('returns 128+N when a signal kills the command', async () => {
+    expect((await tapbox(['--', 'sh', '-c', 'kill -TERM $$'])).code).toBe(143);
+    expect((await tapbox(['--', 'sh', '-c', 'kill -KILL $$'])).code).toBe(137);
+  });
+
+  it('forwards SIGTERM from the supervisor to the command', async () => {
+    const argv = asTestUser([process.execPath, cliPath, '--', 'sh', '-c', 'trap "exit 42" TERM; echo ready; sleep 100 & wait']);
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((r) => child.stdout!.once('data', () => r()));
+    const supervisor = supervisorPid(child.pid!);
+    process.kill(supervisor, 'SIGTERM');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    expect(code).toBe(42);
+  });
+
+  it('says "command not found" and exits 127 for a missing command', async () => {
+    const r = await tapbox(['--', 'no-such-command-xyz']);
+    expect(r.code).toBe(127);
+    expect(r.stderr).toMatch(/^tapbox: .*command not found: no-such-command-xyz/);
+  });
+});
+
+describe('clear failures', () => {
+  it('rejects an unknown flag with one sentence and exit 2', async () => {
+    const r = await tapbox(['--bogus', '--', 'true']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/unknown option '--bogus'.*tapbox --help/);
+  });
+
+  it('asks for a command when none is given', async () => {
+    const r = await tapbox([]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no command given/);
+  });
+
+  it.runIf(isRoot)('names the fix when /dev/net/tun is not usable, and runs nothing', async () => {
+    const { dir, cleanup } = userTempDir();
+    spawnSync('chmod', ['0600', '/dev/net/tun']);
+    try {
+      const r = await tapbox(['--net', 'tap', '--', 'touch', join(dir, 'ran')], { cwd: dir });
+      expect(r.code).toBe(125);
+      expect(r.stderr).toMatch(/\/dev\/net\/tun .*chmod 0666 \/dev\/net\/tun/);
+      expect(spawnSync('ls', [dir], { encoding: 'utf8' }).stdout).not.toContain('ran');
+    } finally {
+      spawnSync('chmod', ['0666', '/dev/net/tun']);
+      cleanup();
+    }
+  });
+
+  it('names the fix when user namespaces are disabled, and runs nothing', async () => {
+    // A user namespace whose own limit on nested user namespaces is 0: the launcher's clone is refused
+    // just as on a host with user namespaces turned off.
+    const script = `echo 0 > /proc/sys/user/max_user_namespaces && exec "${process.execPath}" "${cliPath}" -- echo ran`;
+    const argv = asTestUser(['unshare', '--user', '--map-root-user', 'sh', '-c', script]);
+    const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', cwd: repoRoot });
+    expect(r.stdout).not.toContain('ran');
+    expect(r.status).toBe(125);
+    expect(r.stderr).toMatch(/user namespace.*(sysctl|AppArmor)/);
+  });
+});
+
+describe('interactive use', () => {
+  it('runs an interactive shell with job control under a pseudo-terminal', () => {
+    const input = ['sleep 30 &\n', 'jobs\n', 'kill %1\n', 'echo "tty=$(tty)"\n', 'exit 7\n'];
+    const argv = asTestUser(['python3', join(repoRoot, 'test', 'helpers', 'pty-run.py'), process.execPath, cliPath, '--', 'bash', '--norc', '-i']);
+    const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: { ...process.env, PTY_INPUT: JSON.stringify(input) }, timeout: 60_000 });
+    const result = JSON.parse(r.stdout) as { code: number; output: string };
+    expect(result.output).toMatch(/\[1\]\+?\s+Running\s+sleep 30 &/);
+    expect(result.output).toMatch(/tty=\/dev\/pts\/\d+/);
+    expect(result.output).not.toMatch(/no job control/);
+    expect(result.code).toBe(7);
+  });
+});
+
+describe('fail closed', () => {
+  it('kills the whole sandbox when the supervisor is killed, leaving no process behind', async () => {
+    // A sleep with a duration no other process has: its command line finds it.
+    const marker = `sleep 999.${process.pid}`;
+    const argv = asTestUser([process.execPath, cliPath, '--net', 'tap', '--', 'sh', '-c', `echo ready; exec ${marker}`]);
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((r) => child.stdout!.once('data', () => r()));
+    expect(spawnSync('pgrep', ['-f', marker], { encoding: 'utf8' }).stdout.trim()).not.toBe('');
+    process.kill(supervisorPid(child.pid!), 'SIGKILL');
+    await new Promise((r) => child.on('exit', r));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(spawnSync('pgrep', ['-f', marker], { encoding: 'utf8' }).stdout.trim()).toBe('');
+    expect(spawnSync('pgrep', ['-u', String(testIds.uid), '-f', 'tapbox-launcher'], { encoding: 'utf8' }).stdout.trim()).toBe('');
+  });
+});
+
+/** The node process of the CLI (runuser's child when the tests run as root). */
+function supervisorPid(pid: number): number {
+  if (!isRoot) return pid;
+  const r = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' });
+  return Number(r.stdout.trim().split('\n')[0]);
+}
