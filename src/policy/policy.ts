@@ -1,0 +1,138 @@
+// The egress policy: the rules, and the pins the DNS proxy adds. Decisions, in order:
+//  1. a deny rule for the address (IP/subnet) covering the flow's protocol and port → denied;
+//  2. audit mode → allowed (and logged);
+//  3. an allow rule for the address → allowed, not inspected;
+//  4. a name pinned to the address whose allow rule covers protocol and port, and no deny rule for
+//     that name covers them → allowed "via pin" (the forwarder then checks SNI/Host against the names);
+//  5. otherwise denied. "Any IP of any allowed name" is never enough: the pin carries the name.
+import type { Clock } from '../../netstack/stack/transport.js';
+import { realClock } from '../../netstack/stack/transport.js';
+import { formatIp, parseIp } from './address.js';
+import type { Allowlist } from './allowlist.js';
+import { PinTable } from './pins.js';
+import { normalizeName, ruleCovers, ruleMatchesAddress, ruleMatchesName, type Proto, type Rule } from './rule.js';
+
+export interface PolicyOptions {
+  /** Allow everything and log it (--audit, --learn). */
+  audit?: boolean;
+  /** The most flows open at once; undefined: no limit. */
+  maxFlows?: number;
+  /** How long a pin outlives its record's TTL (ms; at least 30 s). */
+  pinGraceMs?: number;
+  clock?: Clock;
+}
+
+export interface FlowQuery {
+  proto: Proto;
+  addr: string;
+  port: number;
+}
+
+export type FlowVia = 'audit' | 'ip-rule' | 'pin';
+
+export type FlowDecision =
+  | {
+      verdict: 'allow';
+      via: FlowVia;
+      /** Canonical destination address. */
+      addr: string;
+      /** Allowed names pinned to the address (for 'pin': those whose rules cover this flow). */
+      names: string[];
+      /** For 'pin': a covering rule names the port explicitly, so protocols other than TLS/HTTP pass. */
+      explicitPort: boolean;
+    }
+  | { verdict: 'deny'; addr: string; names: string[]; reason: string };
+
+export type NameVerdict = { allowed: true; rule: Rule | null } | { allowed: false; reason: string };
+
+export class Policy {
+  readonly audit: boolean;
+  readonly maxFlows: number | undefined;
+  private readonly pins: PinTable;
+
+  constructor(
+    readonly rules: readonly Rule[],
+    opts: PolicyOptions = {},
+  ) {
+    this.audit = opts.audit ?? false;
+    this.maxFlows = opts.maxFlows;
+    this.pins = new PinTable(opts.clock ?? realClock, opts.pinGraceMs);
+  }
+
+  /** One policy from several allowlists; the smallest connection limit among them applies. */
+  static fromAllowlists(lists: Allowlist[], opts: PolicyOptions = {}): Policy {
+    const limits = lists.map((l) => l.maxFlows).filter((n): n is number => n !== undefined);
+    if (opts.maxFlows !== undefined) limits.push(opts.maxFlows);
+    return new Policy(
+      lists.flatMap((l) => l.rules),
+      { ...opts, maxFlows: limits.length ? Math.min(...limits) : undefined },
+    );
+  }
+
+  /** May the DNS proxy resolve `name`? Only when an allow rule names it, and no port-less deny rule. */
+  resolvable(name: string): NameVerdict {
+    const n = normalizeName(name);
+    const deny = this.rules.find((r) => r.deny && !r.proto && !r.ports && ruleMatchesName(r, n));
+    if (deny) return { allowed: false, reason: `denied by rule "${deny.text}" (${deny.origin})` };
+    if (this.audit) return { allowed: true, rule: null };
+    const allow = this.rules.find((r) => !r.deny && ruleMatchesName(r, n));
+    return allow ? { allowed: true, rule: allow } : { allowed: false, reason: 'not in allowlist' };
+  }
+
+  /** Does a rule allow a flow of this protocol and port to `name`? (deny rules win) */
+  nameAllows(name: string, proto: Proto, port: number): NameVerdict {
+    const n = normalizeName(name);
+    const deny = this.rules.find((r) => r.deny && ruleMatchesName(r, n) && ruleCovers(r, proto, port));
+    if (deny) return { allowed: false, reason: `denied by rule "${deny.text}" (${deny.origin})` };
+    const allow = this.rules.find((r) => !r.deny && ruleMatchesName(r, n) && ruleCovers(r, proto, port));
+    if (allow) return { allowed: true, rule: allow };
+    const anyPort = this.rules.some((r) => !r.deny && ruleMatchesName(r, n));
+    return { allowed: false, reason: anyPort ? `${proto} port ${port} is not allowed for ${n}` : 'not in allowlist' };
+  }
+
+  /** Records that the DNS proxy answered `name` with `addr` (called for allowed names only). */
+  pin(name: string, addr: string, ttlSeconds: number): void {
+    const ip = parseIp(addr);
+    if (ip) this.pins.pin(normalizeName(name), formatIp(ip), ttlSeconds);
+  }
+
+  /** The names currently pinned to `addr`. */
+  pinnedNames(addr: string): string[] {
+    const ip = parseIp(addr);
+    return ip ? this.pins.names(formatIp(ip)) : [];
+  }
+
+  /** Is `name` (say a TLS SNI) an allowed name for this flow, pinned to its address? */
+  verifyName(name: string, q: FlowQuery): boolean {
+    const n = normalizeName(name);
+    return this.pinnedNames(q.addr).includes(n) && this.nameAllows(n, q.proto, q.port).allowed;
+  }
+
+  decide(q: FlowQuery): FlowDecision {
+    const ip = parseIp(q.addr);
+    if (!ip) return { verdict: 'deny', addr: q.addr, names: [], reason: 'not an IP address' };
+    const addr = formatIp(ip);
+    const pinned = this.pins.names(addr);
+    const covering = (deny: boolean) => this.rules.find((r) => r.deny === deny && ruleMatchesAddress(r, ip) && ruleCovers(r, q.proto, q.port));
+
+    const denyRule = covering(true);
+    if (denyRule) return { verdict: 'deny', addr, names: pinned, reason: `denied by rule "${denyRule.text}" (${denyRule.origin})` };
+    if (this.audit) return { verdict: 'allow', via: 'audit', addr, names: pinned, explicitPort: false };
+    if (covering(false)) return { verdict: 'allow', via: 'ip-rule', addr, names: pinned, explicitPort: false };
+
+    const allowedNames: string[] = [];
+    let explicitPort = false;
+    let reason = 'not in allowlist';
+    for (const name of pinned) {
+      const v = this.nameAllows(name, q.proto, q.port);
+      if (v.allowed) {
+        allowedNames.push(name);
+        if (v.rule?.ports) explicitPort = true;
+      } else {
+        reason = v.reason;
+      }
+    }
+    if (allowedNames.length) return { verdict: 'allow', via: 'pin', addr, names: allowedNames, explicitPort };
+    return { verdict: 'deny', addr, names: pinned, reason };
+  }
+}
