@@ -1,11 +1,16 @@
 // Runs the tapbox CLI the way a user does: as an unprivileged user. When the tests run as root (CI),
 // the CLI runs as TAPBOX_TEST_USER (default `tapboxtest`, created by .ci/run) through runuser.
 import { spawn, spawnSync, type SpawnOptions } from 'node:child_process';
-import { mkdtempSync, chownSync, rmSync } from 'node:fs';
+import { mkdtempSync, chownSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 
-export const repoRoot = resolve(import.meta.dirname, '..', '..');
+/** The checkout's root (found from here whether this file runs from test/ or from dist/test/). */
+export const repoRoot = (() => {
+  let dir = import.meta.dirname;
+  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
+  return dir;
+})();
 export const cliPath = join(repoRoot, 'dist', 'src', 'cli.js');
 export const testUser = process.env.TAPBOX_TEST_USER ?? 'tapboxtest';
 export const isRoot = process.getuid?.() === 0;

@@ -1,0 +1,25 @@
+// Inside a sandbox: for SECONDS, open a TCP connection to HOST:PORT, send a small request, read the
+// response, close; CONCURRENCY loops at once. Prints {"ops": N, "seconds": S, "errors": E}.
+import net from 'node:net';
+
+const [host, port, seconds, concurrency = '8'] = process.argv.slice(2);
+const until = Date.now() + Number(seconds) * 1000;
+let ops = 0;
+let errors = 0;
+
+function once() {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port: Number(port) }, () => s.end('GET / HTTP/1.0\r\n\r\n'));
+    s.on('data', () => {});
+    s.on('end', () => (ops++, resolve()));
+    s.on('error', () => (errors++, resolve()));
+  });
+}
+
+async function loop() {
+  while (Date.now() < until) await once();
+}
+
+const start = Date.now();
+await Promise.all(Array.from({ length: Number(concurrency) }, loop));
+console.log(JSON.stringify({ ops, seconds: (Date.now() - start) / 1000, errors }));

@@ -1,0 +1,169 @@
+// The supervisor's control socket with the launcher: an AF_UNIX SOCK_SEQPACKET pair (message
+// boundaries kept, peer close seen as a zero-length read) that carries short text messages and, once,
+// the TAP fd as SCM_RIGHTS. Node has no API for either, hence these four calls.
+//
+// recvMessage blocks in a libuv thread-pool thread (an AsyncWorker), so the event loop never waits on
+// it; closeFd shuts a socket down before closing it, which wakes such a blocked recvmsg (it then
+// reports a peer close) instead of leaving the thread stuck forever.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "bindings.h"
+#include "napi_util.h"
+
+namespace tapbox {
+namespace {
+
+constexpr size_t kMaxMessage = 64 * 1024;
+constexpr int kMaxFd = 0x7fffffff;
+
+bool GetFd(napi_env env, napi_value value, int* fd) {
+  size_t index;
+  if (!GetIndex(env, value, "fd", kMaxFd, &index)) return false;
+  *fd = static_cast<int>(index);
+  return true;
+}
+
+// socketpair() -> [fd, fd], both close-on-exec (hand one to a child through spawn's stdio, which dup2s).
+Napi::Value Socketpair(const Napi::CallbackInfo& info) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) {
+    ThrowErrno(info.Env(), "socketpair", errno);
+    return Napi::Value();
+  }
+  Napi::Array pair = Napi::Array::New(info.Env(), 2);
+  pair.Set(0u, Napi::Number::New(info.Env(), fds[0]));
+  pair.Set(1u, Napi::Number::New(info.Env(), fds[1]));
+  return pair;
+}
+
+// sendMessage(fd, data[, passFd]): one message, optionally carrying one fd.
+Napi::Value SendMessage(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  int fd, pass_fd = -1;
+  uint8_t* data;
+  size_t length;
+  if (!GetFd(env, info[0], &fd) || !GetBytes(env, info[1], &data, &length)) return Napi::Value();
+  if (info.Length() > 2 && !info[2].IsUndefined() && !GetFd(env, info[2], &pass_fd)) return Napi::Value();
+
+  iovec iov{data, length};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  if (pass_fd >= 0) {
+    std::memset(control, 0, sizeof control);
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), &pass_fd, sizeof(int));
+  }
+  ssize_t sent;
+  do {
+    sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  if (sent < 0) ThrowErrno(env, "sendmsg", errno);
+  return Napi::Value();
+}
+
+// closeFd(fd): shutdown (wakes a pending recvMessage on it; ignored for non-sockets) then close.
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!GetFd(info.Env(), info[0], &fd)) return Napi::Value();
+  shutdown(fd, SHUT_RDWR);
+  if (close(fd) != 0 && errno != EINTR) ThrowErrno(info.Env(), "close", errno);
+  return Napi::Value();
+}
+
+class RecvWorker : public Napi::AsyncWorker {
+ public:
+  RecvWorker(Napi::Function callback, int fd) : Napi::AsyncWorker(callback, "tapbox:recvMessage"), fd_(fd) {}
+
+ protected:
+  void Execute() override {
+    data_.resize(kMaxMessage);
+    iovec iov{data_.data(), data_.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n;
+    do {
+      n = recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      errno_ = errno;
+      SetError("recvmsg");
+      return;
+    }
+    data_.resize(static_cast<size_t>(n));
+    // Keep the first fd passed; close any extra one rather than leak it into this process.
+    for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+      if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+      size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; i++) {
+        int received;
+        std::memcpy(&received, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+        if (received_fd_ < 0) {
+          received_fd_ = received;
+        } else {
+          close(received);
+        }
+      }
+    }
+    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+      if (received_fd_ >= 0) close(received_fd_);
+      received_fd_ = -1;
+      errno_ = EMSGSIZE;
+      SetError("recvmsg");
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Object message = Napi::Object::New(env);
+    message.Set("data", Napi::Buffer<uint8_t>::Copy(env, data_.data(), data_.size()));
+    if (received_fd_ >= 0) message.Set("fd", Napi::Number::New(env, received_fd_));
+    Callback().Call({env.Null(), message});
+  }
+
+  void OnError(const Napi::Error&) override { Callback().Call({ErrnoError(Env(), "recvmsg", errno_).Value()}); }
+
+ private:
+  int fd_;
+  int errno_ = 0;
+  int received_fd_ = -1;
+  std::vector<uint8_t> data_;
+};
+
+// recvMessage(fd, callback(err, { data, fd? })): one message; empty data and no fd = the peer closed.
+Napi::Value RecvMessage(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!GetFd(info.Env(), info[0], &fd)) return Napi::Value();
+  if (!info[1].IsFunction()) {
+    Napi::TypeError::New(info.Env(), "recvMessage needs a callback").ThrowAsJavaScriptException();
+    return Napi::Value();
+  }
+  (new RecvWorker(info[1].As<Napi::Function>(), fd))->Queue();
+  return Napi::Value();
+}
+
+}  // namespace
+
+void InitControl(Napi::Env env, Napi::Object exports) {
+  exports.Set("socketpair", Napi::Function::New(env, Socketpair, "socketpair"));
+  exports.Set("sendMessage", Napi::Function::New(env, SendMessage, "sendMessage"));
+  exports.Set("recvMessage", Napi::Function::New(env, RecvMessage, "recvMessage"));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+}
+
+}  // namespace tapbox
