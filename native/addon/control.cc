@@ -3,8 +3,11 @@
 // the TAP fd as SCM_RIGHTS. Node has no API for either, hence these four calls.
 //
 // recvMessage blocks in a libuv thread-pool thread (an AsyncWorker), so the event loop never waits on
-// it; closeFd shuts a socket down before closing it, which wakes such a blocked recvmsg (it then
-// reports a peer close) instead of leaving the thread stuck forever.
+// it; it holds one of the pool's threads until a message or the peer's close arrives. The worker
+// receives on its own dup of the fd, so closing the fd meanwhile can neither make it fail with EBADF
+// nor, worse, read from an unrelated file that reused the number. (closeFd does not shutdown(): the
+// socket may be shared with a child, e.g. the launcher's end right after spawn.)
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -73,18 +76,19 @@ Napi::Value SendMessage(const Napi::CallbackInfo& info) {
   return Napi::Value();
 }
 
-// closeFd(fd): shutdown (wakes a pending recvMessage on it; ignored for non-sockets) then close.
+// closeFd(fd)
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   int fd;
   if (!GetFd(info.Env(), info[0], &fd)) return Napi::Value();
-  shutdown(fd, SHUT_RDWR);
   if (close(fd) != 0 && errno != EINTR) ThrowErrno(info.Env(), "close", errno);
   return Napi::Value();
 }
 
 class RecvWorker : public Napi::AsyncWorker {
  public:
+  // Takes ownership of `fd` (a dup made for this one receive).
   RecvWorker(Napi::Function callback, int fd) : Napi::AsyncWorker(callback, "tapbox:recvMessage"), fd_(fd) {}
+  ~RecvWorker() override { close(fd_); }
 
  protected:
   void Execute() override {
@@ -153,7 +157,12 @@ Napi::Value RecvMessage(const Napi::CallbackInfo& info) {
     Napi::TypeError::New(info.Env(), "recvMessage needs a callback").ThrowAsJavaScriptException();
     return Napi::Value();
   }
-  (new RecvWorker(info[1].As<Napi::Function>(), fd))->Queue();
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) {
+    ThrowErrno(info.Env(), "recvMessage", errno);
+    return Napi::Value();
+  }
+  (new RecvWorker(info[1].As<Napi::Function>(), own))->Queue();
   return Napi::Value();
 }
 

@@ -43,7 +43,16 @@ void ParseIpv6(const uint8_t* ip, size_t len, int32_t* meta) {
   meta[kMetaL4Offset] = static_cast<int32_t>(kEthernetHeader + offset);
 }
 
+constexpr uint8_t kVnetNeedsChecksum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+constexpr uint8_t kVnetGsoNone = 0;        // VIRTIO_NET_HDR_GSO_NONE
+
 }  // namespace
+
+void ParseVnetHeader(const uint8_t* header, int32_t* meta) {
+  meta[kMetaChecksumPartial] = (header[0] & kVnetNeedsChecksum) ? 1 : 0;
+  bool gso = (header[1] & 0x7f) != kVnetGsoNone;  // the high bit is the ECN flag
+  meta[kMetaGsoSize] = gso ? header[4] | (header[5] << 8) : 0;
+}
 
 void ParseFrame(const uint8_t* frame, size_t len, int32_t* meta) {
   meta[kMetaEthertype] = -1;

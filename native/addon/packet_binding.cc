@@ -81,6 +81,8 @@ Napi::Value JsParseFrame(const Napi::CallbackInfo& info) {
   int32_t* fields = meta.Data();
   fields[kMetaOffset] = 0;
   fields[kMetaLength] = static_cast<int32_t>(length);
+  fields[kMetaChecksumPartial] = 0;
+  fields[kMetaGsoSize] = 0;
   ParseFrame(frame, length, fields);
   return Napi::Value();
 }

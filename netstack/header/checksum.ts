@@ -1,6 +1,8 @@
 // Internet checksum (RFC 1071) in TypeScript: the reference implementation and the fallback when the
-// native addon is not loaded. Sums are kept unfolded-then-folded 16-bit ones' complement values, not
-// inverted: callers invert (`~sum & 0xffff`) when they write a header field.
+// native addon is not loaded (native/addon/checksum.cc, plugged into `checksumImpl` below). Sums are
+// kept unfolded-then-folded 16-bit ones' complement values, not inverted: callers invert
+// (`~sum & 0xffff`) when they write a header field.
+import { native } from '../link/native.js';
 
 /** Ones' complement sum of `len` bytes of `buf` from `off`, added to `initial`; folded to 16 bits. */
 export function checksumTs(buf: Uint8Array, off: number, len: number, initial = 0): number {
@@ -40,12 +42,44 @@ export function pseudoHeaderChecksum(src: Uint8Array, dst: Uint8Array, protocol:
   return fold(sum);
 }
 
+/** Copies `len` bytes of `src` from `srcOff` to `dst` at `dstOff` and returns their sum, as checksumTs does. */
+export function copyChecksumTs(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, len: number, initial = 0): number {
+  dst.set(src.subarray(srcOff, srcOff + len), dstOff);
+  return checksumTs(dst, dstOff, len, initial);
+}
+
 /**
- * The checksum entry point the stack uses. The native addon replaces `impl` at load time with its C
- * implementation (same contract); the TypeScript version stays as the reference and the fallback.
+ * Below this many bytes the TypeScript loop beats the native one, whose JS→C call costs ~50 ns
+ * (measured on Node 20, x86-64: TS 30 ns vs native 50 ns at 64 bytes, 66 vs 55 ns at 128, 29 µs vs
+ * 1.9 µs at 64 KiB; the same crossover for copy+checksum).
  */
-export const checksumImpl = { checksum: checksumTs };
+export const NATIVE_MIN_LENGTH = 128;
+
+/**
+ * The checksum entry points the stack uses. With the native addon loaded they dispatch by length to
+ * its C implementation (same contract); the TypeScript versions stay as the reference and fallback.
+ * (RFC 1624 updates stay in TypeScript: a few additions are far cheaper than a call into C.)
+ */
+export const checksumImpl = nativeChecksumImpl() ?? { checksum: checksumTs, copyChecksum: copyChecksumTs };
+
+function nativeChecksumImpl(): { checksum: typeof checksumTs; copyChecksum: typeof copyChecksumTs } | null {
+  if (!native) return null;
+  const addon = native;
+  return {
+    checksum: (buf, off, len, initial = 0) =>
+      len < NATIVE_MIN_LENGTH ? checksumTs(buf, off, len, initial) : addon.checksum(buf, off, len, initial),
+    copyChecksum: (dst, dstOff, src, srcOff, len, initial = 0) =>
+      len < NATIVE_MIN_LENGTH
+        ? copyChecksumTs(dst, dstOff, src, srcOff, len, initial)
+        : addon.copyChecksum(dst, dstOff, src, srcOff, len, initial),
+  };
+}
 
 export function checksum(buf: Uint8Array, off: number, len: number, initial = 0): number {
   return checksumImpl.checksum(buf, off, len, initial);
+}
+
+/** Copies `len` bytes from `src[srcOff..]` to `dst[dstOff..]` and returns their sum (one pass natively). */
+export function copyChecksum(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, len: number, initial = 0): number {
+  return checksumImpl.copyChecksum(dst, dstOff, src, srcOff, len, initial);
 }

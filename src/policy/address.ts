@@ -32,7 +32,7 @@ export function parseSubnet(text: string): Subnet | null {
   const ip = parseIp(slash < 0 ? text : text.slice(0, slash));
   if (!ip) return null;
   const bits = BITS[ip.family];
-  let prefix = bits;
+  let prefix: number = bits;
   if (slash >= 0) {
     const p = text.slice(slash + 1);
     if (!/^\d{1,3}$/.test(p) || Number(p) > bits) return null;

@@ -1,0 +1,138 @@
+/* init.c — PID 1 of the sandbox and the command's last steps before exec.
+ *
+ * PID 1 forks the command, forwards the signals it receives to it, reaps every zombie of the
+ * namespace (orphans are re-parented to it), and exits with the command's status as soon as the
+ * command exits: the kernel then kills whatever is left in the PID namespace.
+ */
+#include "init.h"
+
+#include "report.h"
+#include "signals.h"
+#include "userns.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NOBODY 65534
+
+static void identity_inside(const struct launch_plan *plan, uid_t *uid, gid_t *gid)
+{
+	*uid = 0;
+	*gid = 0;
+	if (plan->identity == IDENTITY_SAME_UID) {
+		*uid = plan->outer_uid;
+		*gid = plan->outer_gid;
+	} else if (plan->identity == IDENTITY_NOBODY) {
+		*uid = NOBODY;
+		*gid = NOBODY;
+	}
+}
+
+/* Whether some $PATH directory holds a file of that name (execvp says EACCES, not ENOENT, when a
+ * $PATH directory is unreadable, even if the command exists nowhere). */
+static bool on_path(const char *name)
+{
+	const char *dir = getenv("PATH") ? getenv("PATH") : "/bin:/usr/bin";
+	char candidate[PATH_MAX];
+	struct stat st;
+
+	for (;;) {
+		int len = strcspn(dir, ":");
+		/* An empty $PATH entry means the current directory. */
+		int n = len ? snprintf(candidate, sizeof candidate, "%.*s/%s", len, dir, name)
+			    : snprintf(candidate, sizeof candidate, "%s", name);
+		if (n < (int)sizeof candidate && stat(candidate, &st) == 0)
+			return true;
+		if (dir[len] == '\0')
+			return false;
+		dir += len + 1;
+	}
+}
+
+static _Noreturn void report_exec_failure(const char *command, int err)
+{
+	struct stat st;
+
+	if (err == EACCES && !strchr(command, '/') && !on_path(command))
+		err = ENOENT;
+	if (err == ENOENT && strchr(command, '/') && stat(command, &st) == 0)
+		fail("ENOENT", EXIT_NOT_FOUND, "cannot run %s: its interpreter (the #! line) or a library it needs is missing",
+		     command);
+	if (err == ENOENT)
+		fail("ENOENT", EXIT_NOT_FOUND, "command not found: %s", command);
+	if (err == EACCES)
+		fail("EACCES", EXIT_NOT_EXECUTABLE, "permission denied: %s is not executable (chmod +x it, or run it through its interpreter)",
+		     command);
+	fail("EEXEC", EXIT_NOT_EXECUTABLE, "cannot run %s: %s", command, strerror(err));
+}
+
+static _Noreturn void exec_command(const struct launch_plan *plan)
+{
+	uid_t uid;
+	gid_t gid;
+
+	/* A new session: the command can't reach the caller's terminal (TIOCSTI needs it as the
+	 * controlling terminal). A pty slave from the supervisor becomes its own controlling terminal,
+	 * so job control works; an inherited terminal stays someone else's, and that is fine. */
+	setsid();
+	if (isatty(STDIN_FILENO))
+		ioctl(STDIN_FILENO, TIOCSCTTY, 0);
+
+	/* PID 1's PR_SET_DUMPABLE 0 was inherited; our own /proc/self maps must be writable by us. */
+	prctl(PR_SET_DUMPABLE, 1);
+	identity_inside(plan, &uid, &gid);
+	userns_enter_nested(uid, gid);
+	signals_reset_for_exec();
+	/* Every fd above 2 is closed by exec; fd 3 stays usable until then to report an exec failure. */
+	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+		fail("EINIT", EXIT_SETUP_FAILED, "marking inherited descriptors close-on-exec failed (%s); Linux 5.11 or newer is required",
+		     strerror(errno));
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		fail("EINIT", EXIT_SETUP_FAILED, "setting no_new_privs failed (%s)", strerror(errno));
+
+	execvp(plan->command[0], plan->command);
+	report_exec_failure(plan->command[0], errno);
+}
+
+int supervise(pid_t pid, const sigset_t *signals)
+{
+	for (;;) {
+		siginfo_t info;
+		int sig = sigwaitinfo(signals, &info);
+
+		if (sig < 0)
+			continue; /* EINTR only: the set is valid */
+		if (sig != SIGCHLD) {
+			kill(pid, sig);
+			continue;
+		}
+		/* As PID 1 we also collect re-parented orphans here. */
+		int status;
+		pid_t done;
+		while ((done = waitpid(-1, &status, WNOHANG)) > 0) {
+			if (done == pid)
+				return exit_code_of(status);
+		}
+	}
+}
+
+_Noreturn void init_run(const struct launch_plan *plan, const sigset_t *signals)
+{
+	pid_t command = fork();
+
+	if (command < 0)
+		fail("EINIT", EXIT_SETUP_FAILED, "starting the command failed (%s); raise the process limit (ulimit -u)",
+		     strerror(errno));
+	if (command == 0)
+		exec_command(plan);
+	_exit(supervise(command, signals));
+}

@@ -1,0 +1,16 @@
+/* init.h — PID 1 of the sandbox. */
+#ifndef TAPBOX_INIT_H
+#define TAPBOX_INIT_H
+
+#include "plan.h"
+
+#include <signal.h>
+
+/* Starts the command and supervises it until it exits, then exits with its status.
+ * signals: the blocked set from signals_block(). */
+_Noreturn void init_run(const struct launch_plan *plan, const sigset_t *signals);
+
+/* Waits for pid with the blocked signals in set, forwarding the others to it; returns its exit code. */
+int supervise(pid_t pid, const sigset_t *signals);
+
+#endif

@@ -1,0 +1,91 @@
+/* netdev.c — network setup inside the sandbox's new network namespace.
+ *
+ * --net tap: tap0 is created through /dev/net/tun (IFF_TAP|IFF_NO_PI: plain Ethernet frames, no
+ * packet-info prefix; IFF_VNET_HDR only with --vnet-hdr), given a fixed MAC and the MTU, brought up,
+ * addressed (10.0.2.100/24 and fd00::100/64 by default) and routed through the gateways (10.0.2.2,
+ * fd00::2). The device is not persistent: it lives exactly as long as its fd, which the supervisor
+ * holds, so when the supervisor goes the sandbox's only link goes with it.
+ */
+#include "netdev.h"
+
+#include "netlink.h"
+#include "report.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#define TAP_NAME "tap0"
+#define LOOPBACK_INDEX 1 /* lo is always the first link of a network namespace */
+
+static int open_tap(const struct net_plan *net)
+{
+	struct ifreq ifr = { 0 };
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		if (errno == ENOENT || errno == ENXIO || errno == ENODEV)
+			fail("ETUN", EXIT_SETUP_FAILED,
+			     "/dev/net/tun is missing (%s); load the TUN/TAP driver with: sudo modprobe tun",
+			     strerror(errno));
+		fail("ETUN", EXIT_SETUP_FAILED, "/dev/net/tun cannot be opened (%s); allow it with: sudo chmod 0666 /dev/net/tun",
+		     strerror(errno));
+	}
+	strcpy(ifr.ifr_name, TAP_NAME);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (net->vnet_hdr ? IFF_VNET_HDR : 0);
+	if (ioctl(fd, TUNSETIFF, &ifr) != 0)
+		fail("ETUN", EXIT_SETUP_FAILED,
+		     "creating the TAP device %s failed (%s); check that the kernel has CONFIG_TUN%s", TAP_NAME,
+		     strerror(errno), net->vnet_hdr ? " and supports IFF_VNET_HDR, or drop --vnet-hdr" : "");
+	return fd;
+}
+
+static void check(int err, const char *what)
+{
+	if (err < 0)
+		fail("ENETCFG", EXIT_SETUP_FAILED, "%s failed inside the sandbox (%s); check --ip4/--gw4/--ip6/--gw6/--mtu "
+						   "(each gateway must lie inside its address's prefix)",
+		     what, strerror(-err));
+}
+
+static void configure_tap(int rtnl, const struct net_plan *net)
+{
+	char ip4[INET_ADDRSTRLEN], ip6[INET6_ADDRSTRLEN], what[128];
+	int index = if_nametoindex(TAP_NAME);
+
+	if (index == 0)
+		fail("ENETCFG", EXIT_SETUP_FAILED, "%s vanished right after its creation (%s); retry", TAP_NAME,
+		     strerror(errno));
+	inet_ntop(AF_INET, &net->ip4, ip4, sizeof ip4);
+	inet_ntop(AF_INET6, &net->ip6, ip6, sizeof ip6);
+
+	snprintf(what, sizeof what, "bringing %s up with MTU %u", TAP_NAME, net->mtu);
+	check(rtnl_set_link(rtnl, index, net->mtu, net->mac, true), what);
+	snprintf(what, sizeof what, "adding %s/%u to %s", ip4, net->prefix4, TAP_NAME);
+	check(rtnl_add_address(rtnl, index, AF_INET, &net->ip4, net->prefix4), what);
+	snprintf(what, sizeof what, "adding %s/%u to %s", ip6, net->prefix6, TAP_NAME);
+	check(rtnl_add_address(rtnl, index, AF_INET6, &net->ip6, net->prefix6), what);
+	check(rtnl_add_default_route(rtnl, index, AF_INET, &net->gw4), "adding the IPv4 default route");
+	check(rtnl_add_default_route(rtnl, index, AF_INET6, &net->gw6), "adding the IPv6 default route");
+}
+
+int netdev_setup(const struct net_plan *net)
+{
+	int tap = -1;
+	int rtnl = rtnl_open();
+
+	check(rtnl, "opening rtnetlink");
+	check(rtnl_set_link(rtnl, LOOPBACK_INDEX, 0, NULL, true), "bringing lo up");
+	if (net->mode == NET_TAP) {
+		tap = open_tap(net);
+		configure_tap(rtnl, net);
+	}
+	close(rtnl);
+	return tap;
+}

@@ -1,0 +1,58 @@
+// UDP (RFC 768): a view over the 8-byte header, validation (checksum with pseudo-header) and emit.
+import { checksum, pseudoHeaderChecksum } from './checksum.js';
+
+export const UDP_HEADER_LENGTH = 8;
+export const UDP_PROTOCOL = 17;
+
+export class UdpView {
+  buf: Buffer = Buffer.alloc(0);
+  off = 0;
+
+  of(buf: Buffer, off = 0): this {
+    this.buf = buf;
+    this.off = off;
+    return this;
+  }
+
+  get srcPort(): number {
+    return this.buf.readUInt16BE(this.off);
+  }
+  get dstPort(): number {
+    return this.buf.readUInt16BE(this.off + 2);
+  }
+  get length(): number {
+    return this.buf.readUInt16BE(this.off + 4);
+  }
+  get checksum(): number {
+    return this.buf.readUInt16BE(this.off + 6);
+  }
+  get payloadOffset(): number {
+    return this.off + UDP_HEADER_LENGTH;
+  }
+}
+
+/**
+ * Why `len` bytes at `off` are not a valid UDP datagram between `src` and `dst` (4 or 16 bytes), or
+ * null. A zero checksum means "none" for IPv4 and is invalid for IPv6 (RFC 8200 section 8.1).
+ */
+export function validateUdp(buf: Buffer, off: number, len: number, src: Uint8Array, dst: Uint8Array): string | null {
+  if (len < UDP_HEADER_LENGTH || off + len > buf.length) return 'udp-short';
+  const length = buf.readUInt16BE(off + 4);
+  if (length < UDP_HEADER_LENGTH || length > len) return 'udp-bad-length';
+  const stored = buf.readUInt16BE(off + 6);
+  if (stored === 0) return src.length === 4 ? null : 'udp-zero-checksum';
+  if (checksum(buf, off, length, pseudoHeaderChecksum(src, dst, UDP_PROTOCOL, length)) !== 0xffff) return 'udp-bad-checksum';
+  return null;
+}
+
+/** Writes a UDP header at `off` for a datagram of `length` bytes already in place, checksum included. */
+export function emitUdp(buf: Buffer, off: number, srcPort: number, dstPort: number, length: number, src: Uint8Array, dst: Uint8Array): void {
+  buf.writeUInt16BE(srcPort, off);
+  buf.writeUInt16BE(dstPort, off + 2);
+  buf.writeUInt16BE(length, off + 4);
+  buf[off + 6] = 0;
+  buf[off + 7] = 0;
+  const sum = ~checksum(buf, off, length, pseudoHeaderChecksum(src, dst, UDP_PROTOCOL, length)) & 0xffff;
+  // A computed zero is sent as all ones: zero means "no checksum" (RFC 768).
+  buf.writeUInt16BE(sum === 0 ? 0xffff : sum, off + 6);
+}

@@ -1,0 +1,119 @@
+// The typed face of the native addon (native/addon/*.cc, built to build/Release/tapbox_native.node).
+//
+// The addon is loaded once, synchronously, when this module is first imported. If it is missing (not
+// built yet), `native` is null: checksums fall back to TypeScript, and `requireNative()` throws a
+// sentence saying how to build it for the parts that cannot work without it (TAP, control socket).
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Indices of the Int32 fields the TAP reader writes per frame (`stride` fields per frame). */
+export interface MetaFields {
+  readonly stride: number;
+  readonly offset: number;
+  readonly length: number;
+  readonly ethertype: number;
+  readonly l3Offset: number;
+  readonly ipProtocol: number;
+  readonly l4Offset: number;
+  readonly ipv4ChecksumOk: number;
+  readonly checksumPartial: number;
+  readonly gsoSize: number;
+}
+
+/** Indices into a TapDevice's shared `counters` Float64Array. */
+export interface CounterFields {
+  readonly framesIn: number;
+  readonly bytesIn: number;
+  readonly framesOut: number;
+  readonly bytesOut: number;
+  readonly queuedOut: number;
+  readonly droppedOut: number;
+  readonly writeErrors: number;
+}
+
+export interface NativeTapDeviceOptions {
+  /** The largest frame read, Ethernet header included. */
+  frameSize: number;
+  /** Ring slots: the most frames read (and handed to JS) per batch. */
+  batchFrames: number;
+  /** Frames kept for retry when a write meets EAGAIN; beyond that, writes are dropped and counted. */
+  pendingFrames: number;
+  /** The TAP was opened with IFF_VNET_HDR: a struct virtio_net_hdr precedes each frame read and written. */
+  vnetHdr: boolean;
+}
+
+export interface NativeTapDevice {
+  /** The read ring: batchFrames slots of frameSize bytes, rewritten by every batch. */
+  readonly ring: ArrayBuffer;
+  /** Per frame of the current batch, `metaFields.stride` ints (see MetaFields). */
+  readonly meta: Int32Array;
+  /** Running counters (see CounterFields). */
+  readonly counters: Float64Array;
+  /** Writes (or queues) one frame; false if it was dropped. */
+  writeFrame(buf: Uint8Array, offset: number, length: number): boolean;
+  pause(): void;
+  /** Starts (or restarts) reading: a new device is paused. */
+  resume(): void;
+  /** Stops reading and closes the fd. */
+  close(): void;
+}
+
+export interface NativeTapDeviceConstructor {
+  new (
+    fd: number,
+    options: NativeTapDeviceOptions,
+    onFrames: (count: number) => void,
+    onError: (error: NodeJS.ErrnoException) => void,
+  ): NativeTapDevice;
+}
+
+/** One control-socket message: empty data and no fd means the peer closed its end. */
+export interface ControlMessage {
+  data: Buffer;
+  fd?: number;
+}
+
+export interface NativeAddon {
+  checksum(buf: Uint8Array, offset: number, length: number, initial: number): number;
+  copyChecksum(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number, initial: number): number;
+  checksumUpdate(field: number, oldWord: number, newWord: number): number;
+  /** Fills `meta[0 .. metaFields.stride)` for `frame` as the TAP reader does per frame. */
+  parseFrame(frame: Uint8Array, meta: Int32Array): void;
+  readonly TapDevice: NativeTapDeviceConstructor;
+  readonly metaFields: MetaFields;
+  readonly counterFields: CounterFields;
+  socketpair(): [number, number];
+  sendMessage(fd: number, data: Uint8Array, passFd?: number): void;
+  recvMessage(fd: number, callback: (err: NodeJS.ErrnoException | null, message?: ControlMessage) => void): void;
+  closeFd(fd: number): void;
+}
+
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('cannot find the tapbox package root; reinstall tapbox.');
+    dir = parent;
+  }
+  return dir;
+}
+
+const addonPath = join(packageRoot(), 'build', 'Release', 'tapbox_native.node');
+
+function load(): NativeAddon | null {
+  if (!existsSync(addonPath)) return null;
+  return createRequire(import.meta.url)(addonPath) as NativeAddon;
+}
+
+/** The addon, or null when it is not built. */
+export const native: NativeAddon | null = load();
+
+/** The addon; throws a sentence naming the fix when it is not built. */
+export function requireNative(): NativeAddon {
+  if (!native) {
+    throw new Error(`tapbox's native addon is not built (${addonPath} is missing); run \`npm install\` (or \`npm run build\`) in the tapbox package.`);
+  }
+  return native;
+}

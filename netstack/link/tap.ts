@@ -1,0 +1,168 @@
+// TapEndpoint: the LinkEndpoint over the sandbox's TAP fd (native/addon/tap_device.cc underneath).
+//
+// Frames come in batches: the addon reads everything the fd has (up to `batchFrames`) into its ring,
+// then makes one call into JS; we deliver each frame as a view on the ring, then `batchDone()`. While a
+// frame is delivered, `frameInfo` describes it (header facts the addon parsed while reading), so the
+// stack may skip re-parsing. Writes go straight to write(2); a frame that meets a full kernel queue
+// waits in a small native FIFO, and beyond that it is dropped and counted, as on a wire.
+//
+// With `vnetHdr` (the launcher's --vnet-hdr: IFF_VNET_HDR and TUNSETOFFLOAD with TUN_F_CSUM|TSO4|TSO6),
+// the sandbox's kernel may leave TCP/UDP checksums to us (`frameInfo.checksumPartial`: don't verify
+// them; nothing corrupts a frame between two kernels' memory) and send TCP super-segments of up to
+// 64 KiB whatever the MTU (`frameInfo.gsoSize` > 0), so the stack sees IP packets larger than `mtu`.
+// Measured with a minimal TCP sink, sandbox → supervisor bulk transfer: at MTU 1500, 1.2-1.7 GB/s
+// without and 3.5-4.2 GB/s with (CPU per GB ÷4); at MTU 65520, within noise (3.9-4.4 vs 3.8-5.1 GB/s).
+import type { LinkEndpoint, NetworkDispatcher } from './endpoint.js';
+import { requireNative, type MetaFields, type NativeTapDevice } from './native.js';
+
+const ETHERNET_HEADER = 14;
+/** Largest IP packet: what a GSO super-segment can reach whatever the MTU. */
+const MAX_IP_PACKET = 65535;
+
+export interface TapEndpointOptions {
+  /** Largest IP packet on the TAP (the MTU the launcher gave the interface). */
+  mtu: number;
+  /** Most frames read per batch (ring slots). Default 64. */
+  batchFrames?: number;
+  /** Frames kept for retry when the kernel answers EAGAIN. Default 16. */
+  pendingFrames?: number;
+  /** The fd was opened with IFF_VNET_HDR (and offloads set with TUNSETOFFLOAD). Default false. */
+  vnetHdr?: boolean;
+  /**
+   * The TAP failed (read error or poll error: typically the sandbox's network namespace is gone).
+   * Reading has stopped; close() still has to be called. Default: ignore.
+   */
+  onError?: (error: NodeJS.ErrnoException) => void;
+}
+
+export interface TapStats {
+  framesIn: number;
+  bytesIn: number;
+  framesOut: number;
+  bytesOut: number;
+  /** Frames that met EAGAIN and were written later from the FIFO. */
+  queuedOut: number;
+  /** Frames dropped because the FIFO was full. */
+  droppedOut: number;
+  /** Frames the kernel refused (e.g. the interface is down). */
+  writeErrors: number;
+}
+
+/** What the addon parsed of the frame being delivered; -1 where not applicable. */
+export class FrameInfo {
+  /** Index of the frame in the current batch. */
+  index = 0;
+  constructor(
+    private readonly meta: Int32Array,
+    private readonly fields: MetaFields,
+  ) {}
+  private field(f: number): number {
+    return this.meta[this.index * this.fields.stride + f]!;
+  }
+  get ethertype(): number {
+    return this.field(this.fields.ethertype);
+  }
+  /** Offset of the IP (or ARP) header from the frame start. */
+  get l3Offset(): number {
+    return this.field(this.fields.l3Offset);
+  }
+  /** IPv4 protocol, or the IPv6 next header after hop-by-hop/routing/destination options. */
+  get ipProtocol(): number {
+    return this.field(this.fields.ipProtocol);
+  }
+  /** Offset of that protocol's header from the frame start. */
+  get l4Offset(): number {
+    return this.field(this.fields.l4Offset);
+  }
+  /** True if the IPv4 header checksum verifies. */
+  get ipv4ChecksumOk(): boolean {
+    return this.field(this.fields.ipv4ChecksumOk) === 1;
+  }
+  /** vnetHdr only: the sender offloaded the TCP/UDP checksum; its field holds just the pseudo-header sum. */
+  get checksumPartial(): boolean {
+    return this.field(this.fields.checksumPartial) === 1;
+  }
+  /** vnetHdr only: > 0 for a TCP super-segment, the segment size the sender meant (its MSS). */
+  get gsoSize(): number {
+    return this.field(this.fields.gsoSize);
+  }
+}
+
+export class TapEndpoint implements LinkEndpoint {
+  readonly mtu: number;
+  /** The frame being delivered (valid during `deliverFrame`). */
+  readonly frameInfo: FrameInfo;
+  private readonly device: NativeTapDevice;
+  private readonly fields: MetaFields;
+  private dispatcher: NetworkDispatcher | null = null;
+
+  /** Takes ownership of `fd` (set non-blocking here, closed by close()). Reads start at attach(). */
+  constructor(fd: number, options: TapEndpointOptions) {
+    const addon = requireNative();
+    this.mtu = options.mtu;
+    this.fields = addon.metaFields;
+    const onError = options.onError ?? (() => {});
+    const vnetHdr = options.vnetHdr ?? false;
+    const largestPacket = vnetHdr ? Math.max(options.mtu, MAX_IP_PACKET) : options.mtu;
+    this.device = new addon.TapDevice(
+      fd,
+      {
+        frameSize: largestPacket + ETHERNET_HEADER,
+        batchFrames: options.batchFrames ?? 64,
+        pendingFrames: options.pendingFrames ?? 16,
+        vnetHdr,
+      },
+      (count) => this.deliverBatch(count),
+      onError,
+    );
+    this.frameInfo = new FrameInfo(this.device.meta, this.fields);
+  }
+
+  attach(dispatcher: NetworkDispatcher): void {
+    this.dispatcher = dispatcher;
+    this.device.resume();
+  }
+
+  writeFrame(frame: Uint8Array): void {
+    this.device.writeFrame(frame, 0, frame.length);
+  }
+
+  /** Stops reading the TAP (backpressure): the sandbox's frames wait in its kernel queue, then drop. */
+  pause(): void {
+    this.device.pause();
+  }
+
+  resume(): void {
+    if (this.dispatcher) this.device.resume();
+  }
+
+  close(): void {
+    this.device.close();
+  }
+
+  get stats(): TapStats {
+    const c = this.device.counters;
+    const f = requireNative().counterFields;
+    return {
+      framesIn: c[f.framesIn]!,
+      bytesIn: c[f.bytesIn]!,
+      framesOut: c[f.framesOut]!,
+      bytesOut: c[f.bytesOut]!,
+      queuedOut: c[f.queuedOut]!,
+      droppedOut: c[f.droppedOut]!,
+      writeErrors: c[f.writeErrors]!,
+    };
+  }
+
+  private deliverBatch(count: number): void {
+    const dispatcher = this.dispatcher;
+    if (!dispatcher) return;
+    const { ring, meta } = this.device;
+    const { stride, offset, length } = this.fields;
+    for (let i = 0; i < count; i++) {
+      this.frameInfo.index = i;
+      dispatcher.deliverFrame(Buffer.from(ring, meta[i * stride + offset]!, meta[i * stride + length]!));
+    }
+    dispatcher.batchDone();
+  }
+}

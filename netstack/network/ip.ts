@@ -1,0 +1,11 @@
+// What the IPv4 and IPv6 input paths hand their packets to (the stack).
+import type { Family } from '../stack/forwarding.js';
+
+export interface IpDelivery {
+  /**
+   * One whole IP packet (reassembled if it came in fragments, trimmed of link padding), whose
+   * `protocol` header starts at `payloadOffset`. `packet` is valid only during the call.
+   */
+  deliver(family: Family, protocol: number, packet: Buffer, payloadOffset: number): void;
+  drop(reason: string): void;
+}

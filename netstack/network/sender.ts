@@ -1,0 +1,8 @@
+// The stack's sender as the network layer sees it: NetworkSender plus a hop limit for NDP.
+import type { Family } from '../stack/forwarding.js';
+import type { NetworkSender } from '../stack/transport.js';
+
+export interface IpSender extends NetworkSender {
+  /** As NetworkSender.send, with an explicit TTL / hop limit (default 64). */
+  send(family: Family, src: Uint8Array, dst: Uint8Array, protocol: number, length: number, hopLimit?: number): void;
+}

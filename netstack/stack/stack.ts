@@ -1,0 +1,264 @@
+// The Stack: one NIC on one LinkEndpoint, the network layer, and the transports registered on it.
+//
+// Theory of operation
+//
+// The sandbox sits on the other end of the link and believes it talks to a router (us) at the
+// gateway MAC. Every inbound frame goes through deliverFrame(): the Ethernet header is checked and
+// the sandbox's MAC is learned from its source; ARP requests for the gateway/DNS addresses are
+// answered (arp.ts); IPv4 and IPv6 packets are validated, their extension headers walked and
+// fragments reassembled with bounded memory (network/ipv4.ts, ipv6.ts, fragments.ts), and each
+// whole packet reaches deliver(). ICMP and ICMPv6 stop there (echo replies for our own addresses,
+// neighbour advertisements, errors passed to the transport that owns the quoted flow); everything
+// else goes to the transport registered for its protocol number whatever its destination address:
+// the stack is promiscuous, like gVisor's forwarders, and the transports hand each new flow to the
+// Forwarder, which decides whether it may reach the outside.
+//
+// Outbound, every packet is built in one preallocated scratch frame per family: the transport
+// writes its header and data at scratch(family).offset, then send() fills the IP header (ID, TTL 64,
+// checksum) and the Ethernet header (to the sandbox's learned MAC) in front of it and writes the
+// frame to the link synchronously, after which the scratch frame is free again. Nothing on this
+// path allocates except the frame view handed to the link.
+import type { LinkEndpoint, NetworkDispatcher } from '../link/endpoint.js';
+import { BROADCAST_MAC, emitEthernet, ETHERNET_HEADER_LENGTH, EtherType, EthernetView, macEquals, parseMac, validateEthernet } from '../header/ethernet.js';
+import { emitIpv4, IPV4_FLAG_DF, IPV4_MIN_HEADER_LENGTH, isIpv4GroupAddress, parseIpv4 } from '../header/ipv4.js';
+import { emitIpv6, IPV6_HEADER_LENGTH, isIpv6Multicast, parseIpv6 } from '../header/ipv6.js';
+import { ICMPV6_PROTOCOL } from '../header/icmpv6.js';
+import { ArpResponder } from '../network/arp.js';
+import type { ReassemblyLimits } from '../network/fragments.js';
+import { Icmp, ICMPV4_PROTOCOL } from '../network/icmp.js';
+import { Ipv4Input, IPV4_REASSEMBLY_DEFAULTS } from '../network/ipv4.js';
+import { Ipv6Input, IPV6_REASSEMBLY_DEFAULTS } from '../network/ipv6.js';
+import { NeighborDiscovery } from '../network/ndp.js';
+import type { IpSender } from '../network/sender.js';
+import { UdpProtocol, UDP_DEFAULTS, type UdpOptions } from '../transport/udp/index.js';
+import { StackCounters } from './counters.js';
+import type { Family, Forwarder } from './forwarding.js';
+import type { Clock, NetworkInfo, TransportProtocol } from './transport.js';
+
+export interface StackConfig {
+  link: LinkEndpoint;
+  clock: Clock;
+  forwarder: Forwarder;
+  /** Largest IP packet; defaults to the link's MTU. */
+  mtu?: number;
+  /** Our (the gateway's) MAC. Default 02:00:00:00:00:02. */
+  mac?: string;
+  /** The sandbox's MAC until a frame teaches it; until then frames go to broadcast. */
+  sandboxMac?: string;
+  gateway4?: string;
+  dns4?: string;
+  gateway6?: string;
+  dns6?: string;
+  udp?: Partial<UdpOptions>;
+  reassembly4?: Partial<ReassemblyLimits>;
+  reassembly6?: Partial<ReassemblyLimits>;
+}
+
+export const STACK_DEFAULTS = {
+  mac: '02:00:00:00:00:02',
+  gateway4: '10.0.2.2',
+  dns4: '10.0.2.3',
+  gateway6: 'fd00::2',
+  dns6: 'fd00::3',
+} as const;
+
+const DEFAULT_TTL = 64;
+
+interface Scratch {
+  buf: Buffer;
+  offset: number;
+}
+
+export class Stack implements NetworkDispatcher, IpSender {
+  readonly counters = new StackCounters();
+  readonly mtu: number;
+  readonly mac: Uint8Array;
+  /** The gateway's IPv6 link-local address (EUI-64 from our MAC), which NDP also answers for. */
+  readonly linkLocal6: Uint8Array;
+  readonly ipv4: Ipv4Input;
+  readonly ipv6: Ipv6Input;
+  readonly udp: UdpProtocol;
+
+  private readonly link: LinkEndpoint;
+  private readonly own4: Uint8Array[];
+  private readonly own6: Uint8Array[];
+  private readonly sandboxMac: Uint8Array;
+  private readonly transports: (TransportProtocol | undefined)[] = new Array<TransportProtocol | undefined>(256);
+  private readonly arp: ArpResponder;
+  private readonly icmp: Icmp;
+  private readonly eth = new EthernetView();
+  private readonly scratch4: Scratch;
+  private readonly scratch6: Scratch;
+  private readonly net4: NetworkInfo = { family: 4, src: new Uint8Array(4), dst: new Uint8Array(4), packet: Buffer.alloc(0) };
+  private readonly net6: NetworkInfo = { family: 6, src: new Uint8Array(16), dst: new Uint8Array(16), packet: Buffer.alloc(0) };
+  private nextIpId = Math.floor(Math.random() * 0x10000);
+  private closed = false;
+
+  constructor(config: StackConfig) {
+    this.link = config.link;
+    this.mtu = config.mtu ?? config.link.mtu;
+    this.mac = parseMac(config.mac ?? STACK_DEFAULTS.mac);
+    this.sandboxMac = config.sandboxMac ? parseMac(config.sandboxMac) : BROADCAST_MAC.slice();
+    this.linkLocal6 = linkLocalFromMac(this.mac);
+    this.own4 = [parseIpv4(config.gateway4 ?? STACK_DEFAULTS.gateway4), parseIpv4(config.dns4 ?? STACK_DEFAULTS.dns4)];
+    this.own6 = [parseIpv6(config.gateway6 ?? STACK_DEFAULTS.gateway6), parseIpv6(config.dns6 ?? STACK_DEFAULTS.dns6), this.linkLocal6];
+    this.scratch4 = { buf: Buffer.alloc(ETHERNET_HEADER_LENGTH + this.mtu), offset: ETHERNET_HEADER_LENGTH + IPV4_MIN_HEADER_LENGTH };
+    this.scratch6 = { buf: Buffer.alloc(ETHERNET_HEADER_LENGTH + this.mtu), offset: ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH };
+
+    const drop = (reason: string): void => this.counters.drop(reason);
+    const host = {
+      sender: this as IpSender,
+      drop,
+      isOwnAddress: (family: Family, buf: Uint8Array, off: number) => this.isOwnAddress(family, buf, off),
+      transport: (protocol: number) => this.transports[protocol],
+      writeFrame: (frame: Uint8Array) => this.writeFrame(frame),
+      deliver: (family: Family, protocol: number, packet: Buffer, payloadOffset: number) => this.deliver(family, protocol, packet, payloadOffset),
+    };
+    this.arp = new ArpResponder(host, this.mac);
+    this.icmp = new Icmp(host, new NeighborDiscovery(host, this.mac));
+    this.ipv4 = new Ipv4Input(config.clock, { ...IPV4_REASSEMBLY_DEFAULTS, ...config.reassembly4 }, host);
+    this.ipv6 = new Ipv6Input(config.clock, { ...IPV6_REASSEMBLY_DEFAULTS, ...config.reassembly6 }, host);
+    this.udp = new UdpProtocol(this, config.clock, config.forwarder, { ...UDP_DEFAULTS, ...config.udp }, drop);
+    this.registerTransport(this.udp);
+    this.link.attach(this);
+  }
+
+  /** Registers a transport (TCP: 6) for its protocol number; inbound packets of that protocol go to it. */
+  registerTransport(transport: TransportProtocol): void {
+    if (transport.protocol === ICMPV4_PROTOCOL || transport.protocol === ICMPV6_PROTOCOL) {
+      throw new Error(`protocol ${transport.protocol} is handled by the stack itself`);
+    }
+    this.transports[transport.protocol] = transport;
+  }
+
+  deliverFrame(frame: Buffer): void {
+    if (this.closed) return;
+    this.counters.framesIn++;
+    const reason = validateEthernet(frame);
+    if (reason) return this.counters.drop(reason);
+    const eth = this.eth.of(frame, 0);
+    if (!eth.isGroupDestination && !macEquals(frame, eth.dstOffset, this.mac)) return this.counters.drop('not-our-mac');
+    this.learnSandboxMac(frame, eth.srcOffset);
+    switch (eth.etherType) {
+      case EtherType.ARP:
+        return this.arp.handle(frame, eth.payloadOffset);
+      case EtherType.IPv4:
+        return this.ipv4.handle(frame, eth.payloadOffset);
+      case EtherType.IPv6:
+        return this.ipv6.handle(frame, eth.payloadOffset);
+      default:
+        return this.counters.drop('unknown-ethertype');
+    }
+  }
+
+  /** Frames are written synchronously as they are produced, so a batch leaves nothing to flush. */
+  batchDone(): void {}
+
+  maxTransportLength(family: Family): number {
+    return this.mtu - (family === 4 ? IPV4_MIN_HEADER_LENGTH : IPV6_HEADER_LENGTH);
+  }
+
+  scratch(family: Family): { buf: Buffer; offset: number } {
+    return family === 4 ? this.scratch4 : this.scratch6;
+  }
+
+  send(family: Family, src: Uint8Array, dst: Uint8Array, protocol: number, length: number, hopLimit = DEFAULT_TTL): void {
+    if (this.closed) return;
+    if (length > this.maxTransportLength(family)) return this.counters.drop('send-too-big');
+    const buf = family === 4 ? this.scratch4.buf : this.scratch6.buf;
+    let ipLength: number;
+    if (family === 4) {
+      ipLength = IPV4_MIN_HEADER_LENGTH + length;
+      // We never fragment what we send (the transports size to the MTU), so DF is always set.
+      emitIpv4(buf, ETHERNET_HEADER_LENGTH, ipLength, this.nextIpId, IPV4_FLAG_DF, hopLimit, protocol, src, dst);
+      this.nextIpId = (this.nextIpId + 1) & 0xffff;
+      emitEthernet(buf, 0, this.sandboxMac, this.mac, EtherType.IPv4);
+    } else {
+      ipLength = IPV6_HEADER_LENGTH + length;
+      emitIpv6(buf, ETHERNET_HEADER_LENGTH, length, protocol, hopLimit, src, dst);
+      if (isIpv6Multicast(dst, 0)) {
+        // RFC 2464: IPv6 multicast maps to 33:33 and the group's low 32 bits.
+        buf[0] = 0x33;
+        buf[1] = 0x33;
+        buf.set(dst.subarray(12, 16), 2);
+        buf.set(this.mac, 6);
+        buf.writeUInt16BE(EtherType.IPv6, 12);
+      } else {
+        emitEthernet(buf, 0, this.sandboxMac, this.mac, EtherType.IPv6);
+      }
+    }
+    this.writeFrame(buf.subarray(0, ETHERNET_HEADER_LENGTH + ipLength));
+  }
+
+  sendUnreachable(packet: Buffer, family: Family, how: 'port' | 'host' | 'net' | 'admin-prohibited'): void {
+    this.icmp.sendUnreachable(packet, family, how);
+  }
+
+  /** Sends an ICMP "fragmentation needed" / ICMPv6 packet-too-big about `packet` (an inbound IP packet). */
+  sendPacketTooBig(packet: Buffer, family: Family, mtu: number): void {
+    this.icmp.sendPacketTooBig(packet, family, mtu);
+  }
+
+  /** Whether the 4- or 16-byte address at `off` in `buf` is one of ours (gateway, DNS, link-local). */
+  isOwnAddress(family: Family, buf: Uint8Array, off: number): boolean {
+    const list = family === 4 ? this.own4 : this.own6;
+    for (const addr of list) if (bytesEqual(buf, off, addr)) return true;
+    return false;
+  }
+
+  /** Stops the stack: no more frames in or out, UDP sessions end, reassembly memory is freed. */
+  close(): void {
+    if (this.closed) return;
+    this.udp.close();
+    this.closed = true;
+    this.ipv4.reassembler.clear();
+    this.ipv6.reassembler.clear();
+  }
+
+  private deliver(family: Family, protocol: number, packet: Buffer, payloadOffset: number): void {
+    const net = family === 4 ? this.net4 : this.net6;
+    const addrLength = family === 4 ? 4 : 16;
+    const srcOffset = family === 4 ? 12 : 8;
+    packet.copy(net.src, 0, srcOffset, srcOffset + addrLength);
+    packet.copy(net.dst, 0, srcOffset + addrLength, srcOffset + 2 * addrLength);
+    net.packet = packet;
+    if (family === 4 && protocol === ICMPV4_PROTOCOL) return this.icmp.handleV4(net, payloadOffset);
+    if (family === 6 && protocol === ICMPV6_PROTOCOL) return this.icmp.handleV6(net, payloadOffset);
+    // A flow has one peer: multicast and broadcast destinations never become one.
+    if (family === 4 ? isIpv4GroupAddress(packet.readUInt32BE(16)) : isIpv6Multicast(net.dst, 0)) return this.counters.drop('group-destination');
+    const transport = this.transports[protocol];
+    if (!transport) return this.counters.drop('unknown-protocol');
+    transport.handlePacket(net, packet.subarray(payloadOffset));
+  }
+
+  private learnSandboxMac(frame: Buffer, off: number): void {
+    if ((frame[off]! & 1) === 1 || macEquals(frame, off, this.sandboxMac)) return;
+    frame.copy(this.sandboxMac, 0, off, off + 6);
+  }
+
+  private writeFrame(frame: Uint8Array): void {
+    this.counters.framesOut++;
+    this.link.writeFrame(frame);
+  }
+}
+
+function bytesEqual(buf: Uint8Array, off: number, addr: Uint8Array): boolean {
+  for (let i = 0; i < addr.length; i++) if (buf[off + i] !== addr[i]) return false;
+  return true;
+}
+
+/** fe80::/64 with the modified EUI-64 interface identifier of `mac` (RFC 4291 appendix A). */
+function linkLocalFromMac(mac: Uint8Array): Uint8Array {
+  const addr = new Uint8Array(16);
+  addr[0] = 0xfe;
+  addr[1] = 0x80;
+  addr[8] = mac[0]! ^ 0x02;
+  addr[9] = mac[1]!;
+  addr[10] = mac[2]!;
+  addr[11] = 0xff;
+  addr[12] = 0xfe;
+  addr[13] = mac[3]!;
+  addr[14] = mac[4]!;
+  addr[15] = mac[5]!;
+  return addr;
+}

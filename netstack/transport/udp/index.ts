@@ -1,0 +1,1 @@
+export { UdpProtocol, UDP_DEFAULTS, type UdpOptions } from './protocol.js';

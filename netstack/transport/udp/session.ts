@@ -1,0 +1,143 @@
+// One UDP session: a 4-tuple the sandbox sent from, its forwarder request while pending, then the
+// UdpConn the forwarder talks to once accepted.
+import { emitUdp, UDP_HEADER_LENGTH, UDP_PROTOCOL } from '../../header/udp.js';
+import type { FlowId, Refusal, UdpConn, UdpForwarderRequest } from '../../stack/forwarding.js';
+import type { Clock, NetworkSender, TimerHandle } from '../../stack/transport.js';
+
+/** The part of the UDP protocol a session calls back into. */
+export interface SessionOwner {
+  readonly sender: NetworkSender;
+  readonly clock: Clock;
+  readonly maxQueued: number;
+  drop(reason: string): void;
+  remove(session: UdpSession): void;
+}
+
+/** Longest inbound packet an ICMP error may quote: 576 - 28 for IPv4, 1280 - 48 for IPv6. */
+const QUOTE_LIMIT = { 4: 548, 6: 1232 } as const;
+
+const UNREACHABLE = {
+  'port-unreachable': 'port',
+  'host-unreachable': 'host',
+  'net-unreachable': 'net',
+  'admin-prohibited': 'admin-prohibited',
+} as const;
+
+export class UdpSession implements UdpConn {
+  readonly request: UdpForwarderRequest;
+  onClose: (() => void) | null = null;
+  private state: 'pending' | 'open' | 'closed' = 'pending';
+  private handler: ((payload: Buffer) => void) | null = null;
+  /** Datagrams waiting for accept() and a handler: bounded by the owner's maxQueued. */
+  private readonly queue: Buffer[] = [];
+  private flushScheduled = false;
+  /** The last inbound IP packet (truncated), for ICMP errors that quote it. */
+  private readonly quote: Buffer;
+  private quoteLength = 0;
+  private lastActivity: number;
+  private timer: TimerHandle;
+
+  constructor(
+    readonly id: FlowId,
+    readonly key: string,
+    /** The sandbox's address and the address it sent to, as 4 or 16 bytes. */
+    private readonly sandboxAddr: Uint8Array,
+    private readonly remoteAddr: Uint8Array,
+    private readonly idleMs: number,
+    private readonly owner: SessionOwner,
+    firstPayload: Buffer,
+    firstPacket: Buffer,
+  ) {
+    this.quote = Buffer.alloc(QUOTE_LIMIT[id.family]);
+    this.lastActivity = owner.clock.now();
+    this.timer = owner.clock.setTimeout(() => this.checkIdle(), idleMs);
+    this.receive(firstPayload, firstPacket);
+    const queued = this.queue[0] ?? Buffer.from(firstPayload);
+    this.request = {
+      id,
+      firstPayload: queued,
+      accept: () => this.accept(),
+      reject: (how) => this.reject(how),
+    };
+  }
+
+  get onMessage(): ((payload: Buffer) => void) | null {
+    return this.handler;
+  }
+  set onMessage(handler: ((payload: Buffer) => void) | null) {
+    this.handler = handler;
+    this.scheduleFlush();
+  }
+
+  /** One datagram from the sandbox (`payload` after the UDP header; `packet` the whole IP packet). */
+  receive(payload: Buffer, packet: Buffer): void {
+    this.lastActivity = this.owner.clock.now();
+    this.quoteLength = packet.copy(this.quote, 0, 0, Math.min(packet.length, this.quote.length));
+    // The consumer sends the payload on a host socket asynchronously, so it gets its own copy.
+    if (this.state === 'open' && this.handler && this.queue.length === 0) return this.handler(Buffer.from(payload));
+    if (this.queue.length >= this.owner.maxQueued) return this.owner.drop('udp-queue-full');
+    this.queue.push(Buffer.from(payload));
+    this.scheduleFlush();
+  }
+
+  send(payload: Uint8Array): void {
+    if (this.state === 'closed') return this.owner.drop('udp-send-after-close');
+    const sender = this.owner.sender;
+    const length = UDP_HEADER_LENGTH + payload.length;
+    if (length > sender.maxTransportLength(this.id.family)) return this.owner.drop('udp-send-too-big');
+    this.lastActivity = this.owner.clock.now();
+    const { buf, offset } = sender.scratch(this.id.family);
+    buf.set(payload, offset + UDP_HEADER_LENGTH);
+    emitUdp(buf, offset, this.id.dstPort, this.id.srcPort, length, this.remoteAddr, this.sandboxAddr);
+    sender.send(this.id.family, this.remoteAddr, this.sandboxAddr, UDP_PROTOCOL, length);
+  }
+
+  sendIcmp(how: Exclude<Refusal, 'reset'>): void {
+    this.owner.sender.sendUnreachable(this.quote.subarray(0, this.quoteLength), this.id.family, UNREACHABLE[how]);
+  }
+
+  close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.timer.cancel();
+    this.queue.length = 0;
+    this.owner.remove(this);
+  }
+
+  /** Closes the session and tells the consumer (idle expiry, stack shutdown). */
+  expire(): void {
+    if (this.state === 'closed') return;
+    const wasOpen = this.state === 'open';
+    this.close();
+    if (wasOpen) this.onClose?.();
+  }
+
+  private accept(): UdpConn {
+    if (this.state !== 'pending') throw new Error(`UDP request for ${this.id.dstAddr}:${this.id.dstPort} was already answered`);
+    this.state = 'open';
+    this.scheduleFlush();
+    return this;
+  }
+
+  private reject(how: Exclude<Refusal, 'reset'>): void {
+    if (this.state !== 'pending') throw new Error(`UDP request for ${this.id.dstAddr}:${this.id.dstPort} was already answered`);
+    this.sendIcmp(how);
+    this.close();
+  }
+
+  /** Queued datagrams go to the handler after the current call stack, once accepted and a handler is set. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.state !== 'open' || !this.handler || this.queue.length === 0) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      while (this.state === 'open' && this.handler && this.queue.length > 0) this.handler(this.queue.shift()!);
+    });
+  }
+
+  private checkIdle(): void {
+    const idle = this.owner.clock.now() - this.lastActivity;
+    if (idle >= this.idleMs) return this.expire();
+    this.timer = this.owner.clock.setTimeout(() => this.checkIdle(), this.idleMs - idle);
+  }
+}

@@ -1,0 +1,58 @@
+// Every egress event goes three ways: the pino log, the Egress object's events, and the stats behind
+// the summary and the learned allowlist. Log levels: denials are 'warn' (the one line a user sees by
+// default); allowed lookups, flows and flow ends are 'debug' when enforcing and 'info' in audit mode,
+// whose point is to log it all.
+import type { EventEmitter } from 'node:events';
+import type pino from 'pino';
+import { describeFlow, type DnsEvent, type FlowEndEvent, type FlowEvent } from './events.js';
+import type { EgressStats } from './summary.js';
+
+export class Auditor {
+  private readonly allowedLevel: 'debug' | 'info';
+
+  constructor(
+    private readonly logger: pino.Logger,
+    private readonly events: EventEmitter,
+    readonly stats: EgressStats,
+    audit: boolean,
+  ) {
+    this.allowedLevel = audit ? 'info' : 'debug';
+  }
+
+  dns(e: DnsEvent): void {
+    this.stats.dns(e);
+    const what = `dns ${e.type} ${e.name}`;
+    if (e.verdict === 'deny') {
+      this.logger.warn({ event: 'dns', ...e }, `denied ${what}: ${e.reason}`);
+      this.events.emit('deny', e);
+    } else if (e.verdict === 'allow') {
+      const answers = e.answers.length ? e.answers.join(', ') : e.rcode;
+      this.logger[e.dropped.length ? 'warn' : this.allowedLevel]({ event: 'dns', ...e }, `${what}: ${answers}${e.dropped.length ? `; dropped internal ${e.dropped.join(', ')} (rebinding)` : ''}`);
+    } else {
+      this.logger[e.verdict === 'fail' ? 'warn' : this.allowedLevel]({ event: 'dns', ...e }, `${what}: ${e.rcode} (${e.reason})`);
+    }
+    this.events.emit('dns', e);
+  }
+
+  flow(e: FlowEvent): void {
+    this.stats.flow(e);
+    if (e.verdict === 'deny') {
+      this.logger.warn({ event: 'flow', ...e }, `denied ${describeFlow(e)}: ${e.reason}`);
+      this.events.emit('flow', e);
+      this.events.emit('deny', e);
+      return;
+    }
+    this.logger[this.allowedLevel]({ event: 'flow', ...e }, `allowed ${describeFlow(e)}: ${e.reason}`);
+    this.events.emit('flow', e);
+  }
+
+  flowEnd(e: FlowEndEvent): void {
+    this.stats.flowEnd(e);
+    const how = e.error ? `, ${e.error}` : '';
+    this.logger[e.error ? 'info' : this.allowedLevel](
+      { event: 'flowEnd', ...e },
+      `closed ${describeFlow(e)}: ${e.bytesUp} B up, ${e.bytesDown} B down, ${(e.durationMs / 1000).toFixed(1)} s${how}`,
+    );
+    this.events.emit('flowEnd', e);
+  }
+}

@@ -1,0 +1,24 @@
+// The egress log: pino, JSON lines or pino-pretty, to stderr or a file. On a terminal the pretty form is
+// one short line per event ("tapbox: denied tcp evil.example:443 (198.51.100.7): not in allowlist");
+// the structured fields are in the JSON form.
+import pino from 'pino';
+import pretty from 'pino-pretty';
+import { TapboxError } from '../errors.js';
+
+export interface LoggerOptions {
+  logLevel: string;
+  logFormat: 'json' | 'pretty';
+  logFile?: string;
+}
+
+export function createLogger(o: LoggerOptions): pino.Logger {
+  if (o.logLevel !== 'silent' && !(o.logLevel in pino.levels.values)) {
+    throw new TapboxError('EUSAGE', `unknown log level "${o.logLevel}"; use one of ${Object.keys(pino.levels.values).join(', ')} or silent.`);
+  }
+  const options = { level: o.logLevel, base: undefined };
+  if (o.logFormat === 'json') return pino(options, pino.destination({ dest: o.logFile ?? 2, sync: true }));
+  const stream = o.logFile
+    ? pretty({ destination: o.logFile, sync: true, colorize: false, hideObject: true, ignore: 'pid,hostname', translateTime: 'SYS:standard', messageFormat: 'tapbox: {msg}' })
+    : pretty({ destination: 2, sync: true, hideObject: true, ignore: 'pid,hostname,time,level', messageFormat: 'tapbox: {msg}' });
+  return pino(options, stream);
+}

@@ -1,0 +1,151 @@
+// What the sandbox talked to: per destination (name when one is known, else address), the verdict,
+// connections and bytes. Printed as a table at exit and written as the JSON report.
+import type { DnsEvent, FlowEndEvent, FlowEvent } from './events.js';
+
+export interface DestinationSummary {
+  destination: string;
+  verdict: 'allowed' | 'denied' | 'mixed';
+  /** Allowed flows, denied flows, DNS lookups (allowed or not). */
+  connections: number;
+  denied: number;
+  lookups: number;
+  bytesUp: number;
+  bytesDown: number;
+}
+
+export interface EgressSummary {
+  destinations: DestinationSummary[];
+  totals: { connections: number; denied: number; lookups: number; deniedLookups: number; bytesUp: number; bytesDown: number };
+}
+
+/** One learned destination: a name or address, a port, the protocols seen and how often. */
+export interface LearnedFlow {
+  target: string;
+  isName: boolean;
+  port: number;
+  protos: Set<'tcp' | 'udp'>;
+  hits: number;
+}
+
+interface DestinationStats {
+  allowed: number;
+  denied: number;
+  lookups: number;
+  deniedLookups: number;
+  bytesUp: number;
+  bytesDown: number;
+}
+
+export class EgressStats {
+  private readonly destinations = new Map<string, DestinationStats>();
+  private readonly learned = new Map<string, LearnedFlow>();
+  /** Names the sandbox looked up, with how many times. */
+  readonly lookedUp = new Map<string, number>();
+
+  dns(e: DnsEvent): void {
+    const d = this.destination(e.name);
+    d.lookups++;
+    if (e.verdict === 'deny') d.deniedLookups++;
+    this.lookedUp.set(e.name, (this.lookedUp.get(e.name) ?? 0) + 1);
+  }
+
+  flow(e: FlowEvent): void {
+    const d = this.destination(e.name ?? e.dst);
+    if (e.verdict === 'deny') {
+      d.denied++;
+      return;
+    }
+    d.allowed++;
+    const target = e.name ?? e.dst;
+    const key = `${target} ${e.port}`;
+    const learned = this.learned.get(key) ?? { target, isName: e.name !== null, port: e.port, protos: new Set(), hits: 0 };
+    learned.protos.add(e.proto);
+    learned.hits++;
+    this.learned.set(key, learned);
+  }
+
+  flowEnd(e: FlowEndEvent): void {
+    const d = this.destination(e.name ?? e.dst);
+    d.bytesUp += e.bytesUp;
+    d.bytesDown += e.bytesDown;
+  }
+
+  learnedFlows(): LearnedFlow[] {
+    return [...this.learned.values()];
+  }
+
+  summary(): EgressSummary {
+    const destinations: DestinationSummary[] = [...this.destinations]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([destination, d]) => ({
+        destination,
+        verdict: verdictOf(d),
+        connections: d.allowed,
+        denied: d.denied,
+        lookups: d.lookups,
+        bytesUp: d.bytesUp,
+        bytesDown: d.bytesDown,
+      }));
+    const sum = (f: (d: DestinationStats) => number) => [...this.destinations.values()].reduce((n, d) => n + f(d), 0);
+    return {
+      destinations,
+      totals: {
+        connections: sum((d) => d.allowed),
+        denied: sum((d) => d.denied),
+        lookups: sum((d) => d.lookups),
+        deniedLookups: sum((d) => d.deniedLookups),
+        bytesUp: sum((d) => d.bytesUp),
+        bytesDown: sum((d) => d.bytesDown),
+      },
+    };
+  }
+
+  private destination(key: string): DestinationStats {
+    let d = this.destinations.get(key);
+    if (!d) this.destinations.set(key, (d = { allowed: 0, denied: 0, lookups: 0, deniedLookups: 0, bytesUp: 0, bytesDown: 0 }));
+    return d;
+  }
+}
+
+function verdictOf(d: DestinationStats): DestinationSummary['verdict'] {
+  const denied = d.denied + d.deniedLookups > 0;
+  const allowed = d.allowed > 0 || d.lookups > d.deniedLookups;
+  return denied && allowed ? 'mixed' : denied ? 'denied' : 'allowed';
+}
+
+/** The summary as a table: box-drawn for a terminal, plain aligned text otherwise. */
+export function formatSummary(s: EgressSummary, terminal: boolean): string {
+  const header = ['destination', 'verdict', 'conns', 'denied', 'lookups', 'up', 'down'];
+  const rows = s.destinations.map((d) => [d.destination, d.verdict, String(d.connections), String(d.denied), String(d.lookups), formatBytes(d.bytesUp), formatBytes(d.bytesDown)]);
+  const t = s.totals;
+  rows.push(['total', '', String(t.connections), String(t.denied), String(t.lookups), formatBytes(t.bytesUp), formatBytes(t.bytesDown)]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const cells = (r: string[]) => r.map((c, i) => (i >= 2 ? c.padStart(widths[i]) : c.padEnd(widths[i])));
+  if (!terminal) {
+    return ['tapbox egress summary', ...[header, ...rows].map((r) => cells(r).join('  ').trimEnd())].join('\n') + '\n';
+  }
+  const line = (l: string, m: string, r: string) => l + widths.map((w) => '─'.repeat(w + 2)).join(m) + r;
+  const row = (r: string[]) => `│ ${cells(r).join(' │ ')} │`;
+  return [
+    'tapbox egress summary',
+    line('┌', '┬', '┐'),
+    row(header),
+    line('├', '┼', '┤'),
+    ...rows.slice(0, -1).map(row),
+    line('├', '┼', '┤'),
+    row(rows[rows.length - 1]),
+    line('└', '┴', '┘'),
+  ].join('\n') + '\n';
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(1)} ${units[u]}`;
+}

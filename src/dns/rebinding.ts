@@ -1,0 +1,51 @@
+// DNS rebinding: an allowed name whose answer points inside (loopback, the LAN, the cloud metadata
+// service, the host itself) must not open that address. The proxy drops such records; only an explicit
+// IP/subnet rule opens these addresses.
+import os from 'node:os';
+import { formatIp, parseIp, parseSubnet, subnetContains, type IpAddr, type Subnet } from '../policy/address.js';
+
+const INTERNAL_SUBNETS: Subnet[] = [
+  '0.0.0.0/8', // "this network", unspecified
+  '10.0.0.0/8', // RFC 1918
+  '100.64.0.0/10', // CGNAT
+  '127.0.0.0/8', // loopback
+  '169.254.0.0/16', // link-local, 169.254.169.254 metadata included
+  '172.16.0.0/12', // RFC 1918
+  '192.168.0.0/16', // RFC 1918
+  '224.0.0.0/4', // multicast
+  '240.0.0.0/4', // reserved, broadcast included
+  '::/128', // unspecified
+  '::1/128', // loopback
+  'fc00::/7', // ULA, fd00:ec2::254 metadata included
+  'fe80::/10', // link-local
+  'ff00::/8', // multicast
+].map((s) => parseSubnet(s)!);
+
+const NAT64 = parseSubnet('64:ff9b::/96')!;
+
+// The benchmarking and documentation ranges are never internal, even when the host holds such an
+// address: test hosts (ours included) live there, and fake-IP DNS proxies hand them out as the way out.
+const NEVER_INTERNAL: Subnet[] = ['198.18.0.0/15', '2001:db8::/32'].map((s) => parseSubnet(s)!);
+
+/** The host's own addresses, which a sandbox must not reach through a name. */
+export function hostAddresses(): Set<string> {
+  const out = new Set<string>();
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const a of list ?? []) {
+      const ip = parseIp(a.address.replace(/%.*$/, ''));
+      if (ip) out.add(formatIp(ip));
+    }
+  }
+  return out;
+}
+
+/** True when a DNS answer must not open `addr`. */
+export function isRebindingTarget(addr: string, host: Set<string>): boolean {
+  const ip = parseIp(addr);
+  if (!ip) return true;
+  if (NEVER_INTERNAL.some((s) => subnetContains(s, ip))) return false;
+  if (host.has(formatIp(ip))) return true;
+  // A NAT64 address reaches the IPv4 address embedded in its last 32 bits.
+  const target: IpAddr = subnetContains(NAT64, ip) ? { family: 4, value: ip.value & 0xffffffffn } : ip;
+  return INTERNAL_SUBNETS.some((s) => subnetContains(s, target));
+}

@@ -1,0 +1,89 @@
+// The egress firewall, as the supervisor sees it: load the rules (a bad one stops everything before the
+// sandbox starts), build the DNS proxy and the forwarder the stack calls, and at the end write the
+// report, the learned allowlist and the summary. Events: 'dns', 'flow', 'deny', 'flowEnd'.
+import { EventEmitter } from 'node:events';
+import { writeFile } from 'node:fs/promises';
+import type pino from 'pino';
+import type { Forwarder } from '../netstack/stack/forwarding.js';
+import { Auditor } from './audit/auditor.js';
+import { formatLearnedAllowlist } from './audit/learn.js';
+import { createLogger } from './audit/logger.js';
+import { EgressStats, formatSummary, type EgressSummary } from './audit/summary.js';
+import { DnsProxy } from './dns/proxy.js';
+import { hostAddresses } from './dns/rebinding.js';
+import { hostResolvers, parseUpstream, Upstream } from './dns/upstream.js';
+import { TapboxError } from './errors.js';
+import { createForwarder, type SandboxAddresses } from './forwarder/index.js';
+import { load } from './policy/allowlist.js';
+import { Policy } from './policy/policy.js';
+import { parseRule } from './policy/rule.js';
+
+export type { EgressSummary } from './audit/summary.js';
+export type { DnsEvent, FlowEndEvent, FlowEvent } from './audit/events.js';
+
+export interface EgressOptions {
+  allowFiles: string[];
+  allow: string[];
+  dnsUpstream: string[];
+  sniCheck: boolean;
+  audit: boolean;
+  learn?: string;
+  report?: string;
+  logLevel: string;
+  logFormat: 'json' | 'pretty';
+  logFile?: string;
+  summary: boolean;
+  sandbox: SandboxAddresses;
+}
+
+export interface Egress extends EventEmitter {
+  forwarder: Forwarder;
+  logger: pino.Logger;
+  policy: Policy;
+  /** Stops every flow and DNS query, writes the report and learned allowlist, prints the summary. */
+  close(): Promise<EgressSummary>;
+}
+
+/** Throws TapboxError EPOLICY on a bad rule or allowlist file. */
+export async function createEgress(opts: EgressOptions): Promise<Egress> {
+  const logger = createLogger(opts);
+  const audit = opts.audit || opts.learn !== undefined;
+  const lists = await Promise.all(opts.allowFiles.map((f) => load(f)));
+  lists.push({ rules: opts.allow.map((r) => parseRule(r, '--allow')) });
+  const policy = Policy.fromAllowlists(lists, { audit });
+  const upstream = new Upstream({ servers: opts.dnsUpstream.length ? opts.dnsUpstream.map(parseUpstream) : hostResolvers() });
+
+  const emitter = new EventEmitter();
+  const stats = new EgressStats();
+  const auditor = new Auditor(logger, emitter, stats, audit);
+  const dns = new DnsProxy({ policy, upstream, hostAddrs: hostAddresses(), onEvent: (e) => auditor.dns(e) });
+  const forwarder = createForwarder({ policy, dns, auditor, sandbox: opts.sandbox, sniCheck: opts.sniCheck });
+  logger.debug({ rules: policy.rules.length, audit, maxFlows: policy.maxFlows }, `egress policy loaded: ${policy.rules.length} rules${audit ? ', audit mode' : ''}`);
+
+  let closing: Promise<EgressSummary> | undefined;
+  const close = async (): Promise<EgressSummary> => {
+    forwarder.close();
+    dns.close();
+    upstream.close();
+    const summary = stats.summary();
+    await writeOutput(opts.report, `${JSON.stringify({ mode: audit ? 'audit' : 'enforce', ...summary }, null, 2)}\n`, 'report');
+    await writeOutput(opts.learn, formatLearnedAllowlist(stats.learnedFlows(), stats.lookedUp), 'learned allowlist');
+    if (opts.summary) process.stderr.write(formatSummary(summary, process.stderr.isTTY === true));
+    return summary;
+  };
+  return Object.assign(emitter, {
+    forwarder,
+    logger,
+    policy,
+    close: () => (closing ??= close()),
+  });
+}
+
+async function writeOutput(path: string | undefined, text: string, what: string): Promise<void> {
+  if (!path) return;
+  try {
+    await writeFile(path, text);
+  } catch (err) {
+    throw new TapboxError('EINTERNAL', `cannot write the ${what} to ${path}: ${(err as Error).message}; check that its directory exists and is writable.`);
+  }
+}

@@ -1,0 +1,110 @@
+// What the TCP and UDP forwarders share: the policy, the DNS proxy, the auditor, the flow limit, and
+// the sandbox's own addresses (the resolver, the gateway).
+import type { FlowId } from '../../netstack/stack/forwarding.js';
+import type { Auditor } from '../audit/auditor.js';
+import type { FlowEvent } from '../audit/events.js';
+import type { DnsProxy } from '../dns/proxy.js';
+import { canonicalIp } from '../policy/address.js';
+import type { FlowDecision, Policy } from '../policy/policy.js';
+import type { Proto } from '../policy/rule.js';
+
+export interface SandboxAddresses {
+  dns4: string;
+  dns6: string;
+  gateway4: string;
+  gateway6: string;
+}
+
+export interface ForwarderOptions {
+  policy: Policy;
+  dns: DnsProxy;
+  auditor: Auditor;
+  sandbox: SandboxAddresses;
+  /** Verify TLS SNI / HTTP Host / QUIC SNI on flows allowed only through a DNS pin. */
+  sniCheck: boolean;
+  /** Host connect timeout, ms (default 10 s). */
+  connectTimeoutMs?: number;
+  /** How long to wait for a full ClientHello / request head (default 5 s). */
+  inspectTimeoutMs?: number;
+  /** How many bytes to read at most looking for it (default 32 KiB). */
+  inspectMaxBytes?: number;
+}
+
+/** Where a new flow goes before the policy is asked. */
+export type Route = 'dns' | 'resolver-closed' | 'gateway' | 'policy';
+
+export class ForwarderContext {
+  readonly connectTimeoutMs: number;
+  readonly inspectTimeoutMs: number;
+  readonly inspectMaxBytes: number;
+  private nextFlowId = 1;
+  private active = 0;
+  private readonly dnsAddrs: Set<string>;
+  private readonly gatewayAddrs: Set<string>;
+  /** Closes every open flow (Egress.close). */
+  readonly closers = new Set<() => void>();
+
+  constructor(readonly o: ForwarderOptions) {
+    this.connectTimeoutMs = o.connectTimeoutMs ?? 10_000;
+    this.inspectTimeoutMs = o.inspectTimeoutMs ?? 5_000;
+    this.inspectMaxBytes = o.inspectMaxBytes ?? 32 * 1024;
+    this.dnsAddrs = new Set([o.sandbox.dns4, o.sandbox.dns6].map((a) => canonicalIp(a) ?? a));
+    this.gatewayAddrs = new Set([o.sandbox.gateway4, o.sandbox.gateway6].map((a) => canonicalIp(a) ?? a));
+  }
+
+  /**
+   * Port 53 anywhere goes to the DNS proxy (never forwarded); other ports on the resolver address are
+   * closed. The gateway addresses are not a way to the host: flows to them are refused.
+   */
+  route(id: FlowId): Route {
+    const dst = canonicalIp(id.dstAddr) ?? id.dstAddr;
+    if (id.dstPort === 53) return 'dns';
+    if (this.dnsAddrs.has(dst)) return 'resolver-closed';
+    if (this.gatewayAddrs.has(dst)) return 'gateway';
+    return 'policy';
+  }
+
+  /** Takes a slot for a new flow; false past the limit. Release it with `release`. */
+  acquire(): boolean {
+    const max = this.o.policy.maxFlows;
+    if (max !== undefined && this.active >= max) return false;
+    this.active++;
+    return true;
+  }
+
+  release(): void {
+    this.active--;
+  }
+
+  flowId(): number {
+    return this.nextFlowId++;
+  }
+
+  /** A flow event for `id`; `name` defaults to the decision's first name. */
+  event(flowId: number, proto: Proto, id: FlowId, verdict: 'allow' | 'deny', reason: string, decision?: FlowDecision, name?: string | null): FlowEvent {
+    const via = decision?.verdict === 'allow' ? decision.via : undefined;
+    const names = decision?.names ?? [];
+    return {
+      flowId,
+      proto,
+      src: id.srcAddr,
+      srcPort: id.srcPort,
+      dst: canonicalIp(id.dstAddr) ?? id.dstAddr,
+      port: id.dstPort,
+      name: name !== undefined ? name : (names[names.length - 1] ?? null),
+      verdict,
+      reason,
+      via,
+    };
+  }
+
+  deny(proto: Proto, id: FlowId, reason: string, decision?: FlowDecision): void {
+    this.o.auditor.flow(this.event(this.flowId(), proto, id, 'deny', reason, decision));
+  }
+}
+
+export function allowReason(d: FlowDecision & { verdict: 'allow' }): string {
+  if (d.via === 'audit') return 'audit mode';
+  if (d.via === 'ip-rule') return 'address rule';
+  return 'allowed name';
+}

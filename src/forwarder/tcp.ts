@@ -1,0 +1,246 @@
+// TCP flows from the sandbox. Denied → RST at once (the program sees ECONNREFUSED, never a hang).
+// Allowed → the host socket connects first, and the sandbox gets its SYN-ACK only once it did (refused
+// → RST, timeout → host unreachable); then bytes are relayed both ways with backpressure (pipe), FINs
+// kept as half-closes, and a reset on either side resets the other.
+//
+// Flows allowed only through a DNS pin are inspected first: the connection is accepted, its first
+// bytes read until a full TLS ClientHello or HTTP/1 request head, whose SNI / Host must name an
+// allowed name pinned to that address (a CDN address serves many names: the pin alone would open all
+// of them). An encrypted ClientHello hides the real name and is refused. Other protocols pass only when
+// the name's rule names the port explicitly (`git.example.com:22`): the user opened that port for that
+// name knowingly; server-speaks-first protocols (SSH, SMTP) are recognised by silence from the client.
+import net from 'node:net';
+import type { Refusal, TcpConn, TcpForwarderRequest } from '../../netstack/stack/forwarding.js';
+import type { FlowEvent } from '../audit/events.js';
+import { sniffStream, type StreamSniff } from '../inspect/sniff.js';
+import type { FlowDecision } from '../policy/policy.js';
+import { allowReason, type ForwarderContext } from './context.js';
+
+/** How long a flow on an explicitly opened port may stay silent before it counts as server-first. */
+const SERVER_FIRST_WAIT_MS = 1000;
+
+export function forwardTcp(ctx: ForwarderContext, req: TcpForwarderRequest): void {
+  const id = req.id;
+  switch (ctx.route(id)) {
+    case 'dns':
+      ctx.o.dns.serveTcp(req.accept());
+      return;
+    case 'resolver-closed':
+      req.reject('reset');
+      ctx.deny('tcp', id, 'only port 53 is open on the resolver address');
+      return;
+    case 'gateway':
+      req.reject('reset');
+      ctx.deny('tcp', id, 'the gateway address does not lead to the host');
+      return;
+  }
+  const decision = ctx.o.policy.decide({ proto: 'tcp', addr: id.dstAddr, port: id.dstPort });
+  if (decision.verdict === 'deny') {
+    req.reject('reset');
+    ctx.deny('tcp', id, decision.reason, decision);
+    return;
+  }
+  if (!ctx.acquire()) {
+    req.reject('reset');
+    ctx.deny('tcp', id, `already ${ctx.o.policy.maxFlows} flows open (the connection limit)`, decision);
+    return;
+  }
+  if (ctx.o.sniCheck && decision.via === 'pin') inspectThenConnect(ctx, req, decision);
+  else connectThenAccept(ctx, req, decision);
+}
+
+function connectThenAccept(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDecision & { verdict: 'allow' }): void {
+  const flow = ctx.event(ctx.flowId(), 'tcp', req.id, 'allow', allowReason(decision), decision);
+  ctx.o.auditor.flow(flow);
+  const started = Date.now();
+  connectHost(ctx, flow.dst, flow.port).then(
+    (host) => relay(ctx, flow, req.accept(), host, Buffer.alloc(0), started),
+    (err: NodeJS.ErrnoException) => {
+      req.reject(refusalFor(err));
+      ended(ctx, flow, started, 0, 0, `host ${err.code ?? err.message}`);
+    },
+  );
+}
+
+function inspectThenConnect(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDecision & { verdict: 'allow' }): void {
+  const conn = req.accept();
+  const started = Date.now();
+  const chunks: Buffer[] = [];
+  let total = 0;
+  let settled = false;
+  conn.on('error', () => {}); // a reset from the sandbox ends up in 'close'
+
+  const settle = (outcome: Verdict | null) => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(deadline);
+    clearTimeout(silence);
+    conn.pause();
+    conn.off('data', onData).off('end', onEnd).off('close', onClose);
+    ctx.closers.delete(abort);
+    if (outcome === null) return ctx.release(); // the sandbox left before saying anything useful
+    const flow = ctx.event(ctx.flowId(), 'tcp', req.id, outcome.ok ? 'allow' : 'deny', outcome.reason, decision, outcome.ok ? outcome.name : undefined);
+    ctx.o.auditor.flow(flow);
+    if (!outcome.ok) {
+      conn.reset();
+      ctx.release();
+      return;
+    }
+    connectHost(ctx, flow.dst, flow.port).then(
+      (host) => {
+        if (conn.destroyed) {
+          host.destroy();
+          ended(ctx, flow, started, 0, 0, 'sandbox closed the connection');
+        } else {
+          relay(ctx, flow, conn, host, Buffer.concat(chunks), started);
+        }
+      },
+      (err: NodeJS.ErrnoException) => {
+        conn.reset();
+        ended(ctx, flow, started, 0, 0, `host ${err.code ?? err.message}`);
+      },
+    );
+  };
+  const onData = (chunk: Buffer) => {
+    chunks.push(chunk);
+    total += chunk.length;
+    clearTimeout(silence);
+    const sniff = sniffStream(Buffer.concat(chunks));
+    if (sniff.kind !== 'incomplete') settle(judge(ctx, req, decision, sniff));
+    else if (total >= ctx.inspectMaxBytes) settle({ ok: false, reason: `no complete TLS ClientHello or HTTP request in the first ${total} bytes` });
+  };
+  const onIncomplete = () =>
+    settle(
+      total === 0 && decision.explicitPort
+        ? { ok: true, reason: 'server-first protocol on an explicitly allowed port', name: lastName(decision) }
+        : { ok: false, reason: 'no complete TLS ClientHello or HTTP request to check the name of' },
+    );
+  const onEnd = onIncomplete;
+  const onClose = () => settle(null);
+  const deadline = setTimeout(onIncomplete, ctx.inspectTimeoutMs);
+  const silence = decision.explicitPort ? setTimeout(() => total === 0 && onIncomplete(), Math.min(SERVER_FIRST_WAIT_MS, ctx.inspectTimeoutMs)) : undefined;
+  const abort = () => {
+    settle(null);
+    conn.destroy();
+  };
+  conn.on('data', onData).on('end', onEnd).on('close', onClose);
+  ctx.closers.add(abort);
+}
+
+type Verdict = { ok: true; reason: string; name: string | null } | { ok: false; reason: string };
+
+function judge(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDecision & { verdict: 'allow' }, sniff: StreamSniff): Verdict {
+  const query = { proto: 'tcp' as const, addr: decision.addr, port: req.id.dstPort };
+  switch (sniff.kind) {
+    case 'tls':
+      if (sniff.ech) return { ok: false, reason: 'encrypted ClientHello (ECH) hides the server name' };
+      if (sniff.sni === null) return { ok: false, reason: 'TLS ClientHello without a server name' };
+      return ctx.o.policy.verifyName(sniff.sni, query)
+        ? { ok: true, reason: 'SNI matches an allowed name', name: sniff.sni }
+        : { ok: false, reason: `SNI ${sniff.sni} is not an allowed name resolved to ${decision.addr}` };
+    case 'http':
+      return ctx.o.policy.verifyName(sniff.host, query)
+        ? { ok: true, reason: 'Host matches an allowed name', name: sniff.host }
+        : { ok: false, reason: `HTTP Host ${sniff.host} is not an allowed name resolved to ${decision.addr}` };
+    case 'unknown':
+      return decision.explicitPort
+        ? { ok: true, reason: 'explicitly allowed port', name: lastName(decision) }
+        : { ok: false, reason: 'neither TLS nor HTTP, so the name cannot be checked; allow NAME:PORT to open other protocols' };
+    case 'invalid':
+      return { ok: false, reason: `malformed: ${sniff.reason}` };
+    case 'incomplete':
+      return { ok: false, reason: 'incomplete request' };
+  }
+}
+
+function lastName(d: FlowDecision): string | null {
+  return d.names[d.names.length - 1] ?? null;
+}
+
+function connectHost(ctx: ForwarderContext, host: string, port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port, allowHalfOpen: true });
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })), ctx.connectTimeoutMs);
+    socket.once('error', fail);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', fail);
+      resolve(socket);
+    });
+  });
+}
+
+function refusalFor(err: NodeJS.ErrnoException): Refusal {
+  switch (err.code) {
+    case 'ENETUNREACH':
+      return 'net-unreachable';
+    case 'EHOSTUNREACH':
+    case 'ETIMEDOUT':
+      return 'host-unreachable';
+    default:
+      return 'reset';
+  }
+}
+
+/** Relays until both sides closed; `first` are bytes read from the sandbox during inspection. */
+function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.Socket, first: Buffer, started: number): void {
+  let up = first.length;
+  let down = 0;
+  let error: string | undefined;
+  let open = 2;
+  const closeBoth = () => {
+    conn.destroy();
+    host.destroy();
+  };
+  ctx.closers.add(closeBoth);
+  const onClosed = () => {
+    if (--open > 0) return;
+    ctx.closers.delete(closeBoth);
+    ended(ctx, flow, started, up, down, error);
+  };
+
+  if (first.length) host.write(first);
+  conn.pipe(host);
+  host.pipe(conn);
+  // The sandbox may have half-closed while its first bytes were inspected.
+  if (conn.readableEnded) host.end();
+  conn.on('data', (c: Buffer) => (up += c.length));
+  host.on('data', (c: Buffer) => (down += c.length));
+  host.on('error', (err: NodeJS.ErrnoException) => {
+    error ??= `host ${err.code ?? err.message}`;
+    conn.reset();
+  });
+  conn.on('error', (err: NodeJS.ErrnoException) => {
+    error ??= `sandbox ${err.code ?? err.message}`;
+    host.resetAndDestroy();
+  });
+  // A side that closes without having ended its stream went away abruptly: reset the other.
+  host.on('close', () => {
+    if (!conn.destroyed && !conn.writableEnded) conn.reset();
+    onClosed();
+  });
+  conn.on('close', () => {
+    if (!host.destroyed && !host.writableEnded) host.resetAndDestroy();
+    onClosed();
+  });
+}
+
+function ended(ctx: ForwarderContext, flow: FlowEvent, started: number, bytesUp: number, bytesDown: number, error?: string): void {
+  ctx.release();
+  ctx.o.auditor.flowEnd({
+    flowId: flow.flowId,
+    proto: 'tcp',
+    dst: flow.dst,
+    port: flow.port,
+    name: flow.name,
+    bytesUp,
+    bytesDown,
+    durationMs: Date.now() - started,
+    error,
+  });
+}

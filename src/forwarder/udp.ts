@@ -1,0 +1,166 @@
+// UDP sessions from the sandbox. Port 53 anywhere → the DNS proxy. Denied → ICMP administratively
+// prohibited. Allowed → one connected host socket per session, datagrams relayed both ways; an
+// ECONNREFUSED from the host becomes an ICMP port unreachable; the session's end closes the socket.
+// The stack hands the first datagram to `onMessage` once it is set, so it is relayed (or inspected)
+// like the others. Sessions allowed only through a DNS pin are inspected like TCP (see tcp.ts): the first datagrams
+// must be QUIC Initial packets whose ClientHello names an allowed name pinned to the address, unless
+// the name's rule names the port explicitly (NTP, games, ... on `udp:time.example.com:123`).
+import dgram from 'node:dgram';
+import type { UdpConn, UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
+import type { FlowEvent } from '../audit/events.js';
+import { QuicClientHelloReader, type QuicResult } from '../inspect/quic.js';
+import { parseIp } from '../policy/address.js';
+import type { FlowDecision } from '../policy/policy.js';
+import { allowReason, type ForwarderContext } from './context.js';
+
+/** Datagrams read at most looking for a complete QUIC ClientHello. */
+const MAX_INSPECTED_DATAGRAMS = 8;
+
+type Allowed = FlowDecision & { verdict: 'allow' };
+
+export function forwardUdp(ctx: ForwarderContext, req: UdpForwarderRequest): void {
+  const id = req.id;
+  switch (ctx.route(id)) {
+    case 'dns':
+      ctx.o.dns.serveUdp(req.accept());
+      return;
+    case 'resolver-closed':
+      req.reject('port-unreachable');
+      ctx.deny('udp', id, 'only port 53 is open on the resolver address');
+      return;
+    case 'gateway':
+      req.reject('admin-prohibited');
+      ctx.deny('udp', id, 'the gateway address does not lead to the host');
+      return;
+  }
+  const decision = ctx.o.policy.decide({ proto: 'udp', addr: id.dstAddr, port: id.dstPort });
+  if (decision.verdict === 'deny') {
+    req.reject('admin-prohibited');
+    ctx.deny('udp', id, decision.reason, decision);
+    return;
+  }
+  if (!ctx.acquire()) {
+    req.reject('admin-prohibited');
+    ctx.deny('udp', id, `already ${ctx.o.policy.maxFlows} flows open (the connection limit)`, decision);
+    return;
+  }
+  if (ctx.o.sniCheck && decision.via === 'pin') inspectThenRelay(ctx, req, decision);
+  else {
+    const flow = ctx.event(ctx.flowId(), 'udp', id, 'allow', allowReason(decision), decision);
+    ctx.o.auditor.flow(flow);
+    openHostSocket(flow).then(
+      (socket) => relay(ctx, flow, req.accept(), socket, []),
+      () => {
+        req.reject('host-unreachable');
+        ctx.release();
+      },
+    );
+  }
+}
+
+function inspectThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, decision: Allowed): void {
+  const conn = req.accept();
+  const reader = new QuicClientHelloReader();
+  const held: Buffer[] = [];
+  let settled = false;
+  const settle = (verdict: { ok: true; reason: string; name: string | null } | { ok: false; reason: string } | null) => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(deadline);
+    conn.onMessage = null;
+    conn.onClose = null;
+    ctx.closers.delete(abort);
+    if (verdict === null) return ctx.release();
+    const flow = ctx.event(ctx.flowId(), 'udp', req.id, verdict.ok ? 'allow' : 'deny', verdict.reason, decision, verdict.ok ? verdict.name : undefined);
+    ctx.o.auditor.flow(flow);
+    if (!verdict.ok) {
+      conn.sendIcmp('admin-prohibited');
+      conn.close();
+      ctx.release();
+      return;
+    }
+    openHostSocket(flow).then(
+      (socket) => relay(ctx, flow, conn, socket, held),
+      () => {
+        conn.sendIcmp('host-unreachable');
+        conn.close();
+        ctx.release();
+      },
+    );
+  };
+  const judge = (r: QuicResult) => {
+    const query = { proto: 'udp' as const, addr: decision.addr, port: req.id.dstPort };
+    if (r.status === 'ok') {
+      if (r.ech) return settle({ ok: false, reason: 'encrypted ClientHello (ECH) hides the server name' });
+      if (r.sni === null) return settle({ ok: false, reason: 'QUIC ClientHello without a server name' });
+      if (ctx.o.policy.verifyName(r.sni, query)) return settle({ ok: true, reason: 'QUIC SNI matches an allowed name', name: r.sni });
+      return settle({ ok: false, reason: `QUIC SNI ${r.sni} is not an allowed name resolved to ${decision.addr}` });
+    }
+    if (r.status === 'not-quic') {
+      if (decision.explicitPort) return settle({ ok: true, reason: 'explicitly allowed port', name: decision.names[decision.names.length - 1] ?? null });
+      return settle({ ok: false, reason: 'not QUIC, so the name cannot be checked; allow udp:NAME:PORT to open other protocols' });
+    }
+    if (r.status === 'invalid') return settle({ ok: false, reason: `malformed: ${r.reason}` });
+    if (held.length >= MAX_INSPECTED_DATAGRAMS) settle({ ok: false, reason: `no complete QUIC ClientHello in ${held.length} datagrams` });
+  };
+  const onDatagram = (payload: Buffer) => {
+    held.push(Buffer.from(payload));
+    judge(reader.push(payload));
+  };
+  const abort = () => {
+    settle(null);
+    conn.close();
+  };
+  const deadline = setTimeout(() => settle({ ok: false, reason: 'no complete QUIC ClientHello to check the name of' }), ctx.inspectTimeoutMs);
+  conn.onMessage = onDatagram;
+  conn.onClose = () => settle(null);
+  ctx.closers.add(abort);
+}
+
+function openHostSocket(flow: FlowEvent): Promise<dgram.Socket> {
+  return new Promise((resolve, reject) => {
+    const family = parseIp(flow.dst)?.family === 6 ? 'udp6' : 'udp4';
+    const socket = dgram.createSocket(family);
+    socket.once('error', (err) => {
+      socket.close();
+      reject(err);
+    });
+    socket.connect(flow.port, flow.dst, () => {
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+  });
+}
+
+/** Relays datagrams until the stack ends the session; `held` were read during inspection. */
+function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, socket: dgram.Socket, held: Buffer[]): void {
+  const started = Date.now();
+  let up = 0;
+  let down = 0;
+  let closed = false;
+  const close = (byStack: boolean) => {
+    if (closed) return;
+    closed = true;
+    ctx.closers.delete(closeFromHere);
+    socket.close();
+    if (!byStack) conn.close();
+    ctx.release();
+    ctx.o.auditor.flowEnd({ flowId: flow.flowId, proto: 'udp', dst: flow.dst, port: flow.port, name: flow.name, bytesUp: up, bytesDown: down, durationMs: Date.now() - started });
+  };
+  const closeFromHere = () => close(false);
+  ctx.closers.add(closeFromHere);
+  const send = (payload: Buffer) => {
+    up += payload.length;
+    socket.send(payload);
+  };
+  socket.on('message', (msg) => {
+    down += msg.length;
+    conn.send(msg);
+  });
+  socket.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ECONNREFUSED') conn.sendIcmp('port-unreachable');
+  });
+  conn.onMessage = send;
+  conn.onClose = () => close(true);
+  held.forEach(send);
+}

@@ -1,0 +1,275 @@
+// The addon's frame parser, control-socket calls and TAP reader/writer. The TapEndpoint tests run over
+// a SOCK_SEQPACKET socketpair, which keeps frame boundaries like a TAP does; test/integration/tap.test.ts
+// runs it on a real TAP.
+import { spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { closeFd, recvMessage, sendMessage, socketpair, type ControlMessage } from '../../netstack/link/control.js';
+import { requireNative } from '../../netstack/link/native.js';
+import { TapEndpoint } from '../../netstack/link/tap.js';
+import type { NetworkDispatcher } from '../../netstack/link/endpoint.js';
+
+const addon = requireNative();
+const receive = promisify(recvMessage) as (fd: number) => Promise<ControlMessage>;
+
+const MAC_HEADER = 'ffffffffffff02000000000108'; // dst, src, first byte of the ethertype
+function ipv4Frame(protocol: number, optionWords = 0): Buffer {
+  const ihl = 5 + optionWords;
+  const ip = Buffer.alloc(ihl * 4 + 8);
+  ip[0] = 0x40 | ihl;
+  ip.writeUInt16BE(ip.length, 2);
+  ip[8] = 64;
+  ip[9] = protocol;
+  Buffer.from([10, 0, 2, 100, 10, 0, 2, 2]).copy(ip, 12);
+  ip.writeUInt16BE(~addon.checksum(ip, 0, ihl * 4, 0) & 0xffff, 10);
+  return Buffer.concat([Buffer.from(MAC_HEADER + '00', 'hex'), ip]);
+}
+function ipv6Frame(nextHeader: number, payload: Buffer): Buffer {
+  const ip = Buffer.alloc(40);
+  ip[0] = 0x60;
+  ip.writeUInt16BE(payload.length, 4);
+  ip[6] = nextHeader;
+  ip[7] = 64;
+  return Buffer.concat([Buffer.from('3333000000010200000000018', 'hex').subarray(0, 12), Buffer.from('86dd', 'hex'), ip, payload]);
+}
+function parse(frame: Uint8Array): Record<string, number> {
+  const meta = new Int32Array(addon.metaFields.stride);
+  addon.parseFrame(frame, meta);
+  const f = addon.metaFields;
+  return {
+    length: meta[f.length]!,
+    ethertype: meta[f.ethertype]!,
+    l3Offset: meta[f.l3Offset]!,
+    ipProtocol: meta[f.ipProtocol]!,
+    l4Offset: meta[f.l4Offset]!,
+    ipv4ChecksumOk: meta[f.ipv4ChecksumOk]!,
+  };
+}
+
+describe('parseFrame (the per-frame metadata of a batch)', () => {
+  it('describes an IPv4 TCP frame, options included, and checks its header checksum', () => {
+    expect(parse(ipv4Frame(6, 2))).toEqual({ length: 14 + 28 + 8, ethertype: 0x0800, l3Offset: 14, ipProtocol: 6, l4Offset: 42, ipv4ChecksumOk: 1 });
+    const corrupted = ipv4Frame(17);
+    corrupted[14 + 8] = 1; // TTL changed, checksum not updated
+    expect(parse(corrupted)).toMatchObject({ ipProtocol: 17, l4Offset: 34, ipv4ChecksumOk: 0 });
+  });
+
+  it('skips IPv6 hop-by-hop and destination options to the transport header', () => {
+    const hopByHop = Buffer.from([60, 0, 1, 4, 0, 0, 0, 0]); // next: destination options, 8 bytes
+    const destOptions = Buffer.from([58, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // next: ICMPv6, 16 bytes
+    const frame = ipv6Frame(0, Buffer.concat([hopByHop, destOptions, Buffer.alloc(8)]));
+    expect(parse(frame)).toMatchObject({ ethertype: 0x86dd, l3Offset: 14, ipProtocol: 58, l4Offset: 14 + 40 + 24, ipv4ChecksumOk: 0 });
+    expect(parse(ipv6Frame(44, Buffer.alloc(16)))).toMatchObject({ ipProtocol: 44, l4Offset: 54 });
+  });
+
+  it('reports what it cannot read as -1 instead of reading past the frame', () => {
+    expect(parse(Buffer.alloc(10))).toMatchObject({ ethertype: -1, l3Offset: -1, ipProtocol: -1, l4Offset: -1 });
+    const arp = Buffer.concat([Buffer.from(MAC_HEADER + '06', 'hex'), Buffer.alloc(28)]);
+    expect(parse(arp)).toMatchObject({ ethertype: 0x0806, l3Offset: 14, ipProtocol: -1, l4Offset: -1 });
+    expect(parse(ipv4Frame(6, 2).subarray(0, 14 + 24))).toMatchObject({ ethertype: 0x0800, ipProtocol: -1 });
+    const truncatedExtension = ipv6Frame(0, Buffer.from([6, 10, 0, 0, 0, 0, 0, 0]));
+    expect(parse(truncatedExtension)).toMatchObject({ ethertype: 0x86dd, ipProtocol: -1, l4Offset: -1 });
+  });
+});
+
+describe('control socket', () => {
+  const open = new Set<number>();
+  const pair = (): [number, number] => {
+    const p = socketpair();
+    p.forEach((fd) => open.add(fd));
+    return p;
+  };
+  const close = (fd: number): void => {
+    open.delete(fd);
+    closeFd(fd);
+  };
+  afterEach(() => {
+    open.forEach(closeFd);
+    open.clear();
+  });
+
+  it('keeps message boundaries', async () => {
+    const [a, b] = pair();
+    sendMessage(a, Buffer.from('TAP'));
+    sendMessage(a, Buffer.from('GO'));
+    expect((await receive(b)).data.toString()).toBe('TAP');
+    expect((await receive(b)).data.toString()).toBe('GO');
+  });
+
+  it('passes an fd across that reads the same open file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tapbox-native-'));
+    try {
+      writeFileSync(join(dir, 'f'), 'through SCM_RIGHTS');
+      const file = openSync(join(dir, 'f'), 'r');
+      const [a, b] = pair();
+      sendMessage(a, Buffer.from('FD'), file);
+      closeSync(file);
+      const message = await receive(b);
+      expect(message.data.toString()).toBe('FD');
+      expect(message.fd).toBeTypeOf('number');
+      const bytes = Buffer.alloc(64);
+      const n = readSync(message.fd!, bytes, 0, 64, 0);
+      closeSync(message.fd!);
+      expect(bytes.subarray(0, n).toString()).toBe('through SCM_RIGHTS');
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+
+  it('reports the peer closing as an empty message without fd', async () => {
+    const [a, b] = pair();
+    close(a);
+    expect(await receive(b)).toEqual({ data: Buffer.alloc(0) });
+  });
+
+  it('keeps a receive pending across the close of our fd, and ends it when the peer closes', async () => {
+    const [a, b] = pair();
+    const pending = receive(b);
+    close(b);
+    close(a);
+    await expect(pending).resolves.toEqual({ data: Buffer.alloc(0) });
+  });
+
+  it('closing our copy of a socket leaves a child’s copy working', async () => {
+    const [a, b] = pair();
+    const child = spawn('python3', ['-c', 'import socket; socket.socket(fileno=3).send(b"from the child")'], {
+      stdio: ['ignore', 'inherit', 'inherit', b],
+    });
+    close(b);
+    expect((await receive(a)).data.toString()).toBe('from the child');
+    await new Promise((resolve) => child.on('exit', resolve));
+  });
+
+  it('throws an errno error when the peer is gone', () => {
+    const [a, b] = pair();
+    close(b);
+    expect(() => sendMessage(a, Buffer.from('x'))).toThrow(expect.objectContaining({ code: 'EPIPE', syscall: 'sendmsg' }));
+  });
+});
+
+/** Collects inbound frames (copied: the views die with the batch) and batch boundaries. */
+class Recorder implements NetworkDispatcher {
+  frames: Buffer[] = [];
+  batches: number[] = [];
+  private inBatch = 0;
+  private waiters: Array<() => void> = [];
+  constructor(private readonly onFrame?: (frame: Buffer) => void) {}
+  deliverFrame(frame: Buffer): void {
+    this.frames.push(Buffer.from(frame));
+    this.inBatch++;
+    this.onFrame?.(frame);
+  }
+  batchDone(): void {
+    this.batches.push(this.inBatch);
+    this.inBatch = 0;
+    for (const w of this.waiters.splice(0)) w();
+  }
+  async waitFrames(n: number): Promise<void> {
+    while (this.frames.length < n) await new Promise<void>((r) => this.waiters.push(r));
+  }
+}
+
+describe('TapEndpoint (over a SOCK_SEQPACKET pair)', () => {
+  const cleanup: Array<() => void> = [];
+  afterEach(() => {
+    for (const c of cleanup.splice(0)) c();
+  });
+  function endpoint(options: Partial<ConstructorParameters<typeof TapEndpoint>[1]> = {}): { tap: TapEndpoint; peer: number } {
+    const [ours, peer] = socketpair();
+    const tap = new TapEndpoint(ours, { mtu: 1500, ...options });
+    cleanup.push(() => {
+      tap.close();
+      closeFd(peer);
+    });
+    return { tap, peer };
+  }
+  const frame = (seq: number, length = 60): Buffer => {
+    const f = Buffer.alloc(length, seq & 0xff);
+    f.writeUInt32BE(seq, 0);
+    return f;
+  };
+
+  it('delivers what arrived before attach as batches of at most batchFrames, then batchDone', async () => {
+    const { tap, peer } = endpoint({ batchFrames: 3 });
+    for (let i = 0; i < 5; i++) sendMessage(peer, frame(i, 60 + i));
+    const recorder = new Recorder();
+    tap.attach(recorder);
+    await recorder.waitFrames(5);
+    expect(recorder.frames).toEqual([0, 1, 2, 3, 4].map((i) => frame(i, 60 + i)));
+    expect(recorder.batches).toEqual([3, 2]);
+    expect(tap.stats).toMatchObject({ framesIn: 5, bytesIn: 60 + 61 + 62 + 63 + 64 });
+  });
+
+  it('describes each delivered frame through frameInfo', async () => {
+    const { tap, peer } = endpoint();
+    const seen: Array<[number, number, boolean]> = [];
+    const recorder = new Recorder(() => seen.push([tap.frameInfo.ethertype, tap.frameInfo.ipProtocol, tap.frameInfo.ipv4ChecksumOk]));
+    tap.attach(recorder);
+    sendMessage(peer, ipv4Frame(17));
+    sendMessage(peer, ipv6Frame(6, Buffer.alloc(20)));
+    await recorder.waitFrames(2);
+    expect(seen).toEqual([
+      [0x0800, 17, true],
+      [0x86dd, 6, false],
+    ]);
+  });
+
+  it('writes frames the peer receives whole and in order', async () => {
+    const { tap, peer } = endpoint();
+    tap.writeFrame(frame(1, 1514));
+    tap.writeFrame(frame(2, 42).subarray(0, 42));
+    expect((await receive(peer)).data).toEqual(frame(1, 1514));
+    expect((await receive(peer)).data).toEqual(frame(2, 42));
+    expect(tap.stats).toMatchObject({ framesOut: 2, bytesOut: 1556, queuedOut: 0, droppedOut: 0 });
+  });
+
+  it('queues frames the kernel cannot take yet, drops beyond the queue, and flushes the rest in order', async () => {
+    const { tap, peer } = endpoint({ pendingFrames: 4 });
+    let sent = 0;
+    while (tap.stats.droppedOut < 3) tap.writeFrame(frame(sent++, 1000));
+    const { framesOut, queuedOut, droppedOut } = tap.stats;
+    expect(queuedOut).toBe(4);
+    expect(sent).toBe(framesOut + queuedOut + droppedOut);
+    const received: number[] = [];
+    while (received.length < framesOut + queuedOut) received.push((await receive(peer)).data.readUInt32BE(0));
+    expect(received).toEqual(Array.from({ length: framesOut + queuedOut }, (_, i) => i));
+    expect(tap.stats.framesOut).toBe(framesOut + queuedOut);
+  });
+
+  it('stops delivering while paused and catches up on resume', async () => {
+    const { tap, peer } = endpoint();
+    const recorder = new Recorder();
+    tap.attach(recorder);
+    tap.pause();
+    sendMessage(peer, frame(7));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(recorder.frames).toHaveLength(0);
+    tap.resume();
+    await recorder.waitFrames(1);
+    expect(recorder.frames).toEqual([frame(7)]);
+  });
+
+  it('reports the end of its fd through onError and stops reading', async () => {
+    const [ours, peer] = socketpair();
+    const error = new Promise<NodeJS.ErrnoException>((resolve) => {
+      const tap = new TapEndpoint(ours, { mtu: 1500, onError: resolve });
+      cleanup.push(() => tap.close());
+      tap.attach(new Recorder());
+    });
+    closeFd(peer);
+    expect(await error).toMatchObject({ code: 'EPIPE', syscall: 'read' });
+  });
+
+  it('closes its fd on close(), which the peer sees', async () => {
+    const [ours, peer] = socketpair();
+    const tap = new TapEndpoint(ours, { mtu: 1500 });
+    tap.close();
+    tap.close();
+    expect(await receive(peer)).toEqual({ data: Buffer.alloc(0) });
+    closeFd(peer);
+    expect(() => tap.writeFrame(frame(1))).toThrow(/closed/);
+  });
+});
