@@ -65,6 +65,8 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     forwarder.close();
     dns.close();
     upstream.close();
+    // Closed sockets report their last bytes on their 'close' events: let those run first.
+    await new Promise((resolve) => setImmediate(resolve));
     const summary = stats.summary();
     await writeOutput(opts.report, `${JSON.stringify({ mode: audit ? 'audit' : 'enforce', ...summary }, null, 2)}\n`, 'report');
     await writeOutput(opts.learn, formatLearnedAllowlist(stats.learnedFlows(), stats.lookedUp), 'learned allowlist');

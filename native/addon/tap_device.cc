@@ -48,6 +48,7 @@ enum Counter : int {
   kQueuedOut,   // frames that met EAGAIN and went through the pending FIFO
   kDroppedOut,  // frames dropped because the FIFO was full (or too large for a slot)
   kWriteErrors, // frames the kernel refused (e.g. interface down)
+  kOversizeIn,  // frames longer than frameSize (the sandbox raised its MTU): dropped
   kCounterCount,
 };
 
@@ -84,7 +85,9 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
       return;
     }
     header_size_ = options.Get("vnetHdr").ToBoolean() ? kVnetHeaderSize : 0;
-    slot_size_ = header_size_ + frame_size_;
+    // One spare byte per slot: the kernel truncates a frame to the buffer it is given, so a read that
+    // fills the spare byte tells an oversize frame from a full-size one.
+    slot_size_ = header_size_ + frame_size_ + 1;
     if (frame_size_ < kMinFrameSize || batch_frames_ == 0) {
       Napi::RangeError::New(env, "frameSize must be at least 64 and batchFrames at least 1").ThrowAsJavaScriptException();
       return;
@@ -279,6 +282,10 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
       }
       if (static_cast<size_t>(n) < header_size_) continue;  // no room for a frame: nothing to deliver
       size_t length = static_cast<size_t>(n) - header_size_;
+      if (length > frame_size_) {
+        counters_[kOversizeIn]++;
+        continue;
+      }
       int32_t* meta = meta_ + count * kMetaStride;
       meta[kMetaOffset] = static_cast<int32_t>(count * slot_size_ + header_size_);
       meta[kMetaLength] = static_cast<int32_t>(length);
@@ -301,7 +308,8 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
     if (error != 0 && fd_ >= 0) Fail("read", error);
   }
 
-  // The TAP is gone (e.g. the sandbox's network namespace died): stop reading and tell JS once.
+  // The fd failed (a read or poll error; end of file on a socket): stop reading and tell JS. (A TAP
+  // outlives the sandbox's processes: its network namespace lives as long as we hold the fd.)
   void Fail(const char* what, int err) {
     paused_ = true;
     pending_count_ = 0;
@@ -325,7 +333,7 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
   int fd_ = -1;
   size_t frame_size_ = 0;   // largest frame, Ethernet header included
   size_t header_size_ = 0;  // virtio-net header in front of each frame read, 0 without vnetHdr
-  size_t slot_size_ = 0;    // ring slot: header + frame
+  size_t slot_size_ = 0;    // ring slot: header + frame + 1 spare byte
   size_t batch_frames_ = 0;
   size_t pending_frames_ = 0;
   bool paused_ = true;
@@ -366,6 +374,7 @@ void InitTapDevice(Napi::Env env, Napi::Object exports) {
   counters.Set("queuedOut", static_cast<int>(kQueuedOut));
   counters.Set("droppedOut", static_cast<int>(kDroppedOut));
   counters.Set("writeErrors", static_cast<int>(kWriteErrors));
+  counters.Set("oversizeIn", static_cast<int>(kOversizeIn));
   exports.Set("counterFields", counters);
 }
 

@@ -31,6 +31,7 @@ export interface CounterFields {
   readonly queuedOut: number;
   readonly droppedOut: number;
   readonly writeErrors: number;
+  readonly oversizeIn: number;
 }
 
 export interface NativeTapDeviceOptions {

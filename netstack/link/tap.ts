@@ -29,8 +29,9 @@ export interface TapEndpointOptions {
   /** The fd was opened with IFF_VNET_HDR (and offloads set with TUNSETOFFLOAD). Default false. */
   vnetHdr?: boolean;
   /**
-   * The TAP failed (read error or poll error: typically the sandbox's network namespace is gone).
-   * Reading has stopped; close() still has to be called. Default: ignore.
+   * Reading the fd failed (a read or poll error). Reading has stopped; close() still has to be called.
+   * Default: ignore. Not a sign the sandbox ended: its network namespace, and so the TAP, live as long
+   * as this fd is open; the launcher's exit is that sign.
    */
   onError?: (error: NodeJS.ErrnoException) => void;
 }
@@ -46,6 +47,8 @@ export interface TapStats {
   droppedOut: number;
   /** Frames the kernel refused (e.g. the interface is down). */
   writeErrors: number;
+  /** Inbound frames longer than the MTU allows (the sandbox raised its MTU): dropped. */
+  oversizeIn: number;
 }
 
 /** What the addon parsed of the frame being delivered; -1 where not applicable. */
@@ -95,6 +98,7 @@ export class TapEndpoint implements LinkEndpoint {
   private readonly device: NativeTapDevice;
   private readonly fields: MetaFields;
   private dispatcher: NetworkDispatcher | null = null;
+  private closed = false;
 
   /** Takes ownership of `fd` (set non-blocking here, closed by close()). Reads start at attach(). */
   constructor(fd: number, options: TapEndpointOptions) {
@@ -123,8 +127,9 @@ export class TapEndpoint implements LinkEndpoint {
     this.device.resume();
   }
 
+  /** Writes one frame; after close() frames are dropped, as on an unplugged wire. */
   writeFrame(frame: Uint8Array): void {
-    this.device.writeFrame(frame, 0, frame.length);
+    if (!this.closed) this.device.writeFrame(frame, 0, frame.length);
   }
 
   /** Stops reading the TAP (backpressure): the sandbox's frames wait in its kernel queue, then drop. */
@@ -137,6 +142,7 @@ export class TapEndpoint implements LinkEndpoint {
   }
 
   close(): void {
+    this.closed = true;
     this.device.close();
   }
 
@@ -151,6 +157,7 @@ export class TapEndpoint implements LinkEndpoint {
       queuedOut: c[f.queuedOut]!,
       droppedOut: c[f.droppedOut]!,
       writeErrors: c[f.writeErrors]!,
+      oversizeIn: c[f.oversizeIn]!,
     };
   }
 
@@ -159,7 +166,7 @@ export class TapEndpoint implements LinkEndpoint {
     if (!dispatcher) return;
     const { ring, meta } = this.device;
     const { stride, offset, length } = this.fields;
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < count && !this.closed; i++) {
       this.frameInfo.index = i;
       dispatcher.deliverFrame(Buffer.from(ring, meta[i * stride + offset]!, meta[i * stride + length]!));
     }

@@ -70,6 +70,7 @@ export class DnsProxy {
       return message.length >= 12 ? dnsPacket.encode({ type: 'response', id: message.readUInt16BE(0), flags: RCODE.FORMERR }) : null;
     }
     if (query.type !== 'query') return null;
+    if ((query as { opcode?: string }).opcode !== 'QUERY') return this.reply(query, 'NOTIMP', transport);
     const q = query.questions?.[0];
     if (!q || query.questions!.length !== 1) return this.reply(query, 'FORMERR', transport);
 

@@ -43,6 +43,8 @@ export class ForwarderContext {
   private readonly gatewayAddrs: Set<string>;
   /** Closes every open flow (Egress.close). */
   readonly closers = new Set<() => void>();
+  /** Set by Egress.close: host connections still being made are dropped when they complete. */
+  closed = false;
 
   constructor(readonly o: ForwarderOptions) {
     this.connectTimeoutMs = o.connectTimeoutMs ?? 10_000;

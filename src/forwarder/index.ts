@@ -17,6 +17,7 @@ export function createForwarder(o: ForwarderOptions): EgressForwarder {
     tcp: (req: TcpForwarderRequest) => forwardTcp(ctx, req),
     udp: (req: UdpForwarderRequest) => forwardUdp(ctx, req),
     close() {
+      ctx.closed = true;
       for (const close of [...ctx.closers]) close();
     },
   };

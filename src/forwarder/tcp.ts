@@ -54,7 +54,12 @@ function connectThenAccept(ctx: ForwarderContext, req: TcpForwarderRequest, deci
   ctx.o.auditor.flow(flow);
   const started = Date.now();
   connectHost(ctx, flow.dst, flow.port).then(
-    (host) => relay(ctx, flow, req.accept(), host, Buffer.alloc(0), started),
+    (host) => {
+      if (!ctx.closed) return relay(ctx, flow, req.accept(), host, Buffer.alloc(0), started);
+      host.destroy();
+      req.reject('reset');
+      ended(ctx, flow, started, 0, 0, 'tapbox is shutting down');
+    },
     (err: NodeJS.ErrnoException) => {
       req.reject(refusalFor(err));
       ended(ctx, flow, started, 0, 0, `host ${err.code ?? err.message}`);
@@ -88,8 +93,9 @@ function inspectThenConnect(ctx: ForwarderContext, req: TcpForwarderRequest, dec
     }
     connectHost(ctx, flow.dst, flow.port).then(
       (host) => {
-        if (conn.destroyed) {
+        if (conn.destroyed || ctx.closed) {
           host.destroy();
+          conn.destroy();
           ended(ctx, flow, started, 0, 0, 'sandbox closed the connection');
         } else {
           relay(ctx, flow, conn, host, Buffer.concat(chunks), started);

@@ -49,7 +49,12 @@ export function forwardUdp(ctx: ForwarderContext, req: UdpForwarderRequest): voi
     const flow = ctx.event(ctx.flowId(), 'udp', id, 'allow', allowReason(decision), decision);
     ctx.o.auditor.flow(flow);
     openHostSocket(flow).then(
-      (socket) => relay(ctx, flow, req.accept(), socket, []),
+      (socket) => {
+        if (!ctx.closed) return relay(ctx, flow, req.accept(), socket, []);
+        socket.close();
+        req.reject('admin-prohibited');
+        ctx.release();
+      },
       () => {
         req.reject('host-unreachable');
         ctx.release();
@@ -79,8 +84,16 @@ function inspectThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, decis
       ctx.release();
       return;
     }
+    // Datagrams arriving while the host socket opens are held and sent first.
+    let sessionEnded = false;
+    conn.onMessage = (payload) => held.push(Buffer.from(payload));
+    conn.onClose = () => (sessionEnded = true);
     openHostSocket(flow).then(
-      (socket) => relay(ctx, flow, conn, socket, held),
+      (socket) => {
+        if (!sessionEnded && !ctx.closed) return relay(ctx, flow, conn, socket, held);
+        socket.close();
+        ctx.release();
+      },
       () => {
         conn.sendIcmp('host-unreachable');
         conn.close();

@@ -203,6 +203,17 @@ describe('TapEndpoint (over a SOCK_SEQPACKET pair)', () => {
     expect(tap.stats).toMatchObject({ framesIn: 5, bytesIn: 60 + 61 + 62 + 63 + 64 });
   });
 
+  it('drops and counts a frame longer than the MTU allows instead of delivering it cut short', async () => {
+    const { tap, peer } = endpoint({ mtu: 1000 });
+    sendMessage(peer, frame(1, 1015));
+    sendMessage(peer, frame(2, 1014));
+    const recorder = new Recorder();
+    tap.attach(recorder);
+    await recorder.waitFrames(1);
+    expect(recorder.frames).toEqual([frame(2, 1014)]);
+    expect(tap.stats).toMatchObject({ framesIn: 1, oversizeIn: 1 });
+  });
+
   it('describes each delivered frame through frameInfo', async () => {
     const { tap, peer } = endpoint();
     const seen: Array<[number, number, boolean]> = [];
@@ -215,6 +226,24 @@ describe('TapEndpoint (over a SOCK_SEQPACKET pair)', () => {
       [0x0800, 17, true],
       [0x86dd, 6, false],
     ]);
+  });
+
+  it('with vnetHdr: strips the virtio-net header from reads, reports its offloads, and prepends one to writes', async () => {
+    const { tap, peer } = endpoint({ vnetHdr: true });
+    const seen: Array<[boolean, number]> = [];
+    const recorder = new Recorder(() => seen.push([tap.frameInfo.checksumPartial, tap.frameInfo.gsoSize]));
+    tap.attach(recorder);
+    const offloaded = Buffer.from([1, 1, 54, 0, 0xa8, 0x05, 34, 0, 16, 0]); // NEEDS_CSUM, GSO TCPv4, gso_size 1448
+    sendMessage(peer, Buffer.concat([offloaded, ipv4Frame(6)]));
+    sendMessage(peer, Buffer.concat([Buffer.alloc(10), frame(3)]));
+    await recorder.waitFrames(2);
+    expect(recorder.frames).toEqual([ipv4Frame(6), frame(3)]);
+    expect(seen).toEqual([
+      [true, 1448],
+      [false, 0],
+    ]);
+    tap.writeFrame(frame(4));
+    expect((await receive(peer)).data).toEqual(Buffer.concat([Buffer.alloc(10), frame(4)]));
   });
 
   it('writes frames the peer receives whole and in order', async () => {
@@ -263,13 +292,24 @@ describe('TapEndpoint (over a SOCK_SEQPACKET pair)', () => {
     expect(await error).toMatchObject({ code: 'EPIPE', syscall: 'read' });
   });
 
-  it('closes its fd on close(), which the peer sees', async () => {
+  it('closes its fd on close(), which the peer sees, and drops frames written afterwards', async () => {
     const [ours, peer] = socketpair();
     const tap = new TapEndpoint(ours, { mtu: 1500 });
     tap.close();
     tap.close();
     expect(await receive(peer)).toEqual({ data: Buffer.alloc(0) });
     closeFd(peer);
-    expect(() => tap.writeFrame(frame(1))).toThrow(/closed/);
+    tap.writeFrame(frame(1));
+    expect(tap.stats.framesOut).toBe(0);
+  });
+
+  it('stops delivering a batch when the dispatcher closes the endpoint', async () => {
+    const { tap, peer } = endpoint();
+    for (let i = 0; i < 3; i++) sendMessage(peer, frame(i));
+    const recorder = new Recorder(() => tap.close());
+    tap.attach(recorder);
+    await recorder.waitFrames(1);
+    expect(recorder.frames).toEqual([frame(0)]);
+    expect(recorder.batches).toEqual([1]);
   });
 });

@@ -14,10 +14,10 @@ export class Rack {
   reorderingSeen = false;
 
   /** A segment was cumulatively ACKed or SACKed (RFC 8985 §6.2 step 2). */
-  onDelivered(seg: SentSegment, now: number): void {
+  onDelivered(seg: SentSegment, now: number, connectionMinRtt: number): void {
     const rtt = now - seg.xmitTime;
-    // A retransmitted segment's ACK may be for the original: skip samples that are too fast to trust.
-    if (seg.xmitCount > 1 && rtt < this.minRtt) return;
+    // A retransmitted segment's ACK may be for the original: skip samples too fast to be for the copy.
+    if (seg.xmitCount > 1 && rtt < connectionMinRtt) return;
     this.rtt = rtt;
     if (rtt < this.minRtt) this.minRtt = rtt;
     if (seg.xmitTime > this.xmitTime || (seg.xmitTime === this.xmitTime && seqGT(seg.end, this.endSeq))) {

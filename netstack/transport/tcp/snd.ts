@@ -100,7 +100,9 @@ export class Sender {
   }
 
   unsentBytes(): number {
-    return this.buffer.length - (this.flightSize() - (this.finSent ? 1 : 0));
+    const flight = this.flightSize();
+    // A sent FIN is the last sequence number: in flight until everything is acknowledged.
+    return this.buffer.length - (this.finSent && flight > 0 ? flight - 1 : flight);
   }
 
   /** Takes a chunk from the application; `done` runs once the buffer is back under its size. */
@@ -268,7 +270,7 @@ export class Sender {
         if (r.sacked || seqLT(r.start, start)) continue;
         this.rack.noteReordering(r, this.board.highestSacked, this.board.sackedBytes > 0);
         this.board.markSacked(r);
-        this.rack.onDelivered(r, now);
+        this.rack.onDelivered(r, now, this.rtt.minRtt);
       }
     }
   }
@@ -277,7 +279,7 @@ export class Sender {
     while (this.board.length > 0) {
       const r = this.board.at(0);
       if (seqLEQ(r.end, ack)) {
-        if (!r.sacked) this.rack.onDelivered(r, now);
+        if (!r.sacked) this.rack.onDelivered(r, now, this.rtt.minRtt);
         this.board.shift();
       } else {
         if (seqGT(ack, r.start)) this.board.trimFront(ack);
@@ -334,7 +336,7 @@ export class Sender {
         if (r.sacked) {
           bytesAbove += r.size;
           segmentsAbove++;
-        } else if (!r.lost && (segmentsAbove >= DUP_THRESH || bytesAbove > (DUP_THRESH - 1) * this.mss)) {
+        } else if (!r.lost && r.xmitCount === 1 && (segmentsAbove >= DUP_THRESH || bytesAbove > (DUP_THRESH - 1) * this.mss)) {
           this.board.markLost(r);
         }
       }
