@@ -40,8 +40,18 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
     attach(tapFd) {
       const tap = new TapEndpoint(tapFd, { mtu: o.mtu });
       link = o.pcap ? new SnifferEndpoint(tap, o.pcap) : tap;
-      stack = new Stack({ link, clock: realClock, forwarder: egress.forwarder, mtu: o.mtu });
-      stack.registerTransport(createTcp({ clock: realClock, sender: stack, forwarder: egress.forwarder, mtu: o.mtu }));
+      stack = new Stack({
+        link,
+        clock: realClock,
+        forwarder: egress.forwarder,
+        mtu: o.mtu,
+        sandboxMac: SANDBOX_NET.sandboxMac,
+        gateway4: SANDBOX_NET.gateway4,
+        dns4: SANDBOX_NET.dns4,
+        gateway6: SANDBOX_NET.gateway6,
+        dns6: SANDBOX_NET.dns6,
+      });
+      stack.registerTransport(createTcp({ clock: realClock, sender: stack, forwarder: egress.forwarder }));
     },
     async close() {
       stack?.close();

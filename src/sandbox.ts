@@ -8,7 +8,7 @@
 // The supervisor keeps the TAP's only reader, so no frame leaves the sandbox except through our stack
 // and the egress policy. It fails closed: the launcher and PID 1 have PR_SET_PDEATHSIG, so if this
 // process dies, the sandbox dies with it.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { constants as osConstants } from 'node:os';
@@ -65,7 +65,7 @@ export class Sandbox extends EventEmitter {
     const [ours, theirs] = socketpair();
     const interactive = o.stdio === 'inherit' && process.stdin.isTTY === true && process.stdout.isTTY === true;
     const pty: Pty | null = interactive ? openPty(process.stdout.rows, process.stdout.columns) : null;
-    const stdio = pty
+    const stdio: StdioOptions = pty
       ? [pty.slave, pty.slave, pty.slave, theirs]
       : o.stdio === 'pipe'
         ? ['pipe', 'pipe', 'pipe', theirs]
@@ -109,16 +109,19 @@ export class Sandbox extends EventEmitter {
 
   /** Reads the launcher's control messages until it closes its end (at exec, or on exit). */
   private serveControl(fd: number, network: Network | null): Promise<void> {
-    if (!network) sendMessage(fd, Buffer.from('GO'));
+    if (!network) sendGo(fd);
     return new Promise((resolveDone) => {
       const next = () =>
         recvMessage(fd, (err, msg) => {
+          // ECONNRESET can come before a queued ERR when the launcher exits right after sending it:
+          // keep reading until the end of the stream.
+          if (err && (err as NodeJS.ErrnoException).code === 'ECONNRESET') return next();
           if (err || !msg || (msg.data.length === 0 && msg.fd === undefined)) return resolveDone();
           const text = msg.data.toString('utf8');
           if (text === 'TAP' && msg.fd !== undefined && network) {
             try {
               network.attach(msg.fd);
-              sendMessage(fd, Buffer.from('GO'));
+              sendGo(fd);
             } catch (e) {
               this.setupError = e instanceof TapboxError ? e : new TapboxError('ENETCFG', `cannot start the network stack: ${(e as Error).message}.`);
               this.kill('SIGKILL');
@@ -133,6 +136,15 @@ export class Sandbox extends EventEmitter {
         });
       next();
     });
+  }
+}
+
+/** Lets the launcher start the command. EPIPE means it already exited: its exit status tells why. */
+function sendGo(fd: number): void {
+  try {
+    sendMessage(fd, Buffer.from('GO'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
   }
 }
 

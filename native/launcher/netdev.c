@@ -75,6 +75,22 @@ static void configure_tap(int rtnl, const struct net_plan *net)
 	check(rtnl_add_default_route(rtnl, index, AF_INET6, &net->gw6), "adding the IPv6 default route");
 }
 
+/* The command runs in a nested user namespace without CAP_NET_RAW over this network namespace, so
+ * raw ICMP sockets are closed to it; ICMP datagram sockets (what ping uses when it may) are opened to
+ * its group instead. Group 0 here is the only group mapped, and every uid mode of the command maps
+ * onto it. Such sockets can only send echo requests, which our stack answers or drops. */
+static void allow_ping_sockets(void)
+{
+	static const char range[] = "0 0";
+	int fd = open("/proc/sys/net/ipv4/ping_group_range", O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0 || write(fd, range, sizeof range - 1) != (ssize_t)(sizeof range - 1))
+		fail("ENETCFG", EXIT_SETUP_FAILED, "enabling ping sockets inside the sandbox failed (%s); "
+						   "this kernel needs net.ipv4.ping_group_range to be writable in a network namespace",
+		     strerror(errno));
+	close(fd);
+}
+
 int netdev_setup(const struct net_plan *net)
 {
 	int tap = -1;
@@ -82,6 +98,7 @@ int netdev_setup(const struct net_plan *net)
 
 	check(rtnl, "opening rtnetlink");
 	check(rtnl_set_link(rtnl, LOOPBACK_INDEX, 0, NULL, true), "bringing lo up");
+	allow_ping_sockets();
 	if (net->mode == NET_TAP) {
 		tap = open_tap(net);
 		configure_tap(rtnl, net);

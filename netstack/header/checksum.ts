@@ -79,7 +79,10 @@ export function checksum(buf: Uint8Array, off: number, len: number, initial = 0)
   return checksumImpl.checksum(buf, off, len, initial);
 }
 
-/** Copies `len` bytes from `src[srcOff..]` to `dst[dstOff..]` and returns their sum (one pass natively). */
+/**
+ * Copies `len` bytes from `src[srcOff..]` to `dst[dstOff..]` (the ranges must not overlap) and returns
+ * their sum, added to the folded sum `initial` (one pass over the bytes natively).
+ */
 export function copyChecksum(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, len: number, initial = 0): number {
   return checksumImpl.copyChecksum(dst, dstOff, src, srcOff, len, initial);
 }

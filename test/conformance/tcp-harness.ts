@@ -113,7 +113,7 @@ export class Harness {
     this.manualAccept = options.manualAccept ?? false;
     const sender = new CapturingSender(
       options.mtu ?? 65520,
-      (family, src, dst, segment) => this.sent.push(decode(family, src, dst, segment, this.clock.now())),
+      (family, src, dst, segment) => this.sent.push(decodeSegment(family, src, dst, segment, this.clock.now())),
       (u) => this.unreachables.push(u),
     );
     this.tcp = createTcp(
@@ -313,7 +313,7 @@ function u32(v: number): number[] {
   return [(v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff];
 }
 
-function decode(family: Family, src: Uint8Array, dst: Uint8Array, seg: Buffer, at: number): Sent {
+export function decodeSegment(family: Family, src: Uint8Array, dst: Uint8Array, seg: Buffer, at: number): Sent {
   const sum = checksumTs(seg, 0, seg.length, pseudoHeaderChecksum(src, dst, 6, seg.length));
   if (sum !== 0xffff) throw new Error('the stack sent a segment with a bad checksum');
   const hl = (seg[12]! >> 4) * 4;

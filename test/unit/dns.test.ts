@@ -77,6 +77,7 @@ describe('DNS proxy', () => {
     expect(reply.id).toBe(4242);
     expect(reply.answers).toEqual([]);
     expect((await ask('x.evil.example', 'ANY')).rcode).toBe('REFUSED');
+    expect((await ask('good.example', 'A', { flags: 5 << 11 })).rcode).toBe('NOTIMP'); // an UPDATE
     expect(up.seen).toEqual([]);
     expect(events[0]).toMatchObject({ name: 'evil.example', type: 'A', verdict: 'deny', rcode: 'NXDOMAIN', reason: 'not in allowlist' });
   });

@@ -314,6 +314,19 @@ describe('TCP forwarder', () => {
     expect(server.connections()).toBe(0);
   });
 
+  it('resets a pinned flow that never completes its ClientHello', async () => {
+    const server = await upperServer();
+    const { forwarder, policy, flows } = setup('good.example\n');
+    policy.pin('good.example', '127.0.0.1', 60);
+    const req = new FakeTcpRequest(flowId('127.0.0.1', server.port));
+    forwarder.tcp(req);
+    await req.outcome;
+    req.app!.write((await clientHello('good.example')).subarray(0, 20));
+    await expect.poll(() => req.conn!.wasReset).toBe(true);
+    expect(flows[0]).toMatchObject({ verdict: 'deny', reason: 'no complete TLS ClientHello or HTTP request to check the name of' });
+    expect(server.connections()).toBe(0);
+  });
+
   it('checks the HTTP Host of a pinned flow', async () => {
     const server = await upperServer();
     const { forwarder, policy } = setup('good.example\n');
