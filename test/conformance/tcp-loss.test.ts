@@ -92,6 +92,54 @@ describe('TCP loss recovery', () => {
     expect(dataOnly(h.take())).toHaveLength(0);
   });
 
+  it('RACK waits a reordering window before calling a hole lost', async () => {
+    const h = new Harness();
+    const peer = await h.open({ mss: 1000, timestamps: false, handshakeRttMs: 100 });
+    peer.conn.write(bytes(4000));
+    await settle();
+    expect(dataOnly(h.take())).toHaveLength(4);
+    h.clock.advance(100);
+    // Segment 1 arrives before segment 0: a SACK, not yet a loss (reordering window = min RTT / 4).
+    peer.ack(peer.abs(0), peer.window, { sack: [[peer.abs(1000), peer.abs(2000)]] });
+    h.clock.advance(24);
+    expect(dataOnly(h.take())).toHaveLength(0);
+    h.clock.advance(1);
+    const [rexmit] = dataOnly(h.take());
+    expect(peer.rel(rexmit!.seq)).toBe(0);
+    expect(rexmit!.at).toBe(225);
+  });
+
+  it('RACK does not retransmit a segment that was only reordered', async () => {
+    const h = new Harness();
+    const peer = await h.open({ mss: 1000, timestamps: false, handshakeRttMs: 100 });
+    peer.conn.write(bytes(4000));
+    await settle();
+    h.take();
+    h.clock.advance(100);
+    peer.ack(peer.abs(0), peer.window, { sack: [[peer.abs(1000), peer.abs(2000)]] });
+    h.clock.advance(10);
+    peer.ack(peer.abs(4000)); // the late segment 0 arrived, and everything after it
+    h.clock.advance(1000);
+    expect(dataOnly(h.take())).toHaveLength(0);
+    expect(h.tcp.stats.fastRecoveries).toBe(0);
+  });
+
+  it('keeps a connection whose peer answers with a zero window, however long its reader sleeps', async () => {
+    const h = new Harness({ maxRetransmits: 3 });
+    const peer = await h.open({ mss: 1000, timestamps: false, sackPermitted: false });
+    peer.conn.write(bytes(2000));
+    await settle();
+    h.take();
+    for (let i = 0; i < 20; i++) {
+      h.clock.advance(h.clock.nextTimer()!);
+      if (h.take().length > 0) peer.ack(peer.abs(0), 0); // the sandbox is alive, its window closed
+    }
+    expect(h.clock.now()).toBeGreaterThan(1_000_000);
+    expect(peer.conn.destroyed).toBe(false);
+    peer.ack(peer.abs(2000), 65535);
+    expect(peer.conn.state).toBe('ESTABLISHED');
+  });
+
   it('sends a tail loss probe (the last segment) after the PTO, before the RTO', async () => {
     const h = new Harness();
     // RTT 100 ms: SRTT 100, RTO 300 ms, PTO 2·SRTT = 200 ms.

@@ -1,7 +1,8 @@
 // The foundation as a user sees it: tapbox run as an unprivileged user, through the CLI.
 import { describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asTestUser, cliPath, isRoot, repoRoot, tapbox, testIds, userTempDir } from '../helpers/tapbox.js';
 
@@ -148,16 +149,33 @@ describe('fail closed', () => {
     // A sleep with a duration no other process has: its command line finds it.
     const marker = `sleep 999.${process.pid}`;
     const argv = asTestUser([process.execPath, cliPath, '--net', 'tap', '--', 'sh', '-c', `echo ready; exec ${marker}`]);
+    const tmpBefore = readdirSync(tmpdir()).sort();
+    const mountsBefore = readFileSync('/proc/self/mounts', 'utf8');
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((r) => child.stdout!.once('data', () => r()));
-    expect(spawnSync('pgrep', ['-f', marker], { encoding: 'utf8' }).stdout.trim()).not.toBe('');
+    expect(liveProcesses(marker)).not.toEqual([]);
     process.kill(supervisorPid(child.pid!), 'SIGKILL');
     await new Promise((r) => child.on('exit', r));
     await new Promise((r) => setTimeout(r, 500));
-    expect(spawnSync('pgrep', ['-f', marker], { encoding: 'utf8' }).stdout.trim()).toBe('');
-    expect(spawnSync('pgrep', ['-u', String(testIds.uid), '-f', 'tapbox-launcher'], { encoding: 'utf8' }).stdout.trim()).toBe('');
+    expect(liveProcesses(marker)).toEqual([]);
+    expect(liveProcesses('tapbox-launcher', testIds.uid)).toEqual([]);
+    expect(readdirSync(tmpdir()).sort()).toEqual(tmpBefore);
+    expect(readFileSync('/proc/self/mounts', 'utf8')).toBe(mountsBefore);
   });
 });
+
+/** Processes whose command line contains `pattern`, zombies left out (they are gone, only not yet reaped). */
+function liveProcesses(pattern: string, uid?: number): number[] {
+  const args = uid === undefined ? ['-f', pattern] : ['-u', String(uid), '-f', pattern];
+  const pids = spawnSync('pgrep', args, { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean).map(Number);
+  return pids.filter((pid) => {
+    try {
+      return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  });
+}
 
 /** The node process of the CLI (runuser's child when the tests run as root). */
 function supervisorPid(pid: number): number {

@@ -119,17 +119,6 @@ export class Scoreboard {
     return -1;
   }
 
-  /** Bytes SACKed above `seq` (for the RFC 6675 IsLost rule). */
-  sackedAbove(seq: number): number {
-    let n = 0;
-    for (let i = this.count - 1; i >= 0; i--) {
-      const r = this.at(i);
-      if (seqLEQ(r.end, seq)) break;
-      if (r.sacked && seqGEQ(r.start, seq)) n += r.size;
-    }
-    return n;
-  }
-
   clear(): void {
     this.head = 0;
     this.count = 0;

@@ -76,11 +76,6 @@ export class SegmentQueue {
     return null;
   }
 
-  /** Highest sequence number held + 1 (meaningful only when not empty). */
-  highestEnd(): number {
-    return this.pieceEnd(this.pieces[this.pieces.length - 1]!);
-  }
-
   private pieceEnd(p: Piece): number {
     return seqAdd(p.seq, p.data.length);
   }

@@ -30,9 +30,6 @@ export class Segment {
     parseTcpOptions(buf, 20, headerLength, this.options);
   }
 
-  has(flag: number): boolean {
-    return (this.flags & flag) !== 0;
-  }
   get syn(): boolean {
     return (this.flags & TCP_FLAG_SYN) !== 0;
   }

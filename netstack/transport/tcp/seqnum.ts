@@ -23,6 +23,3 @@ export function seqGEQ(a: number, b: number): boolean {
 export function seqInWindow(x: number, start: number, size: number): boolean {
   return ((x - start) >>> 0) < size;
 }
-export function seqMax(a: number, b: number): number {
-  return seqGT(a, b) ? a : b;
-}

@@ -48,8 +48,11 @@ export class Sender {
   dupAcks = 0;
   finQueued = false;
   finSent = false;
-  /** Consecutive RTO expiries; persist timer expiries. */
+  /** Consecutive RTO expiries (the RTO doubles with each); those that count towards giving up. */
   backoff = 0;
+  private retries = 0;
+  /** Whether an ACK arrived since the last RTO expiry. */
+  private heardFromPeer = false;
   private persistBackoff = 0;
   /** End of the outstanding tail loss probe, or -1. */
   private tlpEnd = -1;
@@ -195,6 +198,7 @@ export class Sender {
       return false;
     }
     const now = this.ep.clock.now();
+    this.heardFromPeer = true;
     const oldWnd = this.wnd;
     if (seqLT(this.wl1, seg.seq) || (this.wl1 === seg.seq && seqLEQ(this.wl2, ack))) {
       this.wnd = seg.window << this.wndShift;
@@ -212,6 +216,7 @@ export class Sender {
       this.buffer.consume(acked - (finAcked ? 1 : 0));
       this.una = ack;
       this.backoff = 0;
+      this.retries = 0;
       if (this.tlpEnd !== -1 && seqGEQ(ack, this.tlpEnd)) this.tlpEnd = -1;
       if (this.inRecovery) {
         if (seqGEQ(ack, this.recoveryPoint)) {
@@ -389,7 +394,10 @@ export class Sender {
   private onRetransmitTimeout(): void {
     if (this.flightSize() === 0 || !this.ep.canSendData()) return;
     this.backoff++;
-    if (this.backoff > this.config.maxRetransmits) {
+    // A zero window that the peer keeps answering is a slow reader, not a dead peer (Linux's probe0).
+    const slowReader = this.wnd === 0 && this.heardFromPeer;
+    this.heardFromPeer = false;
+    if (!slowReader && ++this.retries > this.config.maxRetransmits) {
       this.ep.abort('ETIMEDOUT');
       return;
     }
