@@ -18,7 +18,7 @@ export function createLogger(o: LoggerOptions): pino.Logger {
   const options = { level: o.logLevel, base: undefined };
   if (o.logFormat === 'json') return pino(options, pino.destination({ dest: o.logFile ?? 2, sync: true }));
   const stream = o.logFile
-    ? pretty({ destination: o.logFile, sync: true, colorize: false, hideObject: true, ignore: 'pid,hostname', translateTime: 'SYS:standard', messageFormat: 'tapbox: {msg}' })
-    : pretty({ destination: 2, sync: true, hideObject: true, ignore: 'pid,hostname,time,level', messageFormat: 'tapbox: {msg}' });
+    ? pretty({ destination: o.logFile, sync: true, colorize: false, hideObject: true, ignore: 'pid,hostname,name', translateTime: 'SYS:standard', messageFormat: 'tapbox: {msg}' })
+    : pretty({ destination: 2, sync: true, hideObject: true, ignore: 'pid,hostname,name,time,level', messageFormat: 'tapbox: {msg}' });
   return pino(options, stream);
 }

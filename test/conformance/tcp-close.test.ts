@@ -163,4 +163,24 @@ describe('TCP close', () => {
       [500, FIN],
     ]);
   });
+
+  it('destroy() after end() still delivers what was written and closes with FINs, not RST', async () => {
+    const h = new Harness();
+    const peer = await h.open({ mss: 1000, timestamps: false, window: 1000, windowShift: null });
+    peer.ack(peer.rcvNxt, 1000);
+    peer.conn.end(bytes(3000));
+    peer.conn.destroy();
+    await settle();
+    let got = h.take();
+    expect(got.map((s) => s.payload.length)).toEqual([1000]);
+    for (let acked = 1000; acked < 3000; acked += 1000) {
+      peer.ack(peer.abs(acked), 1000);
+      got = got.concat(h.take());
+    }
+    expect(got.filter((s) => s.flags & RST)).toHaveLength(0);
+    expect(got.at(-1)!.flags & FIN).toBe(FIN);
+    peer.ack(peer.abs(3001));
+    peer.fin();
+    expect(peer.conn.state).toBe('TIME-WAIT');
+  });
 });

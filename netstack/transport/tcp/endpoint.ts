@@ -375,10 +375,13 @@ export class Endpoint implements ConnectionHost {
     this.scheduleFlush();
   }
 
-  /** The stream was destroyed: RST unless both directions already closed cleanly. */
+  /**
+   * The stream was destroyed. After end() that is a close, as for a socket: what was written still
+   * goes out and the FIN exchange completes (later data from the sandbox is acknowledged and
+   * discarded). Before end() it is an abort: RST.
+   */
   applicationDestroy(): void {
-    if (this.state === 'CLOSED' || this.state === 'TIME-WAIT') return;
-    if (this.snd.finQueued && this.rcv.finReceived) return;
+    if (this.state === 'CLOSED' || this.state === 'TIME-WAIT' || this.snd.finQueued) return;
     this.sendRst();
     this.close();
   }

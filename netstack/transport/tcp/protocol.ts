@@ -6,7 +6,7 @@ import { checksum, fold, pseudoHeaderChecksum } from '../../header/checksum.js';
 import { TCP_FLAG_ACK, TCP_FLAG_RST, TCP_MIN_HEADER_LENGTH, TCP_PROTOCOL, writeTcpHeader } from '../../header/tcp.js';
 import type { Forwarder, Refusal, TcpConn } from '../../stack/forwarding.js';
 import { realClock, type Clock, type NetworkInfo, type NetworkSender, type TransportProtocol } from '../../stack/transport.js';
-import { PendingRequest, type RequestOwner } from './accept.js';
+import { PendingRequest, type RequestOwner } from './forwarder.js';
 import { formatAddress } from './address.js';
 import { resolveTcpConfig, type TcpConfig, type TcpConfigInput } from './config.js';
 import { Endpoint, type TcpContext, type Tuple } from './endpoint.js';

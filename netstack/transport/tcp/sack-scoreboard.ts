@@ -2,7 +2,7 @@
 // record per transmitted segment (its range, when it was last sent, whether the receiver SACKed it or
 // loss detection marked it lost), in sequence order. It is the SACK scoreboard of RFC 6675 and the
 // per-segment transmit times RACK needs (RFC 8985 §6.1). Records are recycled, not reallocated.
-import { seqDiff, seqGEQ, seqGT, seqLEQ } from './seqnum.js';
+import { seqDiff, seqGT, seqLEQ } from './seqnum.js';
 
 export class SentSegment {
   start = 0;
