@@ -87,7 +87,7 @@ function parseServerName(data: Buffer): string | null {
 }
 
 /** A bounds-checked cursor: reads past the end set `failed` and return zeros/empty buffers. */
-export class Reader {
+class Reader {
   failed = false;
   private pos = 0;
 

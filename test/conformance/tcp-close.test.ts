@@ -179,7 +179,8 @@ describe('TCP close', () => {
     }
     expect(got.filter((s) => s.flags & RST)).toHaveLength(0);
     expect(got.at(-1)!.flags & FIN).toBe(FIN);
-    peer.ack(peer.abs(3001));
+    peer.rcvNxt = peer.abs(3001);
+    peer.ack();
     peer.fin();
     expect(peer.conn.state).toBe('TIME-WAIT');
   });

@@ -1,0 +1,102 @@
+// Runs inside a sandbox: one network action, its outcome as one JSON line on stdout.
+//   tcp-upload HOST PORT BYTES      send BYTES of a fixed pattern to a --tcp-sink, half-close, read its
+//                                   "<bytes> <sha256>" reply → {ok, bytes, sha256Match}
+//   tcp-download HOST PORT BYTES    ask a --tcp-source for BYTES, read to EOF → {ok, bytes, sha256Match}
+//   tcp-connect HOST PORT           connect and close → {ok} or {error: CODE}
+//   tcp-many HOST PORT N            N concurrent connections to an echo server, each sends and checks a
+//                                   unique line → {ok, completed}
+//   udp-echo HOST PORT              one datagram to an echo server → {ok} or {error}
+// Every outcome includes ms (elapsed).
+import net from 'node:net';
+import dgram from 'node:dgram';
+import { createHash } from 'node:crypto';
+
+const [action, host, portText, countText] = process.argv.slice(2);
+const port = Number(portText);
+const started = Date.now();
+const done = (result) => {
+  console.log(JSON.stringify({ ...result, ms: Date.now() - started }));
+  process.exit(0);
+};
+
+function pattern(bytes, onChunk) {
+  const chunk = Buffer.alloc(65536);
+  for (let j = 0; j < chunk.length; j++) chunk[j] = (j * 7 + 3) & 0xff;
+  const hash = createHash('sha256');
+  let left = bytes;
+  while (left > 0) {
+    const n = Math.min(left, chunk.length);
+    const part = n === chunk.length ? chunk : chunk.subarray(0, n);
+    hash.update(part);
+    onChunk?.(part);
+    left -= n;
+  }
+  return hash.digest('hex');
+}
+
+if (action === 'tcp-upload') {
+  const bytes = Number(countText);
+  const expected = pattern(bytes);
+  const s = net.connect({ host, port, allowHalfOpen: true }, () => {
+    const chunk = Buffer.alloc(65536);
+    for (let j = 0; j < chunk.length; j++) chunk[j] = (j * 7 + 3) & 0xff;
+    let left = bytes;
+    const pump = () => {
+      while (left > 0) {
+        const n = Math.min(left, chunk.length);
+        left -= n;
+        if (!s.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void s.once('drain', pump);
+      }
+      s.end();
+    };
+    pump();
+  });
+  let reply = '';
+  s.on('data', (d) => (reply += d));
+  s.on('end', () => {
+    const [got, sha] = reply.trim().split(' ');
+    done({ ok: true, bytes: Number(got), sha256Match: sha === expected });
+  });
+  s.on('error', (e) => done({ error: e.code }));
+} else if (action === 'tcp-download') {
+  const bytes = Number(countText);
+  const expected = pattern(bytes);
+  const hash = createHash('sha256');
+  let got = 0;
+  const s = net.connect({ host, port }, () => s.write(`${bytes}\n`));
+  s.on('data', (d) => {
+    got += d.length;
+    hash.update(d);
+  });
+  s.on('end', () => done({ ok: true, bytes: got, sha256Match: hash.digest('hex') === expected }));
+  s.on('error', (e) => done({ error: e.code }));
+} else if (action === 'tcp-connect') {
+  const s = net.connect({ host, port }, () => {
+    s.destroy();
+    done({ ok: true });
+  });
+  s.on('error', (e) => done({ error: e.code }));
+} else if (action === 'tcp-many') {
+  const n = Number(countText);
+  let completed = 0;
+  let failed = 0;
+  const finish = () => completed + failed === n && done({ ok: failed === 0, completed, failed });
+  for (let i = 0; i < n; i++) {
+    const line = `connection ${i} of ${n}\n`;
+    let echoed = '';
+    const s = net.connect({ host, port }, () => s.end(line));
+    s.on('data', (d) => (echoed += d));
+    s.on('end', () => (echoed === line ? completed++ : failed++, finish()));
+    s.on('error', () => (failed++, finish()));
+  }
+} else if (action === 'udp-echo') {
+  const sock = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  const payload = Buffer.from('ping over udp');
+  sock.on('message', (m) => done({ ok: m.equals(payload) }));
+  sock.on('error', (e) => done({ error: e.code }));
+  sock.connect(port, host, () => sock.send(payload));
+  setTimeout(() => done({ error: 'TIMEOUT' }), 5000);
+} else {
+  console.error(`net-probe: unknown action ${action}`);
+  process.exit(2);
+}
