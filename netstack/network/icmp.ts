@@ -127,7 +127,7 @@ export class Icmp {
 
   private echoReply(family: Family, net: NetworkInfo, off: number, len: number, replyType: number): void {
     const sender = this.host.sender;
-    if (len > sender.maxTransportLength(family)) return this.host.drop('icmp-echo-too-big');
+    if (len > sender.maxDatagramLength(family)) return this.host.drop('icmp-echo-too-big');
     const { buf, offset } = sender.scratch(family);
     net.packet.copy(buf, offset, off, off + len);
     buf[offset] = replyType;

@@ -16,12 +16,13 @@
 // Outbound, every packet is built in one preallocated scratch frame per family: the transport
 // writes its header and data at scratch(family).offset, then send() fills the IP header (ID, TTL 64,
 // checksum) and the Ethernet header (to the sandbox's learned MAC) in front of it and writes the
-// frame to the link synchronously, after which the scratch frame is free again. Nothing on this
-// path allocates except the frame view handed to the link.
+// frame to the link synchronously, after which the scratch frame is free again. A datagram larger
+// than the MTU (a big UDP answer, a big ping reply) is cut into IP fragments built in one more
+// preallocated frame. Nothing on this path allocates except the frame view handed to the link.
 import type { LinkEndpoint, NetworkDispatcher } from '../link/endpoint.js';
 import { BROADCAST_MAC, emitEthernet, ETHERNET_HEADER_LENGTH, EtherType, EthernetView, macEquals, parseMac, validateEthernet } from '../header/ethernet.js';
-import { emitIpv4, IPV4_FLAG_DF, IPV4_MIN_HEADER_LENGTH, isIpv4GroupAddress, parseIpv4 } from '../header/ipv4.js';
-import { emitIpv6, IPV6_HEADER_LENGTH, isIpv6Multicast, parseIpv6 } from '../header/ipv6.js';
+import { emitIpv4, IPV4_FLAG_DF, IPV4_FLAG_MF, IPV4_MAX_PACKET_LENGTH, IPV4_MIN_HEADER_LENGTH, isIpv4GroupAddress, parseIpv4 } from '../header/ipv4.js';
+import { emitIpv6, emitIpv6Fragment, IPV6_FRAGMENT_HEADER_LENGTH, IPV6_HEADER_LENGTH, Ipv6Ext, isIpv6Multicast, parseIpv6 } from '../header/ipv6.js';
 import { ICMPV6_PROTOCOL } from '../header/icmpv6.js';
 import { ArpResponder } from '../network/arp.js';
 import type { ReassemblyLimits } from '../network/fragments.js';
@@ -63,6 +64,7 @@ export const STACK_DEFAULTS = {
 } as const;
 
 const DEFAULT_TTL = 64;
+const IPV6_MAX_PAYLOAD = 65535;
 
 interface Scratch {
   buf: Buffer;
@@ -91,7 +93,9 @@ export class Stack implements NetworkDispatcher, IpSender {
   private readonly scratch6: Scratch;
   private readonly net4: NetworkInfo = { family: 4, src: new Uint8Array(4), dst: new Uint8Array(4), packet: Buffer.alloc(0) };
   private readonly net6: NetworkInfo = { family: 6, src: new Uint8Array(16), dst: new Uint8Array(16), packet: Buffer.alloc(0) };
+  private readonly fragmentFrame: Buffer;
   private nextIpId = Math.floor(Math.random() * 0x10000);
+  private nextFragmentId6 = Math.floor(Math.random() * 0x100000000);
   private closed = false;
 
   constructor(config: StackConfig) {
@@ -102,8 +106,10 @@ export class Stack implements NetworkDispatcher, IpSender {
     this.linkLocal6 = linkLocalFromMac(this.mac);
     this.own4 = [parseIpv4(config.gateway4 ?? STACK_DEFAULTS.gateway4), parseIpv4(config.dns4 ?? STACK_DEFAULTS.dns4)];
     this.own6 = [parseIpv6(config.gateway6 ?? STACK_DEFAULTS.gateway6), parseIpv6(config.dns6 ?? STACK_DEFAULTS.dns6), this.linkLocal6];
-    this.scratch4 = { buf: Buffer.alloc(ETHERNET_HEADER_LENGTH + this.mtu), offset: ETHERNET_HEADER_LENGTH + IPV4_MIN_HEADER_LENGTH };
-    this.scratch6 = { buf: Buffer.alloc(ETHERNET_HEADER_LENGTH + this.mtu), offset: ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH };
+    // Scratch frames hold the largest datagram (sent as fragments past the MTU); one more frame builds fragments.
+    this.scratch4 = { buf: Buffer.alloc(ETHERNET_HEADER_LENGTH + IPV4_MAX_PACKET_LENGTH), offset: ETHERNET_HEADER_LENGTH + IPV4_MIN_HEADER_LENGTH };
+    this.scratch6 = { buf: Buffer.alloc(ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH + IPV6_MAX_PAYLOAD), offset: ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH };
+    this.fragmentFrame = Buffer.alloc(ETHERNET_HEADER_LENGTH + this.mtu);
 
     const drop = (reason: string): void => this.counters.drop(reason);
     const host = {
@@ -162,32 +168,32 @@ export class Stack implements NetworkDispatcher, IpSender {
     return family === 4 ? this.scratch4 : this.scratch6;
   }
 
+  /**
+   * Largest transport payload `send` accepts: more than `maxTransportLength` is sent as IP fragments
+   * (UDP and ICMP only: TCP sizes its segments to the MTU).
+   */
+  maxDatagramLength(family: Family): number {
+    return family === 4 ? IPV4_MAX_PACKET_LENGTH - IPV4_MIN_HEADER_LENGTH : IPV6_MAX_PAYLOAD - IPV6_FRAGMENT_HEADER_LENGTH;
+  }
+
   send(family: Family, src: Uint8Array, dst: Uint8Array, protocol: number, length: number, hopLimit = DEFAULT_TTL): void {
     if (this.closed) return;
-    if (length > this.maxTransportLength(family)) return this.counters.drop('send-too-big');
-    const buf = family === 4 ? this.scratch4.buf : this.scratch6.buf;
-    let ipLength: number;
-    if (family === 4) {
-      ipLength = IPV4_MIN_HEADER_LENGTH + length;
-      // We never fragment what we send (the transports size to the MTU), so DF is always set.
-      emitIpv4(buf, ETHERNET_HEADER_LENGTH, ipLength, this.nextIpId, IPV4_FLAG_DF, hopLimit, protocol, src, dst);
-      this.nextIpId = (this.nextIpId + 1) & 0xffff;
-      emitEthernet(buf, 0, this.sandboxMac, this.mac, EtherType.IPv4);
-    } else {
-      ipLength = IPV6_HEADER_LENGTH + length;
-      emitIpv6(buf, ETHERNET_HEADER_LENGTH, length, protocol, hopLimit, src, dst);
-      if (isIpv6Multicast(dst, 0)) {
-        // RFC 2464: IPv6 multicast maps to 33:33 and the group's low 32 bits.
-        buf[0] = 0x33;
-        buf[1] = 0x33;
-        buf.set(dst.subarray(12, 16), 2);
-        buf.set(this.mac, 6);
-        buf.writeUInt16BE(EtherType.IPv6, 12);
-      } else {
-        emitEthernet(buf, 0, this.sandboxMac, this.mac, EtherType.IPv6);
-      }
+    if (length > this.maxTransportLength(family)) {
+      if (length > this.maxDatagramLength(family)) return this.counters.drop('send-too-big');
+      return family === 4 ? this.sendFragments4(src, dst, protocol, length, hopLimit) : this.sendFragments6(src, dst, protocol, length, hopLimit);
     }
-    this.writeFrame(buf.subarray(0, ETHERNET_HEADER_LENGTH + ipLength));
+    const buf = family === 4 ? this.scratch4.buf : this.scratch6.buf;
+    if (family === 4) {
+      // A packet that fits the MTU is never fragmented on its way, so DF is set.
+      emitIpv4(buf, ETHERNET_HEADER_LENGTH, IPV4_MIN_HEADER_LENGTH + length, this.nextIpId, IPV4_FLAG_DF, hopLimit, protocol, src, dst);
+      this.nextIpId = (this.nextIpId + 1) & 0xffff;
+      this.emitEthernetTo(buf, dst, EtherType.IPv4);
+      this.writeFrame(buf.subarray(0, ETHERNET_HEADER_LENGTH + IPV4_MIN_HEADER_LENGTH + length));
+    } else {
+      emitIpv6(buf, ETHERNET_HEADER_LENGTH, length, protocol, hopLimit, src, dst);
+      this.emitEthernetTo(buf, dst, EtherType.IPv6);
+      this.writeFrame(buf.subarray(0, ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH + length));
+    }
   }
 
   sendUnreachable(packet: Buffer, family: Family, how: 'port' | 'host' | 'net' | 'admin-prohibited'): void {
@@ -213,6 +219,54 @@ export class Stack implements NetworkDispatcher, IpSender {
     this.closed = true;
     this.ipv4.reassembler.clear();
     this.ipv6.reassembler.clear();
+  }
+
+  /** Sends the `length` bytes at the IPv4 scratch offset as fragments, each built in the fragment frame. */
+  private sendFragments4(src: Uint8Array, dst: Uint8Array, protocol: number, length: number, ttl: number): void {
+    const data = this.scratch4.buf;
+    const frame = this.fragmentFrame;
+    const chunk = Math.floor((this.mtu - IPV4_MIN_HEADER_LENGTH) / 8) * 8;
+    const id = this.nextIpId;
+    this.nextIpId = (this.nextIpId + 1) & 0xffff;
+    this.emitEthernetTo(frame, dst, EtherType.IPv4);
+    for (let off = 0; off < length; off += chunk) {
+      const size = Math.min(chunk, length - off);
+      const flags = (off / 8) | (off + size < length ? IPV4_FLAG_MF : 0);
+      data.copy(frame, ETHERNET_HEADER_LENGTH + IPV4_MIN_HEADER_LENGTH, this.scratch4.offset + off, this.scratch4.offset + off + size);
+      emitIpv4(frame, ETHERNET_HEADER_LENGTH, IPV4_MIN_HEADER_LENGTH + size, id, flags, ttl, protocol, src, dst);
+      this.writeFrame(frame.subarray(0, ETHERNET_HEADER_LENGTH + IPV4_MIN_HEADER_LENGTH + size));
+    }
+  }
+
+  /** Sends the `length` bytes at the IPv6 scratch offset as fragments (RFC 8200 section 4.5). */
+  private sendFragments6(src: Uint8Array, dst: Uint8Array, protocol: number, length: number, hopLimit: number): void {
+    const data = this.scratch6.buf;
+    const frame = this.fragmentFrame;
+    const headers = IPV6_HEADER_LENGTH + IPV6_FRAGMENT_HEADER_LENGTH;
+    const chunk = Math.floor((this.mtu - headers) / 8) * 8;
+    const id = this.nextFragmentId6;
+    this.nextFragmentId6 = (this.nextFragmentId6 + 1) >>> 0;
+    this.emitEthernetTo(frame, dst, EtherType.IPv6);
+    for (let off = 0; off < length; off += chunk) {
+      const size = Math.min(chunk, length - off);
+      data.copy(frame, ETHERNET_HEADER_LENGTH + headers, this.scratch6.offset + off, this.scratch6.offset + off + size);
+      emitIpv6(frame, ETHERNET_HEADER_LENGTH, IPV6_FRAGMENT_HEADER_LENGTH + size, Ipv6Ext.Fragment, hopLimit, src, dst);
+      emitIpv6Fragment(frame, ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH, protocol, off, off + size < length, id);
+      this.writeFrame(frame.subarray(0, ETHERNET_HEADER_LENGTH + headers + size));
+    }
+  }
+
+  /** The Ethernet header towards `dst`: the sandbox's MAC, or the RFC 2464 group MAC for IPv6 multicast. */
+  private emitEthernetTo(buf: Buffer, dst: Uint8Array, etherType: number): void {
+    if (etherType === EtherType.IPv6 && isIpv6Multicast(dst, 0)) {
+      buf[0] = 0x33;
+      buf[1] = 0x33;
+      for (let i = 0; i < 4; i++) buf[2 + i] = dst[12 + i]!;
+      buf.set(this.mac, 6);
+      buf.writeUInt16BE(etherType, 12);
+    } else {
+      emitEthernet(buf, 0, this.sandboxMac, this.mac, etherType);
+    }
   }
 
   private deliver(family: Family, protocol: number, packet: Buffer, payloadOffset: number): void {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { Forwarder, UdpForwarderRequest } from '../../netstack/index.js';
-import { ethernet, GATEWAY4, GATEWAY_MAC, icmp4, icmp6, ipv4, ipv6, parseIpv4Frame, parseIpv6Frame, SANDBOX4, SANDBOX6, SANDBOX_MAC, setup, udp, v4, v6 } from './frames.js';
+import type { UdpForwarderRequest } from '../../netstack/index.js';
+import { pseudoHeaderChecksum } from '../../netstack/header/checksum.js';
+import { ethernet, GATEWAY4, GATEWAY_MAC, icmp4, icmp6, ipv4, ipv6, parseIpv6Frame, SANDBOX4, SANDBOX6, SANDBOX_MAC, setup, sumOk, udp, v4, v6 } from './frames.js';
 
 const REMOTE4 = v4('198.18.0.1');
 const REMOTE6 = v6('2001:db8::1');
@@ -33,8 +34,8 @@ function fragments6(payload: Buffer, size: number, id: number, nextHeader = 17, 
 }
 
 /** A stack whose forwarder accepts every UDP flow and records what each delivers. */
-function receiving() {
-  const env = setup();
+function receiving(config: Parameters<typeof setup>[0] = {}) {
+  const env = setup(config);
   const received: Buffer[] = [];
   env.forwarder.onUdp = (req: UdpForwarderRequest) => {
     const conn = req.accept();
@@ -67,9 +68,20 @@ describe('IPv4 fragment reassembly', () => {
     const { link } = setup();
     const ping = icmp4(8, 0, (5 << 16) | 6, data);
     for (const f of fragments4(ping, 1480, 9, 1, GATEWAY4)) link.inject(f);
-    const replies = link.drain();
-    expect(replies).toHaveLength(1);
-    expect(parseIpv4Frame(replies[0]!).payload.subarray(8)).toEqual(data);
+    const replies = link.drain().map((f) => f.subarray(14));
+    expect(replies.length).toBeGreaterThan(1);
+    // The 3008-byte reply exceeds the 1500-byte MTU: it comes back as fragments of one datagram.
+    for (const ip of replies) {
+      expect(ip.length).toBeLessThanOrEqual(1500);
+      expect(sumOk(ip, 0, 20)).toBe(true);
+      expect(ip.readUInt16BE(4)).toBe(replies[0]!.readUInt16BE(4));
+    }
+    const reply = Buffer.concat(replies.map((ip) => ip.subarray(20)));
+    expect(replies.map((ip) => (ip.readUInt16BE(6) & 0x1fff) * 8)).toEqual(replies.map((_, i) => replies.slice(0, i).reduce((n, r) => n + r.length - 20, 0)));
+    expect(replies.map((ip) => (ip[6]! & 0x20) !== 0)).toEqual(replies.map((_, i) => i < replies.length - 1));
+    expect(reply[0]).toBe(0);
+    expect(sumOk(reply, 0, reply.length)).toBe(true);
+    expect(reply.subarray(8)).toEqual(data);
   });
 
   it('drops a datagram with overlapping fragments, including its later fragments', async () => {
@@ -112,20 +124,12 @@ describe('IPv4 fragment reassembly', () => {
   });
 
   it('keeps reassembly memory under its cap by evicting the oldest datagrams', async () => {
-    const { link, stack } = setup({ reassembly4: { maxBytes: 16 * 1024 } });
+    const { link, stack, received } = receiving({ reassembly4: { maxBytes: 16 * 1024 } });
     for (let id = 0; id < 100; id++) link.inject(fragments4(udp(SANDBOX4, REMOTE4, 4000, 9, data), 1024, id)[0]!);
     expect(stack.ipv4.reassembler.bytesInUse).toBeLessThanOrEqual(16 * 1024);
     expect(stack.counters.drops['reassembly-evicted']).toBeGreaterThan(80);
-    // The newest datagram survived and can still complete.
-    const received: Buffer[] = [];
-    const acceptAll: Forwarder['udp'] = (req) => {
-      const conn = req.accept();
-      conn.onMessage = (p) => received.push(p);
-    };
-    stack.udp; // eslint-friendly no-op avoided below
-    const rest = fragments4(udp(SANDBOX4, REMOTE4, 4000, 9, data), 1024, 99).slice(1);
-    (setupForwarder(stack, acceptAll));
-    for (const f of rest) link.inject(f);
+    // The newest datagram survived and still completes.
+    for (const f of fragments4(udp(SANDBOX4, REMOTE4, 4000, 9, data), 1024, 99).slice(1)) link.inject(f);
     await flush();
     expect(received).toEqual([data]);
   });
@@ -135,5 +139,65 @@ describe('IPv4 fragment reassembly', () => {
     link.inject(ethernet(GATEWAY_MAC, SANDBOX_MAC, 0x0800, ipv4({ src: SANDBOX4, dst: REMOTE4, protocol: 17, id: 3, payload: Buffer.alloc(200), fragmentOffset: 65528, moreFragments: false })));
     expect(stack.counters.drops['fragment-too-big']).toBe(1);
     expect(stack.ipv4.reassembler.bytesInUse).toBe(0);
+  });
+});
+
+describe('IPv6 fragment reassembly', () => {
+  it('reassembles fragments in order and out of order', async () => {
+    const { link, received } = receiving();
+    const datagram = udp(SANDBOX6, REMOTE6, 4000, 9, data);
+    for (const f of fragments6(datagram, 1232, 1)) link.inject(f);
+    for (const f of fragments6(datagram, 1000, 2).reverse()) link.inject(f);
+    await flush();
+    expect(received).toEqual([data, data]);
+  });
+
+  it('answers a fragmented ping to fd00::2', () => {
+    const { link } = setup();
+    const gateway = v6('fd00::2');
+    const ping = icmp6(SANDBOX6, gateway, 128, 0, (1 << 16) | 2, data);
+    for (const f of fragments6(ping, 1232, 3, 58, gateway)) link.inject(f);
+    const replies = link.drain().map((f) => parseIpv6Frame(f));
+    expect(replies.length).toBeGreaterThan(1);
+    for (const ip of replies) {
+      expect(ip.lengthOk).toBe(true);
+      expect(ip.nextHeader).toBe(44);
+      expect(ip.payload[0]).toBe(58);
+    }
+    const offsets = replies.map((ip) => ip.payload.readUInt16BE(2) & 0xfff8);
+    expect(offsets).toEqual(replies.map((_, i) => replies.slice(0, i).reduce((n, r) => n + r.payload.length - 8, 0)));
+    const reply = Buffer.concat(replies.map((ip) => ip.payload.subarray(8)));
+    expect(reply[0]).toBe(129);
+    expect(sumOk(reply, 0, reply.length, pseudoHeaderChecksum(gateway, SANDBOX6, 58, reply.length))).toBe(true);
+    expect(reply.subarray(8)).toEqual(data);
+  });
+
+  it('delivers an atomic fragment (offset 0, no more fragments) at once', async () => {
+    const { link, received, stack } = receiving();
+    link.inject(fragment6(0, false, 4, udp(SANDBOX6, REMOTE6, 4000, 9, Buffer.from('atomic'))));
+    await flush();
+    expect(received).toEqual([Buffer.from('atomic')]);
+    expect(stack.ipv6.reassembler.pendingCount).toBe(0);
+  });
+
+  it('drops overlapping fragments and frees memory on timeout', async () => {
+    const { link, received, stack, clock } = receiving();
+    const datagram = udp(SANDBOX6, REMOTE6, 4000, 9, data.subarray(0, 2000));
+    link.inject(fragment6(0, true, 5, datagram.subarray(0, 1024)));
+    link.inject(fragment6(1000, false, 5, datagram.subarray(1000)));
+    await flush();
+    expect(received).toHaveLength(0);
+    expect(stack.counters.drops['fragment-overlap']).toBe(1);
+    link.inject(fragment6(0, true, 6, datagram.subarray(0, 1024)));
+    expect(stack.ipv6.reassembler.bytesInUse).toBeGreaterThan(1024);
+    clock.advance(60_000);
+    expect(stack.ipv6.reassembler.bytesInUse).toBe(0);
+    expect(stack.ipv6.reassembler.pendingCount).toBe(0);
+  });
+
+  it('refuses a non-final fragment whose length is not a multiple of 8', () => {
+    const { link, stack } = setup();
+    link.inject(fragment6(0, true, 7, Buffer.alloc(100)));
+    expect(stack.counters.drops['fragment-bad-length']).toBe(1);
   });
 });

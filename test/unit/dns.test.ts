@@ -59,7 +59,8 @@ function setup(rules: string, port: number, opts: { maxInFlight?: number; timeou
   const ask = async (name: string, type: string, extra: Partial<dnsPacket.Packet> = {}) => {
     const query = dnsPacket.encode({ type: 'query', id: 4242, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name, type: type as dnsPacket.RecordType }], ...extra });
     const reply = await proxy.answer(query, 'udp');
-    return dnsPacket.decode(reply!);
+    // dns-packet decodes the rcode; its types do not declare it.
+    return dnsPacket.decode(reply!) as dnsPacket.DecodedPacket & { rcode: string };
   };
   return { policy, clock, proxy, events, ask };
 }

@@ -6,7 +6,8 @@ import { formatIpv4 } from '../../header/ipv4.js';
 import { formatIpv6 } from '../../header/ipv6.js';
 import { UDP_HEADER_LENGTH, UDP_PROTOCOL, UdpView, validateUdp } from '../../header/udp.js';
 import type { FlowId, Forwarder } from '../../stack/forwarding.js';
-import type { Clock, NetworkInfo, NetworkSender, TransportProtocol } from '../../stack/transport.js';
+import type { IpSender } from '../../network/sender.js';
+import type { Clock, NetworkInfo, TransportProtocol } from '../../stack/transport.js';
 import { UdpSession, type SessionOwner } from './session.js';
 
 export interface UdpOptions {
@@ -31,7 +32,7 @@ export class UdpProtocol implements TransportProtocol, SessionOwner {
   private readonly udp = new UdpView();
 
   constructor(
-    readonly sender: NetworkSender,
+    readonly sender: IpSender,
     readonly clock: Clock,
     private readonly forwarder: Forwarder,
     private readonly options: UdpOptions,

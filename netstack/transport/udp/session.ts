@@ -2,11 +2,12 @@
 // UdpConn the forwarder talks to once accepted.
 import { emitUdp, UDP_HEADER_LENGTH, UDP_PROTOCOL } from '../../header/udp.js';
 import type { FlowId, Refusal, UdpConn, UdpForwarderRequest } from '../../stack/forwarding.js';
-import type { Clock, NetworkSender, TimerHandle } from '../../stack/transport.js';
+import type { IpSender } from '../../network/sender.js';
+import type { Clock, TimerHandle } from '../../stack/transport.js';
 
 /** The part of the UDP protocol a session calls back into. */
 export interface SessionOwner {
-  readonly sender: NetworkSender;
+  readonly sender: IpSender;
   readonly clock: Clock;
   readonly maxQueued: number;
   drop(reason: string): void;
@@ -84,7 +85,7 @@ export class UdpSession implements UdpConn {
     if (this.state === 'closed') return this.owner.drop('udp-send-after-close');
     const sender = this.owner.sender;
     const length = UDP_HEADER_LENGTH + payload.length;
-    if (length > sender.maxTransportLength(this.id.family)) return this.owner.drop('udp-send-too-big');
+    if (length > sender.maxDatagramLength(this.id.family)) return this.owner.drop('udp-send-too-big');
     this.lastActivity = this.owner.clock.now();
     const { buf, offset } = sender.scratch(this.id.family);
     buf.set(payload, offset + UDP_HEADER_LENGTH);

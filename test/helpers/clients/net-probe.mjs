@@ -6,10 +6,13 @@
 //   tcp-many HOST PORT N            N concurrent connections to an echo server, each sends and checks a
 //                                   unique line → {ok, completed}
 //   udp-echo HOST PORT              one datagram to an echo server → {ok} or {error}
+//   dns-query SERVER NAME           an A query straight to SERVER (not the resolv.conf one)
+//                                   → {ok, addresses} or {error}
 // Every outcome includes ms (elapsed).
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { createHash } from 'node:crypto';
+import { promises as dns } from 'node:dns';
 
 const [action, host, portText, countText] = process.argv.slice(2);
 const port = Number(portText);
@@ -96,6 +99,13 @@ if (action === 'tcp-upload') {
   sock.on('error', (e) => done({ error: e.code }));
   sock.connect(port, host, () => sock.send(payload));
   setTimeout(() => done({ error: 'TIMEOUT' }), 5000);
+} else if (action === 'dns-query') {
+  const resolver = new dns.Resolver({ timeout: 3000, tries: 1 });
+  resolver.setServers([host]);
+  resolver.resolve4(portText).then(
+    (addresses) => done({ ok: true, addresses }),
+    (e) => done({ error: e.code }),
+  );
 } else {
   console.error(`net-probe: unknown action ${action}`);
   process.exit(2);

@@ -4,11 +4,20 @@
 //   --tcp-source PORT sends N bytes (the first line the client sends, a decimal), then closes
 //   --http PORT       HTTP/1.1: GET /path → 200 "hello from the test host: /path"
 //   --udp-echo PORT   echoes datagrams
-// It binds on :: (v4 and v6), prints "ready" once listening, then nothing.
+//   --dns PORT ZONE   DNS over UDP from a JSON zone {"name": {"A": [...], "AAAA": [...], "CNAME": "x"}};
+//                     every query it sees is printed as a JSON line {"query": name, "type": T}
+//   --tls PORT        TLS (self-signed, any name): answers "tls hello <SNI>\n" and closes
+// It binds on :: (v4 and v6), prints "ready" once listening; later lines are the DNS query log.
 import net from 'node:net';
 import http from 'node:http';
 import dgram from 'node:dgram';
+import tls from 'node:tls';
 import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import dnsPacket from 'dns-packet';
 
 const args = process.argv.slice(2);
 const listening = [];
@@ -62,10 +71,38 @@ for (let i = 0; i < args.length; i += 2) {
     const sock = dgram.createSocket({ type: 'udp6', ipv6Only: false });
     sock.on('message', (msg, rinfo) => sock.send(msg, rinfo.port, rinfo.address));
     listening.push(new Promise((r) => sock.bind(port, '::', r)));
+  } else if (flag === '--dns') {
+    const zone = JSON.parse(readFileSync(args[i + 2], 'utf8'));
+    i++;
+    const sock = dgram.createSocket({ type: 'udp6', ipv6Only: false });
+    sock.on('message', (msg, rinfo) => {
+      const q = dnsPacket.decode(msg);
+      const question = q.questions[0];
+      console.log(JSON.stringify({ query: question.name, type: question.type }));
+      const answers = resolve(zone, question.name, question.type);
+      const rcode = zone[question.name.toLowerCase()] || answers.length ? 'NOERROR' : 'NXDOMAIN';
+      const reply = dnsPacket.encode({ id: q.id, type: 'response', flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE, rcode, questions: q.questions, answers });
+      sock.send(reply, rinfo.port, rinfo.address);
+    });
+    listening.push(new Promise((r) => sock.bind(port, '::', r)));
+  } else if (flag === '--tls') {
+    const dir = mkdtempSync(join(tmpdir(), 'tapbox-tls-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=tapbox test host'], { stdio: 'ignore' });
+    const server = tls.createServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (s) => s.end(`tls hello ${s.servername}\n`));
+    server.on('tlsClientError', () => {});
+    listening.push(listen(server, port));
   } else {
     console.error(`services.mjs: unknown flag ${flag}`);
     process.exit(2);
   }
+}
+
+/** The zone's records of `type` for `name`, following a CNAME chain (which is answered too). */
+function resolve(zone, name, type, depth = 0) {
+  const entry = zone[name.toLowerCase()];
+  if (!entry || depth > 8) return [];
+  if (entry.CNAME) return [{ type: 'CNAME', name, ttl: 60, data: entry.CNAME }, ...resolve(zone, entry.CNAME, type, depth + 1)];
+  return (entry[type] ?? []).map((data) => ({ type, name, ttl: 60, data }));
 }
 
 function listen(server, port) {
