@@ -19,16 +19,50 @@ enum identity {
 	IDENTITY_NOBODY,   /* 65534/65534 inside */
 };
 
+/* How the sandbox's root is assembled (filesystem.c explains each). */
+enum fs_mode {
+	FS_READ_ONLY, /* the host's root, read-only all the way down (no mode flag) */
+	FS_DEFAULT,   /* -x: system directories as throw-away overlays */
+	FS_CUSTOM,    /* -o: only what is asked for, plus cwd, an empty home, /dev and /tmp */
+	FS_HERMETIC,  /* -h: only -M/-w paths and cwd, plus /dev and /tmp */
+	FS_ROOTFS,    /* --rootfs: a user-supplied root as a throw-away overlay */
+};
+
 enum mount_kind {
 	MOUNT_BIND_RO,
 	MOUNT_BIND_RW,
 	MOUNT_TMPFS,
+	MOUNT_OVERLAY, /* the host path as the lower layer, writes thrown away */
 };
 
 struct mount_entry {
 	enum mount_kind kind;
 	const char *source; /* canonical host path; NULL for tmpfs */
 	const char *dest;   /* absolute path inside the sandbox */
+};
+
+/* Resource limits; 0 means none. */
+struct limits {
+	unsigned long long memory_bytes;
+	unsigned long pids;
+	unsigned cpus;
+	unsigned long long storage_bytes; /* size of the tmpfs holding every throw-away layer */
+};
+
+/* Per native syscall number: what the seccomp filter does with it. */
+enum syscall_rule {
+	SYSCALL_ALLOW,
+	SYSCALL_DENY,        /* EPERM */
+	SYSCALL_CHECK_ARGS,  /* denied for dangerous arguments only (ioctl TIOCSTI, clone/unshare
+				CLONE_NEWUSER, personality flags) */
+	SYSCALL_NOSYS,       /* ENOSYS, so libc falls back to a call we can check (clone3 -> clone) */
+};
+
+#define SECCOMP_MAX_SYSCALL 512
+
+struct seccomp_plan {
+	bool enabled;
+	unsigned char rules[SECCOMP_MAX_SYSCALL]; /* enum syscall_rule */
 };
 
 struct net_plan {
@@ -52,10 +86,22 @@ struct launch_plan {
 	uid_t outer_uid;
 	gid_t outer_gid;
 	const char *hostname;
-	const char *cwd; /* canonical; bound writable at the same path */
-	/* Applied in order after the read-only root, /proc and /tmp: the cwd first, then the extras. */
+	enum fs_mode fs_mode;
+	const char *cwd;    /* canonical; bound writable at the same path */
+	const char *home;   /* canonical $HOME of the caller, or NULL; empty inside unless it holds cwd */
+	const char *rootfs; /* canonical directory under FS_ROOTFS */
+	/* Where the throw-away layers live: NULL for memory (a tmpfs), else a host directory in which
+	 * the outer launcher creates run_dir and removes it after the sandbox exits (store.c). */
+	const char *store;
+	char run_dir[4096];
+	/* Applied in order after the mode's root, /proc and /tmp: the cwd first, then the extras. */
 	struct mount_entry mounts[PLAN_MAX_MOUNTS];
 	size_t n_mounts;
+	struct limits limits;
+	unsigned timeout_s; /* SIGTERM to the command after this many seconds; 0: none */
+	unsigned grace_s;   /* then SIGKILL this many seconds later (0: SIGKILL at once) */
+	unsigned long long keep_caps; /* capability bounding set of the command (bit per CAP_*) */
+	struct seccomp_plan seccomp;
 	const char *resolvers[PLAN_MAX_RESOLVERS];
 	size_t n_resolvers;
 	char **command; /* NULL-terminated argv; NULL when probing */

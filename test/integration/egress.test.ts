@@ -124,7 +124,7 @@ describe.runIf(canMakeTestHost)('egress policy against a test host', () => {
     const first = await tapbox([...dnsFlags, '--learn', learned, '--', ...run], { cwd: scratch.dir });
     expect(first.stdout).toBe('hello from the test host: /learn');
     const rules = readFileSync(learned, 'utf8');
-    expect(rules).toMatch(/^app\.tapbox\.test/m);
+    expect(rules).toMatch(/^tcp:app\.tapbox\.test:8080\b/m);
     expect(rules).not.toMatch(/^198\.18\.0\.2/m);
     const again = await tapbox([...dnsFlags, '-F', learned, '--', ...run], { cwd: scratch.dir });
     expect(again.stdout).toBe('hello from the test host: /learn');
@@ -140,10 +140,11 @@ describe('a real npm install through -F @npm', () => {
   it.runIf(registryReachable)('installs a small package and nothing else is reachable', async () => {
     const { dir, cleanup } = userTempDir();
     try {
-      writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'probe', version: '1.0.0', private: true }));
       const env = { npm_config_cache: join(dir, '.npm-cache'), npm_config_update_notifier: 'false', npm_config_audit: 'false', npm_config_fund: 'false' };
-      const script = `export ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')}; npm install --no-package-lock is-number@7.0.0 && (curl -sS -m 5 https://example.com/ >/dev/null; echo other=$?)`;
+      const manifest = JSON.stringify({ name: 'probe', version: '1.0.0', private: true });
+      const script = `echo '${manifest}' > package.json; export ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')}; npm install --no-package-lock is-number@7.0.0 && (curl -sS -m 5 https://example.com/ >/dev/null; echo other=$?)`;
       const r = await tapbox(['-F', '@npm', '--no-summary', '--', 'sh', '-c', script], { cwd: dir, timeoutMs: 180_000 });
+      expect(r.stderr).not.toMatch(/npm error/);
       expect(r.code).toBe(0);
       expect(JSON.parse(readFileSync(join(dir, 'node_modules', 'is-number', 'package.json'), 'utf8'))).toMatchObject({ name: 'is-number', version: '7.0.0' });
       expect(r.stdout).toMatch(/other=6/); // example.com is not on the npm list: NXDOMAIN

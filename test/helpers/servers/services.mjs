@@ -6,12 +6,12 @@
 //   --udp-echo PORT   echoes datagrams
 //   --dns PORT ZONE   DNS over UDP from a JSON zone {"name": {"A": [...], "AAAA": [...], "CNAME": "x"}};
 //                     every query it sees is printed as a JSON line {"query": name, "type": T}
-//   --tls PORT        TLS (self-signed, any name): answers "tls hello <SNI>\n" and closes
+//   --tls PORT        HTTPS (self-signed, any name): answers "tls hello <SNI>\n"
 // It binds on :: (v4 and v6), prints "ready" once listening; later lines are the DNS query log.
 import net from 'node:net';
 import http from 'node:http';
 import dgram from 'node:dgram';
-import tls from 'node:tls';
+import https from 'node:https';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -88,7 +88,8 @@ for (let i = 0; i < args.length; i += 2) {
   } else if (flag === '--tls') {
     const dir = mkdtempSync(join(tmpdir(), 'tapbox-tls-'));
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=tapbox test host'], { stdio: 'ignore' });
-    const server = tls.createServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (s) => s.end(`tls hello ${s.servername}\n`));
+    const options = { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) };
+    const server = https.createServer(options, (req, res) => res.end(`tls hello ${req.socket.servername}\n`));
     server.on('tlsClientError', () => {});
     listening.push(listen(server, port));
   } else {
