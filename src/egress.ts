@@ -70,7 +70,8 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     const summary = stats.summary();
     await writeOutput(opts.report, `${JSON.stringify({ mode: audit ? 'audit' : 'enforce', ...summary }, null, 2)}\n`, 'report');
     await writeOutput(opts.learn, formatLearnedAllowlist(stats.learnedFlows(), stats.lookedUp), 'learned allowlist');
-    if (opts.summary) process.stderr.write(formatSummary(summary, process.stderr.isTTY === true));
+    // A run that never touched the network has nothing to summarize: stay quiet.
+    if (opts.summary && summary.destinations.length > 0) process.stderr.write(formatSummary(summary, process.stderr.isTTY === true));
     return summary;
   };
   return Object.assign(emitter, {

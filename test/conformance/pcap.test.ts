@@ -35,6 +35,24 @@ describe('pcap sniffer', () => {
     expect(lines[1]).toMatch(/IP 10\.0\.2\.2 > 10\.0\.2\.100: ICMP echo reply, id 66, seq 1/);
   });
 
+  it('keeps every frame across buffer flushes, large frames included', () => {
+    dir = mkdtempSync(join(tmpdir(), 'tapbox-pcap-'));
+    const path = join(dir, 'big.pcap');
+    const channel = new ChannelEndpoint({ mtu: 65520 });
+    const sniffer = new SnifferEndpoint(channel, path);
+    const stack = new Stack({ link: sniffer, clock: new ManualClock(), forwarder: new TestForwarder() });
+    for (let seq = 0; seq < 40; seq++) {
+      const ping = icmp4(8, 0, (7 << 16) | seq, Buffer.alloc(60_000, seq));
+      channel.inject(ethernet(GATEWAY_MAC, SANDBOX_MAC, 0x0800, ipv4({ src: SANDBOX4, dst: GATEWAY4, protocol: 1, payload: ping })));
+    }
+    stack.close();
+    sniffer.close();
+    const out = execFileSync('tcpdump', ['-nn', '-r', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines = out.trim().split('\n');
+    expect(lines).toHaveLength(80);
+    expect(lines.filter((l) => /echo reply, id 7, seq \d+, length 60008/.test(l))).toHaveLength(40);
+  });
+
   it('fails at once on a path it cannot create', () => {
     expect(() => new SnifferEndpoint(new ChannelEndpoint(), '/nonexistent-dir/trace.pcap')).toThrow(/ENOENT/);
   });

@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { checksumTs, pseudoHeaderChecksum } from '../../netstack/header/checksum.js';
-import { Harness, PSH, Peer, bytes, encode, settle } from './tcp-harness.js';
+import { ACK, Harness, PSH, Peer, bytes, encode, settle } from './tcp-harness.js';
 
 describe('TCP data transfer', () => {
   it('delivers in-order data and delays the ACK of a lone segment', async () => {
@@ -216,4 +216,32 @@ describe('TCP data transfer', () => {
     h.tcp.handlePacket({ family: 4, src: h.sandbox, dst: h.remote, packet: Buffer.concat([Buffer.alloc(20), hostile]) }, hostile);
     expect(h.requests).toHaveLength(1);
   });
+
+  it('acknowledges a duplicate segment at once and delivers its bytes only once', async () => {
+    const h = new Harness();
+    const peer = await h.open();
+    const start = peer.nxt;
+    peer.data(Buffer.from('abc'));
+    peer.send({ flags: ACK | PSH, seq: start, payload: Buffer.from('abc') });
+    const [dup] = h.take();
+    expect(dup!.ack).toBe(start + 3);
+    // A retransmission that overlaps new bytes contributes only the new ones.
+    peer.send({ flags: ACK | PSH, seq: start + 1, payload: Buffer.from('bcdef') });
+    peer.nxt = start + 6;
+    await settle();
+    expect(Buffer.concat(peer.received).toString()).toBe('abcdef');
+  });
+
+  it('takes only the part of a segment that fits the advertised window', async () => {
+    const h = new Harness({ receiveBufferSize: 4096 });
+    const peer = await h.open({ noReader: true, windowShift: null, timestamps: false });
+    peer.data(bytes(6000));
+    await settle();
+    h.clock.advance(100);
+    const acks = h.take();
+    expect(acks.at(-1)!.ack).toBe(peer.nxt - 6000 + 4096);
+    expect(acks.at(-1)!.window).toBe(0);
+    expect(peer.conn.readableLength).toBe(4096);
+  });
 });
+

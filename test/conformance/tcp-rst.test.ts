@@ -137,4 +137,35 @@ describe('TCP resets and RFC 5961', () => {
     ]);
     expect(h.tcp.connectionCount).toBe(0);
   });
+
+  it('answers an ACK older than the largest window (RFC 5961 §5.2) with a challenge ACK and drops it', async () => {
+    const h = new Harness();
+    const peer = await h.open({ windowShift: null, window: 1000 });
+    peer.ack(peer.rcvNxt, 1000);
+    peer.conn.write(bytes(3000));
+    await settle();
+    peer.ack(peer.abs(1000), 1000);
+    peer.ack(peer.abs(2000), 1000);
+    h.take();
+    peer.send({ flags: ACK | PSH, ack: peer.iss - 5000, payload: Buffer.from('stale') });
+    await settle();
+    const [challenge] = h.take();
+    expect(challenge!.flags).toBe(ACK);
+    expect(h.tcp.stats.challengeAcks).toBe(1);
+    expect(peer.received).toHaveLength(0);
+  });
+
+  it('drops a segment whose timestamp is older than TS.Recent (PAWS) and acknowledges', async () => {
+    const h = new Harness();
+    const peer = await h.open();
+    peer.data(Buffer.from('new'));
+    await settle();
+    h.take();
+    peer.send({ flags: ACK | PSH, payload: Buffer.from('old'), ts: { val: 5, ecr: 1 } });
+    await settle();
+    expect(Buffer.concat(peer.received).toString()).toBe('new');
+    const [ack] = h.take();
+    expect(ack!.ack).toBe(peer.nxt);
+  });
 });
+

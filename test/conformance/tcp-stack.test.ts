@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { ChannelEndpoint, ManualClock, Stack } from '../../netstack/index.js';
 import { createTcp, type TcpConnection } from '../../netstack/transport/tcp/index.js';
-import { GATEWAY_MAC, SANDBOX4, SANDBOX6, SANDBOX_MAC, TestForwarder, ethernet, ipv4, ipv6, parseIpv4Frame, parseIpv6Frame, v4, v6 } from './frames.js';
+import { GATEWAY_MAC, SANDBOX4, SANDBOX6, SANDBOX_MAC, TestForwarder, ethernet, icmp4, ipv4, ipv6, parseIpv4Frame, parseIpv6Frame, v4, v6 } from './frames.js';
 import { ACK, FIN, PSH, SYN, bytes, decodeSegment, encode, settle, type SegmentSpec, type Sent } from './tcp-harness.js';
 
 const REMOTE4 = v4('198.18.0.20');
@@ -83,6 +83,24 @@ describe('TCP through the Stack', () => {
     expect(synAck.flags).toBe(SYN | ACK);
     expect(synAck.mss).toBe(1440);
     expect(synAck.ack).toBe(8);
+  });
+
+  it('resegments after an ICMP fragmentation-needed from the sandbox', async () => {
+    const { clock, link, forwarder } = build(9000);
+    link.inject(frame4({ flags: SYN, seq: 100, srcPort: 5557, dstPort: 80, mss: 8960 }));
+    const conn = forwarder.tcpRequests[0]!.accept() as TcpConnection;
+    const [synAck] = segments4(link, clock.now());
+    link.inject(frame4({ flags: ACK, seq: 101, ack: synAck!.seq + 1, srcPort: 5557, dstPort: 80 }));
+    conn.write(bytes(8000));
+    await settle();
+    const [frame] = link.drain();
+    expect(parseIpv4Frame(frame!).payload.length).toBe(20 + 8000);
+    // The sandbox's path (say a nested tunnel) takes 1400 bytes: ICMP type 3 code 4 quoting our packet.
+    const quoted = frame!.subarray(14, 14 + 28);
+    link.inject(ethernet(GATEWAY_MAC, SANDBOX_MAC, 0x0800, ipv4({ src: SANDBOX4, dst: REMOTE4, protocol: 1, payload: icmp4(3, 4, 1400, quoted) })));
+    const resent = segments4(link, clock.now());
+    expect(resent.map((s) => s.payload.length)).toEqual([1360, 1360, 1360, 1360, 1360, 1200]);
+    expect(Buffer.concat(resent.map((s) => s.payload))).toEqual(bytes(8000));
   });
 
   it('delivers 2 MB intact over a lossy, reordering, duplicating, corrupting link', async () => {

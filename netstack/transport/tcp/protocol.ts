@@ -169,7 +169,6 @@ export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner 
   }
 
   acceptRequest(req: PendingRequest): TcpConn {
-    this.endpoints.get(req.key)?.retire();
     const t = req.tuple;
     const iss = this.isn.generate(t.local, t.localPort, t.remote, t.remotePort);
     const ep = new Endpoint(this, req.key, t, req.id, req.syn, iss);

@@ -117,6 +117,10 @@ export class Receiver {
       len = Math.max(0, room);
       fin = false;
     }
+    if (len === 0 && !fin) {
+      this.ep.sendAck(); // all of it lay beyond a closed window: say the window is still closed
+      return;
+    }
     if (len > this.largestSegment) this.largestSegment = len;
 
     if (seq !== this.nxt) {
@@ -148,7 +152,6 @@ export class Receiver {
       this.ep.onPeerFin();
       return;
     }
-    if (len === 0 && !filledHole) return;
     this.unackedBytes += len;
     if (filledHole || this.unackedBytes >= 2 * this.largestSegment) this.ep.sendAck();
     else this.delayedAck.armIfIdle(this.config.delayedAckMs);
