@@ -33,6 +33,7 @@ enum mount_kind {
 	MOUNT_BIND_RW,
 	MOUNT_TMPFS,
 	MOUNT_OVERLAY, /* the host path as the lower layer, writes thrown away */
+	MOUNT_PROC,    /* a fresh proc: "-M /proc" (binding the host's /proc would show its processes) */
 };
 
 struct mount_entry {
