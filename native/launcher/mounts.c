@@ -1,23 +1,9 @@
-/* mounts.c — the read-only mode's filesystem, built in the sandbox's own mount namespace.
+/* mounts.c — the mount primitives filesystem.c assembles the sandbox's root from.
  *
- * Every mount, in order, and why:
- *  1. "/" and everything below it become MS_PRIVATE: nothing we mount or unmount from here on
- *     propagates back to the host (or arrives from it).
- *  2. Detached copies (open_tree OPEN_TREE_CLONE|AT_RECURSIVE) are taken of the host's / and of each
- *     bind source, before anything covers a host path (the working directory may well sit in /tmp).
- *     The root copy, and every --bind-ro copy, is made read-only all the way down (mount_setattr
- *     AT_RECURSIVE, MOUNT_ATTR_RDONLY) while still detached: no writable submount (/dev/shm,
- *     /run/user/...) survives, and no copy is ever visible writable.
- *  3. A private tmpfs is mounted on /tmp of *this* namespace as a staging area (the host's /tmp is not
- *     touched): it holds the generated resolv.conf and the directory where the root copy is attached.
- *  4. pivot_root into the root copy; the old root, staging tmpfs included, is detached, so nothing
- *     of the setup remains reachable and nothing is left on the host to clean up.
- *  5. A fresh proc on /proc, for the sandbox's PID namespace (the host's processes are not visible).
- *  6. A fresh tmpfs on /tmp, private to this sandbox and gone with it.
- *  7. The working directory, bound writable at the same path (writes persist on the host), then the
- *     --bind-ro / --bind-rw / --tmpfs entries in the order given. Destinations resolve inside the new
- *     root (a symlink can't point them outside it); a missing one is created only where writable.
- *  8. The generated resolv.conf bound read-only over /etc/resolv.conf (under --resolv).
+ * Everything taken from the host is captured as a file descriptor while the host's tree is still in
+ * view (a detached copy from open_tree, or an O_PATH directory for an overlay's lower layer), and
+ * attached by descriptor once the sandbox's root is "/". Destinations are therefore resolved inside
+ * the new root: an absolute symlink planted there can't point a mount at a host path.
  */
 #include "mounts.h"
 
@@ -33,13 +19,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define STAGING_DIR "/tmp"
-#define STAGED_ROOT STAGING_DIR "/root"
-#define STAGED_RESOLV STAGING_DIR "/resolv.conf"
-
-#define mount_error(...) fail("EMOUNT", EXIT_SETUP_FAILED, __VA_ARGS__)
-
-static void make_read_only(int tree, const char *path)
+void mounts_make_read_only(int tree, const char *path)
 {
 	struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
 
@@ -48,32 +28,31 @@ static void make_read_only(int tree, const char *path)
 			    path, strerror(errno));
 }
 
-/* A detached, recursive copy of the mount tree at path. */
-static int copy_tree(const char *path, bool read_only)
+int mounts_copy_tree(int dirfd, const char *path, bool read_only)
 {
-	int tree = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+	int flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | (path[0] ? 0 : AT_EMPTY_PATH);
+	int tree = open_tree(dirfd, path, flags);
 
 	if (tree < 0)
 		mount_error("bind-mounting %s into the sandbox failed (%s); check that it exists and that you can read it",
 			    path, strerror(errno));
 	if (read_only)
-		make_read_only(tree, path);
+		mounts_make_read_only(tree, path);
 	return tree;
 }
 
-static void write_resolv_conf(const struct launch_plan *plan)
+int mounts_open_lower(const char *path)
 {
-	int fd = open(STAGED_RESOLV, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 
-	if (fd < 0 || fchmod(fd, 0644) != 0)
-		mount_error("writing the sandbox's resolv.conf failed (%s)", strerror(errno));
-	for (size_t i = 0; i < plan->n_resolvers; i++)
-		dprintf(fd, "nameserver %s\n", plan->resolvers[i]);
-	close(fd);
+	if (fd < 0)
+		mount_error("opening %s as an overlay's lower layer failed (%s); -k takes an existing directory",
+			    path, strerror(errno));
+	return fd;
 }
 
-/* Creates path (and its parents) when missing; this succeeds only on a writable mount (a tmpfs). */
-static void create_mount_point(const char *path, bool directory)
+/* mkdir -p inside the current root; succeeds only where writable (a tmpfs, an overlay). */
+void mounts_create_point(const char *path, bool directory)
 {
 	char partial[PATH_MAX];
 	struct stat st;
@@ -93,78 +72,87 @@ static void create_mount_point(const char *path, bool directory)
 		return;
 failed:
 	mount_error("the mount point %s does not exist inside the sandbox and can't be created there (%s); "
-		    "use a destination that exists, or mount a --tmpfs on one of its parents first",
+		    "use a destination that exists, or mount a tmpfs (-e) on one of its parents first",
 		    path, strerror(errno));
 }
 
-static void attach_tree(int tree, const char *dest)
+void mounts_attach(int tree, const char *dest)
 {
 	struct stat st;
 
 	if (fstat(tree, &st) != 0)
 		mount_error("inspecting the copy for %s failed (%s)", dest, strerror(errno));
-	create_mount_point(dest, S_ISDIR(st.st_mode));
+	mounts_create_point(dest, S_ISDIR(st.st_mode));
 	if (move_mount(tree, "", AT_FDCWD, dest, MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS) != 0)
 		mount_error("mounting onto %s inside the sandbox failed (%s); a file can only cover a file, "
 			    "and a directory a directory", dest, strerror(errno));
 	close(tree);
 }
 
-static void mount_fresh(const char *fstype, const char *dest, unsigned long flags, const char *options)
+/* A detached mount of a new filesystem instance. */
+int mounts_new_fs(const char *fstype, const char *options[], unsigned attr, const char *what)
 {
-	create_mount_point(dest, true);
-	if (mount(fstype, dest, fstype, flags, options) != 0)
-		mount_error("mounting a fresh %s on %s failed (%s)", fstype, dest, strerror(errno));
+	int fs = fsopen(fstype, FSOPEN_CLOEXEC);
+
+	if (fs < 0)
+		mount_error("creating %s failed (%s); the kernel must be Linux 5.2 or newer", what, strerror(errno));
+	for (size_t i = 0; options && options[i]; i += 2) {
+		if (fsconfig(fs, FSCONFIG_SET_STRING, options[i], options[i + 1], 0) != 0)
+			mount_error("creating %s failed: the option %s=%s was refused (%s)", what, options[i],
+				    options[i + 1], strerror(errno));
+	}
+	if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) != 0)
+		mount_error("creating %s failed (%s)", what, strerror(errno));
+	int mnt = fsmount(fs, FSMOUNT_CLOEXEC, attr);
+	if (mnt < 0)
+		mount_error("mounting %s failed (%s)", what, strerror(errno));
+	close(fs);
+	return mnt;
 }
 
-static void pivot_into(const char *new_root)
+int mounts_overlay(int lower, int store, const char *layer, const char *what)
+{
+	char upper[64], work[64];
+	int fs = fsopen("overlay", FSOPEN_CLOEXEC);
+
+	/* Each overlay gets its own upper and work directory in the throw-away store. */
+	snprintf(upper, sizeof upper, "%s.upper", layer);
+	snprintf(work, sizeof work, "%s.work", layer);
+	if (mkdirat(store, upper, 0755) != 0 || mkdirat(store, work, 0700) != 0)
+		mount_error("creating the throw-away layer for %s failed (%s); is --storage too small?", what,
+			    strerror(errno));
+	int upper_fd = openat(store, upper, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	int work_fd = openat(store, work, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	/* Layers given as descriptors (Linux 6.13+): the host path may be covered by now. */
+	if (fs < 0 || upper_fd < 0 || work_fd < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_FD, "lowerdir+", NULL, lower) != 0 ||
+	    fsconfig(fs, FSCONFIG_SET_FD, "upperdir", NULL, upper_fd) != 0 ||
+	    fsconfig(fs, FSCONFIG_SET_FD, "workdir", NULL, work_fd) != 0 ||
+	    fsconfig(fs, FSCONFIG_SET_FLAG, "userxattr", NULL, 0) != 0 ||
+	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) != 0) {
+		int err = errno;
+		if (fs >= 0)
+			close(fs);
+		if (upper_fd >= 0)
+			close(upper_fd);
+		if (work_fd >= 0)
+			close(work_fd);
+		errno = err;
+		return -1;
+	}
+	int mnt = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID);
+	int err = errno;
+	close(fs);
+	close(upper_fd);
+	close(work_fd);
+	errno = err;
+	return mnt;
+}
+
+void mounts_pivot(const char *new_root)
 {
 	/* pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then drops it. */
 	if (chdir(new_root) != 0 || syscall(SYS_pivot_root, ".", ".") != 0 || umount2(".", MNT_DETACH) != 0 ||
 	    chdir("/") != 0)
 		mount_error("switching to the sandbox's root failed (%s)", strerror(errno));
-}
-
-void mounts_setup_read_only(const struct launch_plan *plan)
-{
-	int trees[PLAN_MAX_MOUNTS];
-	int resolv_tree = -1;
-
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-		mount_error("making the sandbox's mounts private failed (%s)", strerror(errno));
-
-	int root_tree = copy_tree("/", true);
-	for (size_t i = 0; i < plan->n_mounts; i++) {
-		const struct mount_entry *m = &plan->mounts[i];
-		trees[i] = m->kind == MOUNT_TMPFS ? -1 : copy_tree(m->source, m->kind == MOUNT_BIND_RO);
-	}
-
-	if (mount("tmpfs", STAGING_DIR, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=1m") != 0 ||
-	    mkdir(STAGED_ROOT, 0755) != 0)
-		mount_error("creating the staging tmpfs on %s failed (%s); the host needs a %s directory",
-			    STAGING_DIR, strerror(errno), STAGING_DIR);
-	if (plan->n_resolvers > 0) {
-		write_resolv_conf(plan);
-		resolv_tree = copy_tree(STAGED_RESOLV, true);
-	}
-	if (move_mount(root_tree, "", AT_FDCWD, STAGED_ROOT, MOVE_MOUNT_F_EMPTY_PATH) != 0)
-		mount_error("attaching the sandbox's root failed (%s)", strerror(errno));
-	close(root_tree);
-	pivot_into(STAGED_ROOT);
-
-	mount_fresh("proc", "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-	mount_fresh("tmpfs", "/tmp", MS_NOSUID | MS_NODEV, "mode=1777");
-	for (size_t i = 0; i < plan->n_mounts; i++) {
-		const struct mount_entry *m = &plan->mounts[i];
-		if (m->kind == MOUNT_TMPFS)
-			mount_fresh("tmpfs", m->dest, MS_NOSUID | MS_NODEV, "mode=0755");
-		else
-			attach_tree(trees[i], m->dest);
-	}
-	if (resolv_tree >= 0)
-		attach_tree(resolv_tree, "/etc/resolv.conf");
-
-	if (chdir(plan->cwd) != 0)
-		mount_error("entering the working directory %s inside the sandbox failed (%s)", plan->cwd,
-			    strerror(errno));
 }

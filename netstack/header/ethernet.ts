@@ -61,12 +61,6 @@ export function parseMac(text: string): Uint8Array {
   return new Uint8Array(parts.map((p) => parseInt(p, 16)));
 }
 
-export function formatMac(mac: Uint8Array, off = 0): string {
-  const parts: string[] = [];
-  for (let i = 0; i < 6; i++) parts.push(mac[off + i]!.toString(16).padStart(2, '0'));
-  return parts.join(':');
-}
-
 /** Compares 6 bytes at `off` in `buf` with `mac`. */
 export function macEquals(buf: Uint8Array, off: number, mac: Uint8Array): boolean {
   for (let i = 0; i < 6; i++) if (buf[off + i] !== mac[i]) return false;

@@ -28,9 +28,6 @@ export class Ipv4View {
   get totalLength(): number {
     return this.buf.readUInt16BE(this.off + 2);
   }
-  set totalLength(v: number) {
-    this.buf.writeUInt16BE(v, this.off + 2);
-  }
   get id(): number {
     return this.buf.readUInt16BE(this.off + 4);
   }
@@ -126,7 +123,7 @@ export function refreshIpv4Checksum(buf: Buffer, off: number): void {
   buf.writeUInt16BE(~checksum(buf, off, ihl) & 0xffff, off + 10);
 }
 
-/** True for destinations no unicast flow may use: 0/8 is allowed as source only; 224/3 and broadcast. */
+/** True for group addresses no unicast flow may use: multicast, class E and broadcast (224.0.0.0/3). */
 export function isIpv4GroupAddress(addr: number): boolean {
   return addr >>> 29 === 0b111; // 224.0.0.0/3: multicast, reserved class E, 255.255.255.255
 }
