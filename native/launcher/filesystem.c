@@ -24,7 +24,8 @@
  *             one too when programs can't run without it (/usr, /etc, /lib*, /bin, /sbin); fresh
  *             /proc, read-only /sys, minimal /dev, private /tmp, an empty /run; $HOME empty and
  *             thrown away unless it holds the cwd (then writable); the cwd's parent as an overlay
- *             above empty throw-away ancestors; the cwd writable.
+ *             above empty throw-away ancestors (not when the parent is /tmp, /home, ...: those stay
+ *             private); the cwd writable.
  *  -o         a tmpfs root with only -k / -M / -w / -e, the cwd, an empty home, /dev and /tmp.
  *  -h         a tmpfs root with only -M / -w / -e, the cwd, /dev and /tmp.
  *  --rootfs   an overlay of the user's root directory; fresh /proc, read-only /sys, minimal /dev,
@@ -231,7 +232,63 @@ static void capture_system_dirs(const struct launch_plan *plan)
 	closedir(root);
 }
 
-/* ---- phase 1 + 2 per mode ---- */
+/* ---- phase 3: attaching ---- */
+
+static void setup_devices(void)
+{
+	static const char *const links[][2] = {
+		{ "/dev/ptmx", "pts/ptmx" },	      { "/dev/fd", "/proc/self/fd" },
+		{ "/dev/stdin", "/proc/self/fd/0" },  { "/dev/stdout", "/proc/self/fd/1" },
+		{ "/dev/stderr", "/proc/self/fd/2" },
+	};
+	char path[32];
+
+	mounts_create_point("/dev", true);
+	if (mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
+		mount_error("mounting a tmpfs on /dev failed (%s)", strerror(errno));
+	for (size_t i = 0; i < sizeof device_nodes / sizeof device_nodes[0]; i++) {
+		snprintf(path, sizeof path, "/dev/%s", device_nodes[i]);
+		mounts_attach(device_trees[i], path);
+	}
+	/* A private devpts instance: terminals opened inside (ptmx) are the sandbox's own. */
+	if (mkdir("/dev/pts", 0755) != 0 ||
+	    mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") != 0)
+		mount_error("mounting a private devpts on /dev/pts failed (%s)", strerror(errno));
+	if (mkdir("/dev/shm", 01777) != 0 ||
+	    mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=01777") != 0)
+		mount_error("mounting a private tmpfs on /dev/shm failed (%s)", strerror(errno));
+	for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
+		if (symlink(links[i][1], links[i][0]) != 0)
+			mount_error("creating %s failed (%s)", links[i][0], strerror(errno));
+}
+
+static void apply_step(const struct step *step)
+{
+	switch (step->kind) {
+	case STEP_ATTACH:
+		mounts_attach(step->fd, step->dest);
+		break;
+	case STEP_SYMLINK:
+		if (symlink(step->target, step->dest) != 0)
+			mount_error("recreating the symlink %s -> %s failed (%s)", step->dest, step->target,
+				    strerror(errno));
+		break;
+	case STEP_TMPFS:
+		mounts_create_point(step->dest, true);
+		if (mount("tmpfs", step->dest, "tmpfs", MS_NOSUID | MS_NODEV | (step->fd == 1 ? MS_RDONLY : 0),
+			  "mode=0755") != 0)
+			mount_error("mounting a fresh tmpfs on %s failed (%s)", step->dest, strerror(errno));
+		break;
+	case STEP_DEVICES:
+		setup_devices();
+		break;
+	case STEP_DIR:
+		mounts_create_point(step->dest, true);
+		break;
+	}
+}
+
+/* ---- the modes ---- */
 
 static int fresh_proc(void)
 {
@@ -248,7 +305,7 @@ static void capture_devices(void)
 	}
 }
 
-/* Each captured host directory lower (fd) is turned into its overlay once the store exists. */
+/* The captured host directories (O_PATH lowers) become overlays once the store exists. */
 static void overlay_captured_lowers(size_t first, size_t last)
 {
 	for (size_t i = first; i < last; i++)
@@ -256,60 +313,53 @@ static void overlay_captured_lowers(size_t first, size_t last)
 			steps[i].fd = overlay_or_read_only(steps[i].fd, steps[i].dest);
 }
 
-static void plan_home(const struct launch_plan *plan, int home_tree)
-{
-	if (!plan->home)
-		return;
-	if (home_tree >= 0)
-		add_step(STEP_ATTACH, home_tree, plan->home, NULL);
-	else
-		add_step(STEP_ATTACH, store_dir("home", 0755), plan->home, NULL);
-}
-
 /* -x: the cwd's parent as an overlay (its siblings visible, writes thrown away), above ancestors
- * that are empty throw-away directories; nothing when the home or an overlaid top directory
- * already shows the parent. */
-static int capture_cwd_parent(const struct launch_plan *plan)
+ * that are empty throw-away directories; none when the home or an overlaid top directory already
+ * shows the parent. Returns its path, or NULL. */
+static const char *cwd_parent_to_overlay(const struct launch_plan *plan)
 {
-	char parent[PATH_MAX];
+	static char parent[PATH_MAX];
 
 	snprintf(parent, sizeof parent, "%s", plan->cwd);
 	*strrchr(parent, '/') = '\0';
-	if (parent[0] == '\0' || cwd_top_is_overlaid(plan) || home_holds_cwd(plan))
-		return -1;
-	return mounts_open_lower(parent);
+	/* A top-level parent is /tmp, /home, ... (private in -x) or the cwd's excluded top directory. */
+	bool top_level = strchr(parent + 1, '/') == NULL;
+	if (parent[0] == '\0' || cwd_top_is_overlaid(plan) || home_holds_cwd(plan) ||
+	    (top_level && excluded_top_level(parent + 1)))
+		return NULL;
+	return parent;
 }
 
 void filesystem_setup(const struct launch_plan *plan)
 {
+	enum fs_mode mode = plan->fs_mode;
+	bool has_proc = mode != FS_CUSTOM && mode != FS_HERMETIC;
+	bool has_home = plan->home && (mode == FS_DEFAULT || mode == FS_CUSTOM || mode == FS_ROOTFS);
+	const char *parent = mode == FS_DEFAULT ? cwd_parent_to_overlay(plan) : NULL;
 	int trees[PLAN_MAX_MOUNTS];
-	int root_tree = -1, rootfs_root = -1, sys_tree = -1, home_tree = -1, parent_lower = -1, proc = -1;
-	bool tmpfs_root = plan->fs_mode == FS_DEFAULT || plan->fs_mode == FS_CUSTOM || plan->fs_mode == FS_HERMETIC;
-	bool wants_home = plan->fs_mode == FS_DEFAULT || plan->fs_mode == FS_CUSTOM || plan->fs_mode == FS_ROOTFS;
-	size_t system_first, system_last;
+	int root_tree = -1, rootfs_lower = -1, proc = -1, sys_tree = -1, home_tree = -1, parent_lower = -1;
 
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
 		mount_error("making the sandbox's mounts private failed (%s)", strerror(errno));
 
-	/* Phase 1: capture. */
-	system_first = n_steps;
-	if (plan->fs_mode == FS_DEFAULT)
+	/* Phase 1: capture what the host shows. */
+	if (mode == FS_DEFAULT)
 		capture_system_dirs(plan);
-	system_last = n_steps;
-	if (plan->fs_mode == FS_READ_ONLY)
+	size_t system_steps = n_steps;
+	if (mode == FS_READ_ONLY)
 		root_tree = mounts_copy_tree(AT_FDCWD, "/", true);
-	if (plan->fs_mode == FS_ROOTFS)
-		rootfs_root = mounts_open_lower(plan->rootfs);
-	if (plan->fs_mode != FS_CUSTOM && plan->fs_mode != FS_HERMETIC)
+	if (mode == FS_ROOTFS)
+		rootfs_lower = mounts_open_lower(plan->rootfs);
+	if (has_proc)
 		proc = fresh_proc();
-	if (plan->fs_mode == FS_DEFAULT || plan->fs_mode == FS_ROOTFS)
+	if (mode == FS_DEFAULT || mode == FS_ROOTFS)
 		sys_tree = mounts_copy_tree(AT_FDCWD, "/sys", true);
-	if (plan->fs_mode != FS_READ_ONLY)
+	if (mode != FS_READ_ONLY)
 		capture_devices();
-	if (wants_home && home_holds_cwd(plan))
+	if (has_home && home_holds_cwd(plan))
 		home_tree = mounts_copy_tree(AT_FDCWD, plan->home, false);
-	if (plan->fs_mode == FS_DEFAULT)
-		parent_lower = capture_cwd_parent(plan);
+	if (parent)
+		parent_lower = mounts_open_lower(parent);
 	for (size_t i = 0; i < plan->n_mounts; i++) {
 		const struct mount_entry *m = &plan->mounts[i];
 		trees[i] = -1;
@@ -317,29 +367,29 @@ void filesystem_setup(const struct launch_plan *plan)
 			trees[i] = mounts_copy_tree(AT_FDCWD, m->source, m->kind == MOUNT_BIND_RO);
 		else if (m->kind == MOUNT_OVERLAY)
 			trees[i] = mounts_open_lower(m->source);
-		else if (m->kind == MOUNT_PROC && proc < 0)
-			trees[i] = proc = fresh_proc();
+		else if (m->kind == MOUNT_PROC && !has_proc)
+			trees[i] = fresh_proc();
 	}
 
-	/* Phase 2: the store, the layers in it, the root. */
+	/* Phase 2: the store and the layers in it, then the root. */
 	mount_store(plan);
-	overlay_captured_lowers(system_first, system_last);
+	overlay_captured_lowers(0, system_steps);
 	if (parent_lower >= 0)
-		parent_lower = overlay_or_fail(parent_lower, "the working directory's parent");
+		parent_lower = overlay_or_fail(parent_lower, parent);
 	for (size_t i = 0; i < plan->n_mounts; i++)
 		if (plan->mounts[i].kind == MOUNT_OVERLAY)
 			trees[i] = overlay_or_fail(trees[i], plan->mounts[i].source);
 	int tmp_tree = store_dir("tmp", 01777);
+	int empty_home = has_home && home_tree < 0 ? store_dir("home", 0755) : -1;
 	int resolv_tree = -1;
 	if (plan->n_resolvers > 0) {
 		write_resolv_conf(plan);
 		resolv_tree = mounts_copy_tree(store, "resolv.conf", true);
 	}
-
-	if (mkdirat(store, "root", 0755) != 0 || fchmodat(store, "root", 0755, 0) != 0)
+	if (mkdirat(store, "root", 0755) != 0)
 		mount_error("creating the sandbox's root failed (%s)", strerror(errno));
-	if (root_tree >= 0 || rootfs_root >= 0) {
-		int tree = root_tree >= 0 ? root_tree : overlay_or_fail(rootfs_root, plan->rootfs);
+	if (root_tree >= 0 || rootfs_lower >= 0) {
+		int tree = root_tree >= 0 ? root_tree : overlay_or_fail(rootfs_lower, plan->rootfs);
 		if (move_mount(tree, "", AT_FDCWD, STAGED_ROOT, MOVE_MOUNT_F_EMPTY_PATH) != 0)
 			mount_error("attaching the sandbox's root failed (%s)", strerror(errno));
 		close(tree);
@@ -347,38 +397,37 @@ void filesystem_setup(const struct launch_plan *plan)
 		mount_error("creating the sandbox's root failed (%s)", strerror(errno));
 	}
 
-	/* The rest, in the order it is attached. */
-	if (proc >= 0 && plan->fs_mode != FS_CUSTOM && plan->fs_mode != FS_HERMETIC)
+	/* What phase 3 attaches after the system directories, in order. */
+	if (proc >= 0)
 		add_step(STEP_ATTACH, proc, "/proc", NULL);
 	if (sys_tree >= 0)
 		add_step(STEP_ATTACH, sys_tree, "/sys", NULL);
-	if (plan->fs_mode != FS_READ_ONLY)
+	if (mode != FS_READ_ONLY)
 		add_step(STEP_DEVICES, -1, "/dev", NULL);
 	add_step(STEP_ATTACH, tmp_tree, "/tmp", NULL);
-	if (plan->fs_mode == FS_READ_ONLY)
+	if (mode == FS_READ_ONLY)
 		add_step(STEP_TMPFS, 1, "/run", NULL);
-	else if (plan->fs_mode == FS_DEFAULT)
+	else if (mode == FS_DEFAULT)
 		add_step(STEP_DIR, -1, "/run", NULL);
-	if (wants_home)
-		plan_home(plan, home_tree);
+	if (has_home)
+		add_step(STEP_ATTACH, home_tree >= 0 ? home_tree : empty_home, plan->home, NULL);
 	if (parent_lower >= 0)
-		add_step(STEP_ATTACH, parent_lower, strdup(plan->cwd), NULL), *strrchr((char *)steps[n_steps - 1].dest, '/') = '\0';
+		add_step(STEP_ATTACH, parent_lower, parent, NULL);
 	for (size_t i = 0; i < plan->n_mounts; i++) {
 		const struct mount_entry *m = &plan->mounts[i];
 		if (m->kind == MOUNT_TMPFS)
 			add_step(STEP_TMPFS, 0, m->dest, NULL);
-		else
+		else if (trees[i] >= 0) /* -M /proc where a fresh /proc is already planned needs nothing */
 			add_step(STEP_ATTACH, trees[i], m->dest, NULL);
 	}
 	if (resolv_tree >= 0)
 		add_step(STEP_ATTACH, resolv_tree, "/etc/resolv.conf", NULL);
 
 	mounts_pivot(STAGED_ROOT);
-	(void)tmpfs_root;
 
-	/* Phase 3: attach. */
+	/* Phase 3: attach, inside the new root. */
 	for (size_t i = 0; i < n_steps; i++)
-		filesystem_apply_step(&steps[i], plan);
+		apply_step(&steps[i]);
 	close(store);
 
 	if (chdir(plan->cwd) != 0)

@@ -19,15 +19,24 @@ export class TestHost {
   readonly ns: string;
   readonly hostIf: string;
   /** The test host's addresses, as the sandbox dials them. */
-  readonly ip4 = '198.18.0.2';
-  readonly ip6 = '2001:db8:1::2';
+  readonly ip4: string;
+  readonly ip6: string;
   /** The host side of the veth. */
-  readonly hostIp4 = '198.18.0.1';
-  readonly hostIp6 = '2001:db8:1::1';
+  readonly hostIp4: string;
+  readonly hostIp6: string;
+  /** An address on the test host's subnet that nobody owns (ARP for it fails). */
+  readonly unusedIp4: string;
   private servers: ChildProcess[] = [];
 
   constructor() {
     const id = randomBytes(3).toString('hex');
+    // A /24 of 198.18.0.0/15 and a /64 of 2001:db8::/32 of its own, so test hosts can coexist.
+    const subnet = 1 + (randomBytes(1)[0]! % 250);
+    this.ip4 = `198.18.${subnet}.2`;
+    this.hostIp4 = `198.18.${subnet}.1`;
+    this.unusedIp4 = `198.18.${subnet}.99`;
+    this.ip6 = `2001:db8:${subnet.toString(16)}::2`;
+    this.hostIp6 = `2001:db8:${subnet.toString(16)}::1`;
     this.ns = `tbth-${id}`;
     this.hostIf = `tbh${id}`;
     const peer = `tbp${id}`;

@@ -68,8 +68,8 @@ describe.runIf(canMakeTestHost)('forwarding through the stack to a test host', (
   });
 
   it('gives an error, not a hang, for a host that does not answer', async () => {
-    // 198.18.0.99 is on the veth's subnet and nobody owns it: ARP fails on the host.
-    const r = await inSandbox(['tcp-connect', '198.18.0.99', '80']);
+    // An address on the veth's subnet that nobody owns: ARP fails on the host.
+    const r = await inSandbox(['tcp-connect', host.unusedIp4, '80']);
     expect(r.error).toMatch(/EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ECONNREFUSED/);
   });
 
