@@ -7,6 +7,7 @@ import { SANDBOX_NET, type ResolvedOptions } from './options.js';
 import { Stack } from '../netstack/stack/stack.js';
 import { TapEndpoint } from '../netstack/link/tap.js';
 import { SnifferEndpoint } from '../netstack/link/sniffer.js';
+import { FaultyEndpoint } from '../netstack/link/faults.js';
 import { createTcp } from '../netstack/transport/tcp/index.js';
 import { realClock } from '../netstack/stack/transport.js';
 import type { LinkEndpoint } from '../netstack/link/endpoint.js';
@@ -39,7 +40,8 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
     egress,
     attach(tapFd) {
       const tap = new TapEndpoint(tapFd, { mtu: o.mtu });
-      link = o.pcap ? new SnifferEndpoint(tap, o.pcap) : tap;
+      const faulty = o.linkFaults ? new FaultyEndpoint(tap, o.linkFaults) : tap;
+      link = o.pcap ? new SnifferEndpoint(faulty, o.pcap) : faulty;
       stack = new Stack({
         link,
         clock: realClock,

@@ -1,6 +1,7 @@
 // The options of one sandbox run: what the library takes and what the CLI fills in. Every field has a
 // safe default; `resolveOptions` fills them and checks what can be checked before anything starts.
 import { TapboxError } from './errors.js';
+import type { FaultyEndpointOptions } from '../netstack/link/faults.js';
 
 export type NetMode = 'tap' | 'none' | 'host';
 export type UidMode = 'root' | 'same' | 'nobody';
@@ -23,6 +24,8 @@ export interface SandboxOptions {
   learn?: string;
   report?: string;
   pcap?: string;
+  /** For tests of the stack: drop, duplicate, reorder or corrupt a share of the frames on tap0. */
+  linkFaults?: FaultyEndpointOptions;
   logLevel?: string;
   logFormat?: 'json' | 'pretty';
   logFile?: string;
@@ -33,7 +36,8 @@ export interface SandboxOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export interface ResolvedOptions extends Required<Omit<SandboxOptions, 'learn' | 'report' | 'pcap' | 'logFile'>> {
+export interface ResolvedOptions extends Required<Omit<SandboxOptions, 'learn' | 'report' | 'pcap' | 'linkFaults' | 'logFile'>> {
+  linkFaults?: FaultyEndpointOptions;
   learn?: string;
   report?: string;
   pcap?: string;
@@ -78,6 +82,7 @@ export function resolveOptions(o: SandboxOptions): ResolvedOptions {
     learn: o.learn,
     report: o.report,
     pcap: o.pcap,
+    linkFaults: o.linkFaults,
     logLevel: o.logLevel ?? 'info',
     logFormat: o.logFormat ?? 'pretty',
     logFile: o.logFile,

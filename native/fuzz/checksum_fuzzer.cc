@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "../addon/checksum.h"
@@ -47,18 +48,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint16_t new_word = Read16(data + 5);
   size_t len = size - kHeader;
 
-  // Exactly-sized heap buffers, so AddressSanitizer sees any read or write past the range.
-  std::vector<uint8_t> src(shift + len);
-  std::memcpy(src.data() + shift, data + kHeader, len);
-  const uint8_t* p = src.data() + shift;
+  // Exactly-sized heap buffers (never null, even when empty), so AddressSanitizer sees any read or
+  // write past the range.
+  std::unique_ptr<uint8_t[]> src(new uint8_t[shift + len]);
+  std::memcpy(src.get() + shift, data + kHeader, len);
+  const uint8_t* p = src.get() + shift;
 
   uint16_t want = ReferenceChecksum(p, len, initial);
   Expect(tapbox::Checksum(p, len, initial) == want, "Checksum", tapbox::Checksum(p, len, initial), want, len);
 
-  std::vector<uint8_t> dst(shift + len);
-  uint16_t copied = tapbox::CopyChecksum(dst.data() + shift, p, len, initial);
+  std::unique_ptr<uint8_t[]> dst(new uint8_t[shift + len]);
+  uint16_t copied = tapbox::CopyChecksum(dst.get() + shift, p, len, initial);
   Expect(copied == want, "CopyChecksum", copied, want, len);
-  Expect(std::memcmp(dst.data() + shift, p, len) == 0, "CopyChecksum's copy", 0, 0, len);
+  Expect(std::memcmp(dst.get() + shift, p, len) == 0, "CopyChecksum's copy", 0, 0, len);
 
   // Incremental update: store a checksum over the even-length data, rewrite one word, and compare the
   // updated field with a checksum computed afresh.

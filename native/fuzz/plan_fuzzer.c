@@ -7,7 +7,6 @@
  * allocates can be freed after each input and LeakSanitizer stays quiet about the ones a failure
  * abandons. Checked after a successful parse: every field stays inside its documented range.
  */
-#define _GNU_SOURCE
 #include <getopt.h>
 #include <limits.h>
 #include <setjmp.h>

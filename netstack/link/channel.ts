@@ -1,17 +1,10 @@
 // An in-memory link endpoint for tests, after gVisor's link/channel: `inject()` hands a frame to the
 // stack as if the sandbox sent it; frames the stack writes queue up for `read()` / `drain()`.
-// Optional fault injection, driven by a seeded PRNG so every run is the same, drops, duplicates,
-// reorders (holds a frame back until the next one passed) or corrupts (flips one bit of) a chosen
-// share of the frames, independently in each direction.
+// Optional fault injection (./faults.ts) applies independently in each direction.
 import type { LinkEndpoint, NetworkDispatcher } from './endpoint.js';
+import { FaultyPipe, mulberry32, type FaultCounts, type Faults } from './faults.js';
 
-/** Shares (0 to 1) of frames each fault applies to. */
-export interface Faults {
-  drop?: number;
-  duplicate?: number;
-  reorder?: number;
-  corrupt?: number;
-}
+export type { FaultCounts, Faults };
 
 export interface ChannelOptions {
   mtu?: number;
@@ -21,59 +14,6 @@ export interface ChannelOptions {
   outbound?: Faults;
   /** PRNG seed for the faults. */
   seed?: number;
-}
-
-export interface FaultCounts {
-  dropped: number;
-  duplicated: number;
-  reordered: number;
-  corrupted: number;
-}
-
-/** One direction of the channel: applies its faults and passes the surviving frames on. */
-class FaultyPipe {
-  readonly counts: FaultCounts = { dropped: 0, duplicated: 0, reordered: 0, corrupted: 0 };
-  private held: Buffer | null = null;
-
-  constructor(
-    private readonly faults: Faults,
-    private readonly random: () => number,
-    private readonly out: (frame: Buffer) => void,
-  ) {}
-
-  push(frame: Buffer): void {
-    if (this.roll(this.faults.drop)) {
-      this.counts.dropped++;
-      return;
-    }
-    if (this.roll(this.faults.corrupt) && frame.length > 0) {
-      const bit = Math.floor(this.random() * frame.length * 8);
-      frame[bit >>> 3]! ^= 1 << (bit & 7);
-      this.counts.corrupted++;
-    }
-    const copies = this.roll(this.faults.duplicate) ? 2 : 1;
-    if (copies === 2) this.counts.duplicated++;
-    if (!this.held && this.roll(this.faults.reorder)) {
-      this.counts.reordered++;
-      this.held = frame;
-      if (copies === 2) this.out(Buffer.from(frame));
-      return;
-    }
-    this.out(frame);
-    if (copies === 2) this.out(Buffer.from(frame));
-    this.release();
-  }
-
-  /** Lets a held-back frame through. */
-  release(): void {
-    const held = this.held;
-    this.held = null;
-    if (held) this.out(held);
-  }
-
-  private roll(share: number | undefined): boolean {
-    return share !== undefined && share > 0 && this.random() < share;
-  }
 }
 
 export class ChannelEndpoint implements LinkEndpoint {
@@ -129,16 +69,4 @@ export class ChannelEndpoint implements LinkEndpoint {
   close(): void {
     this.dispatcher = null;
   }
-}
-
-/** A small seeded PRNG (mulberry32): deterministic fault patterns. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

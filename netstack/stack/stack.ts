@@ -34,6 +34,7 @@ import type { IpSender } from '../network/sender.js';
 import { UdpProtocol, UDP_DEFAULTS, type UdpOptions } from '../transport/udp/index.js';
 import { StackCounters } from './counters.js';
 import type { Family, Forwarder } from './forwarding.js';
+import type { LimitHook, LimitName } from './limits.js';
 import type { Clock, NetworkInfo, TransportProtocol } from './transport.js';
 
 export interface StackConfig {
@@ -53,6 +54,8 @@ export interface StackConfig {
   udp?: Partial<UdpOptions>;
   reassembly4?: Partial<ReassemblyLimits>;
   reassembly6?: Partial<ReassemblyLimits>;
+  /** Told whenever a resource cap refuses or evicts something (UDP sessions, reassembly memory). */
+  onLimit?: LimitHook;
 }
 
 export const STACK_DEFAULTS = {
@@ -111,7 +114,21 @@ export class Stack implements NetworkDispatcher, IpSender {
     this.scratch6 = { buf: Buffer.alloc(ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH + IPV6_MAX_PAYLOAD), offset: ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH };
     this.fragmentFrame = Buffer.alloc(ETHERNET_HEADER_LENGTH + this.mtu);
 
-    const drop = (reason: string): void => this.counters.drop(reason);
+    const udpOptions = { ...UDP_DEFAULTS, ...config.udp };
+    const reassembly4 = { ...IPV4_REASSEMBLY_DEFAULTS, ...config.reassembly4 };
+    const reassembly6 = { ...IPV6_REASSEMBLY_DEFAULTS, ...config.reassembly6 };
+    // The drops that mean a cap was hit, with the cap they hit.
+    const capOfDrop: Record<string, [LimitName, number, string]> = {
+      'udp-session-cap': ['udp-sessions', udpOptions.maxSessions, 'UDP sessions at the cap: new flow refused with ICMP'],
+      'reassembly-evicted': ['reassembly', Math.max(reassembly4.maxBytes, reassembly6.maxBytes), 'reassembly memory full: oldest datagram evicted'],
+      'reassembly-memory-full': ['reassembly', Math.max(reassembly4.maxBytes, reassembly6.maxBytes), 'reassembly memory full: fragment dropped'],
+    };
+    const onLimit = config.onLimit;
+    const drop = (reason: string): void => {
+      this.counters.drop(reason);
+      const cap = onLimit && capOfDrop[reason];
+      if (cap) onLimit(...cap);
+    };
     const host = {
       sender: this as IpSender,
       drop,
@@ -122,9 +139,9 @@ export class Stack implements NetworkDispatcher, IpSender {
     };
     this.arp = new ArpResponder(host, this.mac);
     this.icmp = new Icmp(host, new NeighborDiscovery(host, this.mac));
-    this.ipv4 = new Ipv4Input(config.clock, { ...IPV4_REASSEMBLY_DEFAULTS, ...config.reassembly4 }, host);
-    this.ipv6 = new Ipv6Input(config.clock, { ...IPV6_REASSEMBLY_DEFAULTS, ...config.reassembly6 }, host);
-    this.udp = new UdpProtocol(this, config.clock, config.forwarder, { ...UDP_DEFAULTS, ...config.udp }, drop);
+    this.ipv4 = new Ipv4Input(config.clock, reassembly4, host);
+    this.ipv6 = new Ipv6Input(config.clock, reassembly6, host);
+    this.udp = new UdpProtocol(this, config.clock, config.forwarder, udpOptions, drop);
     this.registerTransport(this.udp);
     this.link.attach(this);
   }

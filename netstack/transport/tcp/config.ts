@@ -18,6 +18,14 @@ export interface TcpConfig {
   sendBufferSize: number;
   /** Cap on out-of-order bytes held per connection. */
   outOfOrderBufferSize: number;
+  /**
+   * Budget over every connection's send, receive and out-of-order bytes together: past it new
+   * connections are reset and existing ones shrink their windows and send buffers to `bufferFloorBytes`.
+   */
+  maxTotalBufferBytes: number;
+  /** Cap on out-of-order bytes held by all connections together. */
+  maxTotalOutOfOrderBytes: number;
+  bufferFloorBytes: number;
   /** Forwarder requests waiting for accept()/reject(), in total and per destination address. */
   maxPendingRequests: number;
   maxPendingPerDestination: number;
@@ -49,6 +57,9 @@ export const defaultTcpConfig: TcpConfig = {
   receiveBufferSize: 4 << 20,
   sendBufferSize: 4 << 20,
   outOfOrderBufferSize: 4 << 20,
+  maxTotalBufferBytes: 256 << 20,
+  maxTotalOutOfOrderBytes: 32 << 20,
+  bufferFloorBytes: 64 << 10,
   maxPendingRequests: 1024,
   maxPendingPerDestination: 256,
   requestDeadlineMs: 30_000,

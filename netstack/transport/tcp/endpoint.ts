@@ -30,6 +30,11 @@ import { Timer } from './timer.js';
 
 const EMPTY = Buffer.alloc(0);
 
+/** A per-connection timestamp origin (RFC 7323 §5.4), derived from the ISS. */
+export function timestampOffset(iss: number): number {
+  return (iss * 2654435761) >>> 0;
+}
+
 export type TcpState =
   | 'SYN-RCVD'
   | 'ESTABLISHED'
@@ -112,7 +117,7 @@ export class Endpoint implements ConnectionHost {
     this.receiveShift = n.receiveShift;
     this.tsEnabled = n.timestamps;
     this.sackEnabled = n.sack;
-    this.tsOffset = (iss * 2654435761) >>> 0; // a per-connection timestamp origin (RFC 7323 §5.4)
+    this.tsOffset = timestampOffset(iss);
     this.pseudoSum = pseudoHeaderChecksum(tuple.local, tuple.remote, TCP_PROTOCOL, 0);
     this.snd = new Sender(this, ctx.config, iss, n.sendMss, n.sack);
     this.snd.wndShift = n.sendShift;
@@ -201,6 +206,21 @@ export class Endpoint implements ConnectionHost {
     this.snd.established(seg);
     if (this.snd.finQueued) this.state = 'FIN-WAIT-1';
     this.scheduleFlush();
+  }
+
+  /**
+   * Active open (connect.ts): the sandbox's SYN-ACK acknowledged our SYN. Its window is never scaled
+   * (RFC 7323 §2.2); `rttMs` is -1 when the SYN was retransmitted (Karn: no sample).
+   */
+  establishActive(synAck: Segment, rttMs: number): void {
+    this.state = 'ESTABLISHED';
+    this.stats.connectionsEstablished++;
+    if (rttMs >= 0) this.snd.rtt.sample(rttMs);
+    this.snd.established(synAck);
+    this.snd.wnd = synAck.window;
+    this.snd.maxWnd = synAck.window;
+    this.sendAck();
+    this.noteActivity();
   }
 
   /** The sandbox's FIN arrived in order. */

@@ -1,6 +1,8 @@
 // The out-of-order queue of the receiver: copies of data that arrived beyond RCV.NXT, sorted by
 // sequence number, overlaps trimmed on insert, and capped in bytes (a segment that would exceed the
-// cap is dropped; the sender retransmits it once the hole is filled).
+// cap is dropped; the sender retransmits it once the hole is filled). The same bytes count against the
+// global out-of-order cap of the BufferBudget shared by every connection.
+import type { BufferBudget } from './budget.js';
 import { seqAdd, seqDiff, seqGEQ, seqGT, seqLEQ, seqLT } from './seqnum.js';
 
 interface Piece {
@@ -12,7 +14,10 @@ export class SegmentQueue {
   bytes = 0;
   private pieces: Piece[] = [];
 
-  constructor(private readonly capacity: number) {}
+  constructor(
+    private readonly capacity: number,
+    private readonly shared?: BufferBudget,
+  ) {}
 
   get empty(): boolean {
     return this.pieces.length === 0;
@@ -40,11 +45,13 @@ export class SegmentQueue {
     for (let k = i; k < j; k++) removed += this.pieces[k]!.data.length;
     const add = seqDiff(end, start);
     if (this.bytes - removed + add > this.capacity) return false;
+    if (this.shared && this.shared.outOfOrder - removed + add > this.shared.outOfOrderCapacity) return false;
     const copy = Buffer.allocUnsafe(add);
     const from = off + seqDiff(start, seq);
     data.copy(copy, 0, from, from + add);
     this.pieces.splice(i, j - i, { seq: start, data: copy });
     this.bytes += add - removed;
+    if (this.shared) this.shared.outOfOrder += add - removed;
     return true;
   }
 
@@ -55,10 +62,18 @@ export class SegmentQueue {
       if (seqGT(p.seq, nxt)) return null;
       this.pieces.shift();
       this.bytes -= p.data.length;
+      if (this.shared) this.shared.outOfOrder -= p.data.length;
       const skip = seqDiff(nxt, p.seq);
       if (skip < p.data.length) return skip === 0 ? p.data : p.data.subarray(skip);
     }
     return null;
+  }
+
+  /** Frees everything held (the connection closed). */
+  clear(): void {
+    if (this.shared) this.shared.outOfOrder -= this.bytes;
+    this.bytes = 0;
+    this.pieces = [];
   }
 
   /** The contiguous run of held data containing `seq`, as [start, end), or null. */

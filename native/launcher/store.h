@@ -1,0 +1,13 @@
+/* store.h — throw-away layers kept on disk (-d DIR), and their removal. */
+#ifndef TAPBOX_STORE_H
+#define TAPBOX_STORE_H
+
+#include "plan.h"
+
+/* In the outer launcher, before clone: removes the run directories of sandboxes that are gone, then
+ * creates and locks plan->run_dir under plan->store. No-op when the layers live in memory. */
+void store_prepare(struct launch_plan *plan);
+/* After the sandbox exited: removes plan->run_dir. */
+void store_remove(const struct launch_plan *plan);
+
+#endif
