@@ -2,20 +2,25 @@
 // before the launcher starts, so a bad rule stops everything; the stack attaches to the TAP fd when the
 // launcher hands it over.
 import type { EventEmitter } from 'node:events';
-import { createEgress, type Egress } from './egress.js';
+import { createEgress, type Egress, type EgressSummary } from './egress.js';
 import { SANDBOX_NET, type ResolvedOptions } from './options.js';
 import { Stack } from '../netstack/stack/stack.js';
 import { TapEndpoint } from '../netstack/link/tap.js';
 import { SnifferEndpoint } from '../netstack/link/sniffer.js';
 import { FaultyEndpoint } from '../netstack/link/faults.js';
-import { createTcp } from '../netstack/transport/tcp/index.js';
+import { createTcp, type TcpProtocol } from '../netstack/transport/tcp/index.js';
+import type { UdpProtocol } from '../netstack/transport/udp/index.js';
 import { realClock } from '../netstack/stack/transport.js';
 import type { LinkEndpoint } from '../netstack/link/endpoint.js';
 
 export interface Network {
   egress: Egress;
   attach(tapFd: number): void;
-  close(): Promise<void>;
+  /** The stack's transports once attached: published ports (-p) dial the sandbox through them. */
+  readonly tcp: TcpProtocol | null;
+  readonly udp: UdpProtocol | null;
+  /** Stops the stack and the egress; resolves with the egress summary. */
+  close(): Promise<EgressSummary>;
 }
 
 export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Promise<Network> {
@@ -36,8 +41,15 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
   for (const name of ['dns', 'flow', 'deny', 'flowEnd'] as const) egress.on(name, (e: unknown) => events.emit(name, e));
   let link: LinkEndpoint | null = null;
   let stack: Stack | null = null;
+  let tcp: TcpProtocol | null = null;
   return {
     egress,
+    get tcp() {
+      return tcp;
+    },
+    get udp() {
+      return stack?.udp ?? null;
+    },
     attach(tapFd) {
       const tap = new TapEndpoint(tapFd, { mtu: o.mtu });
       const faulty = o.linkFaults ? new FaultyEndpoint(tap, o.linkFaults) : tap;
@@ -53,12 +65,13 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
         gateway6: SANDBOX_NET.gateway6,
         dns6: SANDBOX_NET.dns6,
       });
-      stack.registerTransport(createTcp({ clock: realClock, sender: stack, forwarder: egress.forwarder }));
+      tcp = createTcp({ clock: realClock, sender: stack, forwarder: egress.forwarder });
+      stack.registerTransport(tcp);
     },
     async close() {
       stack?.close();
       link?.close();
-      await egress.close();
+      return egress.close();
     },
   };
 }

@@ -2,11 +2,21 @@
  *
  * PID 1 forks the command, forwards the signals it receives to it, reaps every zombie of the
  * namespace (orphans are re-parented to it), and exits with the command's status as soon as the
- * command exits: the kernel then kills whatever is left in the PID namespace.
+ * command exits: the kernel then kills whatever is left in the PID namespace. Under --timeout it
+ * sends SIGTERM to every process of the namespace when the time is up, and SIGKILL --grace seconds
+ * later.
+ *
+ * The command's last steps, in order: a new session; its own user namespace with its final uid
+ * (userns.c); the resource limits (limits.c); the capability bounding set (caps.c); default signal
+ * dispositions; every descriptor above 2 close-on-exec (the TAP's, the control socket, the store's
+ * lock); no_new_privs; the seccomp filter (seccomp.c), last, as it forbids some of the steps above.
  */
 #include "init.h"
 
+#include "caps.h"
+#include "limits.h"
 #include "report.h"
+#include "seccomp.h"
 #include "signals.h"
 #include "userns.h"
 
@@ -20,6 +30,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NOBODY 65534
@@ -91,6 +102,8 @@ static _Noreturn void exec_command(const struct launch_plan *plan)
 	prctl(PR_SET_DUMPABLE, 1);
 	identity_inside(plan, &uid, &gid);
 	userns_enter_nested(uid, gid);
+	limits_apply(&plan->limits);
+	caps_restrict(plan->keep_caps);
 	signals_reset_for_exec();
 	/* Every fd above 2 is closed by exec; fd 3 stays usable until then to report an exec failure. */
 	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
@@ -98,17 +111,80 @@ static _Noreturn void exec_command(const struct launch_plan *plan)
 		     strerror(errno));
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		fail("EINIT", EXIT_SETUP_FAILED, "setting no_new_privs failed (%s)", strerror(errno));
+	seccomp_install(&plan->seccomp);
 
 	execvp(plan->command[0], plan->command);
 	report_exec_failure(plan->command[0], errno);
 }
 
-int supervise(pid_t pid, const sigset_t *signals)
+/* The deadline's next step: SIGTERM to everyone, then SIGKILL after the grace period. */
+struct deadline {
+	struct timespec at;
+	int signal; /* 0: none pending */
+	unsigned grace_s;
+	unsigned timeout_s;
+};
+
+static void deadline_start(struct deadline *d, unsigned timeout_s, unsigned grace_s)
 {
+	*d = (struct deadline){ .signal = timeout_s ? (grace_s ? SIGTERM : SIGKILL) : 0, .grace_s = grace_s,
+				.timeout_s = timeout_s };
+	clock_gettime(CLOCK_MONOTONIC, &d->at);
+	d->at.tv_sec += timeout_s;
+}
+
+static struct timespec deadline_remaining(const struct deadline *d)
+{
+	struct timespec now, left;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	left.tv_sec = d->at.tv_sec - now.tv_sec;
+	left.tv_nsec = d->at.tv_nsec - now.tv_nsec;
+	if (left.tv_nsec < 0) {
+		left.tv_sec--;
+		left.tv_nsec += 1000000000L;
+	}
+	if (left.tv_sec < 0)
+		left = (struct timespec){ 0, 0 };
+	return left;
+}
+
+/* From PID 1, kill(-1) reaches every other process of the sandbox's PID namespace. */
+static void deadline_expired(struct deadline *d)
+{
+	if (d->signal == SIGTERM)
+		dprintf(STDERR_FILENO, "tapbox: the command ran past --timeout %us; stopping it (SIGTERM, SIGKILL in %us)\n",
+			d->timeout_s, d->grace_s);
+	else if (d->grace_s == 0)
+		dprintf(STDERR_FILENO, "tapbox: the command ran past --timeout %us; killing it\n", d->timeout_s);
+	kill(-1, d->signal);
+	if (d->signal == SIGTERM) {
+		d->signal = SIGKILL;
+		d->at.tv_sec += d->grace_s;
+	} else {
+		d->signal = 0;
+	}
+}
+
+int supervise(pid_t pid, const sigset_t *signals, unsigned timeout_s, unsigned grace_s)
+{
+	struct deadline deadline;
+
+	deadline_start(&deadline, timeout_s, grace_s);
 	for (;;) {
 		siginfo_t info;
-		int sig = sigwaitinfo(signals, &info);
+		int sig;
 
+		if (deadline.signal) {
+			struct timespec left = deadline_remaining(&deadline);
+			sig = sigtimedwait(signals, &info, &left);
+			if (sig < 0 && errno == EAGAIN) {
+				deadline_expired(&deadline);
+				continue;
+			}
+		} else {
+			sig = sigwaitinfo(signals, &info);
+		}
 		if (sig < 0)
 			continue; /* EINTR only: the set is valid */
 		if (sig != SIGCHLD) {
@@ -134,5 +210,5 @@ _Noreturn void init_run(const struct launch_plan *plan, const sigset_t *signals)
 		     strerror(errno));
 	if (command == 0)
 		exec_command(plan);
-	_exit(supervise(command, signals));
+	_exit(supervise(command, signals, plan->timeout_s, plan->grace_s));
 }

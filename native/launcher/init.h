@@ -10,7 +10,9 @@
  * signals: the blocked set from signals_block(). */
 _Noreturn void init_run(const struct launch_plan *plan, const sigset_t *signals);
 
-/* Waits for pid with the blocked signals in set, forwarding the others to it; returns its exit code. */
-int supervise(pid_t pid, const sigset_t *signals);
+/* Waits for pid with the blocked signals in set, forwarding the others to it; returns its exit code.
+ * A non-zero timeout_s stops every process of the PID namespace (we must be its PID 1) once it has
+ * passed: SIGTERM, then SIGKILL grace_s seconds later (at once when grace_s is 0). */
+int supervise(pid_t pid, const sigset_t *signals, unsigned timeout_s, unsigned grace_s);
 
 #endif

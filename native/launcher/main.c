@@ -13,6 +13,8 @@
  *     - clone()s the sandbox with new user, mount, PID, UTS, IPC and cgroup namespaces, and a new
  *       network namespace unless --net host;
  *     - maps the invoking uid/gid to 0 in the new user namespace (userns.c), then lets it proceed;
+ *     - with a store directory (-d), creates the run directory for the throw-away layers first and
+ *       removes it after the sandbox exited (store.c);
  *     - forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH to it and exits with
  *       its status.
  *
@@ -21,10 +23,11 @@
  *       ptraced by the command (PR_SET_DUMPABLE 0);
  *     - sets the hostname, brings lo up and, under --net tap, creates and configures tap0 and sends
  *       its fd to the supervisor, keeping no copy (netdev.c);
- *     - builds the filesystem and pivots into it (mounts.c);
+ *     - builds the filesystem of the chosen mode and pivots into it (filesystem.c);
  *     - waits for "GO" from the supervisor, whose stack then reads the TAP;
  *     - forks the command and stays PID 1 for it (init.c); the command gets its own session, a nested
- *       user namespace with its final uid, no descriptor above 2, and no_new_privs.
+ *       user namespace with its final uid, its limits, a reduced capability bounding set, no
+ *       descriptor above 2, no_new_privs and a seccomp filter (init.c lists the steps).
  *
  * Everything fails closed: a failed step is reported as "ERR <CODE> <sentence>" on fd 3 (or on stderr
  * when run by hand), the launcher exits 125, and the command never starts. The command's own exit
@@ -38,6 +41,7 @@
 #include "plan.h"
 #include "report.h"
 #include "signals.h"
+#include "store.h"
 #include "userns.h"
 
 #include <errno.h>
@@ -92,7 +96,7 @@ static _Noreturn void sandbox_main(const struct launch_plan *plan, int sync_fd, 
 			close(tap);
 		}
 	}
-	mounts_setup_read_only(plan);
+	filesystem_setup(plan);
 	control_wait_go();
 	init_run(plan, signals);
 }
@@ -124,6 +128,7 @@ int main(int argc, char **argv)
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
 		_exit(EXIT_SETUP_FAILED);
 
+	store_prepare(&plan);
 	signals_block(&signals);
 	if (pipe2(sync, O_CLOEXEC) != 0)
 		fail("EINIT", EXIT_SETUP_FAILED, "creating a pipe failed (%s)", strerror(errno));
@@ -148,5 +153,7 @@ int main(int argc, char **argv)
 	if (write(sync[1], "1", 1) != 1)
 		fail("EINIT", EXIT_SETUP_FAILED, "starting the sandbox failed (%s)", strerror(errno));
 	close(sync[1]);
-	return supervise(child, &signals);
+	int code = supervise(child, &signals, 0, 0);
+	store_remove(&plan);
+	return code;
 }

@@ -3,7 +3,13 @@
  *   tapbox-launcher [--net tap|none|host] [--vnet-hdr] [--mtu N] [--mac MAC]
  *                   [--ip4 ADDR/PREFIX] [--gw4 ADDR] [--ip6 ADDR/PREFIX] [--gw6 ADDR]
  *                   [--resolv NS]... [--hostname NAME] [--same-uid | --nobody]
- *                   [--cwd DIR] [--bind-ro SRC[:DEST]]... [--bind-rw SRC[:DEST]]... [--tmpfs DIR]...
+ *                   [--fs read-only|default|custom|hermetic | --rootfs DIR] [--home DIR] [--store DIR]
+ *                   [--cwd DIR] [--bind-ro SRC[:DEST]]... [--bind-rw SRC[:DEST]]...
+ *                   [--overlay SRC[:DEST]]... [--tmpfs DIR]...
+ *                   [--storage BYTES] [--memory BYTES] [--pids N] [--cpus N]
+ *                   [--timeout SECONDS] [--grace SECONDS]
+ *                   [--seccomp default|off|FILE] [--allow-syscall NAME]... [--deny-syscall NAME]...
+ *                   [--cap-add CAP]... [--cap-drop CAP]...
  *                   -- COMMAND [ARGS...]
  *   tapbox-launcher --probe      (exits 0 if the sandbox's namespaces can be created, else explains)
  *
@@ -12,11 +18,14 @@
  */
 #include "plan.h"
 
+#include "caps.h"
 #include "report.h"
+#include "seccomp.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,11 +117,78 @@ static void add_mount(struct launch_plan *plan, enum mount_kind kind, const char
 static void add_bind(struct launch_plan *plan, enum mount_kind kind, char *arg, const char *flag)
 {
 	char *colon = strchr(arg, ':');
+	struct stat st;
 
 	if (colon)
 		*colon = '\0';
 	const char *source = canonical_path(arg, flag);
+	if (kind == MOUNT_OVERLAY && (stat(source, &st) != 0 || !S_ISDIR(st.st_mode)))
+		usage_error("%s %s: an overlay needs a directory; bind a file with -M or -w instead", flag, source);
+	/* The host's /proc would show the host's processes: "-M /proc" means a fresh one. */
+	if (kind != MOUNT_OVERLAY && strcmp(source, "/proc") == 0)
+		kind = MOUNT_PROC;
 	add_mount(plan, kind, source, colon ? absolute_dest(colon + 1, flag) : source);
+}
+
+static unsigned long long parse_number(const char *text, const char *flag, unsigned long long min,
+				       unsigned long long max)
+{
+	char *end;
+	errno = 0;
+	unsigned long long value = strtoull(text, &end, 10);
+
+	if (errno || *end || end == text || text[0] == '-' || value < min || value > max)
+		usage_error("%s takes a whole number from %llu to %llu, not \"%s\"", flag, min, max, text);
+	return value;
+}
+
+static enum fs_mode parse_fs_mode(const char *text)
+{
+	static const char *const names[] = { [FS_READ_ONLY] = "read-only", [FS_DEFAULT] = "default",
+					     [FS_CUSTOM] = "custom", [FS_HERMETIC] = "hermetic" };
+
+	for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (strcmp(text, names[i]) == 0)
+			return i;
+	usage_error("--fs expects read-only, default, custom or hermetic, not \"%s\" (--rootfs DIR for a root of your own)",
+		    text);
+}
+
+static const char *existing_directory(const char *path, const char *flag)
+{
+	const char *canonical = canonical_path(path, flag);
+	struct stat st;
+
+	if (stat(canonical, &st) != 0 || !S_ISDIR(st.st_mode))
+		usage_error("%s %s is not a directory", flag, path);
+	return canonical;
+}
+
+/* Every host path bound both read-only and writable is a contradiction, not a precedence rule. */
+static void check_bind_conflicts(const struct launch_plan *plan)
+{
+	for (size_t i = 1; i < plan->n_mounts; i++)
+		for (size_t j = 1; j < plan->n_mounts; j++)
+			if (plan->mounts[i].kind == MOUNT_BIND_RO && plan->mounts[j].kind == MOUNT_BIND_RW &&
+			    strcmp(plan->mounts[i].source, plan->mounts[j].source) == 0)
+				usage_error("%s is bound both read-only and writable; give it once", plan->mounts[i].source);
+}
+
+#define MAX_ADJUSTMENTS 64
+
+/* --allow-syscall, --deny-syscall, --cap-add, --cap-drop: applied once --seccomp is known. */
+struct adjustments {
+	const char *names[MAX_ADJUSTMENTS];
+	int kinds[MAX_ADJUSTMENTS];
+	size_t count;
+};
+
+static void add_adjustment(struct adjustments *list, int kind, const char *name)
+{
+	if (list->count == MAX_ADJUSTMENTS)
+		usage_error("too many --allow-syscall/--deny-syscall/--cap-add/--cap-drop flags (at most %d)", MAX_ADJUSTMENTS);
+	list->names[list->count] = name;
+	list->kinds[list->count++] = kind;
 }
 
 static void add_resolver(struct launch_plan *plan, const char *text)
@@ -141,6 +217,8 @@ static void set_net_mode(struct launch_plan *plan, const char *text)
 enum {
 	OPT_NET = 256, OPT_VNET_HDR, OPT_MTU, OPT_MAC, OPT_IP4, OPT_GW4, OPT_IP6, OPT_GW6, OPT_RESOLV,
 	OPT_HOSTNAME, OPT_SAME_UID, OPT_NOBODY, OPT_CWD, OPT_BIND_RO, OPT_BIND_RW, OPT_TMPFS, OPT_PROBE,
+	OPT_FS, OPT_ROOTFS, OPT_HOME, OPT_STORE, OPT_OVERLAY, OPT_STORAGE, OPT_MEMORY, OPT_PIDS, OPT_CPUS,
+	OPT_TIMEOUT, OPT_GRACE, OPT_SECCOMP, OPT_ALLOW_SYSCALL, OPT_DENY_SYSCALL, OPT_CAP_ADD, OPT_CAP_DROP,
 };
 
 static const struct option options[] = {
@@ -161,12 +239,31 @@ static const struct option options[] = {
 	{ "bind-rw", required_argument, NULL, OPT_BIND_RW },
 	{ "tmpfs", required_argument, NULL, OPT_TMPFS },
 	{ "probe", no_argument, NULL, OPT_PROBE },
+	{ "fs", required_argument, NULL, OPT_FS },
+	{ "rootfs", required_argument, NULL, OPT_ROOTFS },
+	{ "home", required_argument, NULL, OPT_HOME },
+	{ "store", required_argument, NULL, OPT_STORE },
+	{ "overlay", required_argument, NULL, OPT_OVERLAY },
+	{ "storage", required_argument, NULL, OPT_STORAGE },
+	{ "memory", required_argument, NULL, OPT_MEMORY },
+	{ "pids", required_argument, NULL, OPT_PIDS },
+	{ "cpus", required_argument, NULL, OPT_CPUS },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "grace", required_argument, NULL, OPT_GRACE },
+	{ "seccomp", required_argument, NULL, OPT_SECCOMP },
+	{ "allow-syscall", required_argument, NULL, OPT_ALLOW_SYSCALL },
+	{ "deny-syscall", required_argument, NULL, OPT_DENY_SYSCALL },
+	{ "cap-add", required_argument, NULL, OPT_CAP_ADD },
+	{ "cap-drop", required_argument, NULL, OPT_CAP_DROP },
 	{ NULL, 0, NULL, 0 },
 };
 
 void plan_parse(struct launch_plan *plan, int argc, char **argv)
 {
 	const char *cwd = NULL;
+	const char *seccomp = "default";
+	struct adjustments syscalls = { .count = 0 }, caps = { .count = 0 };
+	bool fs_given = false;
 	int opt;
 
 	*plan = (struct launch_plan){
@@ -175,6 +272,9 @@ void plan_parse(struct launch_plan *plan, int argc, char **argv)
 		.outer_uid = getuid(),
 		.outer_gid = getgid(),
 		.hostname = "tapbox",
+		.fs_mode = FS_READ_ONLY,
+		.grace_s = 10,
+		.keep_caps = caps_default(),
 	};
 	inet_pton(AF_INET, "10.0.2.100", &plan->net.ip4);
 	inet_pton(AF_INET, "10.0.2.2", &plan->net.gw4);
@@ -207,6 +307,33 @@ void plan_parse(struct launch_plan *plan, int argc, char **argv)
 		case OPT_BIND_RW: add_bind(plan, MOUNT_BIND_RW, optarg, "--bind-rw"); break;
 		case OPT_TMPFS: add_mount(plan, MOUNT_TMPFS, NULL, absolute_dest(optarg, "--tmpfs")); break;
 		case OPT_PROBE: plan->probe = true; break;
+		case OPT_FS:
+			if (fs_given)
+				usage_error("give one filesystem mode (--fs or --rootfs), not several");
+			plan->fs_mode = parse_fs_mode(optarg);
+			fs_given = true;
+			break;
+		case OPT_ROOTFS:
+			if (fs_given)
+				usage_error("give one filesystem mode (--fs or --rootfs), not several");
+			plan->fs_mode = FS_ROOTFS;
+			plan->rootfs = existing_directory(optarg, "--rootfs");
+			fs_given = true;
+			break;
+		case OPT_HOME: plan->home = existing_directory(optarg, "--home"); break;
+		case OPT_STORE: plan->store = existing_directory(optarg, "--store"); break;
+		case OPT_OVERLAY: add_bind(plan, MOUNT_OVERLAY, optarg, "--overlay"); break;
+		case OPT_STORAGE: plan->limits.storage_bytes = parse_number(optarg, "--storage", 4096, ~0ULL >> 1); break;
+		case OPT_MEMORY: plan->limits.memory_bytes = parse_number(optarg, "--memory", 1 << 20, ~0ULL >> 1); break;
+		case OPT_PIDS: plan->limits.pids = parse_number(optarg, "--pids", 1, 1 << 22); break;
+		case OPT_CPUS: plan->limits.cpus = parse_number(optarg, "--cpus", 1, CPU_SETSIZE); break;
+		case OPT_TIMEOUT: plan->timeout_s = parse_number(optarg, "--timeout", 1, 1u << 30); break;
+		case OPT_GRACE: plan->grace_s = parse_number(optarg, "--grace", 0, 1u << 30); break;
+		case OPT_SECCOMP: seccomp = optarg; break;
+		case OPT_ALLOW_SYSCALL: add_adjustment(&syscalls, SYSCALL_ALLOW, optarg); break;
+		case OPT_DENY_SYSCALL: add_adjustment(&syscalls, SYSCALL_DENY, optarg); break;
+		case OPT_CAP_ADD: add_adjustment(&caps, 1, optarg); break;
+		case OPT_CAP_DROP: add_adjustment(&caps, 0, optarg); break;
 		case ':': usage_error("%s needs a value", argv[optind - 1]);
 		default: usage_error("unknown option %s; see the usage at the top of native/launcher/plan.c", argv[optind - 1]);
 		}
@@ -229,4 +356,23 @@ void plan_parse(struct launch_plan *plan, int argc, char **argv)
 		usage_error("the working directory is /, which would make the whole filesystem writable; cd to a project directory or pass --cwd DIR");
 	plan->cwd = cwd;
 	plan->mounts[0] = (struct mount_entry){ .kind = MOUNT_BIND_RW, .source = cwd, .dest = cwd };
+	check_bind_conflicts(plan);
+	if (plan->store && plan->limits.storage_bytes)
+		usage_error("--storage caps the in-memory store; with a store directory the disk's free space is the cap, so drop one");
+
+	if (strcmp(seccomp, "off") == 0)
+		plan->seccomp.enabled = false;
+	else if (strcmp(seccomp, "default") == 0)
+		seccomp_plan_default(&plan->seccomp);
+	else
+		seccomp_plan_load(&plan->seccomp, seccomp);
+	if (!plan->seccomp.enabled && syscalls.count)
+		usage_error("--allow-syscall and --deny-syscall adjust the seccomp filter, which --seccomp off turns off; drop one");
+	for (size_t i = 0; i < syscalls.count; i++)
+		seccomp_plan_set(&plan->seccomp, syscalls.names[i], syscalls.kinds[i],
+				 syscalls.kinds[i] == SYSCALL_ALLOW ? "--allow-syscall" : "--deny-syscall");
+	for (size_t i = 0; i < caps.count; i++) {
+		unsigned long long bit = caps_bit(caps.names[i], caps.kinds[i] ? "--cap-add" : "--cap-drop");
+		plan->keep_caps = caps.kinds[i] ? plan->keep_caps | bit : plan->keep_caps & ~bit;
+	}
 }

@@ -1,14 +1,16 @@
 // Every egress event goes three ways: the pino log, the Egress object's events, and the stats behind
 // the summary and the learned allowlist. Log levels: denials are 'warn' (the one line a user sees by
 // default); allowed lookups, flows and flow ends are 'debug' when enforcing and 'info' in audit mode,
-// whose point is to log it all.
+// whose point is to log it all. Cap hits are 'warn', at most one line per cap per second (limits.ts).
 import type { EventEmitter } from 'node:events';
 import type pino from 'pino';
 import { describeFlow, type DnsEvent, type FlowEndEvent, type FlowEvent } from './events.js';
+import { LimitReporter, type AuditLimitName, type LimitEvent } from './limits.js';
 import type { EgressStats } from './summary.js';
 
 export class Auditor {
   private readonly allowedLevel: 'debug' | 'info';
+  private readonly limits = new LimitReporter((e) => this.limit(e));
 
   constructor(
     private readonly logger: pino.Logger,
@@ -44,6 +46,20 @@ export class Auditor {
     }
     this.logger[this.allowedLevel]({ event: 'flow', ...e }, `allowed ${describeFlow(e)}: ${e.reason}`);
     this.events.emit('flow', e);
+  }
+
+  /** A cap refused something; logged and emitted as a 'limit' event, rate-limited per cap. */
+  readonly limitHit = (limit: AuditLimitName, value: number, detail: string): void => this.limits.hit(limit, value, detail);
+
+  /** Reports the cap hits still being counted. */
+  close(): void {
+    this.limits.close();
+  }
+
+  private limit(e: LimitEvent): void {
+    const times = e.count > 1 ? ` (${e.count} times)` : '';
+    this.logger.warn({ event: 'limit', ...e }, `limit ${e.limit} = ${e.value} reached${times}: ${e.detail}`);
+    this.events.emit('limit', e);
   }
 
   flowEnd(e: FlowEndEvent): void {

@@ -4,6 +4,7 @@ import type { FlowVia } from '../policy/policy.js';
 import type { Proto } from '../policy/rule.js';
 
 export type { DnsEvent } from '../dns/proxy.js';
+export type { LimitEvent } from './limits.js';
 
 export interface FlowEvent {
   flowId: number;

@@ -236,13 +236,22 @@ describe('filesystem (read-only mode)', () => {
   });
 
   it('applies --bind-ro, --bind-rw and --tmpfs', async () => {
+    const writable = path.join(workDir, 'rw-sub');
+    execFileSync('mkdir', ['-p', writable]);
+    if (runningAsRoot) chownSync(writable, sandboxUid, sandboxGid);
     const result = await runSandbox(
-      ['--net', 'none', '--tmpfs', '/mnt', '--bind-rw', `${workDir}:/mnt/rw`, '--bind-ro', `${workDir}:/mnt/ro`],
-      sh('echo via-rw > /mnt/rw/bound; cat /mnt/ro/bound; touch /mnt/ro/denied'),
+      ['--net', 'none', '--tmpfs', '/mnt', '--bind-rw', `${writable}:/mnt/rw`, '--bind-ro', `${workDir}:/mnt/ro`],
+      sh('echo via-rw > /mnt/rw/bound; cat /mnt/ro/rw-sub/bound; touch /mnt/ro/denied'),
     );
     expect(result.stdout).toBe('via-rw\n');
     expect(result.stderr).toContain('Read-only file system');
-    expect(readFileSync(path.join(workDir, 'bound'), 'utf8')).toBe('via-rw\n');
+    expect(readFileSync(path.join(writable, 'bound'), 'utf8')).toBe('via-rw\n');
+  });
+
+  it('refuses a path bound both read-only and writable', async () => {
+    const result = await runSandbox(['--net', 'none', '--bind-rw', `${workDir}:/mnt/rw`, '--bind-ro', `${workDir}:/mnt/ro`], ['true']);
+    expect(result.exitCode).toBe(125);
+    expect(result.messages.join('\n') + result.stderr).toContain('bound both read-only and writable');
   });
 
   it('starts in the working directory', async () => {

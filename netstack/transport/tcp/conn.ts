@@ -58,7 +58,7 @@ export class TcpConnection extends Duplex implements TcpConn {
   }
 }
 
-export function connectionError(code: 'ECONNRESET' | 'ETIMEDOUT' | 'EPIPE' | 'EHOSTUNREACH', message: string): NodeJS.ErrnoException {
+export function connectionError(code: 'ECONNRESET' | 'ECONNREFUSED' | 'ETIMEDOUT' | 'EPIPE' | 'EHOSTUNREACH', message: string): NodeJS.ErrnoException {
   const err: NodeJS.ErrnoException = new Error(`${message} (${code})`);
   err.code = code;
   return err;

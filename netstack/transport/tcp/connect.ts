@@ -76,11 +76,6 @@ export class ActiveOpen {
     this.fail(connectionError('EHOSTUNREACH', 'the sandbox answered the connection with an ICMP error'));
   }
 
-  /** The stack is closing. */
-  cancel(): void {
-    this.fail(connectionError('ECONNRESET', 'the network stack closed'));
-  }
-
   private onTimeout(): void {
     if (this.done) return;
     if (++this.retries > this.owner.config.synAckRetries) {

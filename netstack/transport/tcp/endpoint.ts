@@ -18,6 +18,8 @@ import {
 } from '../../header/tcp.js';
 import type { Family, FlowId } from '../../stack/forwarding.js';
 import type { Clock, NetworkSender } from '../../stack/transport.js';
+import type { LimitName } from '../../stack/limits.js';
+import type { BufferBudget } from './budget.js';
 import type { TcpConfig } from './config.js';
 import { TcpConnection, connectionError, type ConnectionHost } from './conn.js';
 import { negotiate, type SynInfo } from './handshake.js';
@@ -52,6 +54,10 @@ export interface TcpContext {
   readonly clock: Clock;
   readonly config: TcpConfig;
   readonly stats: TcpStats;
+  /** The memory all connections share. */
+  readonly budget: BufferBudget;
+  /** A cap refused something (reported to the supervisor, rate-limited there). */
+  limitHit(limit: LimitName, value: number, detail: string): void;
   /** RFC 5961 §7: challenge ACKs are rate-limited across the stack. */
   allowChallengeAck(): boolean;
   unregister(ep: Endpoint): void;
@@ -73,6 +79,7 @@ export class Endpoint implements ConnectionHost {
   readonly rcv: Receiver;
   readonly clock: Clock;
   readonly stats: TcpStats;
+  readonly budget: BufferBudget;
   readonly tsEnabled: boolean;
   readonly sackEnabled: boolean;
   readonly iss: number;
@@ -96,6 +103,8 @@ export class Endpoint implements ConnectionHost {
   private finCallback: ((err?: Error | null) => void) | null = null;
   private flushScheduled = false;
   private readCheckScheduled = false;
+  /** Bytes this connection has charged to the budget at the last sync. */
+  private charged = 0;
 
   constructor(
     private readonly ctx: TcpContext,
@@ -107,6 +116,7 @@ export class Endpoint implements ConnectionHost {
   ) {
     this.clock = ctx.clock;
     this.stats = ctx.stats;
+    this.budget = ctx.budget;
     this.config = ctx.config;
     this.sender = ctx.sender;
     this.iss = iss;
@@ -371,7 +381,23 @@ export class Endpoint implements ConnectionHost {
 
   private afterRead(): void {
     this.readCheckScheduled = false;
+    this.syncBudget();
     if (this.synchronized()) this.rcv.onApplicationRead();
+  }
+
+  /** Brings this connection's charge to the shared budget up to date (after segments, writes, reads). */
+  syncBudget(): void {
+    if (this.state === 'CLOSED') return;
+    const held = this.snd.buffer.length + this.unreadBytes() + this.rcv.ooo.bytes;
+    this.budget.used += held - this.charged;
+    this.charged = held;
+  }
+
+  /** An out-of-order segment of `length` bytes did not fit under this connection's or the global cap. */
+  outOfOrderRefused(length: number): void {
+    const global = this.budget.outOfOrder + length > this.budget.outOfOrderCapacity;
+    if (global) this.ctx.limitHit('tcp-out-of-order', this.budget.outOfOrderCapacity, 'all connections hold their cap of out-of-order bytes: segment dropped');
+    else this.ctx.limitHit('tcp-out-of-order', this.config.outOfOrderBufferSize, 'a connection holds its cap of out-of-order bytes: segment dropped');
   }
 
   applicationWrite(chunk: Buffer, done: (err?: Error | null) => void): void {
@@ -380,6 +406,7 @@ export class Endpoint implements ConnectionHost {
       return;
     }
     this.snd.write(chunk, done);
+    this.syncBudget();
     this.scheduleFlush();
   }
 
@@ -441,6 +468,9 @@ export class Endpoint implements ConnectionHost {
     this.handshakeTimer.stop();
     this.closeTimer.stop();
     this.keepaliveTimer.stop();
+    this.rcv.ooo.clear();
+    this.budget.used -= this.charged;
+    this.charged = 0;
     this.ctx.unregister(this);
     const err = connectionError('EPIPE', 'the connection closed');
     this.snd.failWriter(err);

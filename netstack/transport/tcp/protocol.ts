@@ -1,13 +1,18 @@
 // The TCP transport protocol (gVisor's tcp.protocol plus its Forwarder): checksum validation, demux
 // of inbound segments to endpoints by 4-tuple, RSTs for segments that belong to no connection
-// (RFC 9293 §3.10.7.1), and new SYNs turned into forwarder requests. The sandbox is always the
-// active opener: every connection here is passive, to whatever address the sandbox dialled.
+// (RFC 9293 §3.10.7.1), and new SYNs turned into forwarder requests. The sandbox is the active opener
+// of every connection but those to ports published to the host, which `connect` dials (connect.ts).
 import { checksum, fold, pseudoHeaderChecksum } from '../../header/checksum.js';
 import { TCP_FLAG_ACK, TCP_FLAG_RST, TCP_MIN_HEADER_LENGTH, TCP_PROTOCOL, writeTcpHeader } from '../../header/tcp.js';
-import type { Forwarder, Refusal, TcpConn } from '../../stack/forwarding.js';
+import type { Family, Forwarder, Refusal, TcpConn } from '../../stack/forwarding.js';
 import { realClock, type Clock, type NetworkInfo, type NetworkSender, type TransportProtocol } from '../../stack/transport.js';
 import { PendingRequest, type RequestOwner } from './forwarder.js';
+import { ActiveOpen, type ConnectOwner } from './connect.js';
 import { formatAddress } from './address.js';
+import { parseIpv4 } from '../../header/ipv4.js';
+import { parseIpv6 } from '../../header/ipv6.js';
+import type { LimitHook, LimitName } from '../../stack/limits.js';
+import { BufferBudget } from './budget.js';
 import { resolveTcpConfig, type TcpConfig, type TcpConfigInput } from './config.js';
 import { Endpoint, type TcpContext, type Tuple } from './endpoint.js';
 import { synInfoOf } from './handshake.js';
@@ -23,6 +28,8 @@ export interface TcpDependencies {
   /** Asked about every new connection. */
   forwarder: Pick<Forwarder, 'tcp'>;
   clock?: Clock;
+  /** Told when a cap refuses something: pending requests, the buffer budget, out-of-order memory. */
+  onLimit?: LimitHook;
 }
 
 const ICMP_REFUSAL = {
@@ -32,17 +39,21 @@ const ICMP_REFUSAL = {
   'admin-prohibited': 'admin-prohibited',
 } as const;
 
-export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner {
+export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner, ConnectOwner {
   readonly protocol = TCP_PROTOCOL;
   readonly stats: TcpStats = newTcpStats();
   readonly config: TcpConfig;
   readonly sender: NetworkSender;
   readonly clock: Clock;
+  readonly budget: BufferBudget;
   private readonly forwarder: Pick<Forwarder, 'tcp'>;
+  private readonly onLimit: LimitHook | undefined;
   private readonly isn: IsnGenerator;
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly pending = new Map<string, PendingRequest>();
   private readonly pendingPerDestination = new Map<string, number>();
+  /** Our own SYNs towards the sandbox, waiting for its SYN-ACK. */
+  private readonly connecting = new Map<string, ActiveOpen>();
   private readonly segment = new Segment();
   /** The endpoint of the previous segment: a bulk flow skips the key lookup. */
   private lastEndpoint: Endpoint | null = null;
@@ -54,6 +65,8 @@ export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner 
     this.forwarder = deps.forwarder;
     this.clock = deps.clock ?? realClock;
     this.config = resolveTcpConfig(config);
+    this.onLimit = deps.onLimit;
+    this.budget = new BufferBudget(this.config.maxTotalBufferBytes, this.config.maxTotalOutOfOrderBytes, this.config.bufferFloorBytes);
     this.isn = new IsnGenerator(this.clock);
   }
 
@@ -88,8 +101,12 @@ export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner 
       ep.retire();
       ep = undefined;
     }
-    if (ep) ep.handleSegment(seg);
-    else this.handleUnknownTuple(net, seg);
+    if (ep) {
+      ep.handleSegment(seg);
+      ep.syncBudget();
+    } else if (this.connecting.size > 0 && this.connecting.has(tupleKey(net.src, seg.srcPort, net.dst, seg.dstPort))) {
+      this.connecting.get(tupleKey(net.src, seg.srcPort, net.dst, seg.dstPort))!.handleSegment(seg);
+    } else this.handleUnknownTuple(net, seg);
   }
 
   handleControl(net: NetworkInfo, kind: 'unreachable' | 'packet-too-big', mtu: number, quoted: Buffer): void {
@@ -99,7 +116,10 @@ export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner 
     const seq = quoted.readUInt32BE(4);
     // The addresses may be those of the ICMP packet (from the sandbox) or of the quoted one (to it).
     const ep = this.lookup(net.src, remotePort, net.dst, localPort) ?? this.lookup(net.dst, remotePort, net.src, localPort);
-    if (!ep) return;
+    if (!ep) {
+      if (kind === 'unreachable') this.connecting.get(tupleKey(net.src, remotePort, net.dst, localPort))?.onUnreachable();
+      return;
+    }
     if (kind === 'packet-too-big') ep.onPacketTooBig(mtu, seq);
     else ep.onUnreachable();
   }
@@ -137,8 +157,21 @@ export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner 
     }
     const destinationKey = addressKey(net.dst);
     const perDestination = this.pendingPerDestination.get(destinationKey) ?? 0;
-    if (this.pending.size >= this.config.maxPendingRequests || perDestination >= this.config.maxPendingPerDestination) {
+    if (this.pending.size >= this.config.maxPendingRequests) {
       this.stats.requestsOverCap++;
+      this.limitHit('tcp-pending', this.config.maxPendingRequests, 'connection requests waiting for the host at the cap: new SYN reset');
+      this.replyReset(net, seg);
+      return;
+    }
+    if (perDestination >= this.config.maxPendingPerDestination) {
+      this.stats.requestsOverCap++;
+      this.limitHit('tcp-pending', this.config.maxPendingPerDestination, `connection requests waiting for ${formatAddress(net.dst)} at the per-destination cap: new SYN reset`);
+      this.replyReset(net, seg);
+      return;
+    }
+    if (this.budget.exhausted) {
+      this.stats.requestsOverBudget++;
+      this.limitHit('tcp-buffers', this.config.maxTotalBufferBytes, 'TCP buffers of all connections at the budget: new SYN reset');
       this.replyReset(net, seg);
       return;
     }
@@ -168,6 +201,38 @@ export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner 
     this.forwarder.tcp(req);
   }
 
+  /**
+   * Dials the sandbox: a connection from `from` (one of our own addresses on the link, e.g. the
+   * gateway) and an ephemeral port of ours to `to`:`port` in the sandbox. Resolves once established;
+   * rejects with ECONNREFUSED (the sandbox answered RST), ETIMEDOUT or EHOSTUNREACH.
+   */
+  connect(family: Family, from: string, to: string, port: number): Promise<TcpConn> {
+    const local = family === 4 ? parseIpv4(from) : parseIpv6(from);
+    const remote = family === 4 ? parseIpv4(to) : parseIpv6(to);
+    let localPort = 0;
+    let key = '';
+    for (let tries = 0; tries < 64 && !localPort; tries++) {
+      const candidate = EPHEMERAL_FIRST + Math.floor(Math.random() * (EPHEMERAL_LAST - EPHEMERAL_FIRST + 1));
+      key = tupleKey(remote, port, local, candidate);
+      if (!this.endpoints.has(key) && !this.connecting.has(key) && !this.pending.has(key)) localPort = candidate;
+    }
+    if (!localPort) return Promise.reject(new Error(`no free local port towards ${to}:${port}`));
+    const tuple: Tuple = { family, local, remote, localPort, remotePort: port };
+    const id = { family, srcAddr: formatAddress(remote), srcPort: port, dstAddr: formatAddress(local), dstPort: localPort };
+    const attempt = new ActiveOpen(this, key, tuple, id, this.isn.generate(local, localPort, remote, port));
+    this.connecting.set(key, attempt);
+    attempt.start();
+    return attempt.promise;
+  }
+
+  adopt(ep: Endpoint): void {
+    this.endpoints.set(ep.key, ep);
+  }
+
+  forgetConnect(attempt: ActiveOpen): void {
+    if (this.connecting.get(attempt.key) === attempt) this.connecting.delete(attempt.key);
+  }
+
   acceptRequest(req: PendingRequest): TcpConn {
     const t = req.tuple;
     const iss = this.isn.generate(t.local, t.localPort, t.remote, t.remotePort);
@@ -195,6 +260,10 @@ export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner 
   unregister(ep: Endpoint): void {
     if (this.endpoints.get(ep.key) === ep) this.endpoints.delete(ep.key);
     if (this.lastEndpoint === ep) this.lastEndpoint = null;
+  }
+
+  limitHit(limit: LimitName, value: number, detail: string): void {
+    this.onLimit?.(limit, value, detail);
   }
 
   allowChallengeAck(): boolean {
@@ -230,6 +299,10 @@ export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner 
 export function createTcp(deps: TcpDependencies, config: TcpConfigInput = {}): TcpProtocol {
   return new TcpProtocol(deps, config);
 }
+
+/** Local ports of the connections we open (Linux's default ip_local_port_range). */
+const EPHEMERAL_FIRST = 32768;
+const EPHEMERAL_LAST = 60999;
 
 function addressKey(a: Uint8Array): string {
   if (a.length === 4) return String(((a[0]! << 24) | (a[1]! << 16) | (a[2]! << 8) | a[3]!) >>> 0);

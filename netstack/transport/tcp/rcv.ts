@@ -43,7 +43,7 @@ export class Receiver {
     this.acc = this.nxt;
     this.lastAckSent = this.nxt;
     this.largestSegment = Math.min(mss, 536);
-    this.ooo = new SegmentQueue(config.outOfOrderBufferSize);
+    this.ooo = new SegmentQueue(config.outOfOrderBufferSize, ep.budget);
     this.delayedAck = new Timer(ep.clock, () => ep.sendAck());
   }
 
@@ -54,9 +54,9 @@ export class Receiver {
     return w;
   }
 
-  /** Bytes free for new data: the buffer minus unread and out-of-order bytes. */
+  /** Bytes free for new data: the buffer (smaller once the global budget is spent) minus unread and out-of-order bytes. */
   private freeSpace(): number {
-    return Math.max(0, this.config.receiveBufferSize - this.ep.unreadBytes() - this.ooo.bytes);
+    return Math.max(0, this.ep.budget.allowance(this.config.receiveBufferSize) - this.ep.unreadBytes() - this.ooo.bytes);
   }
 
   private swsThreshold(): number {
@@ -161,6 +161,7 @@ export class Receiver {
     if (len > 0) {
       if (!this.ooo.insert(seq, buf, off, len)) {
         this.ep.stats.outOfOrderDropped++;
+        this.ep.outOfOrderRefused(len);
         return;
       }
       const run = this.ooo.runContaining(seq);

@@ -111,7 +111,7 @@ export class Sender {
   /** Takes a chunk from the application; `done` runs once the buffer is back under its size. */
   write(chunk: Buffer, done: (err?: Error | null) => void): void {
     this.buffer.append(chunk);
-    if (this.buffer.length <= this.config.sendBufferSize) done();
+    if (this.buffer.length <= this.ep.budget.allowance(this.config.sendBufferSize)) done();
     else this.writeCallback = done;
   }
 
@@ -232,7 +232,7 @@ export class Sender {
       this.dupAcks = 0;
       if (this.flightSize() > 0) this.rtoTimer.arm(this.rtt.backedOff(0));
       else this.rtoTimer.disarm();
-      if (this.writeCallback && this.buffer.length <= this.config.sendBufferSize) {
+      if (this.writeCallback && this.buffer.length <= this.ep.budget.allowance(this.config.sendBufferSize)) {
         const cb = this.writeCallback;
         this.writeCallback = null;
         cb();

@@ -9,6 +9,8 @@ export interface TcpStats {
   resetsReceived: number;
   requestsCreated: number;
   requestsOverCap: number;
+  /** SYNs reset because every buffer together was past the global budget. */
+  requestsOverBudget: number;
   requestsExpired: number;
   synRetransmitsWhilePending: number;
   connectionsEstablished: number;
@@ -34,6 +36,7 @@ export function newTcpStats(): TcpStats {
     resetsReceived: 0,
     requestsCreated: 0,
     requestsOverCap: 0,
+    requestsOverBudget: 0,
     requestsExpired: 0,
     synRetransmitsWhilePending: 0,
     connectionsEstablished: 0,
