@@ -1,5 +1,6 @@
 // Inside a sandbox: for SECONDS, open a TCP connection to HOST:PORT, send a small request, read the
-// response, close; CONCURRENCY loops at once. Prints {"ops": N, "seconds": S, "errors": E}.
+// response, close; CONCURRENCY loops at once. Prints {"ops": N, "seconds": S, "errors": E}. A
+// connection that makes no progress for 5 s counts as an error, so a stalled network ends the run.
 import net from 'node:net';
 
 const [host, port, seconds, concurrency = '8'] = process.argv.slice(2);
@@ -10,6 +11,7 @@ let errors = 0;
 function once() {
   return new Promise((resolve) => {
     const s = net.connect({ host, port: Number(port) }, () => s.end('GET / HTTP/1.0\r\n\r\n'));
+    s.setTimeout(5000, () => s.destroy(new Error('stalled')));
     s.on('data', () => {});
     s.on('end', () => (ops++, resolve()));
     s.on('error', () => (errors++, resolve()));

@@ -17,6 +17,8 @@ const BITS = { 4: 32, 6: 128 } as const;
 
 /** Parses a literal address (no prefix); null when `text` is not one. */
 export function parseIp(text: string): IpAddr | null {
+  const v4 = parseDottedQuad(text);
+  if (v4 !== null) return { family: 4, value: BigInt(v4) };
   if (Address4.isValid(text) && !text.includes('/')) return { family: 4, value: new Address4(text).bigInt() };
   if (Address6.isValid(text) && !text.includes('/') && !text.includes('%')) {
     const value = new Address6(text).bigInt();
@@ -47,7 +49,37 @@ export function subnetContains(s: Subnet, ip: IpAddr): boolean {
 
 /** The canonical text of an address ("10.0.0.1", "2001:db8::1"), used as a map key and in logs. */
 export function formatIp(ip: IpAddr): string {
-  return ip.family === 4 ? Address4.fromBigInt(ip.value).correctForm() : Address6.fromBigInt(ip.value).correctForm();
+  if (ip.family === 4) {
+    const v = Number(ip.value);
+    return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+  }
+  return Address6.fromBigInt(ip.value).correctForm();
+}
+
+/**
+ * The common case, on every new flow: "a.b.c.d" in canonical decimal (what the stack itself formats).
+ * Anything else (leading zeros, other forms) is left to ip-address; null here means "not this form".
+ */
+function parseDottedQuad(text: string): number | null {
+  let value = 0;
+  let octet = -1;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46 /* . */) {
+      if (octet < 0 || ++dots > 3) return null;
+      value = value * 256 + octet;
+      octet = -1;
+    } else if (c >= 48 && c <= 57) {
+      if (octet === 0) return null; // a leading zero
+      octet = octet < 0 ? c - 48 : octet * 10 + (c - 48);
+      if (octet > 255) return null;
+    } else {
+      return null;
+    }
+  }
+  if (dots !== 3 || octet < 0) return null;
+  return value * 256 + octet;
 }
 
 /** Canonical text of an address given as text; null when it is not an address. */

@@ -135,6 +135,24 @@ describe('TCP data transfer', () => {
     expect(update[0]!.ack).toBe(peer.nxt - 2048);
   });
 
+  it('lets a window update that holds nobody up ride on the next segment', async () => {
+    const h = new Harness({ delayedAckMs: 40 });
+    const peer = await h.open({ windowShift: 7 });
+    peer.data(Buffer.from('GET / HTTP/1.0\r\n\r\n'));
+    await settle();
+    // The read grew the window far past the SYN-ACK's unscaled 64 KiB, but the sandbox's small request
+    // is not held up by it: no pure window update; the response carries the new window.
+    expect(h.take()).toHaveLength(0);
+    peer.conn.write('HTTP/1.0 200 OK\r\n\r\n');
+    await settle();
+    const [response] = h.take();
+    expect(response!.payload.toString()).toBe('HTTP/1.0 200 OK\r\n\r\n');
+    expect(response!.ack).toBe(peer.nxt);
+    expect(response!.window * 2 ** peer.synAck.windowShift!).toBeGreaterThan(65_535);
+    h.clock.advance(100);
+    expect(h.take()).toHaveLength(0);
+  });
+
   it('never moves the right edge of the advertised window left (random workload)', async () => {
     await fc.assert(
       fc.asyncProperty(

@@ -175,12 +175,13 @@ describe('TCP through the Stack', () => {
     const isn = 0xfffff000; // wraps during the transfer
     let conn: TcpConnection | undefined;
     let iss = -1;
+    let synAckWindow = 0;
     for (let i = 0; i < 50 && iss < 0; i++) {
       link.inject(frame4({ flags: SYN, seq: isn, srcPort: 6001, dstPort: 80, mss: 1460, windowShift: 7, sackPermitted: true }));
       if (!conn && forwarder.tcpRequests.length > 0) conn = forwarder.tcpRequests[0]!.accept() as TcpConnection;
       clock.advance(1000);
       link.release();
-      for (const s of safeSegments(link)) if (s.flags === (SYN | ACK)) iss = s.seq;
+      for (const s of safeSegments(link)) if (s.flags === (SYN | ACK)) [iss, synAckWindow] = [s.seq, s.window];
     }
     const received: Buffer[] = [];
     let ended = false;
@@ -192,7 +193,7 @@ describe('TCP through the Stack', () => {
     const base = (isn + 1) >>> 0;
     let acked = 0;
     let next = 0;
-    let window = 0;
+    let window = synAckWindow; // a SYN-ACK's window is never scaled (RFC 7323 §2.2)
     let stalled = 0;
     const send = (off: number): void => {
       const len = Math.min(1460, data.length - off);

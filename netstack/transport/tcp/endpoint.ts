@@ -472,10 +472,12 @@ export class Endpoint implements ConnectionHost {
     this.budget.used -= this.charged;
     this.charged = 0;
     this.ctx.unregister(this);
-    const err = connectionError('EPIPE', 'the connection closed');
-    this.snd.failWriter(err);
+    // Most connections close with nobody waiting: build the error (a stack trace) only for a waiter.
     const cb = this.finCallback;
     this.finCallback = null;
+    if (!this.snd.hasWriter && !cb) return;
+    const err = connectionError('EPIPE', 'the connection closed');
+    this.snd.failWriter(err);
     cb?.(err);
   }
 

@@ -115,6 +115,11 @@ export class Sender {
     else this.writeCallback = done;
   }
 
+  /** A write is waiting for room in the buffer. */
+  get hasWriter(): boolean {
+    return this.writeCallback !== null;
+  }
+
   /** Fails a write waiting for room (the connection is gone). */
   failWriter(err: Error): void {
     const cb = this.writeCallback;
