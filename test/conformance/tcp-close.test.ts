@@ -12,14 +12,17 @@ describe('TCP close', () => {
     peer.fin();
     await ended;
     expect(peer.conn.state).toBe('CLOSE-WAIT');
-    expect(h.take().at(-1)!.ack).toBe(peer.nxt);
+    // The FIN's ACK is delayed, as Linux delays it: it rides on the response.
+    expect(h.take()).toHaveLength(0);
     // Half-closed: we can still send.
     peer.conn.write('response');
     peer.conn.end();
     await settle();
     const segs = h.take();
+    expect(segs).toHaveLength(1);
     const last = segs.at(-1)!;
     expect(last.flags).toBe(FIN | ACK | PSH);
+    expect(last.ack).toBe(peer.nxt);
     expect(last.payload.toString()).toBe('response');
     expect(peer.conn.state).toBe('LAST-ACK');
     const finished = once(peer.conn, 'finish');
@@ -27,6 +30,18 @@ describe('TCP close', () => {
     await finished;
     expect(peer.conn.state).toBe('CLOSED');
     expect(h.tcp.connectionCount).toBe(0);
+  });
+
+  it('acknowledges a lone FIN from the sandbox within the delayed-ACK time', async () => {
+    const h = new Harness({ delayedAckMs: 40 });
+    const peer = await h.open();
+    peer.fin();
+    await settle();
+    expect(h.take()).toHaveLength(0);
+    h.clock.advance(40);
+    const [ack] = h.take();
+    expect(ack!.flags).toBe(ACK);
+    expect(ack!.ack).toBe(peer.nxt);
   });
 
   it('we close first: FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT, closed when the timer ends', async () => {

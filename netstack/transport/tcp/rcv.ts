@@ -154,7 +154,11 @@ export class Receiver {
       this.finReceived = true;
       this.pendingFin = -1;
       this.sack.clear();
-      this.ep.sendAck();
+      // The sandbox closed first (we were ESTABLISHED): delay the ACK as Linux does on a FIN, so it
+      // rides on the response that usually follows; if we closed first, or the FIN filled a hole,
+      // ACK at once.
+      if (this.ep.state === 'ESTABLISHED' && !filledHole) this.delayedAck.armIfIdle(this.config.delayedAckMs);
+      else this.ep.sendAck();
       this.ep.onPeerFin();
       return;
     }
