@@ -4,8 +4,10 @@
 import { Command, CommanderError, Option } from 'commander';
 import { TapboxError } from './errors.js';
 import { FORWARDED_SIGNALS, Sandbox } from './sandbox.js';
-import { runDoctor } from './doctor.js';
+import { addCommands, escapeCommandName, unescapeCommandName } from './commands.js';
+import { startProgress } from './progress.js';
 import type { SandboxOptions } from './options.js';
+import { hardeningFromFlags, hardeningOptions, type HardeningFlags } from './hardening-cli.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -17,8 +19,8 @@ function parseInteger(flag: string) {
 }
 
 export function buildProgram(): Command {
-  return new Command('tapbox')
-    .usage('[options] -- COMMAND [ARGS...]\n       tapbox doctor')
+  const program = new Command('tapbox')
+    .usage('[options] -- COMMAND [ARGS...]\n       tapbox doctor | allowlists | help [TOPIC]')
     .description('Run COMMAND in a rootless sandbox whose only network is a TAP device driven by tapbox\'s own TCP/IP stack, with an egress allowlist.')
     .helpOption('--help', 'show this help')
     .argument('[command...]', 'the command to run in the sandbox, and its arguments')
@@ -30,11 +32,15 @@ export function buildProgram(): Command {
     .option('-F, --allow-file <file>', 'allowlist file (repeatable); @npm, @pypi, ... load a shipped list', collect, [])
     .option('--allow <rule>', 'allow rule, same syntax as a line of an allowlist (repeatable)', collect, [])
     .option('--dns-upstream <addr>', 'DNS server the proxy asks, ADDR[:PORT] (repeatable; default: the host\'s resolvers)', collect, [])
+    .option('-p, --publish <spec>', 'publish a sandbox port on the host: [ADDR:]HOSTPORT:SANDBOXPORT[/udp], ADDR 127.0.0.1 by default (repeatable)', collect, [])
+    .option('--host-loopback <ports>', 'let the sandbox reach these host loopback ports at 10.0.2.2 / fd00::2: PORT[/udp][,PORT...] (repeatable)', collect, [])
+    .option('--upstream-proxy <url>', 'send allowed TCP flows through this proxy: http://[USER:PASS@]HOST:PORT (CONNECT) or socks5://[USER:PASS@]HOST:PORT')
     .option('--no-sni-check', 'do not check TLS SNI / HTTP Host against the name a flow was allowed for')
     .option('--audit', 'allow everything, log every DNS query and flow')
     .option('--learn <file>', 'audit mode that writes an allowlist of what the command used to FILE')
     .option('--report <file>', 'write the egress summary as JSON to FILE')
     .option('--no-summary', 'do not print the egress summary table at exit')
+    .option('--progress', 'while it runs, a live status line on stderr (when stderr is a terminal)')
     .option('--log-level <level>', 'audit log level: debug, info, warn, error', 'info')
     .addOption(new Option('--log-format <format>', 'audit log format').choices(['json', 'pretty']))
     .option('--log-file <file>', 'write the audit log to FILE')
@@ -44,9 +50,11 @@ export function buildProgram(): Command {
     .option('-H, --hostname <name>', 'hostname inside the sandbox', 'tapbox')
     .exitOverride()
     .configureOutput({ outputError: () => undefined });
+  for (const option of hardeningOptions()) program.addOption(option);
+  return program;
 }
 
-interface CliFlags {
+interface CliFlags extends HardeningFlags {
   net?: 'tap' | 'none' | 'host';
   hostNet?: boolean;
   mtu?: number;
@@ -54,11 +62,15 @@ interface CliFlags {
   allowFile: string[];
   allow: string[];
   dnsUpstream: string[];
+  publish: string[];
+  hostLoopback: string[];
+  upstreamProxy?: string;
   sniCheck: boolean;
   audit?: boolean;
   learn?: string;
   report?: string;
   summary: boolean;
+  progress?: boolean;
   logLevel: string;
   logFormat?: 'json' | 'pretty';
   logFile?: string;
@@ -79,6 +91,9 @@ export function toOptions(flags: CliFlags): SandboxOptions {
     allowFiles: flags.allowFile,
     allow: flags.allow,
     dnsUpstream: flags.dnsUpstream,
+    publish: flags.publish,
+    hostLoopback: flags.hostLoopback,
+    upstreamProxy: flags.upstreamProxy,
     sniCheck: flags.sniCheck,
     audit: flags.audit,
     learn: flags.learn,
@@ -89,19 +104,34 @@ export function toOptions(flags: CliFlags): SandboxOptions {
     logFile: flags.logFile,
     uid: (uids[0] as 'root' | 'nobody' | 'same' | undefined) ?? 'root',
     hostname: flags.hostname,
+    ...hardeningFromFlags(flags),
   };
 }
 
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'doctor') return runDoctor();
   const program = buildProgram();
-  program.parse(argv, { from: 'user' });
-  const options = toOptions(program.opts<CliFlags>());
+  let status = 0;
+  program.action(async () => {
+    status = await runSandbox(program);
+  });
+  addCommands(program, (code) => (status = code));
+  await program.parseAsync(escapeCommandName(argv, program), { from: 'user' });
+  return status;
+}
+
+async function runSandbox(program: Command): Promise<number> {
+  const flags = program.opts<CliFlags>();
+  const options = toOptions(flags);
   if (options.net === 'host') process.stderr.write('tapbox: warning: --net host gives the sandbox the host\'s network: no isolation and no allowlist.\n');
-  const sandbox = new Sandbox(program.args, options);
+  const sandbox = new Sandbox(unescapeCommandName(program.args), options);
   for (const signal of FORWARDED_SIGNALS) process.on(signal, () => sandbox.kill(signal));
-  const { code } = await sandbox.run();
-  return code;
+  const progress = flags.progress ? startProgress(sandbox) : null;
+  try {
+    const { code } = await sandbox.run();
+    return code;
+  } finally {
+    progress?.stop();
+  }
 }
 
 const EXIT_FOR: Partial<Record<TapboxError['code'], number>> = { ENOENT: 127, EACCES: 126, EUSAGE: 2 };
@@ -113,7 +143,7 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     if (err instanceof CommanderError) {
       if (err.exitCode === 0) return; // --help, --version
-      process.stderr.write(`tapbox: ${err.message.replace(/^error: /, '')}; see \`tapbox --help\`.\n`);
+      process.stderr.write(`tapbox: ${err.message.replace(/^error: /, '').replace(/\.$/, '')}; see \`tapbox --help\`.\n`);
       process.exitCode = 2;
     } else if (err instanceof TapboxError) {
       process.stderr.write(`tapbox: ${err.message}\n`);

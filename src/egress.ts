@@ -1,6 +1,6 @@
 // The egress firewall, as the supervisor sees it: load the rules (a bad one stops everything before the
 // sandbox starts), build the DNS proxy and the forwarder the stack calls, and at the end write the
-// report, the learned allowlist and the summary. Events: 'dns', 'flow', 'deny', 'flowEnd'.
+// report, the learned allowlist and the summary. Events: 'dns', 'flow', 'deny', 'flowEnd', 'limit'.
 import { EventEmitter } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import type pino from 'pino';
@@ -14,6 +14,8 @@ import { hostAddresses } from './dns/rebinding.js';
 import { hostResolvers, parseUpstream, Upstream } from './dns/upstream.js';
 import { TapboxError } from './errors.js';
 import { createForwarder, type SandboxAddresses } from './forwarder/index.js';
+import type { ProxySpec } from './forwarder/dialer.js';
+import type { HostLoopbackPort } from './forwarder/host-loopback.js';
 import { load } from './policy/allowlist.js';
 import { Policy } from './policy/policy.js';
 import { parseRule } from './policy/rule.js';
@@ -34,12 +36,17 @@ export interface EgressOptions {
   logFile?: string;
   summary: boolean;
   sandbox: SandboxAddresses;
+  /** --host-loopback ports and --upstream-proxy (see forwarder/host-loopback.ts, forwarder/dialer.ts). */
+  hostLoopback?: HostLoopbackPort[];
+  upstreamProxy?: ProxySpec;
 }
 
 export interface Egress extends EventEmitter {
   forwarder: Forwarder;
   logger: pino.Logger;
   policy: Policy;
+  /** Logs flows and cap hits: the stack's caps report to `auditor.limitHit` (rate-limited 'limit' events). */
+  auditor: Auditor;
   /** Stops every flow and DNS query, writes the report and learned allowlist, prints the summary. */
   close(): Promise<EgressSummary>;
 }
@@ -56,8 +63,8 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
   const emitter = new EventEmitter();
   const stats = new EgressStats();
   const auditor = new Auditor(logger, emitter, stats, audit);
-  const dns = new DnsProxy({ policy, upstream, hostAddrs: hostAddresses(), onEvent: (e) => auditor.dns(e) });
-  const forwarder = createForwarder({ policy, dns, auditor, sandbox: opts.sandbox, sniCheck: opts.sniCheck });
+  const dns = new DnsProxy({ policy, upstream, hostAddrs: hostAddresses(), onEvent: (e) => auditor.dns(e), onLimit: auditor.limitHit });
+  const forwarder = createForwarder({ policy, dns, auditor, sandbox: opts.sandbox, sniCheck: opts.sniCheck, hostLoopback: opts.hostLoopback, upstreamProxy: opts.upstreamProxy });
   logger.debug({ rules: policy.rules.length, audit, maxFlows: policy.maxFlows }, `egress policy loaded: ${policy.rules.length} rules${audit ? ', audit mode' : ''}`);
 
   let closing: Promise<EgressSummary> | undefined;
@@ -65,8 +72,10 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     forwarder.close();
     dns.close();
     upstream.close();
-    // Closed sockets report their last bytes on their 'close' events: let those run first.
-    await new Promise((resolve) => setImmediate(resolve));
+    auditor.close();
+    // Closed sockets report their last bytes on their 'close' events, which libuv runs in the close
+    // phase, after this turn's setImmediate callbacks: wait two turns so that every flowEnd is in.
+    for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
     const summary = stats.summary();
     await writeOutput(opts.report, `${JSON.stringify({ mode: audit ? 'audit' : 'enforce', ...summary }, null, 2)}\n`, 'report');
     await writeOutput(opts.learn, formatLearnedAllowlist(stats.learnedFlows(), stats.lookedUp), 'learned allowlist');
@@ -78,6 +87,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     forwarder,
     logger,
     policy,
+    auditor,
     close: () => (closing ??= close()),
   });
 }

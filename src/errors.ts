@@ -23,3 +23,16 @@ export class TapboxError extends Error {
     super(message);
   }
 }
+
+const CODES: ReadonlySet<string> = new Set<TapboxErrorCode>(['EUSERNS', 'ETUN', 'EPOLICY', 'EMOUNT', 'EUSAGE', 'ENOENT', 'EACCES', 'ENETCFG', 'ELIMIT', 'EINTERNAL']);
+
+/**
+ * The code of an error the launcher reported ("ERR <CODE> <sentence>"). Its own finer codes map onto
+ * ours: EEXEC (the command exists but cannot be run) is EACCES; EINIT, EUTS, EPROTO (a host or build
+ * failure while setting up PID 1) are EINTERNAL, and so is anything unknown.
+ */
+export function launcherErrorCode(code: string | undefined): TapboxErrorCode {
+  if (code !== undefined && CODES.has(code)) return code as TapboxErrorCode;
+  return code === 'EEXEC' ? 'EACCES' : 'EINTERNAL';
+}
+

@@ -1,5 +1,13 @@
 // tapbox as a library: the CLI is a thin layer over these.
-export { Sandbox, type SandboxResult } from './sandbox.js';
+export { spawn, run, type SpawnOptions, type RunOptions, type RunResult } from './library.js';
+export { Sandbox, type SandboxResult, type SandboxEvents } from './sandbox.js';
 export { TapboxError, type TapboxErrorCode } from './errors.js';
-export { type SandboxOptions, type NetMode, type UidMode, SANDBOX_NET, DEFAULT_MTU } from './options.js';
+export { type SandboxOptions, type NetMode, type UidMode, type StdioMode, SANDBOX_NET, DEFAULT_MTU } from './options.js';
+// Filesystem modes, mounts, limits, seccomp, capabilities, timeout (the options SandboxOptions extends).
+export { parseSize, type FilesystemMode, type Mount, type MountType, type Limits, type Size, type HardeningOptions } from './filesystem.js';
+// Rules, for programs that build or check allowlists: allowlist.parse(text, source), allowlist.load(path).
+export { allowlist, Policy, type Allowlist, type Rule, type Proto, type PortRange, type FlowDecision, type FlowQuery, type PolicyOptions } from './policy/index.js';
+// The live events (same fields as the audit log) and the report.
+export { describeFlow, type DnsEvent, type FlowEvent, type FlowEndEvent, type LimitEvent } from './audit/events.js';
+export { formatSummary, type EgressSummary, type DestinationSummary } from './audit/summary.js';
 export { hostChecks, type Check } from './doctor.js';

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TapboxError } from './errors.js';
 import { SANDBOX_NET, type ResolvedOptions } from './options.js';
+import { hardeningArgs } from './filesystem.js';
 
 /** The package root: dist/src/ (compiled) or src/ (run from sources by the tests). */
 export const packageRoot = (() => {
@@ -36,5 +37,5 @@ export function launcherArgs(o: ResolvedOptions, command: string[]): string[] {
     args.push('--mac', SANDBOX_NET.sandboxMac);
     args.push('--resolv', SANDBOX_NET.dns4, '--resolv', SANDBOX_NET.dns6);
   }
-  return [...args, '--', ...command];
+  return [...args, ...hardeningArgs(o.hardening), '--', ...command];
 }

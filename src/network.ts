@@ -12,6 +12,8 @@ import { createTcp, type TcpProtocol } from '../netstack/transport/tcp/index.js'
 import type { UdpProtocol } from '../netstack/transport/udp/index.js';
 import { realClock } from '../netstack/stack/transport.js';
 import type { LinkEndpoint } from '../netstack/link/endpoint.js';
+import { startStats, statsIntervalFromEnv } from './audit/stats.js';
+import { Publisher } from './publish.js';
 
 export interface Network {
   egress: Egress;
@@ -19,6 +21,8 @@ export interface Network {
   /** The stack's transports once attached: published ports (-p) dial the sandbox through them. */
   readonly tcp: TcpProtocol | null;
   readonly udp: UdpProtocol | null;
+  /** Bytes of the frames the sandbox sent on tap0 (up) and was sent (down), so far; 0 before attach. */
+  traffic(): { bytesUp: number; bytesDown: number };
   /** Stops the stack and the egress; resolves with the egress summary. */
   close(): Promise<EgressSummary>;
 }
@@ -37,11 +41,51 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
     logFile: o.logFile,
     summary: o.summary,
     sandbox: { dns4: SANDBOX_NET.dns4, dns6: SANDBOX_NET.dns6, gateway4: SANDBOX_NET.gateway4, gateway6: SANDBOX_NET.gateway6 },
+    hostLoopback: o.hostLoopback,
+    upstreamProxy: o.upstreamProxy,
   });
-  for (const name of ['dns', 'flow', 'deny', 'flowEnd'] as const) egress.on(name, (e: unknown) => events.emit(name, e));
+  for (const name of ['dns', 'flow', 'deny', 'flowEnd', 'limit'] as const) egress.on(name, (e: unknown) => events.emit(name, e));
   let link: LinkEndpoint | null = null;
   let stack: Stack | null = null;
   let tcp: TcpProtocol | null = null;
+  let tapEndpoint: TapEndpoint | null = null;
+  // Published ports (-p) listen before the sandbox starts: a busy port stops the run here.
+  let publisher: Publisher | null = null;
+  if (o.publish.length) {
+    const target = {
+      get tcp() {
+        return tcp;
+      },
+      get udp() {
+        return stack?.udp ?? null;
+      },
+      gateway4: SANDBOX_NET.gateway4,
+      gateway6: SANDBOX_NET.gateway6,
+      sandbox4: SANDBOX_NET.ip4.split('/')[0]!,
+      sandbox6: SANDBOX_NET.ip6.split('/')[0]!,
+    };
+    try {
+      publisher = await Publisher.start(o.publish, target, egress.logger);
+    } catch (e) {
+      await egress.close();
+      throw e;
+    }
+  }
+  // TAPBOX_STATS_MS: the supervisor's RSS, fds, event-loop delay and the stack's gauges in the log.
+  const statsMs = statsIntervalFromEnv();
+  const stopStats = statsMs
+    ? startStats(egress.logger, statsMs, () =>
+        stack && tcp
+          ? {
+              tcpConnections: tcp.connectionCount,
+              tcpPending: tcp.pendingCount,
+              tcpBufferedBytes: tcp.budget.used,
+              udpSessions: stack.udp.sessionCount,
+              reassemblyBytes: stack.ipv4.reassembler.bytesInUse + stack.ipv6.reassembler.bytesInUse,
+            }
+          : null,
+      )
+    : null;
   return {
     egress,
     get tcp() {
@@ -50,8 +94,13 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
     get udp() {
       return stack?.udp ?? null;
     },
+    traffic() {
+      const s = tapEndpoint?.stats;
+      return { bytesUp: s?.bytesIn ?? 0, bytesDown: s?.bytesOut ?? 0 };
+    },
     attach(tapFd) {
       const tap = new TapEndpoint(tapFd, { mtu: o.mtu });
+      tapEndpoint = tap;
       const faulty = o.linkFaults ? new FaultyEndpoint(tap, o.linkFaults) : tap;
       link = o.pcap ? new SnifferEndpoint(faulty, o.pcap) : faulty;
       stack = new Stack({
@@ -64,11 +113,15 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
         dns4: SANDBOX_NET.dns4,
         gateway6: SANDBOX_NET.gateway6,
         dns6: SANDBOX_NET.dns6,
+        // Cap hits (UDP sessions, reassembly memory; below, TCP's) become rate-limited 'limit' audit events.
+        onLimit: egress.auditor.limitHit,
       });
-      tcp = createTcp({ clock: realClock, sender: stack, forwarder: egress.forwarder });
+      tcp = createTcp({ clock: realClock, sender: stack, forwarder: egress.forwarder, onLimit: egress.auditor.limitHit });
       stack.registerTransport(tcp);
     },
     async close() {
+      publisher?.close();
+      stopStats?.();
       stack?.close();
       link?.close();
       return egress.close();

@@ -2,12 +2,17 @@
 // safe default; `resolveOptions` fills them and checks what can be checked before anything starts.
 import { TapboxError } from './errors.js';
 import type { FaultyEndpointOptions } from '../netstack/link/faults.js';
+import { resolveEnv, resolveHardening, type HardeningOptions, type ResolvedHardening } from './filesystem.js';
+import { parseProxyUrl, type ProxySpec } from './forwarder/dialer.js';
+import { parseHostLoopback, type HostLoopbackPort } from './forwarder/host-loopback.js';
+import { parsePublishList, type PublishSpec } from './publish.js';
 
 export type NetMode = 'tap' | 'none' | 'host';
 export type UidMode = 'root' | 'same' | 'nobody';
 export type StdioMode = 'inherit' | 'pipe';
 
-export interface SandboxOptions {
+/** Filesystem mode, mounts, limits, seccomp, capabilities, timeout: see ./filesystem.ts. */
+export interface SandboxOptions extends HardeningOptions {
   /** Network: the TAP and our stack, only `lo`, or the host's network (no isolation). */
   net?: NetMode;
   mtu?: number;
@@ -19,6 +24,12 @@ export interface SandboxOptions {
   allowFiles?: string[];
   allow?: string[];
   dnsUpstream?: string[];
+  /** Published ports, `[ADDR:]HOSTPORT:SANDBOXPORT[/udp]` (`-p`); any of these three turns `net` to 'tap'. */
+  publish?: string[];
+  /** Host loopback ports the sandbox may reach through the gateway, `PORT[/udp]` (`--host-loopback`). */
+  hostLoopback?: (number | string)[];
+  /** Allowed TCP flows leave through this proxy: http://HOST:PORT or socks5://HOST:PORT (`--upstream-proxy`). */
+  upstreamProxy?: string;
   sniCheck?: boolean;
   audit?: boolean;
   learn?: string;
@@ -36,7 +47,11 @@ export interface SandboxOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export interface ResolvedOptions extends Required<Omit<SandboxOptions, 'learn' | 'report' | 'pcap' | 'linkFaults' | 'logFile'>> {
+export interface ResolvedOptions extends Required<Omit<SandboxOptions, 'learn' | 'report' | 'pcap' | 'linkFaults' | 'logFile' | 'publish' | 'hostLoopback' | 'upstreamProxy' | keyof HardeningOptions>> {
+  hardening: ResolvedHardening;
+  publish: PublishSpec[];
+  hostLoopback: HostLoopbackPort[];
+  upstreamProxy?: ProxySpec;
   linkFaults?: FaultyEndpointOptions;
   learn?: string;
   report?: string;
@@ -59,7 +74,9 @@ export const DEFAULT_MTU = 65520;
 
 export function resolveOptions(o: SandboxOptions): ResolvedOptions {
   const wantsEgress = Boolean(o.allowFiles?.length || o.allow?.length || o.audit || o.learn);
-  const net = o.net ?? (wantsEgress ? 'tap' : 'none');
+  const wantsPorts = Boolean(o.publish?.length || o.hostLoopback?.length || o.upstreamProxy);
+  const net = o.net ?? (wantsEgress || wantsPorts ? 'tap' : 'none');
+  if (wantsPorts && net !== 'tap') throw new TapboxError('EUSAGE', `-p, --host-loopback and --upstream-proxy need --net tap, not --net ${net}; drop one of them.`);
   if (wantsEgress && net !== 'tap') {
     throw new TapboxError('EUSAGE', `allow rules, --audit and --learn need --net tap, not --net ${net}; drop one of them.`);
   }
@@ -73,10 +90,14 @@ export function resolveOptions(o: SandboxOptions): ResolvedOptions {
     mtu,
     uid: o.uid ?? 'root',
     cwd: o.cwd ?? process.cwd(),
+    hardening: resolveHardening(o, o.cwd ?? process.cwd()),
     hostname: o.hostname ?? 'tapbox',
     allowFiles: o.allowFiles ?? [],
     allow: o.allow ?? [],
     dnsUpstream: o.dnsUpstream ?? [],
+    publish: parsePublishList(o.publish ?? []),
+    hostLoopback: parseHostLoopback(o.hostLoopback ?? []),
+    upstreamProxy: o.upstreamProxy ? parseProxyUrl(o.upstreamProxy) : undefined,
     sniCheck: o.sniCheck ?? true,
     audit: Boolean(o.audit || o.learn),
     learn: o.learn,
@@ -88,6 +109,6 @@ export function resolveOptions(o: SandboxOptions): ResolvedOptions {
     logFile: o.logFile,
     summary: o.summary ?? false,
     stdio: o.stdio ?? 'inherit',
-    env: o.env ?? process.env,
+    env: resolveEnv(o.env, o.clearEnv),
   };
 }

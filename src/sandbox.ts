@@ -12,8 +12,12 @@ import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import { accessSync, constants } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { constants as osConstants } from 'node:os';
-import type { Readable, Writable } from 'node:stream';
-import { TapboxError, type TapboxErrorCode } from './errors.js';
+import { dirname, resolve } from 'node:path';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { launcherErrorCode, TapboxError } from './errors.js';
+import type { DnsEvent, FlowEndEvent, FlowEvent, LimitEvent } from './audit/events.js';
+import type { EgressSummary } from './audit/summary.js';
 import { launcherArgs, launcherPath } from './launcher.js';
 import { resolveOptions, type ResolvedOptions, type SandboxOptions } from './options.js';
 import { closeFd, recvMessage, sendMessage, socketpair } from '../netstack/link/control.js';
@@ -23,6 +27,35 @@ import { closePtySlave, openPty, relayTerminal, type Pty } from './terminal.js';
 export interface SandboxResult {
   /** The command's exit code; 128+N when a signal N ended it. */
   code: number;
+  /**
+   * The signal that ended the command, else null. The sandbox's PID 1 reports a command killed by
+   * signal N as exit status 128+N (as a shell does), so such a status reads as that signal.
+   */
+  signal: NodeJS.Signals | null;
+  /** The egress summary (what the command talked to) under --net tap; null for the other modes. */
+  report: EgressSummary | null;
+}
+
+/** The events of a Sandbox. The egress ones carry the same fields as the audit log's lines. */
+export interface SandboxEvents {
+  /** The launcher started (the command starts once the sandbox is set up). */
+  spawn: [];
+  /** The command exited. */
+  exit: [code: number, signal: NodeJS.Signals | null];
+  /** The command exited, the network is closed (`report` is set) and stdout/stderr ended. */
+  close: [code: number, signal: NodeJS.Signals | null];
+  /** Setting the sandbox up failed (only from `start()`; `run()` rejects instead). Nothing ran. */
+  error: [error: TapboxError];
+  /** A DNS query the proxy answered (or refused). */
+  dns: [event: DnsEvent];
+  /** A new flow, allowed or denied. */
+  flow: [event: FlowEvent];
+  /** A denied flow or DNS query (also reported as 'flow' / 'dns'). */
+  deny: [event: FlowEvent | DnsEvent];
+  /** An allowed flow ended, with its byte counts. */
+  flowEnd: [event: FlowEndEvent];
+  /** A resource cap refused something (rate-limited: `count` hits per event). */
+  limit: [event: LimitEvent];
 }
 
 /** Signals the supervisor passes on to the command. */
@@ -31,14 +64,23 @@ export const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP
 /** Exit status of the launcher when it could not set the sandbox up (as docker/podman use 125). */
 const SETUP_FAILED = 125;
 
-export class Sandbox extends EventEmitter {
+export class Sandbox extends EventEmitter<SandboxEvents> {
   readonly options: ResolvedOptions;
-  stdin: Writable | null = null;
-  stdout: Readable | null = null;
-  stderr: Readable | null = null;
+  /** With `stdio: 'pipe'`, the command's stdin, stdout and stderr (usable at once); else null. */
+  readonly stdin: Writable | null = null;
+  readonly stdout: Readable | null = null;
+  readonly stderr: Readable | null = null;
+  /** Set when the command exited: its exit code and the signal that ended it (see SandboxResult). */
+  exitCode: number | null = null;
+  signalCode: NodeJS.Signals | null = null;
+  /** The egress summary, set before 'close' (under --net tap). */
+  report: EgressSummary | null = null;
   private child: ChildProcess | null = null;
   private network: Network | null = null;
   private setupError: TapboxError | null = null;
+  private started = false;
+  private pendingSignal: NodeJS.Signals | null = null;
+  private attachFailed = false;
 
   constructor(
     readonly command: string[],
@@ -48,7 +90,32 @@ export class Sandbox extends EventEmitter {
     if (command.length === 0 || !command[0]) {
       throw new TapboxError('EUSAGE', 'no command given; put the command after the options, e.g. `tapbox -- bash`.');
     }
-    this.options = resolveOptions(options);
+    try {
+      this.options = resolveOptions(options);
+    } catch (e) {
+      throw asSetupError(e);
+    }
+    if (this.options.stdio === 'pipe') {
+      this.stdin = new PassThrough();
+      this.stdout = new PassThrough();
+      this.stderr = new PassThrough();
+    }
+  }
+
+  /** Starts the command and returns at once, like child_process.spawn: watch 'exit', 'close', 'error'. */
+  start(): this {
+    // On the next tick, so that listeners attached right after start() see 'spawn' and every event.
+    process.nextTick(() =>
+      this.run().catch((e: unknown) => {
+        this.emit('error', e instanceof TapboxError ? e : new TapboxError('EINTERNAL', String((e as Error)?.message ?? e)));
+      }),
+    );
+    return this;
+  }
+
+  /** Bytes on tap0 so far, up (from the sandbox) and down; null unless --net tap. */
+  get traffic(): { bytesUp: number; bytesDown: number } | null {
+    return this.network?.traffic() ?? null;
   }
 
   /** The launcher's pid (host PID namespace), once started. */
@@ -56,55 +123,124 @@ export class Sandbox extends EventEmitter {
     return this.child?.pid;
   }
 
-  /** Runs the command to its end. Setup failures reject with a TapboxError; the command's own failure does not. */
+  /**
+   * Runs the command to its end. Setup failures reject with a TapboxError (and nothing ran); the
+   * command's own failure does not: it is in `code`.
+   */
   async run(): Promise<SandboxResult> {
+    if (this.started) throw new TapboxError('EUSAGE', 'this sandbox was already started; make a new Sandbox for each run.');
+    this.started = true;
     const o = this.options;
-    if (o.net === 'tap') checkTunDevice();
-    const network = o.net === 'tap' ? await startNetwork(o, this) : null;
-    this.network = network;
+    let network: Network | null = null;
+    let result: SandboxResult;
+    try {
+      try {
+        checkOutputPaths(o);
+        if (o.net === 'tap') checkTunDevice();
+        network = o.net === 'tap' ? await startNetwork(o, this) : null;
+      } catch (e) {
+        throw asSetupError(e);
+      }
+      this.network = network;
+      const { code, signal } = this.pendingSignal ? { code: 128 + signalNumber(this.pendingSignal), signal: this.pendingSignal } : await this.launch(network);
+      [this.exitCode, this.signalCode] = [code, signal];
+      this.emit('exit', code, signal);
+      result = { code, signal, report: null };
+    } catch (e) {
+      this.endStreams();
+      await network?.close().catch(() => undefined);
+      throw asSetupError(e);
+    }
+    result.report = this.report = (await network?.close()) ?? null;
+    void this.closeWhenDrained(result);
+    return result;
+  }
+
+  /** Spawns the launcher and waits for the command's end. */
+  private async launch(network: Network | null): Promise<{ code: number; signal: NodeJS.Signals | null }> {
+    const o = this.options;
     const [ours, theirs] = socketpair();
-    const interactive = o.stdio === 'inherit' && process.stdin.isTTY === true && process.stdout.isTTY === true;
-    const pty: Pty | null = interactive ? openPty(process.stdout.rows, process.stdout.columns) : null;
-    const stdio: StdioOptions = pty
-      ? [pty.slave, pty.slave, pty.slave, theirs]
-      : o.stdio === 'pipe'
-        ? ['pipe', 'pipe', 'pipe', theirs]
-        : ['inherit', 'inherit', 'inherit', theirs];
+    let pty: Pty | null = null;
     let child: ChildProcess;
     try {
+      const interactive = o.stdio === 'inherit' && process.stdin.isTTY === true && process.stdout.isTTY === true;
+      pty = interactive ? openPty(process.stdout.rows, process.stdout.columns) : null;
+      const stdio: StdioOptions = pty
+        ? [pty.slave, pty.slave, pty.slave, theirs]
+        : o.stdio === 'pipe'
+          ? ['pipe', 'pipe', 'pipe', theirs]
+          : ['inherit', 'inherit', 'inherit', theirs];
       // detached: the launcher gets its own process group, so a Ctrl-C on the caller's terminal reaches
       // only us, and we forward it once.
       child = spawn(launcherPath(), launcherArgs(o, this.command), { stdio, detached: true, env: o.env, cwd: o.cwd });
+    } catch (e) {
+      closeFd(ours);
+      throw asSetupError(e);
     } finally {
       closeFd(theirs);
       if (pty) closePtySlave(pty);
     }
     this.child = child;
-    [this.stdin, this.stdout, this.stderr] = [child.stdin, child.stdout, child.stderr];
+    if (o.stdio === 'pipe') this.connectStreams(child);
     const relay = pty ? relayTerminal(pty) : null;
-    const exited = new Promise<number>((resolveExit) => {
-      child.on('exit', (code, signal) => resolveExit(code ?? 128 + signalNumber(signal)));
+    const exited = new Promise<{ code: number; signal: NodeJS.Signals | null }>((resolveExit) => {
+      child.on('exit', (code, signal) => {
+        if (signal) resolveExit({ code: 128 + signalNumber(signal), signal });
+        else resolveExit({ code: code ?? 0, signal: signalOfStatus(code ?? 0) });
+      });
     });
     const spawnFailed = new Promise<never>((_, reject) => child.on('error', (e) => reject(new TapboxError('EINTERNAL', `cannot start the launcher: ${e.message}; run \`npm install\` in the tapbox package again.`))));
     this.emit('spawn');
 
     const control = this.serveControl(ours, network);
     try {
-      const code = await Promise.race([exited, spawnFailed]);
+      const status = await Promise.race([exited, spawnFailed]);
       await control;
       if (relay) await Promise.race([relay.done, delay(200)]);
-      if (this.setupError && (code === SETUP_FAILED || code === 126 || code === 127)) throw this.setupError;
-      return { code };
+      // The command never started when the stack could not attach (we killed the launcher before GO).
+      if (this.setupError && (this.attachFailed || status.code === SETUP_FAILED || status.code === 126 || status.code === 127)) throw this.setupError;
+      return status;
     } finally {
       relay?.restore();
       closeFd(ours);
-      await network?.close();
     }
+  }
+
+  /** With stdio 'pipe': the launcher's pipes feed the streams the caller already holds. */
+  private connectStreams(child: ChildProcess): void {
+    child.stdout!.pipe(this.stdout as PassThrough);
+    child.stderr!.pipe(this.stderr as PassThrough);
+    // The command may exit without reading its input: that is not an error of ours.
+    child.stdin!.on('error', () => undefined);
+    (this.stdin as PassThrough).pipe(child.stdin!);
+    child.on('exit', () => (this.stdin as PassThrough).unpipe(child.stdin!));
+  }
+
+  /** Ends stdout and stderr when no command ran (a setup failure). */
+  private endStreams(): void {
+    if (this.child) return;
+    (this.stdout as PassThrough | null)?.end();
+    (this.stderr as PassThrough | null)?.end();
+  }
+
+  /** 'close' comes once stdout and stderr were read to their end, as with a ChildProcess. */
+  private async closeWhenDrained(result: SandboxResult): Promise<void> {
+    if (this.child) {
+      const child = this.child;
+      if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r));
+    }
+    this.endStreams();
+    await Promise.all([this.stdout, this.stderr].map((s) => (s ? finished(s).catch(() => undefined) : undefined)));
+    this.emit('close', result.code, result.signal);
   }
 
   /** Sends a signal to the command (through the launcher and PID 1). */
   kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
-    return this.child?.kill(signal) ?? false;
+    if (this.child) return this.child.kill(signal);
+    // Not launched yet: the command will not start, and the run ends as if the signal had ended it.
+    if (this.exitCode !== null) return false;
+    this.pendingSignal ??= signal;
+    return true;
   }
 
   /** Reads the launcher's control messages until it closes its end (at exec, or on exit). */
@@ -124,11 +260,12 @@ export class Sandbox extends EventEmitter {
               sendGo(fd);
             } catch (e) {
               this.setupError = e instanceof TapboxError ? e : new TapboxError('ENETCFG', `cannot start the network stack: ${(e as Error).message}.`);
+              this.attachFailed = true;
               this.kill('SIGKILL');
             }
           } else if (text.startsWith('ERR ')) {
             const [, code, ...words] = text.split(' ');
-            this.setupError = new TapboxError(code as TapboxErrorCode, words.join(' '));
+            this.setupError = new TapboxError(launcherErrorCode(code), words.join(' '));
           } else if (msg.fd !== undefined) {
             closeFd(msg.fd);
           }
@@ -148,6 +285,21 @@ function sendGo(fd: number): void {
   }
 }
 
+/** The files tapbox writes (--report, --learn, --log-file, --pcap) must be writable before anything runs. */
+function checkOutputPaths(o: ResolvedOptions): void {
+  const outputs: [string | undefined, string][] = [[o.report, '--report'], [o.learn, '--learn'], [o.logFile, '--log-file'], [o.pcap, '--pcap']];
+  for (const [path, flag] of outputs) {
+    if (path === undefined) continue;
+    const dir = dirname(resolve(path));
+    try {
+      accessSync(dir, constants.W_OK);
+    } catch (e) {
+      const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : 'is not writable by you';
+      throw new TapboxError('EUSAGE', `${flag} ${path}: the directory ${dir} ${why}; give a path in a writable directory.`);
+    }
+  }
+}
+
 function checkTunDevice(): void {
   try {
     accessSync('/dev/net/tun', constants.R_OK | constants.W_OK);
@@ -164,6 +316,20 @@ function checkTunDevice(): void {
 
 function signalNumber(signal: NodeJS.Signals | null): number {
   return signal ? osConstants.signals[signal] : 0;
+}
+
+/** The signal an exit status of 128+N stands for, else null. */
+function signalOfStatus(code: number): NodeJS.Signals | null {
+  if (code <= 128) return null;
+  const entry = Object.entries(osConstants.signals).find(([, n]) => n === code - 128);
+  return entry ? (entry[0] as NodeJS.Signals) : null;
+}
+
+/** Any failure before the command started, as a TapboxError (the user-caused ones already are). */
+function asSetupError(e: unknown): TapboxError {
+  if (e instanceof TapboxError) return e;
+  const err = e as NodeJS.ErrnoException;
+  return new TapboxError('EINTERNAL', `setting up the sandbox failed: ${err?.message ?? String(e)}; run \`tapbox doctor\` to check this host.`);
 }
 
 function delay(ms: number): Promise<void> {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "cmsg.h"
 #include "napi_util.h"
 
 namespace tapbox {
@@ -110,20 +111,8 @@ class RecvWorker : public Napi::AsyncWorker {
       return;
     }
     data_.resize(static_cast<size_t>(n));
-    // Keep the first fd passed; close any extra one rather than leak it into this process.
-    for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-      if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
-      size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; i++) {
-        int received;
-        std::memcpy(&received, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
-        if (received_fd_ < 0) {
-          received_fd_ = received;
-        } else {
-          close(received);
-        }
-      }
-    }
+    // Keep the first fd passed; close any extra one rather than leak it into this process (cmsg.cc).
+    received_fd_ = TakeFirstFd(&msg, [](int extra) { close(extra); });
     if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
       if (received_fd_ >= 0) close(received_fd_);
       received_fd_ = -1;

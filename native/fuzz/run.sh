@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses of native/fuzz/ into build/fuzz/ and runs each for SECONDS (default 60).
 #
-#   bash native/fuzz/run.sh [SECONDS]          (npm run fuzz)
+#   bash native/fuzz/run.sh [SECONDS]          (npm run fuzz; FUZZ_SECONDS=N npm run fuzz)
+#   FUZZ_HARNESSES="frames cmsg" bash native/fuzz/run.sh 5      (some of them)
 #
 # Each harness starts from a scratch copy of its seed corpus, test/corpus/<harness>/ (so the checked-in
 # corpus stays small; libFuzzer first replays every seed, which makes the regression files there
@@ -9,14 +10,14 @@
 # the crash file under build/fuzz/crashes/). Exits non-zero if any harness crashed.
 set -euo pipefail
 
-seconds="${1:-60}"
+seconds="${1:-${FUZZ_SECONDS:-60}}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 src="$root/native/fuzz"
 out="$root/build/fuzz"
-harnesses=(frames checksum plan)
+harnesses=(${FUZZ_HARNESSES:-frames checksum cmsg plan})
 
 if ! command -v clang >/dev/null || ! command -v clang++ >/dev/null; then
-	echo "native/fuzz/run.sh: clang is not installed; install it with: apt-get install clang" >&2
+	echo "native/fuzz/run.sh: clang is not installed; install it with: apt-get install clang libclang-rt-14-dev" >&2
 	exit 2
 fi
 
@@ -27,10 +28,16 @@ build() {
 	case "$1" in
 	frames) clang++ "${sanitize[@]}" -std=c++17 -o "$out/frames" "$src/frames_fuzzer.cc" "$root/native/addon/frame_meta.cc" "$root/native/addon/checksum.cc" ;;
 	checksum) clang++ "${sanitize[@]}" -std=c++17 -o "$out/checksum" "$src/checksum_fuzzer.cc" "$root/native/addon/checksum.cc" ;;
+	cmsg) clang++ "${sanitize[@]}" -std=c++17 -o "$out/cmsg" "$src/cmsg_fuzzer.cc" "$root/native/addon/cmsg.cc" ;;
 	plan)
 		# plan.c alone, its realpath() renamed so the harness can free what it returns (plan_fuzzer.c).
 		clang "${sanitize[@]}" -std=gnu11 -D_GNU_SOURCE -Drealpath=fuzz_realpath -c -o "$out/plan.o" "$root/native/launcher/plan.c"
-		clang "${sanitize[@]}" -std=gnu11 -D_GNU_SOURCE -o "$out/plan" "$src/plan_fuzzer.c" "$src/report_stub.c" "$out/plan.o"
+		# plan_parse() also names capabilities and seccomp rules: link the tables it looks them up in.
+		for dep in caps seccomp syscall_table; do
+			clang "${sanitize[@]}" -std=gnu11 -D_GNU_SOURCE -c -o "$out/$dep.o" "$root/native/launcher/$dep.c"
+		done
+		clang "${sanitize[@]}" -std=gnu11 -D_GNU_SOURCE -o "$out/plan" "$src/plan_fuzzer.c" "$src/report_stub.c" "$out/plan.o" \
+			"$out/caps.o" "$out/seccomp.o" "$out/syscall_table.o"
 		;;
 	esac
 }

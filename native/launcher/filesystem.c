@@ -30,8 +30,11 @@
  *  -h         a tmpfs root with only -M / -w / -e, the cwd, /dev and /tmp.
  *  --rootfs   an overlay of the user's root directory; fresh /proc, read-only /sys, minimal /dev,
  *             private /tmp, the home as under -x, the cwd writable.
- * When a host directory can't be an overlay's lower layer (a filesystem overlayfs refuses), -x binds
- * it read-only instead: stricter, never more open.
+ * The minimal /dev (every mode but read-only): null, zero, full, random, urandom, tty, a private devpts
+ * and /dev/shm, and the caller's terminal as /dev/console when stdin is one.
+ * When a host directory can't be an overlay's lower layer (a filesystem overlayfs refuses, or mounts
+ * inside it: the kernel won't clone a lower layer with locked submounts), -x binds it read-only
+ * instead: stricter, never more open. -k on such a directory fails with that reason.
  */
 #include "mounts.h"
 
@@ -70,9 +73,13 @@ static struct step steps[MAX_STEPS];
 static size_t n_steps;
 static int store = -1;
 static unsigned layers;
+static int hidden_proc = -1;
 
 static const char *const device_nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
 static int device_trees[sizeof device_nodes / sizeof device_nodes[0]];
+/* The caller's terminal (a pty slave of the host's devpts), shown as /dev/console so that ttyname()
+ * finds it in the minimal /dev, as container runtimes do; -1 when stdin is not a terminal. */
+static int console_tree = -1;
 
 static void add_step(enum step_kind kind, int fd, const char *dest, const char *target)
 {
@@ -144,6 +151,10 @@ static int overlay_or_fail(int lower, const char *what)
 
 	snprintf(layer, sizeof layer, "layer%u", layers++);
 	int mnt = mounts_overlay(lower, store, layer, what);
+	/* EINVAL: the kernel won't take a lower layer with mounts inside it from a user namespace. */
+	if (mnt < 0 && errno == EINVAL)
+		mount_error("creating the throw-away overlay of %s failed: it has mounts inside it, which overlayfs "
+			    "can't take as a lower layer here; bind it with -M, or overlay a directory without mounts", what);
 	if (mnt < 0)
 		mount_error("creating the throw-away overlay of %s failed (%s); overlayfs needs Linux 6.13 or newer "
 			    "and a lower directory on a filesystem it supports", what, strerror(errno));
@@ -260,6 +271,8 @@ static void setup_devices(void)
 	for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
 		if (symlink(links[i][1], links[i][0]) != 0)
 			mount_error("creating %s failed (%s)", links[i][0], strerror(errno));
+	if (console_tree >= 0)
+		mounts_attach(console_tree, "/dev/console");
 }
 
 static void apply_step(const struct step *step)
@@ -303,6 +316,9 @@ static void capture_devices(void)
 		snprintf(path, sizeof path, "/dev/%s", device_nodes[i]);
 		device_trees[i] = mounts_copy_tree(AT_FDCWD, path, false);
 	}
+	char tty[PATH_MAX];
+	if (isatty(STDIN_FILENO) && ttyname_r(STDIN_FILENO, tty, sizeof tty) == 0 && strncmp(tty, "/dev/pts/", 9) == 0)
+		console_tree = mounts_copy_tree(AT_FDCWD, tty, false);
 }
 
 /* The captured host directories (O_PATH lowers) become overlays once the store exists. */
@@ -330,6 +346,11 @@ static const char *cwd_parent_to_overlay(const struct launch_plan *plan)
 	return parent;
 }
 
+int filesystem_hidden_proc(void)
+{
+	return hidden_proc;
+}
+
 void filesystem_setup(const struct launch_plan *plan)
 {
 	enum fs_mode mode = plan->fs_mode;
@@ -352,6 +373,8 @@ void filesystem_setup(const struct launch_plan *plan)
 		rootfs_lower = mounts_open_lower(plan->rootfs);
 	if (has_proc)
 		proc = fresh_proc();
+	else
+		hidden_proc = fresh_proc(); /* never attached: only for the command's uid map */
 	if (mode == FS_DEFAULT || mode == FS_ROOTFS)
 		sys_tree = mounts_copy_tree(AT_FDCWD, "/sys", true);
 	if (mode != FS_READ_ONLY)

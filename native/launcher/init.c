@@ -15,6 +15,7 @@
 
 #include "caps.h"
 #include "limits.h"
+#include "mounts.h"
 #include "report.h"
 #include "seccomp.h"
 #include "signals.h"
@@ -101,7 +102,7 @@ static _Noreturn void exec_command(const struct launch_plan *plan)
 	/* PID 1's PR_SET_DUMPABLE 0 was inherited; our own /proc/self maps must be writable by us. */
 	prctl(PR_SET_DUMPABLE, 1);
 	identity_inside(plan, &uid, &gid);
-	userns_enter_nested(uid, gid);
+	userns_enter_nested(uid, gid, filesystem_hidden_proc());
 	limits_apply(&plan->limits);
 	caps_restrict(plan->keep_caps);
 	signals_reset_for_exec();

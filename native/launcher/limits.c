@@ -9,8 +9,9 @@
  *             sandbox's processes only, not the caller's others; a fork bomb stops there.
  *   --cpus    the CPU affinity: the command and its children run on N of the CPUs it may use.
  * cgroup v2 would cap resident memory and CPU time instead; it needs a cgroup delegated to the user
- * (systemd's Delegate=), which the launcher does not create. A limit that can't be set stops the
- * launch: nothing runs unlimited after asking for a limit.
+ * (systemd's Delegate=), which the launcher does not create or use (yet). A limit that can't be set
+ * (above the caller's own hard limit, say) stops the launch: nothing runs unlimited, or less limited
+ * than asked, after asking for a limit.
  */
 #include "limits.h"
 
@@ -23,13 +24,17 @@
 
 #define limit_error(...) fail("ELIMIT", EXIT_SETUP_FAILED, __VA_ARGS__)
 
-static void set_rlimit(int resource, unsigned long long value, const char *flag)
+static void set_rlimit(int resource, unsigned long long value, const char *flag, const char *ulimit)
 {
-	struct rlimit limit = { .rlim_cur = value, .rlim_max = value };
+	struct rlimit limit = { .rlim_cur = value, .rlim_max = value }, hard;
 
-	if (setrlimit(resource, &limit) != 0)
-		limit_error("%s could not be enforced (%s); the limit you run under is lower: ask for less", flag,
-			    strerror(errno));
+	if (setrlimit(resource, &limit) == 0)
+		return;
+	/* Only a privileged process may raise its hard limit: asking above it is not silently lowered. */
+	if (errno == EPERM && getrlimit(resource, &hard) == 0 && hard.rlim_max != RLIM_INFINITY && hard.rlim_max < value)
+		limit_error("%s %llu can't be enforced: you run under a hard limit of %llu (%s); ask for at most that", flag,
+			    value, (unsigned long long)hard.rlim_max, ulimit);
+	limit_error("%s could not be enforced (%s)", flag, strerror(errno));
 }
 
 static void restrict_cpus(unsigned cpus)
@@ -54,9 +59,9 @@ static void restrict_cpus(unsigned cpus)
 void limits_apply(const struct limits *limits)
 {
 	if (limits->memory_bytes)
-		set_rlimit(RLIMIT_AS, limits->memory_bytes, "--memory");
+		set_rlimit(RLIMIT_AS, limits->memory_bytes, "--memory", "bytes; ulimit -Hv shows KiB");
 	if (limits->pids)
-		set_rlimit(RLIMIT_NPROC, limits->pids, "--pids");
+		set_rlimit(RLIMIT_NPROC, limits->pids, "--pids", "processes; ulimit -Hu");
 	if (limits->cpus)
 		restrict_cpus(limits->cpus);
 }

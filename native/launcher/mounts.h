@@ -10,6 +10,9 @@
 /* Builds the root of plan->fs_mode, pivots into it and enters the working directory.
  * Any failure is reported (EMOUNT) and exits 125. */
 void filesystem_setup(const struct launch_plan *plan);
+/* After filesystem_setup: a detached proc instance (close-on-exec) when the mode shows no /proc
+ * (-o, -h), for the command to write its own uid map through; else -1. */
+int filesystem_hidden_proc(void);
 
 /* A detached recursive copy of the tree at path (relative to dirfd), read-only all the way down
  * if asked. */

@@ -113,7 +113,8 @@ static void add_mount(struct launch_plan *plan, enum mount_kind kind, const char
 	plan->mounts[plan->n_mounts++] = (struct mount_entry){ .kind = kind, .source = source, .dest = dest };
 }
 
-/* SRC[:DEST] — DEST defaults to the canonical SRC. */
+/* SRC[:DEST] — DEST defaults to SRC as given when absolute (-M /lib64 shows /usr/lib64's files at
+ * /lib64, where programs look for them), else to the canonical SRC. */
 static void add_bind(struct launch_plan *plan, enum mount_kind kind, char *arg, const char *flag)
 {
 	char *colon = strchr(arg, ':');
@@ -127,7 +128,7 @@ static void add_bind(struct launch_plan *plan, enum mount_kind kind, char *arg, 
 	/* The host's /proc would show the host's processes: "-M /proc" means a fresh one. */
 	if (kind != MOUNT_OVERLAY && strcmp(source, "/proc") == 0)
 		kind = MOUNT_PROC;
-	add_mount(plan, kind, source, colon ? absolute_dest(colon + 1, flag) : source);
+	add_mount(plan, kind, source, colon ? absolute_dest(colon + 1, flag) : arg[0] == '/' ? arg : source);
 }
 
 static unsigned long long parse_number(const char *text, const char *flag, unsigned long long min,

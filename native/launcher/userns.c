@@ -16,9 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static int write_file(const char *path, const char *text)
+static int write_file(int dirfd, const char *path, const char *text)
 {
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	int fd = openat(dirfd, path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	ssize_t n = write(fd, text, strlen(text));
@@ -27,7 +27,7 @@ static int write_file(const char *path, const char *text)
 	return err;
 }
 
-static int write_maps(const char *proc_dir, uid_t inside_uid, uid_t outside_uid, gid_t inside_gid,
+static int write_maps(int dirfd, const char *proc_dir, uid_t inside_uid, uid_t outside_uid, gid_t inside_gid,
 		      gid_t outside_gid)
 {
 	char path[64], map[64];
@@ -35,15 +35,15 @@ static int write_maps(const char *proc_dir, uid_t inside_uid, uid_t outside_uid,
 
 	/* An unprivileged gid_map is accepted only once setgroups(2) is denied for good. */
 	snprintf(path, sizeof path, "%s/setgroups", proc_dir);
-	if ((err = write_file(path, "deny")) != 0)
+	if ((err = write_file(dirfd, path, "deny")) != 0)
 		return err;
 	snprintf(path, sizeof path, "%s/uid_map", proc_dir);
 	snprintf(map, sizeof map, "%u %u 1\n", inside_uid, outside_uid);
-	if ((err = write_file(path, map)) != 0)
+	if ((err = write_file(dirfd, path, map)) != 0)
 		return err;
 	snprintf(path, sizeof path, "%s/gid_map", proc_dir);
 	snprintf(map, sizeof map, "%u %u 1\n", inside_gid, outside_gid);
-	return write_file(path, map);
+	return write_file(dirfd, path, map);
 }
 
 int userns_write_maps(pid_t pid, uid_t inside_uid, uid_t outside_uid, gid_t inside_gid, gid_t outside_gid)
@@ -51,7 +51,7 @@ int userns_write_maps(pid_t pid, uid_t inside_uid, uid_t outside_uid, gid_t insi
 	char proc_dir[32];
 
 	snprintf(proc_dir, sizeof proc_dir, "/proc/%d", (int)pid);
-	return write_maps(proc_dir, inside_uid, outside_uid, inside_gid, outside_gid);
+	return write_maps(AT_FDCWD, proc_dir, inside_uid, outside_uid, inside_gid, outside_gid);
 }
 
 /* The integer in a /proc/sys file, or -1 when the file does not exist on this kernel. */
@@ -95,7 +95,7 @@ void userns_explain_refusal(char *buf, size_t len, int err)
 			 strerror(err));
 }
 
-void userns_enter_nested(uid_t uid, gid_t gid)
+void userns_enter_nested(uid_t uid, gid_t gid, int proc)
 {
 	char reason[512];
 	int err;
@@ -105,7 +105,8 @@ void userns_enter_nested(uid_t uid, gid_t gid)
 		fail("EUSERNS", EXIT_SETUP_FAILED, "%s", reason);
 	}
 	/* Writing our own maps: uid/gid here is 0 in the parent namespace, the only id we may map. */
-	if ((err = write_maps("/proc/self", uid, 0, gid, 0)) != 0)
+	/* Where the sandbox shows no /proc (-o, -h), through the detached instance filesystem.c kept. */
+	if ((err = proc >= 0 ? write_maps(proc, "self", uid, 0, gid, 0) : write_maps(AT_FDCWD, "/proc/self", uid, 0, gid, 0)) != 0)
 		fail("EUSERNS", EXIT_SETUP_FAILED,
 		     "mapping the command's uid %u in its nested user namespace failed (%s); run without --same-uid/--nobody",
 		     uid, strerror(-err));

@@ -13,7 +13,9 @@ void userns_explain_refusal(char *buf, size_t len, int err);
 
 /* In the command's process: enters a nested user+mount namespace where it is uid/gid, 0 of the
  * sandbox's namespace outside. Copying the mounts into a less privileged namespace locks them, so the
- * command, even as root inside, can neither unmount nor remount writable what setup made read-only. */
-void userns_enter_nested(uid_t uid, gid_t gid);
+ * command, even as root inside, can neither unmount nor remount writable what setup made read-only.
+ * proc: a descriptor of a proc instance of the sandbox's PID namespace when none is mounted at /proc,
+ * else -1. */
+void userns_enter_nested(uid_t uid, gid_t gid, int proc);
 
 #endif

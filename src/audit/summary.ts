@@ -138,7 +138,7 @@ export function formatSummary(s: EgressSummary, terminal: boolean): string {
   ].join('\n') + '\n';
 }
 
-function formatBytes(n: number): string {
+export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];
   let v = n / 1024;

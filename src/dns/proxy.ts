@@ -42,6 +42,8 @@ export interface DnsProxyOptions {
   /** Upstream queries in flight at most; past it: REFUSED. Default 256. */
   maxInFlight?: number;
   onEvent?: (e: DnsEvent) => void;
+  /** Told when a query is refused because `maxInFlight` queries wait for the upstream. */
+  onLimit?: (limit: 'dns-in-flight', value: number, detail: string) => void;
 }
 
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
@@ -96,6 +98,7 @@ export class DnsProxy {
     }
     if (this.inFlight >= this.maxInFlight) {
       event('refuse', 'REFUSED', { reason: `more than ${this.maxInFlight} queries in flight` });
+      this.opts.onLimit?.('dns-in-flight', this.maxInFlight, 'DNS queries waiting for the upstream at the cap: new query refused');
       return this.reply(query, 'REFUSED', transport);
     }
 

@@ -7,6 +7,8 @@ import type { DnsProxy } from '../dns/proxy.js';
 import { canonicalIp } from '../policy/address.js';
 import type { FlowDecision, Policy } from '../policy/policy.js';
 import type { Proto } from '../policy/rule.js';
+import type { ProxySpec } from './dialer.js';
+import { isHostInternal, type HostLoopbackPort } from './host-loopback.js';
 
 export interface SandboxAddresses {
   dns4: string;
@@ -28,10 +30,25 @@ export interface ForwarderOptions {
   inspectTimeoutMs?: number;
   /** How many bytes to read at most looking for it (default 32 KiB). */
   inspectMaxBytes?: number;
+  /** Ports of the host's loopback the sandbox may reach through the gateway address (--host-loopback). */
+  hostLoopback?: HostLoopbackPort[];
+  /** Allowed TCP flows leave through this proxy instead of a direct host socket (--upstream-proxy). */
+  upstreamProxy?: ProxySpec;
+  /**
+   * Refuse flows whose destination is loopback or unspecified before the policy is asked (default
+   * true). Only unit tests that stand 127.0.0.1 in for a remote host turn it off.
+   */
+  refuseHostInternal?: boolean;
 }
 
+/**
+ * Open flows (TCP and UDP, DNS excluded) when neither the allowlists nor the options set a limit. Twice
+ * the stack's UDP session cap (4096), so a UDP flood, held there, still leaves room for TCP.
+ */
+export const DEFAULT_MAX_FLOWS = 8192;
+
 /** Where a new flow goes before the policy is asked. */
-export type Route = 'dns' | 'resolver-closed' | 'gateway' | 'policy';
+export type Route = 'dns' | 'resolver-closed' | 'gateway' | 'host-loopback' | 'host-internal' | 'policy';
 
 export class ForwarderContext {
   readonly connectTimeoutMs: number;
@@ -41,6 +58,7 @@ export class ForwarderContext {
   private active = 0;
   private readonly dnsAddrs: Set<string>;
   private readonly gatewayAddrs: Set<string>;
+  private readonly hostLoopback: Set<string>;
   /** Closes every open flow (Egress.close). */
   readonly closers = new Set<() => void>();
   /** Set by Egress.close: host connections still being made are dropped when they complete. */
@@ -52,24 +70,36 @@ export class ForwarderContext {
     this.inspectMaxBytes = o.inspectMaxBytes ?? 32 * 1024;
     this.dnsAddrs = new Set([o.sandbox.dns4, o.sandbox.dns6].map((a) => canonicalIp(a) ?? a));
     this.gatewayAddrs = new Set([o.sandbox.gateway4, o.sandbox.gateway6].map((a) => canonicalIp(a) ?? a));
+    this.hostLoopback = new Set((o.hostLoopback ?? []).map((p) => `${p.proto}/${p.port}`));
   }
 
   /**
    * Port 53 anywhere goes to the DNS proxy (never forwarded); other ports on the resolver address are
-   * closed. The gateway addresses are not a way to the host: flows to them are refused.
+   * closed. The gateway addresses lead to the host's loopback only on the ports --host-loopback
+   * lists; other flows to them are refused, and so are flows to loopback or unspecified addresses,
+   * whatever the policy says (see host-loopback.ts).
    */
-  route(id: FlowId): Route {
+  route(id: FlowId, proto: Proto): Route {
     const dst = canonicalIp(id.dstAddr) ?? id.dstAddr;
     if (id.dstPort === 53) return 'dns';
     if (this.dnsAddrs.has(dst)) return 'resolver-closed';
-    if (this.gatewayAddrs.has(dst)) return 'gateway';
+    if (this.gatewayAddrs.has(dst)) return this.hostLoopback.has(`${proto}/${id.dstPort}`) ? 'host-loopback' : 'gateway';
+    if (this.o.refuseHostInternal !== false && isHostInternal(dst)) return 'host-internal';
     return 'policy';
   }
 
-  /** Takes a slot for a new flow; false past the limit. Release it with `release`. */
+  /** The limit on open flows: the policy's (allowlist files, options), else DEFAULT_MAX_FLOWS. */
+  get maxFlows(): number {
+    return this.o.policy.maxFlows ?? DEFAULT_MAX_FLOWS;
+  }
+
+  /** Takes a slot for a new flow; false past the limit (a 'flows' cap hit). Release it with `release`. */
   acquire(): boolean {
-    const max = this.o.policy.maxFlows;
-    if (max !== undefined && this.active >= max) return false;
+    const max = this.maxFlows;
+    if (this.active >= max) {
+      this.o.auditor.limitHit('flows', max, 'open flows at the limit: new flow refused');
+      return false;
+    }
     this.active++;
     return true;
   }

@@ -9,19 +9,25 @@
 // of them). An encrypted ClientHello hides the real name and is refused. Other protocols pass only when
 // the name's rule names the port explicitly (`git.example.com:22`): the user opened that port for that
 // name knowingly; server-speaks-first protocols (SSH, SMTP) are recognised by silence from the client.
+//
+// The host side is dialed by dialer.ts: directly, or through --upstream-proxy once the policy and the
+// checks above said yes. Flows to the gateway on a --host-loopback port go to the host's loopback
+// (never through the proxy); flows to loopback or unspecified addresses are refused (host-loopback.ts).
 import net from 'node:net';
 import type { Refusal, TcpConn, TcpForwarderRequest } from '../../netstack/stack/forwarding.js';
 import type { FlowEvent } from '../audit/events.js';
 import { sniffStream, type StreamSniff } from '../inspect/sniff.js';
 import type { FlowDecision } from '../policy/policy.js';
 import { allowReason, type ForwarderContext } from './context.js';
+import { dial } from './dialer.js';
+import { hostLoopbackFor } from './host-loopback.js';
 
 /** How long a flow on an explicitly opened port may stay silent before it counts as server-first. */
 const SERVER_FIRST_WAIT_MS = 1000;
 
 export function forwardTcp(ctx: ForwarderContext, req: TcpForwarderRequest): void {
   const id = req.id;
-  switch (ctx.route(id)) {
+  switch (ctx.route(id, 'tcp')) {
     case 'dns':
       ctx.o.dns.serveTcp(req.accept());
       return;
@@ -31,7 +37,19 @@ export function forwardTcp(ctx: ForwarderContext, req: TcpForwarderRequest): voi
       return;
     case 'gateway':
       req.reject('reset');
-      ctx.deny('tcp', id, 'the gateway address does not lead to the host');
+      ctx.deny('tcp', id, 'the gateway address does not lead to the host (open host loopback ports with --host-loopback PORT)');
+      return;
+    case 'host-internal':
+      req.reject('reset');
+      ctx.deny('tcp', id, 'loopback and unspecified addresses would reach the host itself; open host loopback ports with --host-loopback PORT');
+      return;
+    case 'host-loopback':
+      if (!ctx.acquire()) {
+        req.reject('reset');
+        ctx.deny('tcp', id, `already ${ctx.o.policy.maxFlows} flows open (the connection limit)`);
+        return;
+      }
+      connectThenAccept(ctx, req, ctx.event(ctx.flowId(), 'tcp', id, 'allow', 'host loopback port (--host-loopback)'), hostLoopbackFor(id.family), false);
       return;
   }
   const decision = ctx.o.policy.decide({ proto: 'tcp', addr: id.dstAddr, port: id.dstPort });
@@ -42,18 +60,18 @@ export function forwardTcp(ctx: ForwarderContext, req: TcpForwarderRequest): voi
   }
   if (!ctx.acquire()) {
     req.reject('reset');
-    ctx.deny('tcp', id, `already ${ctx.o.policy.maxFlows} flows open (the connection limit)`, decision);
+    ctx.deny('tcp', id, `already ${ctx.maxFlows} flows open (the connection limit)`, decision);
     return;
   }
   if (ctx.o.sniCheck && decision.via === 'pin') inspectThenConnect(ctx, req, decision);
-  else connectThenAccept(ctx, req, decision);
+  else connectThenAccept(ctx, req, ctx.event(ctx.flowId(), 'tcp', req.id, 'allow', allowReason(decision), decision));
 }
 
-function connectThenAccept(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDecision & { verdict: 'allow' }): void {
-  const flow = ctx.event(ctx.flowId(), 'tcp', req.id, 'allow', allowReason(decision), decision);
+/** Audits `flow`, dials `target` (its destination unless told) and only then accepts the sandbox's SYN. */
+function connectThenAccept(ctx: ForwarderContext, req: TcpForwarderRequest, flow: FlowEvent, target = flow.dst, viaProxy = true): void {
   ctx.o.auditor.flow(flow);
   const started = Date.now();
-  connectHost(ctx, flow.dst, flow.port).then(
+  connectHost(ctx, target, flow.port, viaProxy).then(
     (host) => {
       if (!ctx.closed) return relay(ctx, flow, req.accept(), host, Buffer.alloc(0), started);
       host.destroy();
@@ -163,22 +181,9 @@ function lastName(d: FlowDecision): string | null {
   return d.names[d.names.length - 1] ?? null;
 }
 
-function connectHost(ctx: ForwarderContext, host: string, port: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port, allowHalfOpen: true });
-    const fail = (err: Error) => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(err);
-    };
-    const timer = setTimeout(() => fail(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })), ctx.connectTimeoutMs);
-    socket.once('error', fail);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.off('error', fail);
-      resolve(socket);
-    });
-  });
+/** A direct host socket, or one through the upstream proxy when there is one (never for host loopback). */
+function connectHost(ctx: ForwarderContext, host: string, port: number, viaProxy = true): Promise<net.Socket> {
+  return dial(host, port, { proxy: viaProxy ? ctx.o.upstreamProxy : undefined, timeoutMs: ctx.connectTimeoutMs });
 }
 
 function refusalFor(err: NodeJS.ErrnoException): Refusal {

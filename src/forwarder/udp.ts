@@ -12,6 +12,7 @@ import { QuicClientHelloReader, type QuicResult } from '../inspect/quic.js';
 import { parseIp } from '../policy/address.js';
 import type { FlowDecision } from '../policy/policy.js';
 import { allowReason, type ForwarderContext } from './context.js';
+import { hostLoopbackFor } from './host-loopback.js';
 
 /** Datagrams read at most looking for a complete QUIC ClientHello. */
 const MAX_INSPECTED_DATAGRAMS = 8;
@@ -20,7 +21,7 @@ type Allowed = FlowDecision & { verdict: 'allow' };
 
 export function forwardUdp(ctx: ForwarderContext, req: UdpForwarderRequest): void {
   const id = req.id;
-  switch (ctx.route(id)) {
+  switch (ctx.route(id, 'udp')) {
     case 'dns':
       ctx.o.dns.serveUdp(req.accept());
       return;
@@ -30,7 +31,19 @@ export function forwardUdp(ctx: ForwarderContext, req: UdpForwarderRequest): voi
       return;
     case 'gateway':
       req.reject('admin-prohibited');
-      ctx.deny('udp', id, 'the gateway address does not lead to the host');
+      ctx.deny('udp', id, 'the gateway address does not lead to the host (open host loopback ports with --host-loopback PORT/udp)');
+      return;
+    case 'host-internal':
+      req.reject('admin-prohibited');
+      ctx.deny('udp', id, 'loopback and unspecified addresses would reach the host itself; open host loopback ports with --host-loopback PORT/udp');
+      return;
+    case 'host-loopback':
+      if (!ctx.acquire()) {
+        req.reject('admin-prohibited');
+        ctx.deny('udp', id, `already ${ctx.o.policy.maxFlows} flows open (the connection limit)`);
+        return;
+      }
+      openThenRelay(ctx, req, ctx.event(ctx.flowId(), 'udp', id, 'allow', 'host loopback port (--host-loopback)'), hostLoopbackFor(id.family));
       return;
   }
   const decision = ctx.o.policy.decide({ proto: 'udp', addr: id.dstAddr, port: id.dstPort });
@@ -41,26 +54,28 @@ export function forwardUdp(ctx: ForwarderContext, req: UdpForwarderRequest): voi
   }
   if (!ctx.acquire()) {
     req.reject('admin-prohibited');
-    ctx.deny('udp', id, `already ${ctx.o.policy.maxFlows} flows open (the connection limit)`, decision);
+    ctx.deny('udp', id, `already ${ctx.maxFlows} flows open (the connection limit)`, decision);
     return;
   }
   if (ctx.o.sniCheck && decision.via === 'pin') inspectThenRelay(ctx, req, decision);
-  else {
-    const flow = ctx.event(ctx.flowId(), 'udp', id, 'allow', allowReason(decision), decision);
-    ctx.o.auditor.flow(flow);
-    openHostSocket(flow).then(
-      (socket) => {
-        if (!ctx.closed) return relay(ctx, flow, req.accept(), socket, []);
-        socket.close();
-        req.reject('admin-prohibited');
-        ctx.release();
-      },
-      () => {
-        req.reject('host-unreachable');
-        ctx.release();
-      },
-    );
-  }
+  else openThenRelay(ctx, req, ctx.event(ctx.flowId(), 'udp', id, 'allow', allowReason(decision), decision));
+}
+
+/** Audits `flow`, opens a host socket to `target` (its destination unless told), then accepts. */
+function openThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, flow: FlowEvent, target = flow.dst): void {
+  ctx.o.auditor.flow(flow);
+  openHostSocket(target, flow.port).then(
+    (socket) => {
+      if (!ctx.closed) return relay(ctx, flow, req.accept(), socket, []);
+      socket.close();
+      req.reject('admin-prohibited');
+      ctx.release();
+    },
+    () => {
+      req.reject('host-unreachable');
+      ctx.release();
+    },
+  );
 }
 
 function inspectThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, decision: Allowed): void {
@@ -88,7 +103,7 @@ function inspectThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, decis
     let sessionEnded = false;
     conn.onMessage = (payload) => held.push(Buffer.from(payload));
     conn.onClose = () => (sessionEnded = true);
-    openHostSocket(flow).then(
+    openHostSocket(flow.dst, flow.port).then(
       (socket) => {
         if (!sessionEnded && !ctx.closed) return relay(ctx, flow, conn, socket, held);
         socket.close();
@@ -130,15 +145,15 @@ function inspectThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, decis
   ctx.closers.add(abort);
 }
 
-function openHostSocket(flow: FlowEvent): Promise<dgram.Socket> {
+function openHostSocket(dst: string, port: number): Promise<dgram.Socket> {
   return new Promise((resolve, reject) => {
-    const family = parseIp(flow.dst)?.family === 6 ? 'udp6' : 'udp4';
+    const family = parseIp(dst)?.family === 6 ? 'udp6' : 'udp4';
     const socket = dgram.createSocket(family);
     socket.once('error', (err) => {
       socket.close();
       reject(err);
     });
-    socket.connect(flow.port, flow.dst, () => {
+    socket.connect(port, dst, () => {
       socket.removeAllListeners('error');
       resolve(socket);
     });

@@ -4,6 +4,7 @@
 import { checksumTs, pseudoHeaderChecksum } from '../../netstack/header/checksum.js';
 import type { Family, TcpForwarderRequest } from '../../netstack/stack/forwarding.js';
 import { ManualClock } from '../../netstack/stack/manual-clock.js';
+import type { LimitHook } from '../../netstack/stack/limits.js';
 import type { NetworkSender } from '../../netstack/stack/transport.js';
 import { createTcp, type TcpConfigInput, type TcpConnection, type TcpProtocol } from '../../netstack/transport/tcp/index.js';
 
@@ -92,6 +93,8 @@ export interface HarnessOptions {
   family?: Family;
   /** Leave requests pending instead of accepting them as they come. */
   manualAccept?: boolean;
+  /** Told when a cap refuses something (TcpDependencies.onLimit). */
+  onLimit?: LimitHook;
 }
 
 export class Harness {
@@ -120,6 +123,7 @@ export class Harness {
       {
         sender,
         clock: this.clock,
+        onLimit: options.onLimit,
         forwarder: {
           tcp: (req) => {
             this.requests.push(req);

@@ -161,7 +161,9 @@ function setup(rules: string, opts: { sniCheck?: boolean; audit?: boolean } = {}
   const auditor = new Auditor(pino({ level: 'silent' }), events, new EgressStats(), opts.audit ?? false);
   const upstream = { resolve: async () => null };
   const dns = new DnsProxy({ policy, upstream, hostAddrs: new Set(), onEvent: (e) => auditor.dns(e) });
-  const forwarder = createForwarder({ policy, dns, auditor, sandbox: SANDBOX, sniCheck: opts.sniCheck ?? true, connectTimeoutMs: 2000, inspectTimeoutMs: 300 });
+  const forwarder = createForwarder({ policy, dns, auditor, sandbox: SANDBOX, sniCheck: opts.sniCheck ?? true, connectTimeoutMs: 2000, inspectTimeoutMs: 300,
+    // These tests stand 127.0.0.1 in for a remote host; real flows to loopback are refused (host-loopback.ts).
+    refuseHostInternal: false });
   cleanups.push(() => forwarder.close());
   return { policy, forwarder, flows, ends };
 }

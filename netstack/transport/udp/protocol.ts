@@ -2,10 +2,12 @@
 // first datagram of a new 4-tuple creates a session and asks the Forwarder; datagrams that arrive
 // while the answer is pending are queued (bounded) and delivered once accepted. Sessions expire
 // when idle, and a global cap refuses new tuples (with ICMP) while existing flows keep going.
-import { formatIpv4 } from '../../header/ipv4.js';
-import { formatIpv6 } from '../../header/ipv6.js';
+// `open` is the other direction, for ports published to the host (`-p .../udp`): a session from one of
+// our link addresses to a port in the sandbox, whose replies come back on the same tuple.
+import { formatIpv4, parseIpv4 } from '../../header/ipv4.js';
+import { formatIpv6, parseIpv6 } from '../../header/ipv6.js';
 import { UDP_HEADER_LENGTH, UDP_PROTOCOL, UdpView, validateUdp } from '../../header/udp.js';
-import type { FlowId, Forwarder } from '../../stack/forwarding.js';
+import type { Family, FlowId, Forwarder, UdpConn } from '../../stack/forwarding.js';
 import type { IpSender } from '../../network/sender.js';
 import type { Clock, NetworkInfo, TransportProtocol } from '../../stack/transport.js';
 import { UdpSession, type SessionOwner } from './session.js';
@@ -24,6 +26,9 @@ export interface UdpOptions {
 export const UDP_DEFAULTS: UdpOptions = { idleMs: 60_000, dnsIdleMs: 10_000, maxSessions: 4096, maxQueued: 32 };
 
 const DNS_PORT = 53;
+/** Local ports of the sessions we open (Linux's default ip_local_port_range, as TCP's connect). */
+const EPHEMERAL_FIRST = 32768;
+const EPHEMERAL_LAST = 60999;
 
 export class UdpProtocol implements TransportProtocol, SessionOwner {
   readonly protocol = UDP_PROTOCOL;
@@ -64,9 +69,36 @@ export class UdpProtocol implements TransportProtocol, SessionOwner {
     const format = net.family === 4 ? formatIpv4 : formatIpv6;
     const id: FlowId = { family: net.family, srcAddr: format(net.src, 0), srcPort, dstAddr: format(net.dst, 0), dstPort };
     const idleMs = dstPort === DNS_PORT ? this.options.dnsIdleMs : this.options.idleMs;
-    const created = new UdpSession(id, key, net.src.slice(), net.dst.slice(), idleMs, this, data, net.packet);
+    const created = new UdpSession(id, key, net.src.slice(), net.dst.slice(), idleMs, this, { payload: data, packet: net.packet });
     this.sessions.set(key, created);
     this.forwarder.udp(created.request);
+  }
+
+  /**
+   * Opens a session towards the sandbox: `send` on the returned UdpConn sends datagrams from `from`
+   * (one of our own link addresses, e.g. the gateway) and an ephemeral port of ours to `to`:`port`;
+   * what the sandbox sends back on that tuple goes to its `onMessage`, not to the forwarder. It expires
+   * when idle like any session (`onClose`). Null at the session cap or when no local port is free.
+   */
+  open(family: Family, from: string, to: string, port: number): UdpConn | null {
+    if (this.sessions.size >= this.options.maxSessions) {
+      this.drop('udp-session-cap');
+      return null;
+    }
+    const local = family === 4 ? parseIpv4(from) : parseIpv6(from);
+    const sandbox = family === 4 ? parseIpv4(to) : parseIpv6(to);
+    for (let tries = 0; tries < 64; tries++) {
+      const localPort = EPHEMERAL_FIRST + Math.floor(Math.random() * (EPHEMERAL_LAST - EPHEMERAL_FIRST + 1));
+      // Keyed as the sandbox's replies will be: from its address and port to ours.
+      const key = flowKey(sandbox, port, local, localPort);
+      if (this.sessions.has(key)) continue;
+      const format = family === 4 ? formatIpv4 : formatIpv6;
+      const id: FlowId = { family, srcAddr: format(sandbox, 0), srcPort: port, dstAddr: format(local, 0), dstPort: localPort };
+      const session = new UdpSession(id, key, sandbox, local, this.options.idleMs, this, null);
+      this.sessions.set(key, session);
+      return session;
+    }
+    return null;
   }
 
   remove(session: UdpSession): void {

@@ -1,5 +1,6 @@
 // One UDP session: a 4-tuple the sandbox sent from, its forwarder request while pending, then the
-// UdpConn the forwarder talks to once accepted.
+// UdpConn the forwarder talks to once accepted. A session we open towards the sandbox (UdpProtocol.open,
+// for published ports) starts open, with no first datagram and no forwarder request to answer.
 import { emitUdp, UDP_HEADER_LENGTH, UDP_PROTOCOL } from '../../header/udp.js';
 import type { FlowId, Refusal, UdpConn, UdpForwarderRequest } from '../../stack/forwarding.js';
 import type { IpSender } from '../../network/sender.js';
@@ -24,6 +25,8 @@ const UNREACHABLE = {
   'admin-prohibited': 'admin-prohibited',
 } as const;
 
+const EMPTY = Buffer.alloc(0);
+
 export class UdpSession implements UdpConn {
   readonly request: UdpForwarderRequest;
   onClose: (() => void) | null = null;
@@ -46,14 +49,15 @@ export class UdpSession implements UdpConn {
     private readonly remoteAddr: Uint8Array,
     private readonly idleMs: number,
     private readonly owner: SessionOwner,
-    firstPayload: Buffer,
-    firstPacket: Buffer,
+    /** The sandbox's first datagram and its IP packet; null for a session we open (already open). */
+    first: { payload: Buffer; packet: Buffer } | null,
   ) {
     this.quote = Buffer.alloc(QUOTE_LIMIT[id.family]);
     this.lastActivity = owner.clock.now();
     this.timer = owner.clock.setTimeout(() => this.checkIdle(), idleMs);
-    this.receive(firstPayload, firstPacket);
-    const queued = this.queue[0] ?? Buffer.from(firstPayload);
+    if (first) this.receive(first.payload, first.packet);
+    else this.state = 'open';
+    const queued = this.queue[0] ?? Buffer.from(first?.payload ?? EMPTY);
     this.request = {
       id,
       firstPayload: queued,
@@ -94,6 +98,7 @@ export class UdpSession implements UdpConn {
   }
 
   sendIcmp(how: Exclude<Refusal, 'reset'>): void {
+    if (this.quoteLength === 0) return; // nothing received yet to quote
     this.owner.sender.sendUnreachable(this.quote.subarray(0, this.quoteLength), this.id.family, UNREACHABLE[how]);
   }
 

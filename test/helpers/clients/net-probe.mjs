@@ -3,6 +3,7 @@
 //                                   "<bytes> <sha256>" reply → {ok, bytes, sha256Match}
 //   tcp-download HOST PORT BYTES    ask a --tcp-source for BYTES, read to EOF → {ok, bytes, sha256Match}
 //   tcp-connect HOST PORT           connect and close → {ok} or {error: CODE}
+//   tcp-read HOST PORT              connect, read until the end → {ok, bytes} or {error: CODE, bytes}
 //   tcp-many HOST PORT N            N concurrent connections to an echo server, each sends and checks a
 //                                   unique line → {ok, completed}
 //   udp-echo HOST PORT              one datagram to an echo server → {ok} or {error}
@@ -79,6 +80,12 @@ if (action === 'tcp-upload') {
     done({ ok: true });
   });
   s.on('error', (e) => done({ error: e.code }));
+} else if (action === 'tcp-read') {
+  let got = 0;
+  const s = net.connect({ host, port });
+  s.on('data', (d) => (got += d.length));
+  s.on('end', () => done({ ok: true, bytes: got }));
+  s.on('error', (e) => done({ error: e.code, bytes: got }));
 } else if (action === 'tcp-many') {
   const n = Number(countText);
   let completed = 0;

@@ -2,6 +2,7 @@
 //   --tcp-echo PORT   echoes bytes; half-close aware (ends its side after the peer's FIN)
 //   --tcp-sink PORT   reads everything, answers with "<bytes> <sha256>\n" after the peer's FIN
 //   --tcp-source PORT sends N bytes (the first line the client sends, a decimal), then closes
+//   --tcp-reset PORT  sends 256 KiB, then resets the connection (RST, not FIN)
 //   --http PORT       HTTP/1.1: GET /path → 200 "hello from the test host: /path"
 //   --udp-echo PORT   echoes datagrams
 //   --dns PORT ZONE   DNS over UDP from a JSON zone {"name": {"A": [...], "AAAA": [...], "CNAME": "x"}};
@@ -25,7 +26,8 @@ const listening = [];
 for (let i = 0; i < args.length; i += 2) {
   const [flag, port] = [args[i], Number(args[i + 1])];
   if (flag === '--tcp-echo') {
-    listening.push(listen(net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)), port));
+    // A client that resets (a flood, a killed sandbox) must not take the server down: ignore socket errors.
+    listening.push(listen(net.createServer({ allowHalfOpen: true }, (s) => s.on('error', () => {}).pipe(s)), port));
   } else if (flag === '--tcp-sink') {
     listening.push(
       listen(
@@ -61,6 +63,16 @@ for (let i = 0; i < args.length; i += 2) {
             pump();
           });
           s.on('error', () => {});
+        }),
+        port,
+      ),
+    );
+  } else if (flag === '--tcp-reset') {
+    listening.push(
+      listen(
+        net.createServer((s) => {
+          s.on('error', () => {});
+          s.write(Buffer.alloc(256 << 10, 0x61), () => setTimeout(() => s.resetAndDestroy(), 100));
         }),
         port,
       ),
