@@ -24,15 +24,17 @@ interface Spec {
 }
 
 /** Runs the driver as the test user; `wrap` puts a command around it (argv of `sh -c`, "$@" is the driver). */
-function drive(spec: Spec, wrap?: string): Promise<{ code: number | null; lines: Line[] }> {
+function drive(spec: Spec, wrap?: string): Promise<{ code: number | null; lines: Line[]; stderr: string }> {
   const node = [process.execPath, driver, JSON.stringify(spec)];
   const argv = asTestUser(wrap ? ['unshare', '--user', '--map-root-user', 'sh', '-c', wrap, 'sh', ...node] : node);
   return new Promise((resolve) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'], cwd: repoRoot });
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], cwd: repoRoot });
     let out = '';
+    let stderr = '';
     child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (stderr += d));
     const parse = (l: string): Line => (l.startsWith('{') ? (JSON.parse(l) as Line) : { event: 'text', text: l });
-    child.on('close', (code) => resolve({ code, lines: out.trim().split('\n').filter(Boolean).map(parse) }));
+    child.on('close', (code, signal) => resolve({ code, lines: out.trim().split('\n').filter(Boolean).map(parse), stderr: `${stderr}(driver exit ${code ?? signal})` }));
   });
 }
 
@@ -59,8 +61,8 @@ describe('run()', () => {
   });
 
   it('reads a status of 128+N as signal N', async () => {
-    const { lines } = await drive({ api: 'run', command: 'sh', args: ['-c', 'kill -TERM $$'] });
-    expect(lines[0]).toMatchObject({ event: 'result', code: 143, signal: 'SIGTERM' });
+    const { lines, stderr } = await drive({ api: 'run', command: 'sh', args: ['-c', 'kill -TERM $$'] });
+    expect(lines[0], stderr).toMatchObject({ event: 'result', code: 143, signal: 'SIGTERM' });
   });
 
   it('rejects with a TapboxError when the sandbox cannot be set up, and runs nothing', async () => {

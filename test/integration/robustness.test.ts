@@ -9,7 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { asTestUser, cliPath, isRoot, repoRoot, tapbox, testIds, userTempDir } from '../helpers/tapbox.js';
+import { asTestUser, cliPath, isRoot, repoRoot, tapbox, userTempDir } from '../helpers/tapbox.js';
 import { canMakeTestHost, TestHost } from '../helpers/testhost.js';
 
 const probe = join(repoRoot, 'test', 'helpers', 'clients', 'net-probe.mjs');
@@ -119,8 +119,9 @@ describe.runIf(canMakeTestHost)('robustness against a test host', () => {
     it('answers a DNS flood (3,000 queries at once) from a live upstream', async () => {
       const names = Array.from({ length: 100 }, (_, i) => `n${i}.rob.test`);
       const r = await run(allow, ['python3', flood, 'dns', '10.0.2.3', '3000', ...names]);
-      const result = r.out.pop() as { answered: Record<string, number>; missing: number };
-      expect(result.missing).toBe(0);
+      const result = r.out.pop() as { answered: Record<string, number>; missing: number; tapDropped: number };
+      // Every query that reached the proxy was answered; only what the sandbox's kernel dropped at tap0 is missing.
+      expect(result.missing).toBe(result.tapDropped);
       expect(Object.keys(result.answered).filter((k) => k !== 'NOERROR' && k !== 'REFUSED')).toEqual([]);
       expect(result.answered.NOERROR).toBeGreaterThan(0);
     });
@@ -129,10 +130,10 @@ describe.runIf(canMakeTestHost)('robustness against a test host', () => {
       const names = Array.from({ length: 100 }, (_, i) => `n${i}.rob.test`);
       const flags = ['--allow', '198.18.0.0/15', '--allow', '*.rob.test', '--dns-upstream', host.unusedIp4];
       const r = await run(flags, ['python3', flood, 'dns', '10.0.2.3', '3000', ...names]);
-      const result = r.out.pop() as { answered: Record<string, number>; missing: number };
-      expect(result.missing).toBe(0);
+      const result = r.out.pop() as { answered: Record<string, number>; missing: number; tapDropped: number };
+      expect(result.missing).toBe(result.tapDropped);
       expect(result.answered.SERVFAIL).toBe(256);
-      expect(result.answered.REFUSED).toBe(3000 - 256);
+      expect(result.answered.REFUSED).toBe(3000 - 256 - result.tapDropped);
       expect(limitsHit(r.log)).toContain('dns-in-flight');
     });
   });
@@ -152,13 +153,14 @@ describe.runIf(canMakeTestHost)('robustness against a test host', () => {
       expect(r.log.some((l) => l.event === 'flowEnd' && l.error === 'host ECONNRESET')).toBe(true);
     });
 
-    it('a black hole (every packet dropped, ARP answered): EHOSTUNREACH once the dial times out', async () => {
+    it('a black hole (SYNs arrive, nothing comes back): EHOSTUNREACH once the 10 s dial times out', async () => {
       const dark = new TestHost();
       try {
         const peer = dark.hostIf.replace(/^tbh/, 'tbp');
         const mac = spawnSync('ip', ['netns', 'exec', dark.ns, 'cat', `/sys/class/net/${peer}/address`], { encoding: 'utf8' }).stdout.trim();
-        spawnSync('ip', ['neigh', 'replace', dark.ip4, 'lladdr', mac, 'dev', dark.hostIf, 'nud', 'permanent']);
-        expect(spawnSync('tc', ['qdisc', 'add', 'dev', dark.hostIf, 'root', 'netem', 'loss', '100%']).status).toBe(0);
+        // The host knows the dark host's MAC for good; the dark host discards every reply it would send.
+        expect(spawnSync('ip', ['neigh', 'replace', dark.ip4, 'lladdr', mac, 'dev', dark.hostIf, 'nud', 'permanent']).status).toBe(0);
+        expect(spawnSync('ip', ['netns', 'exec', dark.ns, 'ip', 'route', 'add', 'blackhole', `${dark.hostIp4}/32`]).status).toBe(0);
         const r = await run(allow, [node, probe, 'tcp-connect', dark.ip4, '80']);
         expect(r.out.pop()).toMatchObject({ error: 'EHOSTUNREACH' });
         expect(r.log.some((l) => l.event === 'flowEnd' && /ETIMEDOUT/.test(l.error ?? ''))).toBe(true);
@@ -181,7 +183,8 @@ describe.runIf(canMakeTestHost)('robustness against a test host', () => {
     /** A sandbox holding one relayed connection to the echo server, its command a uniquely named sleep. */
     async function holding(tag: string) {
       const marker = `sleep 999.${process.pid}${tag}`;
-      const hold = `import socket,time; s=socket.create_connection(('${host.ip4}',7)); s.sendall(b'x'); s.recv(1); print('ready', flush=True); time.sleep(999)`;
+      // The holder's code carries the marker too, so live(marker) finds every process of this sandbox.
+      const hold = `import socket,time; s=socket.create_connection(('${host.ip4}',7)); s.sendall(b'x'); s.recv(1); print('ready', flush=True); time.sleep(999) # ${marker}`;
       const argv = asTestUser([node, cliPath, '--allow', '198.18.0.0/15', '--no-summary', '--', 'sh', '-c', `python3 -c "${hold}" & exec ${marker}`]);
       const before = { tmp: readdirSync(tmpdir()).sort(), mounts: readFileSync('/proc/self/mounts', 'utf8') };
       const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -201,8 +204,9 @@ describe.runIf(canMakeTestHost)('robustness against a test host', () => {
     async function expectNothingLeft(marker: string, before: { tmp: string[]; mounts: string }) {
       // Poll (generously) for the host side to see its connection closed: never a fixed sleep.
       for (let i = 0; i < 100 && (established() > 0 || live(marker).length > 0); i++) await new Promise((r) => setTimeout(r, 100));
+      // Supervisor, launcher, PID 1, command and holder all carry the marker in their command lines.
+      // (Not every tapbox-launcher of the test user: other suites may run sandboxes meanwhile.)
       expect(live(marker)).toEqual([]);
-      expect(live('tapbox-launcher', testIds.uid)).toEqual([]);
       expect(established()).toBe(0);
       expect(readdirSync(tmpdir()).sort()).toEqual(before.tmp);
       expect(readFileSync('/proc/self/mounts', 'utf8')).toBe(before.mounts);
