@@ -137,13 +137,14 @@ describe('a real npm install through -F @npm', () => {
   const registryReachable = spawnSync('npm', ['view', 'is-number', 'version'], { encoding: 'utf8', timeout: 30_000 }).status === 0;
   if (!registryReachable) console.warn('skipping the real npm install: the npm registry is not reachable from this host');
 
-  it.runIf(registryReachable)('installs a small package and nothing else is reachable', async () => {
+  it.runIf(registryReachable)('installs a small package under -x and nothing else is reachable', async () => {
     const { dir, cleanup } = userTempDir();
     try {
-      const env = { npm_config_cache: join(dir, '.npm-cache'), npm_config_update_notifier: 'false', npm_config_audit: 'false', npm_config_fund: 'false' };
+      // README's command: -x gives npm an empty, throw-away home for its cache.
+      const env = { npm_config_update_notifier: 'false', npm_config_audit: 'false', npm_config_fund: 'false' };
       const manifest = JSON.stringify({ name: 'probe', version: '1.0.0', private: true });
       const script = `echo '${manifest}' > package.json; export ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')}; npm install --no-package-lock is-number@7.0.0 && (curl -sS -m 5 https://example.com/ >/dev/null; echo other=$?)`;
-      const r = await tapbox(['-F', '@npm', '--no-summary', '--', 'sh', '-c', script], { cwd: dir, timeoutMs: 180_000 });
+      const r = await tapbox(['-x', '-F', '@npm', '--no-summary', '--', 'sh', '-c', script], { cwd: dir, timeoutMs: 180_000 });
       expect(r.stderr).not.toMatch(/npm error/);
       expect(r.code).toBe(0);
       expect(JSON.parse(readFileSync(join(dir, 'node_modules', 'is-number', 'package.json'), 'utf8'))).toMatchObject({ name: 'is-number', version: '7.0.0' });
