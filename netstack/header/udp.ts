@@ -34,11 +34,13 @@ export class UdpView {
 /**
  * Why `len` bytes at `off` are not a valid UDP datagram between `src` and `dst` (4 or 16 bytes), or
  * null. A zero checksum means "none" for IPv4 and is invalid for IPv6 (RFC 8200 section 8.1).
+ * `checksumTrusted`: the link says the sender left the checksum to us; it is not checked.
  */
-export function validateUdp(buf: Buffer, off: number, len: number, src: Uint8Array, dst: Uint8Array): string | null {
+export function validateUdp(buf: Buffer, off: number, len: number, src: Uint8Array, dst: Uint8Array, checksumTrusted = false): string | null {
   if (len < UDP_HEADER_LENGTH || off + len > buf.length) return 'udp-short';
   const length = buf.readUInt16BE(off + 4);
   if (length < UDP_HEADER_LENGTH || length > len) return 'udp-bad-length';
+  if (checksumTrusted) return null; // the field holds only the pseudo-header sum
   const stored = buf.readUInt16BE(off + 6);
   if (stored === 0) return src.length === 4 ? null : 'udp-zero-checksum';
   if (checksum(buf, off, length, pseudoHeaderChecksum(src, dst, UDP_PROTOCOL, length)) !== 0xffff) return 'udp-bad-checksum';

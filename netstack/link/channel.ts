@@ -1,7 +1,8 @@
 // An in-memory link endpoint for tests, after gVisor's link/channel: `inject()` hands a frame to the
 // stack as if the sandbox sent it; frames the stack writes queue up for `read()` / `drain()`.
-// Optional fault injection (./faults.ts) applies independently in each direction.
-import type { LinkEndpoint, NetworkDispatcher } from './endpoint.js';
+// Optional fault injection (./faults.ts) applies independently in each direction. `inject` may say
+// what the sending kernel offloaded, as the TAP with a virtio-net header does.
+import type { FrameOffload, LinkEndpoint, NetworkDispatcher } from './endpoint.js';
 import { FaultyPipe, mulberry32, type FaultCounts, type Faults } from './faults.js';
 
 export type { FaultCounts, Faults };
@@ -26,7 +27,7 @@ export class ChannelEndpoint implements LinkEndpoint {
   constructor(options: ChannelOptions = {}) {
     this.mtu = options.mtu ?? 1500;
     const random = mulberry32(options.seed ?? 1);
-    this.inbound = new FaultyPipe(options.inbound ?? {}, random, (frame) => this.dispatcher?.deliverFrame(frame));
+    this.inbound = new FaultyPipe(options.inbound ?? {}, random, (frame, offload) => this.dispatcher?.deliverFrame(frame, offload));
     this.outbound = new FaultyPipe(options.outbound ?? {}, random, (frame) => this.written.push(frame));
   }
 
@@ -34,9 +35,12 @@ export class ChannelEndpoint implements LinkEndpoint {
     this.dispatcher = dispatcher;
   }
 
-  /** Delivers one frame to the stack (a copy: the caller keeps its buffer), as a batch of one. */
-  inject(frame: Uint8Array): void {
-    this.inbound.push(Buffer.from(frame));
+  /**
+   * Delivers one frame to the stack (a copy: the caller keeps its buffer), as a batch of one, with
+   * what the sender offloaded (a partial checksum, a GSO super-segment), if anything.
+   */
+  inject(frame: Uint8Array, offload?: FrameOffload): void {
+    this.inbound.push(Buffer.from(frame), offload && { checksumPartial: offload.checksumPartial, gsoSize: offload.gsoSize });
     this.dispatcher?.batchDone();
   }
 

@@ -2,7 +2,7 @@
 // reorders (holds a frame back until the next one passed) or corrupts (flips one bit of) a chosen share
 // of the frames. ChannelEndpoint uses it in memory; FaultyEndpoint wraps a real link (the TAP) so a
 // transfer with the Linux kernel as the peer can be tested through a lossy wire.
-import type { LinkEndpoint, NetworkDispatcher } from './endpoint.js';
+import type { FrameOffload, LinkEndpoint, NetworkDispatcher } from './endpoint.js';
 
 /** Shares (0 to 1) of frames each fault applies to. */
 export interface Faults {
@@ -23,14 +23,16 @@ export interface FaultCounts {
 export class FaultyPipe {
   readonly counts: FaultCounts = { dropped: 0, duplicated: 0, reordered: 0, corrupted: 0 };
   private held: Buffer | null = null;
+  private heldOffload: FrameOffload | undefined;
 
   constructor(
     private readonly faults: Faults,
     private readonly random: () => number,
-    private readonly out: (frame: Buffer) => void,
+    private readonly out: (frame: Buffer, offload?: FrameOffload) => void,
   ) {}
 
-  push(frame: Buffer): void {
+  /** `offload` travels with the frame (and its duplicate); it must stay valid while the frame is held. */
+  push(frame: Buffer, offload?: FrameOffload): void {
     if (this.roll(this.faults.drop)) {
       this.counts.dropped++;
       return;
@@ -45,19 +47,22 @@ export class FaultyPipe {
     if (!this.held && this.roll(this.faults.reorder)) {
       this.counts.reordered++;
       this.held = frame;
-      if (copies === 2) this.out(Buffer.from(frame));
+      this.heldOffload = offload;
+      if (copies === 2) this.out(Buffer.from(frame), offload);
       return;
     }
-    this.out(frame);
-    if (copies === 2) this.out(Buffer.from(frame));
+    this.out(frame, offload);
+    if (copies === 2) this.out(Buffer.from(frame), offload);
     this.release();
   }
 
   /** Lets a held-back frame through. */
   release(): void {
     const held = this.held;
+    const offload = this.heldOffload;
     this.held = null;
-    if (held) this.out(held);
+    this.heldOffload = undefined;
+    if (held) this.out(held, offload);
   }
 
   private roll(share: number | undefined): boolean {
@@ -73,7 +78,10 @@ export interface FaultyEndpointOptions {
   seed?: number;
 }
 
-/** Wraps a link endpoint and injects faults both ways. For tests; it copies every frame. */
+/**
+ * Wraps a link endpoint and injects faults both ways. For tests; it copies every frame. It passes no
+ * offload on (a corrupted frame must fail its checksum), so the link under it must not offload.
+ */
 export class FaultyEndpoint implements LinkEndpoint {
   readonly mtu: number;
   private readonly inbound: FaultyPipe;

@@ -2,7 +2,7 @@
 // `--pcap FILE` uses). Classic pcap (microsecond timestamps, LINKTYPE_ETHERNET), readable by
 // tcpdump and Wireshark. Records are buffered and written in large chunks; close() flushes.
 import { closeSync, openSync, writeSync } from 'node:fs';
-import type { LinkEndpoint, NetworkDispatcher } from './endpoint.js';
+import type { FrameOffload, LinkEndpoint, NetworkDispatcher } from './endpoint.js';
 
 const PCAP_MAGIC_MICROSECONDS = 0xa1b2c3d4;
 const LINKTYPE_ETHERNET = 1;
@@ -39,9 +39,10 @@ export class SnifferEndpoint implements LinkEndpoint, NetworkDispatcher {
     this.inner.attach(this);
   }
 
-  deliverFrame(frame: Buffer): void {
+  /** Offloaded frames are recorded as read (a super-segment whole, a partial checksum unfinished), as tcpdump shows them. */
+  deliverFrame(frame: Buffer, offload?: FrameOffload): void {
     this.record(frame);
-    this.dispatcher?.deliverFrame(frame);
+    this.dispatcher?.deliverFrame(frame, offload);
   }
 
   batchDone(): void {

@@ -63,8 +63,8 @@ export class Icmp {
   private readonly v6 = new Icmpv6View();
   private readonly walk = new Ipv6Walk();
   /** The network facts of a quoted packet, for handleControl: reused, like the stack's NetworkInfo. */
-  private readonly control4: NetworkInfo = { family: 4, src: new Uint8Array(4), dst: new Uint8Array(4), packet: Buffer.alloc(0) };
-  private readonly control6: NetworkInfo = { family: 6, src: new Uint8Array(16), dst: new Uint8Array(16), packet: Buffer.alloc(0) };
+  private readonly control4: NetworkInfo = { family: 4, src: new Uint8Array(4), dst: new Uint8Array(4), packet: Buffer.alloc(0), checksumTrusted: false };
+  private readonly control6: NetworkInfo = { family: 6, src: new Uint8Array(16), dst: new Uint8Array(16), packet: Buffer.alloc(0), checksumTrusted: false };
 
   constructor(
     private readonly host: IcmpHost,

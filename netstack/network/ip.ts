@@ -4,8 +4,9 @@ import type { Family } from '../stack/forwarding.js';
 export interface IpDelivery {
   /**
    * One whole IP packet (reassembled if it came in fragments, trimmed of link padding), whose
-   * `protocol` header starts at `payloadOffset`. `packet` is valid only during the call.
+   * `protocol` header starts at `payloadOffset`. `packet` is valid only during the call. `reassembled`:
+   * it came in fragments, so what the link said of the last frame does not describe it.
    */
-  deliver(family: Family, protocol: number, packet: Buffer, payloadOffset: number): void;
+  deliver(family: Family, protocol: number, packet: Buffer, payloadOffset: number, reassembled: boolean): void;
   drop(reason: string): void;
 }

@@ -31,7 +31,7 @@ export class Ipv4Input {
     if (isIpv4GroupAddress(ip.src)) return this.host.drop('ipv4-bad-source');
     const packet = frame.subarray(off, off + ip.totalLength);
     const headerLength = ip.headerLength;
-    if (!ip.isFragment) return this.host.deliver(4, ip.protocol, packet, headerLength);
+    if (!ip.isFragment) return this.host.deliver(4, ip.protocol, packet, headerLength, false);
 
     const key = `${ip.src}/${ip.dst}/${ip.protocol}/${ip.id}`;
     const done = this.reassembler.add(key, ip.fragmentOffset, ip.moreFragments, packet.subarray(headerLength), packet.subarray(0, headerLength));
@@ -41,6 +41,6 @@ export class Ipv4Input {
     done.packet.writeUInt16BE(done.packet.length, 2);
     done.packet.writeUInt16BE(0, 6);
     refreshIpv4Checksum(done.packet, 0);
-    this.host.deliver(4, done.packet[9]!, done.packet, done.headerLength);
+    this.host.deliver(4, done.packet[9]!, done.packet, done.headerLength, true);
   }
 }

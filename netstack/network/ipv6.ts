@@ -33,7 +33,7 @@ export class Ipv6Input {
     const packet = frame.subarray(off, off + ip.totalLength);
     const walk = walkIpv6Extensions(packet, 0, packet.length, this.walk);
     if (walk.reason) return this.host.drop(walk.reason);
-    if (walk.fragmentHeaderOffset < 0) return this.host.deliver(6, walk.protocol, packet, walk.payloadOffset);
+    if (walk.fragmentHeaderOffset < 0) return this.host.deliver(6, walk.protocol, packet, walk.payloadOffset, false);
 
     // RFC 8200: fragments of one datagram share source, destination and identification.
     const key = `${packet.toString('hex', 8, 40)}/${walk.fragmentId}`;
@@ -47,6 +47,6 @@ export class Ipv6Input {
     done.packet.writeUInt16BE(0, done.headerLength - 6);
     const whole = walkIpv6Extensions(done.packet, 0, done.packet.length, this.walk);
     if (whole.reason) return this.host.drop(whole.reason);
-    this.host.deliver(6, whole.protocol, done.packet, whole.payloadOffset);
+    this.host.deliver(6, whole.protocol, done.packet, whole.payloadOffset, true);
   }
 }

@@ -19,7 +19,7 @@
 // frame to the link synchronously, after which the scratch frame is free again. A datagram larger
 // than the MTU (a big UDP answer, a big ping reply) is cut into IP fragments built in one more
 // preallocated frame. Nothing on this path allocates except the frame view handed to the link.
-import type { LinkEndpoint, NetworkDispatcher } from '../link/endpoint.js';
+import type { FrameOffload, LinkEndpoint, NetworkDispatcher } from '../link/endpoint.js';
 import { BROADCAST_MAC, emitEthernet, ETHERNET_HEADER_LENGTH, EtherType, EthernetView, macEquals, parseMac, validateEthernet } from '../header/ethernet.js';
 import { emitIpv4, IPV4_FLAG_DF, IPV4_FLAG_MF, IPV4_MAX_PACKET_LENGTH, IPV4_MIN_HEADER_LENGTH, isIpv4GroupAddress, parseIpv4 } from '../header/ipv4.js';
 import { emitIpv6, emitIpv6Fragment, IPV6_FRAGMENT_HEADER_LENGTH, IPV6_HEADER_LENGTH, Ipv6Ext, isIpv6Multicast, parseIpv6 } from '../header/ipv6.js';
@@ -94,8 +94,10 @@ export class Stack implements NetworkDispatcher, IpSender {
   private readonly eth = new EthernetView();
   private readonly scratch4: Scratch;
   private readonly scratch6: Scratch;
-  private readonly net4: NetworkInfo = { family: 4, src: new Uint8Array(4), dst: new Uint8Array(4), packet: Buffer.alloc(0) };
-  private readonly net6: NetworkInfo = { family: 6, src: new Uint8Array(16), dst: new Uint8Array(16), packet: Buffer.alloc(0) };
+  private readonly net4: NetworkInfo = { family: 4, src: new Uint8Array(4), dst: new Uint8Array(4), packet: Buffer.alloc(0), checksumTrusted: false };
+  private readonly net6: NetworkInfo = { family: 6, src: new Uint8Array(16), dst: new Uint8Array(16), packet: Buffer.alloc(0), checksumTrusted: false };
+  /** What the link said of the frame being delivered (a partial checksum, a GSO super-segment). */
+  private offload: FrameOffload | undefined = undefined;
   private readonly fragmentFrame: Buffer;
   private nextIpId = Math.floor(Math.random() * 0x10000);
   private nextFragmentId6 = Math.floor(Math.random() * 0x100000000);
@@ -135,7 +137,8 @@ export class Stack implements NetworkDispatcher, IpSender {
       isOwnAddress: (family: Family, buf: Uint8Array, off: number) => this.isOwnAddress(family, buf, off),
       transport: (protocol: number) => this.transports[protocol],
       writeFrame: (frame: Uint8Array) => this.writeFrame(frame),
-      deliver: (family: Family, protocol: number, packet: Buffer, payloadOffset: number) => this.deliver(family, protocol, packet, payloadOffset),
+      deliver: (family: Family, protocol: number, packet: Buffer, payloadOffset: number, reassembled: boolean) =>
+        this.deliver(family, protocol, packet, payloadOffset, reassembled),
     };
     this.arp = new ArpResponder(host, this.mac);
     this.icmp = new Icmp(host, new NeighborDiscovery(host, this.mac));
@@ -154,21 +157,32 @@ export class Stack implements NetworkDispatcher, IpSender {
     this.transports[transport.protocol] = transport;
   }
 
-  deliverFrame(frame: Buffer): void {
+  /**
+   * One inbound frame. Longer than the MTU only as a GSO super-segment (`offload.gsoSize` > 0: a TCP
+   * segment the sandbox's kernel left to us to cut, up to 64 KiB); any other such frame is dropped.
+   */
+  deliverFrame(frame: Buffer, offload?: FrameOffload): void {
     if (this.closed) return;
     this.counters.framesIn++;
     const reason = validateEthernet(frame);
     if (reason) return this.counters.drop(reason);
+    if (frame.length - ETHERNET_HEADER_LENGTH > this.mtu && !(offload && offload.gsoSize > 0)) return this.counters.drop('frame-too-long');
     const eth = this.eth.of(frame, 0);
     if (!eth.isGroupDestination && !macEquals(frame, eth.dstOffset, this.mac)) return this.counters.drop('not-our-mac');
     this.learnSandboxMac(frame, eth.srcOffset);
-    switch (eth.etherType) {
+    this.offload = offload;
+    this.dispatchFrame(frame, eth.etherType, eth.payloadOffset);
+    this.offload = undefined;
+  }
+
+  private dispatchFrame(frame: Buffer, etherType: number, payloadOffset: number): void {
+    switch (etherType) {
       case EtherType.ARP:
-        return this.arp.handle(frame, eth.payloadOffset);
+        return this.arp.handle(frame, payloadOffset);
       case EtherType.IPv4:
-        return this.ipv4.handle(frame, eth.payloadOffset);
+        return this.ipv4.handle(frame, payloadOffset);
       case EtherType.IPv6:
-        return this.ipv6.handle(frame, eth.payloadOffset);
+        return this.ipv6.handle(frame, payloadOffset);
       default:
         return this.counters.drop('unknown-ethertype');
     }
@@ -286,13 +300,15 @@ export class Stack implements NetworkDispatcher, IpSender {
     }
   }
 
-  private deliver(family: Family, protocol: number, packet: Buffer, payloadOffset: number): void {
+  private deliver(family: Family, protocol: number, packet: Buffer, payloadOffset: number, reassembled: boolean): void {
     const net = family === 4 ? this.net4 : this.net6;
     const addrLength = family === 4 ? 4 : 16;
     const srcOffset = family === 4 ? 12 : 8;
     packet.copy(net.src, 0, srcOffset, srcOffset + addrLength);
     packet.copy(net.dst, 0, srcOffset + addrLength, srcOffset + 2 * addrLength);
     net.packet = packet;
+    // The sandbox's kernel never leaves the checksum of a fragmented datagram to us.
+    net.checksumTrusted = !reassembled && this.offload !== undefined && this.offload.checksumPartial;
     if (family === 4 && protocol === ICMPV4_PROTOCOL) return this.icmp.handleV4(net, payloadOffset);
     if (family === 6 && protocol === ICMPV6_PROTOCOL) return this.icmp.handleV6(net, payloadOffset);
     // A flow has one peer: multicast and broadcast destinations never become one.

@@ -9,6 +9,12 @@ export interface NetworkInfo {
   dst: Uint8Array;
   /** The whole IP packet (header included), for ICMP errors that quote it. */
   packet: Buffer;
+  /**
+   * The link vouches for the transport checksum: the sending kernel left it to us (a virtio-net
+   * "partial" checksum: the field holds only the pseudo-header sum), so the transport must not verify
+   * it. False for every other packet, which the transport verifies.
+   */
+  checksumTrusted: boolean;
 }
 
 export interface TransportProtocol {
@@ -16,7 +22,8 @@ export interface TransportProtocol {
   readonly protocol: number;
   /**
    * One inbound segment/datagram: `payload` is the transport header and data, after IP reassembly.
-   * The transport checks its own checksum (pseudo-header included). Views are valid only during the call.
+   * The transport checks its own checksum (pseudo-header included) unless `net.checksumTrusted`.
+   * Views are valid only during the call.
    */
   handlePacket(net: NetworkInfo, payload: Buffer): void;
   /** An ICMP error from the sandbox about a flow of this protocol (the quoted transport header). */

@@ -52,7 +52,7 @@ export class UdpProtocol implements TransportProtocol, SessionOwner {
   }
 
   handlePacket(net: NetworkInfo, payload: Buffer): void {
-    const reason = validateUdp(payload, 0, payload.length, net.src, net.dst);
+    const reason = validateUdp(payload, 0, payload.length, net.src, net.dst, net.checksumTrusted);
     if (reason) return this.drop(reason);
     const udp = this.udp.of(payload, 0);
     const srcPort = udp.srcPort;

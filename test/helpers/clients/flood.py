@@ -130,7 +130,13 @@ def dns(server, count, names):
         collect(0.5)
     # Queries the sandbox's own kernel dropped at tap0 (its queue full while the supervisor read behind)
     # never reached the proxy: count them apart from the ones the proxy left unanswered.
-    return {"sent": count, "answered": answered, "missing": len(pending), "tapDropped": tap_tx_dropped() - dropped_before}
+    return {"sent": count, "answered": answered, "missing": len(pending), "tapDropped": tap_tx_dropped() - dropped_before, "rcvbufErrors": udp_rcvbuf_errors()}
+
+
+def udp_rcvbuf_errors():
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
 def tap_tx_dropped():
