@@ -14,6 +14,7 @@ import { realClock } from '../netstack/stack/transport.js';
 import type { LinkEndpoint } from '../netstack/link/endpoint.js';
 import { startStats, statsIntervalFromEnv } from './audit/stats.js';
 import { Publisher } from './publish.js';
+import { useVnetHdr } from './launcher.js';
 
 export interface Network {
   egress: Egress;
@@ -82,6 +83,8 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
               tcpBufferedBytes: tcp.budget.used,
               udpSessions: stack.udp.sessionCount,
               reassemblyBytes: stack.ipv4.reassembler.bytesInUse + stack.ipv6.reassembler.bytesInUse,
+              drops: { ...stack.counters.drops },
+              tapDroppedOut: tapEndpoint?.stats.droppedOut ?? 0,
             }
           : null,
       )
@@ -99,7 +102,7 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
       return { bytesUp: s?.bytesIn ?? 0, bytesDown: s?.bytesOut ?? 0 };
     },
     attach(tapFd) {
-      const tap = new TapEndpoint(tapFd, { mtu: o.mtu });
+      const tap = new TapEndpoint(tapFd, { mtu: o.mtu, vnetHdr: useVnetHdr(o) });
       tapEndpoint = tap;
       const faulty = o.linkFaults ? new FaultyEndpoint(tap, o.linkFaults) : tap;
       link = o.pcap ? new SnifferEndpoint(faulty, o.pcap) : faulty;

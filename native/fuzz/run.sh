@@ -23,6 +23,13 @@ fi
 
 mkdir -p "$out/crashes"
 sanitize=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+# Debian's clang package leaves libFuzzer and the sanitizer runtimes to libclang-rt-N-dev.
+if ! echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' |
+	clang++ "${sanitize[@]}" -x c++ -o "$out/.probe" - 2>/dev/null; then
+	version=$(clang --version | sed -n 's/.*version \([0-9]*\).*/\1/p' | head -1)
+	echo "native/fuzz/run.sh: clang cannot link libFuzzer and the sanitizers; install them with: apt-get install libclang-rt-${version}-dev" >&2
+	exit 2
+fi
 
 build() {
 	case "$1" in

@@ -10,8 +10,23 @@
 // the sandbox's kernel may leave TCP/UDP checksums to us (`frameInfo.checksumPartial`: don't verify
 // them; nothing corrupts a frame between two kernels' memory) and send TCP super-segments of up to
 // 64 KiB whatever the MTU (`frameInfo.gsoSize` > 0), so the stack sees IP packets larger than `mtu`.
-// Measured with a minimal TCP sink, sandbox → supervisor bulk transfer: at MTU 1500, 1.2-1.7 GB/s
-// without and 3.5-4.2 GB/s with (CPU per GB ÷4); at MTU 65520, within noise (3.9-4.4 vs 3.8-5.1 GB/s).
+// deliverFrame passes `frameInfo` as the frame's FrameOffload (endpoint.ts) so the stack can act on it.
+// Our writes stay plain: full checksums, at most the MTU, behind an all-zero header.
+//
+// Measured (2026-11, 2 cores, other test suites running alongside): iperf3 in `tapbox --mtu M` to an
+// iperf3 server on a test host (bench/run.ts's setup), 5 s runs, with and without --vnet-hdr
+// interleaved, medians of 3; CPU = user+sys of the whole tree (supervisor, launcher, iperf3, and the
+// kernel work done in their context) per GB moved.
+//                      sandbox→host Gbit/s (CPU s/GB)      host→sandbox Gbit/s (CPU s/GB)
+//   MTU 1500   off     0.55 (10.7)                         0.91 (8.9)
+//              on      4.45 (1.6)     8x, CPU ÷6.8         0.80 (10.3)   -12%, CPU +15%
+//   MTU 9000   off     2.04 (3.1)                          2.39 (3.4)
+//              on      4.95 (1.4)     2.4x, CPU ÷2.2       2.32 (3.6)    within noise
+//   MTU 65520  off     3.90 (1.7)                          3.46 (2.2)
+//              on      3.71 (1.8)     within noise         3.47 (2.3)    within noise
+// So src/launcher.ts turns it on below MTU 65520 only. The host→sandbox cost at MTU 1500 is not
+// explained yet: not the 64 KiB ring slots (MTU-sized slots measured the same), nor more ACKs (the same
+// count); writev(2) with the header in front of every frame is the suspect left.
 import type { FrameOffload, LinkEndpoint, NetworkDispatcher } from './endpoint.js';
 import { requireNative, type MetaFields, type NativeTapDevice } from './native.js';
 

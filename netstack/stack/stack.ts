@@ -13,6 +13,12 @@
 // the stack is promiscuous, like gVisor's forwarders, and the transports hand each new flow to the
 // Forwarder, which decides whether it may reach the outside.
 //
+// The link may say what the sandbox's kernel left to us for a frame (FrameOffload, the TAP with a
+// virtio-net header): a TCP/UDP checksum holding only the pseudo-header sum, which deliver() marks as
+// trusted in NetworkInfo so the transport skips it (never for a datagram reassembled from fragments),
+// and a TCP super-segment (GSO), the only packet allowed to exceed the MTU; other frames longer than
+// the MTU are dropped.
+//
 // Outbound, every packet is built in one preallocated scratch frame per family: the transport
 // writes its header and data at scratch(family).offset, then send() fills the IP header (ID, TTL 64,
 // checksum) and the Ethernet header (to the sandbox's learned MAC) in front of it and writes the

@@ -11,6 +11,10 @@ export interface StackGauges {
   tcpBufferedBytes: number;
   udpSessions: number;
   reassemblyBytes: number;
+  /** The stack's drops so far, by reason (netstack/stack/counters.ts). */
+  drops: Record<string, number>;
+  /** Frames to the sandbox dropped because the TAP's write queue was full. */
+  tapDroppedOut: number;
 }
 
 export interface StatsLine extends Partial<StackGauges> {

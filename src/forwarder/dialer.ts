@@ -55,14 +55,16 @@ export function parseProxyUrl(text: string): ProxySpec {
 export interface DialOptions {
   proxy?: ProxySpec;
   timeoutMs: number;
+  /** Abandons the dial (ECANCELED): tapbox is stopping and must not wait out the timeout. */
+  signal?: AbortSignal;
 }
 
 /** A connected socket to host:port, directly or through the proxy; allowHalfOpen is set. */
 export function dial(host: string, port: number, o: DialOptions): Promise<net.Socket> {
-  if (!o.proxy) return connectTcp(host, port, o.timeoutMs);
+  if (!o.proxy) return connectTcp(host, port, o.timeoutMs, o.signal);
   const proxy = o.proxy;
   const deadline = Date.now() + o.timeoutMs;
-  return connectTcp(proxy.host, proxy.port, o.timeoutMs).then(
+  return connectTcp(proxy.host, proxy.port, o.timeoutMs, o.signal).then(
     (socket) => {
       const left = Math.max(1, deadline - Date.now());
       const handshake = proxy.kind === 'http' ? httpConnect(socket, proxy, host, port) : socks5Connect(socket, proxy, host, port);
@@ -80,18 +82,23 @@ export function dial(host: string, port: number, o: DialOptions): Promise<net.So
   );
 }
 
-function connectTcp(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+function connectTcp(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port, allowHalfOpen: true });
     const fail = (err: Error) => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', cancel);
       socket.destroy();
       reject(err);
     };
+    const cancel = () => fail(proxyError('ECANCELED', 'the dial was abandoned: tapbox is stopping'));
     const timer = setTimeout(() => fail(proxyError('ETIMEDOUT', 'connect timed out')), timeoutMs);
+    if (signal?.aborted) return cancel();
+    signal?.addEventListener('abort', cancel, { once: true });
     socket.once('error', fail);
     socket.once('connect', () => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', cancel);
       socket.off('error', fail);
       resolve(socket);
     });

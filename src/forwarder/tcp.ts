@@ -183,7 +183,14 @@ function lastName(d: FlowDecision): string | null {
 
 /** A direct host socket, or one through the upstream proxy when there is one (never for host loopback). */
 function connectHost(ctx: ForwarderContext, host: string, port: number, viaProxy = true): Promise<net.Socket> {
-  return dial(host, port, { proxy: viaProxy ? ctx.o.upstreamProxy : undefined, timeoutMs: ctx.connectTimeoutMs });
+  // A dial still in progress when the egress closes is abandoned: its socket would otherwise hold
+  // tapbox's exit for up to the connect timeout (a black-holed destination).
+  const abort = new AbortController();
+  const cancel = () => abort.abort();
+  ctx.closers.add(cancel);
+  return dial(host, port, { proxy: viaProxy ? ctx.o.upstreamProxy : undefined, timeoutMs: ctx.connectTimeoutMs, signal: abort.signal }).finally(() =>
+    ctx.closers.delete(cancel),
+  );
 }
 
 function refusalFor(err: NodeJS.ErrnoException): Refusal {

@@ -231,7 +231,7 @@ describe('TCP data transfer', () => {
     hostile[12] = (28 / 4) << 4;
     hostile.writeUInt16BE(0, 16);
     hostile.writeUInt16BE(~checksumTs(hostile, 0, hostile.length, pseudoHeaderChecksum(h.sandbox, h.remote, 6, hostile.length)) & 0xffff, 16);
-    h.tcp.handlePacket({ family: 4, src: h.sandbox, dst: h.remote, packet: Buffer.concat([Buffer.alloc(20), hostile]) }, hostile);
+    h.tcp.handlePacket({ family: 4, src: h.sandbox, dst: h.remote, packet: Buffer.concat([Buffer.alloc(20), hostile]), checksumTrusted: false }, hostile);
     expect(h.requests).toHaveLength(1);
   });
 

@@ -140,7 +140,7 @@ export class Harness {
     const dst = s.dstAddr ?? this.remote;
     const segment = encode(this.sandbox, dst, s);
     const packet = Buffer.concat([Buffer.alloc(this.family === 4 ? 20 : 40), segment]);
-    this.tcp.handlePacket({ family: this.family, src: this.sandbox, dst, packet }, segment);
+    this.tcp.handlePacket({ family: this.family, src: this.sandbox, dst, packet, checksumTrusted: false }, segment);
   }
 
   /** Returns and forgets what the stack sent so far. */

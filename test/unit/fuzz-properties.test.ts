@@ -19,7 +19,7 @@ import { createTcp } from '../../netstack/transport/tcp/index.js';
 import { DnsProxy } from '../../src/dns/proxy.js';
 import { parse } from '../../src/policy/allowlist.js';
 import { Policy } from '../../src/policy/policy.js';
-import { ethernet, GATEWAY_MAC, ipv4, SANDBOX4, SANDBOX_MAC, setup, udp, v4 } from '../conformance/frames.js';
+import { ethernet, GATEWAY_MAC, ipv4, ipv6, SANDBOX4, SANDBOX6, SANDBOX_MAC, setup, udp, v4, v6 } from '../conformance/frames.js';
 import { repoRoot } from '../helpers/tapbox.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 2000);
@@ -249,7 +249,7 @@ describe('IPv6 extension headers', () => {
   });
 });
 
-describe('IPv4 fragments', () => {
+describe('IP fragments', () => {
   const plan = fc.record({
     data: fc.uint8Array({ minLength: 16, maxLength: 3000 }),
     cuts: fc.array(fc.integer({ min: 1, max: 400 }), { minLength: 1, maxLength: 12 }),
@@ -257,13 +257,14 @@ describe('IPv4 fragments', () => {
     overlap: fc.option(fc.record({ at: fc.nat(), len: fc.integer({ min: 1, max: 64 }) })),
   });
 
-  it('in any order they reassemble exactly; any overlap drops the datagram (RFC 5722 style)', () => {
+  it.each([4, 6] as const)('IPv%i: in any order they reassemble exactly; any overlap drops the datagram (RFC 5722)', (family) => {
     let id = 1;
     fc.assert(
       fc.property(plan, ({ data, cuts, order, overlap }) => {
         const s = stackUnderTest();
-        const dst = v4('198.18.0.9');
-        const datagram = udp(SANDBOX4, dst, 4000, 9, Buffer.from(data));
+        const src = family === 4 ? SANDBOX4 : SANDBOX6;
+        const dst = family === 4 ? v4('198.18.0.9') : v6('2001:db8::9');
+        const datagram = udp(src, dst, 4000, 9, Buffer.from(data));
         // Fragment boundaries at multiples of 8.
         const bounds = [0];
         for (const c of cuts) {
@@ -292,7 +293,15 @@ describe('IPv4 fragments', () => {
         }
         const ipId = id++ & 0xffff;
         for (const f of frags) {
-          s.link.inject(ethernet(GATEWAY_MAC, SANDBOX_MAC, 0x0800, ipv4({ src: SANDBOX4, dst, protocol: 17, id: ipId, fragmentOffset: f.off, moreFragments: f.more, payload: f.bytes })));
+          if (family === 4) {
+            s.link.inject(ethernet(GATEWAY_MAC, SANDBOX_MAC, 0x0800, ipv4({ src, dst, protocol: 17, id: ipId, fragmentOffset: f.off, moreFragments: f.more, payload: f.bytes })));
+          } else {
+            const header = Buffer.alloc(8);
+            header[0] = 17;
+            header.writeUInt16BE(f.off | (f.more ? 1 : 0), 2);
+            header.writeUInt32BE(ipId, 4);
+            s.link.inject(ethernet(GATEWAY_MAC, SANDBOX_MAC, 0x86dd, ipv6(src, dst, 44, Buffer.concat([header, f.bytes]))));
+          }
         }
         const got = s.forwarder.udpPayloads;
         if (overlapping) {
@@ -304,7 +313,7 @@ describe('IPv4 fragments', () => {
         } else {
           expect(got).toEqual([Buffer.from(data)]);
         }
-        expect(s.stack.ipv4.reassembler.bytesInUse).toBeLessThanOrEqual(64 << 10);
+        expect(s.stack.ipv4.reassembler.bytesInUse + s.stack.ipv6.reassembler.bytesInUse).toBeLessThanOrEqual(64 << 10);
       }),
       { numRuns: Math.max(200, RUNS / 4) },
     );
