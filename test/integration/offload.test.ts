@@ -1,6 +1,7 @@
 // The TAP offloads (virtio-net header: checksums left to us, TCP super-segments larger than the MTU)
 // with the Linux kernel as the peer: large transfers at --mtu 1500 arrive byte-identical both ways,
-// over IPv4 and IPv6, and the pcap shows the sandbox really handed over frames larger than the MTU.
+// over IPv4 and IPv6, and the pcap shows the sandbox really handed over frames larger than the MTU;
+// UDP, whose checksums the sandbox also leaves to us, still goes through.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,7 +35,7 @@ describe.runIf(canMakeTestHost)('the TAP offloads at --mtu 1500', () => {
   let host: TestHost;
   beforeAll(async () => {
     host = new TestHost();
-    await host.start('services.mjs', ['--tcp-sink', '9', '--tcp-source', '19']);
+    await host.start('services.mjs', ['--tcp-sink', '9', '--tcp-source', '19', '--udp-echo', '7']);
   });
   afterAll(() => host?.destroy());
 
@@ -51,6 +52,11 @@ describe.runIf(canMakeTestHost)('the TAP offloads at --mtu 1500', () => {
       }
     });
   }
+
+  it('relays UDP both ways over IPv4 and IPv6', async () => {
+    expect(await inSandbox(['udp-echo', host.ip4, '7'])).toMatchObject({ ok: true });
+    expect(await inSandbox(['udp-echo', host.ip6, '7'])).toMatchObject({ ok: true });
+  });
 
   it('downloads 50 MB byte-identical, over IPv4 and IPv6', async () => {
     expect(await inSandbox(['tcp-download', host.ip4, '19', String(SIZE)])).toMatchObject({ ok: true, bytes: SIZE, sha256Match: true });
