@@ -65,9 +65,9 @@ export class Auditor {
   flowEnd(e: FlowEndEvent): void {
     this.stats.flowEnd(e);
     const how = e.error ? `, ${e.error}` : '';
-    // A flow that ends in an error is still an allowed flow, not a denial: most such errors are the
-    // sandbox's own sockets going away as its command exits.
-    this.logger[this.allowedLevel](
+    // An error on the host's side (refused, reset, timed out upstream) is worth a line; one on the
+    // sandbox's side is mostly its own sockets going away as its command exits.
+    this.logger[e.error?.startsWith('host ') ? 'info' : this.allowedLevel](
       { event: 'flowEnd', ...e },
       `closed ${describeFlow(e)}: ${e.bytesUp} B up, ${e.bytesDown} B down, ${(e.durationMs / 1000).toFixed(1)} s${how}`,
     );
