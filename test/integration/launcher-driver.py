@@ -42,6 +42,15 @@ def copy_terminal(master: int, out) -> None:
         out.write(chunk)
 
 
+def send_go_once(sock: socket.socket) -> None:
+    # As the supervisor does: a launcher that already exited (a usage error) leaves EPIPE; its exit
+    # status and queued messages tell why.
+    try:
+        sock.send(b"GO")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
 def main() -> None:
     args = sys.argv[1:]
     flags = set()
@@ -74,7 +83,7 @@ def main() -> None:
     if not send_go:
         ours.close()
     elif not expects_tap:
-        ours.send(b"GO")
+        send_go_once(ours)
 
     messages = []
     tap = None
@@ -89,7 +98,7 @@ def main() -> None:
         for fd in fds:
             tap = describe_tap(fd)
         if data == b"TAP":
-            ours.send(b"GO")
+            send_go_once(ours)
 
     _, status = os.waitpid(pid, 0)
     if "--pty" in flags:

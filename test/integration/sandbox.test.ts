@@ -160,7 +160,7 @@ describe('fail closed', () => {
     await new Promise((r) => child.on('exit', r));
     await new Promise((r) => setTimeout(r, 500));
     expect(liveProcesses(marker)).toEqual([]);
-    expect(liveProcesses('tapbox-launcher', testIds.uid)).toEqual([]);
+    expect(liveProcesses(`tapbox-launcher.*${marker}`, testIds.uid)).toEqual([]);
     expect(readdirSync(tmpdir()).sort()).toEqual(tmpBefore);
     expect(readFileSync('/proc/self/mounts', 'utf8')).toBe(mountsBefore);
   });
