@@ -8,6 +8,7 @@ import { addCommands, escapeCommandName, unescapeCommandName } from './commands.
 import { startProgress } from './progress.js';
 import type { SandboxOptions } from './options.js';
 import { hardeningFromFlags, hardeningOptions, type HardeningFlags } from './hardening-cli.js';
+import { capsFromFlags, capsOptions, type CapsFlags } from './caps.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -50,11 +51,12 @@ export function buildProgram(): Command {
     .option('-H, --hostname <name>', 'hostname inside the sandbox', 'tapbox')
     .exitOverride()
     .configureOutput({ outputError: () => undefined });
+  for (const option of capsOptions()) program.addOption(option);
   for (const option of hardeningOptions()) program.addOption(option);
   return program;
 }
 
-interface CliFlags extends HardeningFlags {
+interface CliFlags extends HardeningFlags, CapsFlags {
   net?: 'tap' | 'none' | 'host';
   hostNet?: boolean;
   mtu?: number;
@@ -95,6 +97,7 @@ export function toOptions(flags: CliFlags): SandboxOptions {
     hostLoopback: flags.hostLoopback,
     upstreamProxy: flags.upstreamProxy,
     sniCheck: flags.sniCheck,
+    caps: capsFromFlags(flags),
     audit: flags.audit,
     learn: flags.learn,
     report: flags.report,

@@ -45,8 +45,8 @@ export const TOPICS: Record<string, { summary: string; text: () => string }> = {
 ${column(RULE_EXAMPLES)}
 
 In a file, # starts a comment and blank lines are ignored. A first line holding only a number caps
-the flows open at once (mini-tapbox lists load as they are); an srt settings file (JSON with
-network.allowedDomains / deniedDomains) loads too.
+the flows open at once (mini-tapbox lists load as they are; with --max-flows, the smaller applies);
+an srt settings file (JSON with network.allowedDomains / deniedDomains) loads too.
 
 An address is reachable only if an address or subnet rule covers it, or tapbox's DNS proxy returned it
 for an allowed name. Names that no rule allows get NXDOMAIN and are never sent upstream.

@@ -16,6 +16,8 @@ import { TapboxError } from './errors.js';
 import { createForwarder, type SandboxAddresses } from './forwarder/index.js';
 import type { ProxySpec } from './forwarder/dialer.js';
 import type { HostLoopbackPort } from './forwarder/host-loopback.js';
+import type { ResolvedCaps } from './caps.js';
+import type { InboundFlows } from './forwarder/inbound.js';
 import { load } from './policy/allowlist.js';
 import { Policy } from './policy/policy.js';
 import { parseRule } from './policy/rule.js';
@@ -39,10 +41,14 @@ export interface EgressOptions {
   /** --host-loopback ports and --upstream-proxy (see forwarder/host-loopback.ts, forwarder/dialer.ts). */
   hostLoopback?: HostLoopbackPort[];
   upstreamProxy?: ProxySpec;
+  /** The open-flow limit (with the allowlists', the smaller applies) and the DNS proxy's in-flight cap (caps.ts). */
+  caps?: Pick<ResolvedCaps, 'flows' | 'dnsInFlight'>;
 }
 
 export interface Egress extends EventEmitter {
   forwarder: Forwarder;
+  /** Published connections (-p) take flow slots and are audited through this (forwarder/inbound.ts). */
+  inbound: InboundFlows;
   logger: pino.Logger;
   policy: Policy;
   /** Logs flows and cap hits: the stack's caps report to `auditor.limitHit` (rate-limited 'limit' events). */
@@ -57,13 +63,13 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
   const audit = opts.audit || opts.learn !== undefined;
   const lists = await Promise.all(opts.allowFiles.map((f) => load(f)));
   lists.push({ rules: opts.allow.map((r) => parseRule(r, '--allow')) });
-  const policy = Policy.fromAllowlists(lists, { audit });
+  const policy = Policy.fromAllowlists(lists, { audit, maxFlows: opts.caps?.flows });
   const upstream = new Upstream({ servers: opts.dnsUpstream.length ? opts.dnsUpstream.map(parseUpstream) : hostResolvers() });
 
   const emitter = new EventEmitter();
   const stats = new EgressStats();
   const auditor = new Auditor(logger, emitter, stats, audit);
-  const dns = new DnsProxy({ policy, upstream, hostAddrs: hostAddresses(), onEvent: (e) => auditor.dns(e), onLimit: auditor.limitHit });
+  const dns = new DnsProxy({ policy, upstream, hostAddrs: hostAddresses(), maxInFlight: opts.caps?.dnsInFlight, onEvent: (e) => auditor.dns(e), onLimit: auditor.limitHit });
   const forwarder = createForwarder({ policy, dns, auditor, sandbox: opts.sandbox, sniCheck: opts.sniCheck, hostLoopback: opts.hostLoopback, upstreamProxy: opts.upstreamProxy });
   logger.debug({ rules: policy.rules.length, audit, maxFlows: policy.maxFlows }, `egress policy loaded: ${policy.rules.length} rules${audit ? ', audit mode' : ''}`);
 
@@ -85,6 +91,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
   };
   return Object.assign(emitter, {
     forwarder,
+    inbound: forwarder.inbound,
     logger,
     policy,
     auditor,

@@ -4,6 +4,8 @@ export { Sandbox, type SandboxResult, type SandboxEvents } from './sandbox.js';
 export { TapboxError, type TapboxErrorCode } from './errors.js';
 export { type SandboxOptions, type NetMode, type UidMode, type StdioMode, SANDBOX_NET, DEFAULT_MTU } from './options.js';
 // Filesystem modes, mounts, limits, seccomp, capabilities, timeout (the options SandboxOptions extends).
+// The resource caps (SandboxOptions.caps: flows, pendingDials, udpSessions, dnsInFlight, bufferBytes).
+export { type CapsOptions } from './caps.js';
 export { parseSize, type FilesystemMode, type Mount, type MountType, type Limits, type Size, type HardeningOptions } from './filesystem.js';
 // Rules, for programs that build or check allowlists: allowlist.parse(text, source), allowlist.load(path).
 export { allowlist, Policy, type Allowlist, type Rule, type Proto, type PortRange, type FlowDecision, type FlowQuery, type PolicyOptions } from './policy/index.js';

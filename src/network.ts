@@ -15,6 +15,7 @@ import type { LinkEndpoint } from '../netstack/link/endpoint.js';
 import { startStats, statsIntervalFromEnv } from './audit/stats.js';
 import { Publisher } from './publish.js';
 import { useVnetHdr } from './launcher.js';
+import { tcpCapsConfig, udpCapsOptions } from './caps.js';
 
 export interface Network {
   egress: Egress;
@@ -44,6 +45,7 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
     sandbox: { dns4: SANDBOX_NET.dns4, dns6: SANDBOX_NET.dns6, gateway4: SANDBOX_NET.gateway4, gateway6: SANDBOX_NET.gateway6 },
     hostLoopback: o.hostLoopback,
     upstreamProxy: o.upstreamProxy,
+    caps: o.caps,
   });
   for (const name of ['dns', 'flow', 'deny', 'flowEnd', 'limit'] as const) egress.on(name, (e: unknown) => events.emit(name, e));
   let link: LinkEndpoint | null = null;
@@ -66,7 +68,7 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
       sandbox6: SANDBOX_NET.ip6.split('/')[0]!,
     };
     try {
-      publisher = await Publisher.start(o.publish, target, egress.logger);
+      publisher = await Publisher.start(o.publish, target, egress.logger, { flows: egress.inbound });
     } catch (e) {
       await egress.close();
       throw e;
@@ -116,10 +118,11 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
         dns4: SANDBOX_NET.dns4,
         gateway6: SANDBOX_NET.gateway6,
         dns6: SANDBOX_NET.dns6,
+        udp: udpCapsOptions(o.caps),
         // Cap hits (UDP sessions, reassembly memory; below, TCP's) become rate-limited 'limit' audit events.
         onLimit: egress.auditor.limitHit,
       });
-      tcp = createTcp({ clock: realClock, sender: stack, forwarder: egress.forwarder, onLimit: egress.auditor.limitHit });
+      tcp = createTcp({ clock: realClock, sender: stack, forwarder: egress.forwarder, onLimit: egress.auditor.limitHit }, tcpCapsConfig(o.caps));
       stack.registerTransport(tcp);
     },
     async close() {

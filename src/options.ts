@@ -6,6 +6,7 @@ import { resolveEnv, resolveHardening, type HardeningOptions, type ResolvedHarde
 import { parseProxyUrl, type ProxySpec } from './forwarder/dialer.js';
 import { parseHostLoopback, type HostLoopbackPort } from './forwarder/host-loopback.js';
 import { parsePublishList, type PublishSpec } from './publish.js';
+import { hasCaps, resolveCaps, type CapsOptions, type ResolvedCaps } from './caps.js';
 
 export type NetMode = 'tap' | 'none' | 'host';
 export type UidMode = 'root' | 'same' | 'nobody';
@@ -31,6 +32,8 @@ export interface SandboxOptions extends HardeningOptions {
   /** Allowed TCP flows leave through this proxy: http://HOST:PORT or socks5://HOST:PORT (`--upstream-proxy`). */
   upstreamProxy?: string;
   sniCheck?: boolean;
+  /** Resource caps (`--max-flows`, `--max-pending-dials`, `--max-udp-sessions`, `--max-dns-in-flight`, `--max-buffer`): see ./caps.ts. */
+  caps?: CapsOptions;
   audit?: boolean;
   learn?: string;
   report?: string;
@@ -47,8 +50,9 @@ export interface SandboxOptions extends HardeningOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export interface ResolvedOptions extends Required<Omit<SandboxOptions, 'learn' | 'report' | 'pcap' | 'linkFaults' | 'logFile' | 'publish' | 'hostLoopback' | 'upstreamProxy' | keyof HardeningOptions>> {
+export interface ResolvedOptions extends Required<Omit<SandboxOptions, 'learn' | 'report' | 'pcap' | 'linkFaults' | 'logFile' | 'publish' | 'hostLoopback' | 'upstreamProxy' | 'caps' | keyof HardeningOptions>> {
   hardening: ResolvedHardening;
+  caps: ResolvedCaps;
   publish: PublishSpec[];
   hostLoopback: HostLoopbackPort[];
   upstreamProxy?: ProxySpec;
@@ -80,6 +84,8 @@ export function resolveOptions(o: SandboxOptions): ResolvedOptions {
   if (wantsEgress && net !== 'tap') {
     throw new TapboxError('EUSAGE', `allow rules, --audit and --learn need --net tap, not --net ${net}; drop one of them.`);
   }
+  const caps = resolveCaps(o.caps);
+  if (hasCaps(o.caps) && net !== 'tap') throw new TapboxError('EUSAGE', `the --max-* caps apply to --net tap only, not --net ${net}; add --net tap (or allow rules), or drop them.`);
   if (o.pcap && net !== 'tap') throw new TapboxError('EUSAGE', '--pcap needs --net tap (there is no TAP to capture otherwise).');
   const mtu = o.mtu ?? DEFAULT_MTU;
   if (!Number.isInteger(mtu) || mtu < 1280 || mtu > 65520) {
@@ -99,6 +105,7 @@ export function resolveOptions(o: SandboxOptions): ResolvedOptions {
     hostLoopback: parseHostLoopback(o.hostLoopback ?? []),
     upstreamProxy: o.upstreamProxy ? parseProxyUrl(o.upstreamProxy) : undefined,
     sniCheck: o.sniCheck ?? true,
+    caps,
     audit: Boolean(o.audit || o.learn),
     learn: o.learn,
     report: o.report,

@@ -13,6 +13,11 @@
 //
 // Listeners are bound before the sandbox starts, so a busy port stops the run with one sentence.
 // Connections that arrive before the stack runs are reset.
+//
+// Each connection and UDP session is a flow (forwarder/inbound.ts): it takes a slot under the flow
+// cap (at the cap a TCP client is reset, a new UDP client's datagram dropped) and is audited as an
+// inbound 'flow' / 'flowEnd', so the summary, the report and --progress count it. The clients' TCP
+// sockets have keepalive on (HOST_KEEPALIVE_MS): one that vanishes silently resets the sandbox's side.
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type pino from 'pino';
@@ -20,6 +25,8 @@ import type { Family, TcpConn, UdpConn } from '../netstack/stack/forwarding.js';
 import type { TcpProtocol } from '../netstack/transport/tcp/index.js';
 import type { UdpProtocol } from '../netstack/transport/udp/index.js';
 import { TapboxError } from './errors.js';
+import { HOST_KEEPALIVE_MS } from './forwarder/dialer.js';
+import type { InboundFlow, InboundFlows } from './forwarder/inbound.js';
 
 export interface PublishSpec {
   proto: 'tcp' | 'udp';
@@ -75,14 +82,32 @@ export interface PublishTarget {
   sandbox6: string;
 }
 
+export interface PublisherOptions {
+  /** Counts each connection and UDP session under the flow cap and in the audit (egress.inbound); default: not counted. */
+  flows?: InboundFlows;
+  /** TCP keepalive idle time of the host clients' sockets, ms (default HOST_KEEPALIVE_MS, 60 s). */
+  keepAliveMs?: number;
+}
+
+/** Nothing counted, nothing refused: for a Publisher without an egress. */
+const UNCOUNTED: InboundFlows = { open: () => ({ end: () => {} }) };
+
 export class Publisher {
   private readonly closers = new Set<() => void>();
+  private readonly flows: InboundFlows;
+  private readonly keepAliveMs: number;
 
-  private constructor(private readonly logger: pino.Logger) {}
+  private constructor(
+    private readonly logger: pino.Logger,
+    o: PublisherOptions,
+  ) {
+    this.flows = o.flows ?? UNCOUNTED;
+    this.keepAliveMs = o.keepAliveMs ?? HOST_KEEPALIVE_MS;
+  }
 
   /** Binds every listener; throws TapboxError EUSAGE when one cannot be bound. */
-  static async start(specs: readonly PublishSpec[], target: PublishTarget, logger: pino.Logger): Promise<Publisher> {
-    const p = new Publisher(logger);
+  static async start(specs: readonly PublishSpec[], target: PublishTarget, logger: pino.Logger, o: PublisherOptions = {}): Promise<Publisher> {
+    const p = new Publisher(logger, o);
     try {
       for (const spec of specs) {
         await (spec.proto === 'tcp' ? p.listenTcp(spec, target) : p.listenUdp(spec, target));
@@ -118,33 +143,44 @@ export class Publisher {
   private acceptTcp(spec: PublishSpec, target: PublishTarget, family: Family, client: net.Socket): void {
     client.on('error', () => {}); // reported through 'close'
     const tcp = target.tcp;
-    const from = `${client.remoteAddress}:${client.remotePort}`;
     if (!tcp) {
       client.resetAndDestroy();
       return;
     }
-    const abort = () => client.resetAndDestroy();
-    this.closers.add(abort);
     const gateway = family === 4 ? target.gateway4 : target.gateway6;
     const sandbox = family === 4 ? target.sandbox4 : target.sandbox6;
+    // A slot under the flow cap, and the audit: at the cap the client is reset (a 'flows' limit hit).
+    const flow = this.flows.open('tcp', { addr: client.remoteAddress ?? '', port: client.remotePort ?? 0 }, { addr: sandbox, port: spec.sandboxPort }, `published port (-p ${spec.text})`);
+    if (!flow) {
+      client.resetAndDestroy();
+      return;
+    }
+    // A client that vanishes without a FIN or RST is found out, and the sandbox's side reset.
+    client.setKeepAlive(true, this.keepAliveMs);
+    const abort = () => client.resetAndDestroy();
+    this.closers.add(abort);
     tcp.connect(family, gateway, sandbox, spec.sandboxPort).then(
       (conn) => {
         this.closers.delete(abort);
-        if (client.destroyed) return conn.reset();
-        this.relayTcp(spec, from, client, conn);
+        if (client.destroyed) {
+          conn.reset();
+          return flow.end(0, 0, 'host client went away');
+        }
+        this.relayTcp(client, conn, flow);
       },
       (err: NodeJS.ErrnoException) => {
         this.closers.delete(abort);
-        this.logger.debug({ event: 'inbound', proto: 'tcp', from, port: spec.sandboxPort, error: err.code }, `inbound tcp from ${from} to sandbox port ${spec.sandboxPort}: ${err.code ?? err.message}`);
+        flow.end(0, 0, `sandbox ${err.code ?? err.message}`);
         client.resetAndDestroy();
       },
     );
   }
 
   /** The same relay as the forwarder's (forwarder/tcp.ts), the other way round. */
-  private relayTcp(spec: PublishSpec, from: string, client: net.Socket, conn: TcpConn): void {
-    let up = 0;
-    let down = 0;
+  private relayTcp(client: net.Socket, conn: TcpConn, flow: InboundFlow): void {
+    let fromSandbox = 0;
+    let toSandbox = 0;
+    let error: string | undefined;
     let open = 2;
     const closeBoth = () => {
       conn.destroy();
@@ -154,15 +190,21 @@ export class Publisher {
     const onClosed = () => {
       if (--open > 0) return;
       this.closers.delete(closeBoth);
-      this.logger.debug({ event: 'inbound', proto: 'tcp', from, port: spec.sandboxPort, bytesIn: up, bytesOut: down }, `inbound tcp from ${from} to sandbox port ${spec.sandboxPort} closed: ${up} B in, ${down} B out`);
+      flow.end(fromSandbox, toSandbox, error);
     };
-    conn.on('data', (c: Buffer) => (down += c.length));
-    client.on('data', (c: Buffer) => (up += c.length));
+    conn.on('data', (c: Buffer) => (fromSandbox += c.length));
+    client.on('data', (c: Buffer) => (toSandbox += c.length));
     conn.pipe(client);
     client.pipe(conn);
     client.resume();
-    client.on('error', () => conn.reset());
-    conn.on('error', () => client.resetAndDestroy());
+    client.on('error', (err: NodeJS.ErrnoException) => {
+      error ??= `host ${err.code ?? err.message}`;
+      conn.reset();
+    });
+    conn.on('error', (err: NodeJS.ErrnoException) => {
+      error ??= `sandbox ${err.code ?? err.message}`;
+      client.resetAndDestroy();
+    });
     // A side that closes without having ended its stream went away abruptly: reset the other.
     client.on('close', () => {
       if (!conn.destroyed && !conn.writableEnded) conn.reset();
@@ -177,26 +219,47 @@ export class Publisher {
   private listenUdp(spec: PublishSpec, target: PublishTarget): Promise<void> {
     const family: Family = net.isIP(spec.hostAddr) === 6 ? 6 : 4;
     const socket = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
-    const clients = new Map<string, UdpConn>();
+    /** One session per host client, counted as an inbound flow (bytes: sent by the sandbox, to it). */
+    interface Session {
+      conn: UdpConn;
+      flow: InboundFlow;
+      fromSandbox: number;
+      toSandbox: number;
+    }
+    const clients = new Map<string, Session>();
+    const finish = (key: string, s: Session) => {
+      if (clients.get(key) === s) clients.delete(key);
+      s.flow.end(s.fromSandbox, s.toSandbox);
+    };
     const stop = () => {
-      for (const conn of clients.values()) conn.close();
-      clients.clear();
+      for (const [key, s] of [...clients]) {
+        s.conn.close();
+        finish(key, s);
+      }
       socket.close();
     };
     socket.on('message', (msg, rinfo) => {
       const key = `${rinfo.address} ${rinfo.port}`;
-      let conn = clients.get(key);
-      if (!conn) {
-        const opened = target.udp?.open(family, family === 4 ? target.gateway4 : target.gateway6, family === 4 ? target.sandbox4 : target.sandbox6, spec.sandboxPort);
-        if (!opened) return; // the stack is not running yet, or at its session cap: dropped, as UDP may be
-        conn = opened;
-        clients.set(key, opened);
-        opened.onMessage = (reply) => socket.send(reply, rinfo.port, rinfo.address);
-        opened.onClose = () => {
-          if (clients.get(key) === opened) clients.delete(key);
+      let session = clients.get(key);
+      if (!session) {
+        const udp = target.udp;
+        if (!udp) return; // the stack is not running yet: dropped, as UDP may be
+        const sandbox = family === 4 ? target.sandbox4 : target.sandbox6;
+        const flow = this.flows.open('udp', { addr: rinfo.address, port: rinfo.port }, { addr: sandbox, port: spec.sandboxPort }, `published port (-p ${spec.text})`);
+        if (!flow) return; // at the flow cap: dropped
+        const opened = udp.open(family, family === 4 ? target.gateway4 : target.gateway6, sandbox, spec.sandboxPort);
+        if (!opened) return flow.end(0, 0, 'UDP sessions at the cap'); // dropped
+        const s: Session = { conn: opened, flow, fromSandbox: 0, toSandbox: 0 };
+        session = s;
+        clients.set(key, s);
+        opened.onMessage = (reply) => {
+          s.fromSandbox += reply.length;
+          socket.send(reply, rinfo.port, rinfo.address);
         };
+        opened.onClose = () => finish(key, s);
       }
-      conn.send(msg);
+      session.toSandbox += msg.length;
+      session.conn.send(msg);
     });
     return new Promise((resolve, reject) => {
       socket.once('error', (err: NodeJS.ErrnoException) => {

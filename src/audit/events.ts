@@ -18,6 +18,8 @@ export interface FlowEvent {
   verdict: 'allow' | 'deny';
   reason: string;
   via?: FlowVia;
+  /** 'inbound': a connection to a published port (-p): src is the host client, dst and port the sandbox's. */
+  direction?: 'inbound';
 }
 
 export interface FlowEndEvent {
@@ -32,10 +34,13 @@ export interface FlowEndEvent {
   durationMs: number;
   /** Why it ended abnormally (the host refused, a reset, ...). */
   error?: string;
+  /** 'inbound' for a published port (-p); bytesUp is then what the sandbox sent, bytesDown what it received. */
+  direction?: 'inbound';
 }
 
 /** "tcp registry.npmjs.org:443 (104.16.0.35)", or "tcp 192.0.2.1:443" when no name is known. */
-export function describeFlow(e: { proto: Proto; dst: string; port: number; name: string | null }): string {
+export function describeFlow(e: { proto: Proto; dst: string; port: number; name: string | null; direction?: 'inbound' }): string {
   const host = e.dst.includes(':') ? `[${e.dst}]` : e.dst;
+  if (e.direction === 'inbound') return `inbound ${e.proto} ${host}:${e.port}`;
   return e.name ? `${e.proto} ${e.name}:${e.port} (${e.dst})` : `${e.proto} ${host}:${e.port}`;
 }

@@ -1,10 +1,12 @@
 // What the sandbox talked to: per destination (name when one is known, else address), the verdict,
-// connections and bytes. Printed as a table at exit and written as the JSON report.
+// connections and bytes. Printed as a table at exit and written as the JSON report. Connections into the
+// sandbox through a published port (-p) are destinations of their own, ADDR:PORT of the sandbox, with
+// the verdict 'inbound' (up: what the sandbox sent); they are not learned.
 import type { DnsEvent, FlowEndEvent, FlowEvent } from './events.js';
 
 export interface DestinationSummary {
   destination: string;
-  verdict: 'allowed' | 'denied' | 'mixed';
+  verdict: 'allowed' | 'denied' | 'mixed' | 'inbound';
   /** Allowed flows, denied flows, DNS lookups (allowed or not). */
   connections: number;
   denied: number;
@@ -28,6 +30,7 @@ export interface LearnedFlow {
 }
 
 interface DestinationStats {
+  inbound: boolean;
   allowed: number;
   denied: number;
   lookups: number;
@@ -50,12 +53,13 @@ export class EgressStats {
   }
 
   flow(e: FlowEvent): void {
-    const d = this.destination(e.name ?? e.dst);
+    const d = this.destination(keyOf(e), e.direction === 'inbound');
     if (e.verdict === 'deny') {
       d.denied++;
       return;
     }
     d.allowed++;
+    if (e.direction === 'inbound') return;
     const target = e.name ?? e.dst;
     const key = `${target} ${e.port}`;
     const learned = this.learned.get(key) ?? { target, isName: e.name !== null, port: e.port, protos: new Set(), hits: 0 };
@@ -65,7 +69,7 @@ export class EgressStats {
   }
 
   flowEnd(e: FlowEndEvent): void {
-    const d = this.destination(e.name ?? e.dst);
+    const d = this.destination(keyOf(e), e.direction === 'inbound');
     d.bytesUp += e.bytesUp;
     d.bytesDown += e.bytesDown;
   }
@@ -100,14 +104,21 @@ export class EgressStats {
     };
   }
 
-  private destination(key: string): DestinationStats {
+  private destination(key: string, inbound = false): DestinationStats {
     let d = this.destinations.get(key);
-    if (!d) this.destinations.set(key, (d = { allowed: 0, denied: 0, lookups: 0, deniedLookups: 0, bytesUp: 0, bytesDown: 0 }));
+    if (!d) this.destinations.set(key, (d = { inbound, allowed: 0, denied: 0, lookups: 0, deniedLookups: 0, bytesUp: 0, bytesDown: 0 }));
     return d;
   }
 }
 
+/** A flow's destination: its name, else its address; for an inbound flow, the sandbox's ADDR:PORT. */
+function keyOf(e: { dst: string; port: number; name: string | null; direction?: 'inbound' }): string {
+  if (e.direction === 'inbound') return `${e.dst.includes(':') ? `[${e.dst}]` : e.dst}:${e.port}`;
+  return e.name ?? e.dst;
+}
+
 function verdictOf(d: DestinationStats): DestinationSummary['verdict'] {
+  if (d.inbound) return 'inbound';
   const denied = d.denied + d.deniedLookups > 0;
   const allowed = d.allowed > 0 || d.lookups > d.deniedLookups;
   return denied && allowed ? 'mixed' : denied ? 'denied' : 'allowed';

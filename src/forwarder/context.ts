@@ -7,7 +7,7 @@ import type { DnsProxy } from '../dns/proxy.js';
 import { canonicalIp } from '../policy/address.js';
 import type { FlowDecision, Policy } from '../policy/policy.js';
 import type { Proto } from '../policy/rule.js';
-import type { ProxySpec } from './dialer.js';
+import { HOST_KEEPALIVE_MS, type ProxySpec } from './dialer.js';
 import { isHostInternal, type HostLoopbackPort } from './host-loopback.js';
 
 export interface SandboxAddresses {
@@ -26,6 +26,8 @@ export interface ForwarderOptions {
   sniCheck: boolean;
   /** Host connect timeout, ms (default 10 s). */
   connectTimeoutMs?: number;
+  /** TCP keepalive idle time of the relayed host sockets, ms (default HOST_KEEPALIVE_MS, 60 s). */
+  keepAliveMs?: number;
   /** How long to wait for a full ClientHello / request head (default 5 s). */
   inspectTimeoutMs?: number;
   /** How many bytes to read at most looking for it (default 32 KiB). */
@@ -52,6 +54,7 @@ export type Route = 'dns' | 'resolver-closed' | 'gateway' | 'host-loopback' | 'h
 
 export class ForwarderContext {
   readonly connectTimeoutMs: number;
+  readonly keepAliveMs: number;
   readonly inspectTimeoutMs: number;
   readonly inspectMaxBytes: number;
   private nextFlowId = 1;
@@ -66,6 +69,7 @@ export class ForwarderContext {
 
   constructor(readonly o: ForwarderOptions) {
     this.connectTimeoutMs = o.connectTimeoutMs ?? 10_000;
+    this.keepAliveMs = o.keepAliveMs ?? HOST_KEEPALIVE_MS;
     this.inspectTimeoutMs = o.inspectTimeoutMs ?? 5_000;
     this.inspectMaxBytes = o.inspectMaxBytes ?? 32 * 1024;
     this.dnsAddrs = new Set([o.sandbox.dns4, o.sandbox.dns6].map((a) => canonicalIp(a) ?? a));

@@ -52,19 +52,30 @@ export function parseProxyUrl(text: string): ProxySpec {
   return { kind, host, port, username, password, display: shown.toString().replace(/\/$/, '') };
 }
 
+/**
+ * TCP keepalive idle time of relayed host sockets (here, and the clients of published ports): a peer
+ * that vanished without a FIN or RST (a dead host, a NAT that forgot the flow) is found out after this
+ * much silence plus the kernel's probes (libuv: 10 probes 1 s apart), and the sandbox's side is reset
+ * instead of waiting forever.
+ */
+export const HOST_KEEPALIVE_MS = 60_000;
+
 export interface DialOptions {
   proxy?: ProxySpec;
   timeoutMs: number;
+  /** Keepalive idle time of the socket (to the destination, or to the proxy), ms; default HOST_KEEPALIVE_MS. */
+  keepAliveMs?: number;
   /** Abandons the dial (ECANCELED): tapbox is stopping and must not wait out the timeout. */
   signal?: AbortSignal;
 }
 
 /** A connected socket to host:port, directly or through the proxy; allowHalfOpen is set. */
 export function dial(host: string, port: number, o: DialOptions): Promise<net.Socket> {
-  if (!o.proxy) return connectTcp(host, port, o.timeoutMs, o.signal);
+  const keepAliveMs = o.keepAliveMs ?? HOST_KEEPALIVE_MS;
+  if (!o.proxy) return connectTcp(host, port, o.timeoutMs, keepAliveMs, o.signal);
   const proxy = o.proxy;
   const deadline = Date.now() + o.timeoutMs;
-  return connectTcp(proxy.host, proxy.port, o.timeoutMs, o.signal).then(
+  return connectTcp(proxy.host, proxy.port, o.timeoutMs, keepAliveMs, o.signal).then(
     (socket) => {
       const left = Math.max(1, deadline - Date.now());
       const handshake = proxy.kind === 'http' ? httpConnect(socket, proxy, host, port) : socks5Connect(socket, proxy, host, port);
@@ -82,7 +93,7 @@ export function dial(host: string, port: number, o: DialOptions): Promise<net.So
   );
 }
 
-function connectTcp(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<net.Socket> {
+function connectTcp(host: string, port: number, timeoutMs: number, keepAliveMs: number, signal?: AbortSignal): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port, allowHalfOpen: true });
     const fail = (err: Error) => {
@@ -100,6 +111,7 @@ function connectTcp(host: string, port: number, timeoutMs: number, signal?: Abor
       clearTimeout(timer);
       signal?.removeEventListener('abort', cancel);
       socket.off('error', fail);
+      socket.setKeepAlive(true, keepAliveMs);
       resolve(socket);
     });
   });

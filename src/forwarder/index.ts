@@ -3,10 +3,13 @@ import type { Forwarder, TcpForwarderRequest, UdpForwarderRequest } from '../../
 import { ForwarderContext, type ForwarderOptions } from './context.js';
 import { forwardTcp } from './tcp.js';
 import { forwardUdp } from './udp.js';
+import { inboundFlows, type InboundFlows } from './inbound.js';
 
 export type { ForwarderOptions, SandboxAddresses } from './context.js';
 
 export interface EgressForwarder extends Forwarder {
+  /** Counts published connections (-p) under the flow cap and in the audit (inbound.ts). */
+  inbound: InboundFlows;
   /** Closes every open flow (host sockets and sandbox connections). */
   close(): void;
 }
@@ -16,6 +19,7 @@ export function createForwarder(o: ForwarderOptions): EgressForwarder {
   return {
     tcp: (req: TcpForwarderRequest) => forwardTcp(ctx, req),
     udp: (req: UdpForwarderRequest) => forwardUdp(ctx, req),
+    inbound: inboundFlows(ctx),
     close() {
       ctx.closed = true;
       for (const close of [...ctx.closers]) close();

@@ -46,7 +46,7 @@ export function forwardTcp(ctx: ForwarderContext, req: TcpForwarderRequest): voi
     case 'host-loopback':
       if (!ctx.acquire()) {
         req.reject('reset');
-        ctx.deny('tcp', id, `already ${ctx.o.policy.maxFlows} flows open (the connection limit)`);
+        ctx.deny('tcp', id, `already ${ctx.maxFlows} flows open (the connection limit)`);
         return;
       }
       connectThenAccept(ctx, req, ctx.event(ctx.flowId(), 'tcp', id, 'allow', 'host loopback port (--host-loopback)'), hostLoopbackFor(id.family), false);
@@ -188,7 +188,8 @@ function connectHost(ctx: ForwarderContext, host: string, port: number, viaProxy
   const abort = new AbortController();
   const cancel = () => abort.abort();
   ctx.closers.add(cancel);
-  return dial(host, port, { proxy: viaProxy ? ctx.o.upstreamProxy : undefined, timeoutMs: ctx.connectTimeoutMs, signal: abort.signal }).finally(() =>
+  // Keepalive on the host socket: a destination that vanishes silently ends in a reset of the sandbox's side.
+  return dial(host, port, { proxy: viaProxy ? ctx.o.upstreamProxy : undefined, timeoutMs: ctx.connectTimeoutMs, keepAliveMs: ctx.keepAliveMs, signal: abort.signal }).finally(() =>
     ctx.closers.delete(cancel),
   );
 }

@@ -26,6 +26,8 @@ export class TestHost {
   readonly hostIp6: string;
   /** An address on the test host's subnet that nobody owns (ARP for it fails). */
   readonly unusedIp4: string;
+  /** The test host's side of the veth, inside its namespace. */
+  private readonly peerIf: string;
   private servers: ChildProcess[] = [];
 
   constructor() {
@@ -40,6 +42,7 @@ export class TestHost {
     this.ns = `tbth-${id}`;
     this.hostIf = `tbh${id}`;
     const peer = `tbp${id}`;
+    this.peerIf = peer;
     sh('ip', 'netns', 'add', this.ns);
     sh('ip', 'link', 'add', this.hostIf, 'type', 'veth', 'peer', 'name', peer);
     sh('ip', 'link', 'set', peer, 'netns', this.ns);
@@ -80,6 +83,14 @@ export class TestHost {
     const child = spawn('ip', ['netns', 'exec', this.ns, ...argv], { stdio: 'ignore' });
     this.servers.push(child);
     return child;
+  }
+
+  /**
+   * Makes the test host vanish without a word: its link goes down inside its namespace, so whatever is
+   * sent to it is dropped and nothing comes back (no FIN, no RST, no ICMP from it).
+   */
+  blackHole(): void {
+    sh('ip', 'netns', 'exec', this.ns, 'ip', 'link', 'set', this.peerIf, 'down');
   }
 
   destroy(): void {

@@ -4,7 +4,7 @@
 // on a test host (and denied ones nowhere). tapbox runs as the unprivileged test user throughout.
 import { createHash } from 'node:crypto';
 import dgram from 'node:dgram';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -133,7 +133,9 @@ describe('ports published with -p', () => {
 const s = require('dgram').createSocket('udp4');
 s.on('message', (m, r) => s.send(Buffer.from('echo ' + m + ' from ' + r.address), r.port, r.address, () => s.close()));
 s.bind(5353);`;
-    const run = tapbox(['--no-summary', '-p', `${port}:5353/udp`, '--', node, '-e', server]);
+    const scratch = userTempDir();
+    const report = join(scratch.dir, 'report.json');
+    const run = tapbox(['--no-summary', '--report', report, '-p', `${port}:5353/udp`, '--', node, '-e', server]);
     const client = dgram.createSocket('udp4');
     try {
       const reply = await new Promise<string>((resolve, reject) => {
@@ -150,9 +152,81 @@ s.bind(5353);`;
       });
       expect(reply).toBe('echo ping from 10.0.2.2');
       expect((await run).code).toBe(0);
+      // The client's session is an inbound flow (datagrams sent before the sandbox's socket was bound
+      // went into the same session).
+      const { destinations } = JSON.parse(readFileSync(report, 'utf8')) as { destinations: Record<string, unknown>[] };
+      expect(destinations).toEqual([expect.objectContaining({ destination: '10.0.2.100:5353', verdict: 'inbound', connections: 1, bytesUp: reply.length })]);
     } finally {
       client.close();
+      scratch.cleanup();
     }
+  });
+});
+
+describe('published connections as flows', () => {
+  // The sandbox's TCP echo server: echoes lines; "quit" ends the command.
+  const lineEcho = (port: number) => `
+require('net').createServer((s) => s.on('data', (d) => (String(d).startsWith('quit') ? process.exit(0) : s.write(d)))).listen(${port}, '::');
+`;
+  /** A connection to the published port that echoed one line, kept open. */
+  const openEcho = (port: number) =>
+    new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => s.write('hi\n'));
+      s.once('data', () => resolve(s));
+      s.on('error', reject);
+      s.on('close', () => reject(new Error('closed before echoing')));
+    });
+
+  it('counts them in the report and the audit log as inbound flows of the sandbox port', async () => {
+    const port = await freePort();
+    const scratch = userTempDir();
+    try {
+      const report = join(scratch.dir, 'report.json');
+      const run = tapbox(['--no-summary', '--report', report, '--log-format', 'json', '--log-level', 'debug', '-p', `${port}:8000`, '--', node, '-e', echoServer(8000)]);
+      await untilServed(run, () => post('127.0.0.1', port, Buffer.from('ready?'), '/ready'));
+      const body = Buffer.alloc(100_000, 7);
+      expect((await post('127.0.0.1', port, body)).body.length).toBe(body.length);
+      await post('127.0.0.1', port, Buffer.alloc(0), '/quit');
+      const r = await run;
+      expect(r.code, r.stderr).toBe(0);
+      const { destinations, totals } = JSON.parse(readFileSync(report, 'utf8')) as { destinations: Record<string, unknown>[]; totals: Record<string, number> };
+      // Connections tried before the server listened were reset, and count too: at least the three served.
+      expect(destinations).toEqual([expect.objectContaining({ destination: '10.0.2.100:8000', verdict: 'inbound', denied: 0, lookups: 0 })]);
+      const d = destinations[0] as { connections: number; bytesUp: number; bytesDown: number };
+      expect(d.connections).toBeGreaterThanOrEqual(3);
+      expect(d.bytesDown).toBeGreaterThan(body.length); // into the sandbox
+      expect(d.bytesUp).toBeGreaterThan(body.length); // what it sent back
+      expect(totals.connections).toBe(d.connections);
+      const log = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const flows = log.filter((l) => l.event === 'flow');
+      expect(flows.length).toBe(d.connections);
+      for (const f of flows) expect(f).toMatchObject({ direction: 'inbound', verdict: 'allow', proto: 'tcp', src: '127.0.0.1', dst: '10.0.2.100', port: 8000 });
+      expect(log.filter((l) => l.event === 'flowEnd' && l.direction === 'inbound').length).toBe(d.connections);
+    } finally {
+      scratch.cleanup();
+    }
+  });
+
+  it('holds them to --max-flows: a second connection while one is open is reset, with a flows limit event', async () => {
+    const port = await freePort();
+    const run = tapbox(['--no-summary', '--log-format', 'json', '--max-flows', '1', '-p', `${port}:8000`, '--', node, '-e', lineEcho(8000)]);
+    const held = await untilServed(run, () => openEcho(port));
+    const second = await new Promise<string>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('data', () => resolve('data'));
+      s.on('end', () => resolve('end'));
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    });
+    expect(second).toBe('ECONNRESET');
+    held.write('quit\n');
+    const r = await run;
+    held.destroy();
+    expect(r.code, r.stderr).toBe(0);
+    const log = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(log.filter((l) => l.event === 'limit').map((l) => [l.limit, l.value, l.count])).toEqual([['flows', 1, 1]]);
+    expect(log.filter((l) => l.event === 'flow' && l.verdict === 'deny')).toEqual([
+      expect.objectContaining({ direction: 'inbound', dst: '10.0.2.100', port: 8000, reason: 'already 1 flows open (the connection limit)' }),
+    ]);
   });
 });
 

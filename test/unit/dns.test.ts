@@ -198,6 +198,65 @@ describe('DNS proxy', () => {
   });
 });
 
+/** A UDP DNS server on 127.0.0.1 that records each query's source port and answers through `reply`. */
+async function rawUpstream(reply: (q: dnsPacket.DecodedPacket, send: (p: dnsPacket.Packet) => void) => void) {
+  const ports: number[] = [];
+  const udp = dgram.createSocket('udp4');
+  udp.on('message', (msg, rinfo) => {
+    ports.push(rinfo.port);
+    reply(dnsPacket.decode(msg), (p) => udp.send(dnsPacket.encode(p), rinfo.port, rinfo.address));
+  });
+  await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+  cleanups.push(() => udp.close());
+  return { port: udp.address().port, ports };
+}
+
+describe('DNS upstream', () => {
+  const ask = (upstream: Upstream, name: string) => upstream.resolve({ name, type: 'A', class: 'IN' });
+
+  it('asks a question once while it is in flight, and every asker gets the answer', async () => {
+    const up = await fakeUpstream(async (q) => {
+      await new Promise((r) => setTimeout(r, 20));
+      return { answers: [A(q.questions![0].name, '203.0.113.7')] };
+    });
+    const upstream = new Upstream({ servers: [{ host: '127.0.0.1', port: up.port, family: 4 }] });
+    cleanups.push(() => upstream.close());
+    const answers = await Promise.all(Array.from({ length: 20 }, () => ask(upstream, 'same.example')));
+    expect(answers.map((a) => (a!.answers![0] as dnsPacket.StringAnswer).data)).toEqual(Array(20).fill('203.0.113.7'));
+    expect(up.seen).toEqual(['udp A same.example']);
+    await ask(upstream, 'same.example');
+    expect(up.seen).toHaveLength(2); // answered questions are asked again: no cache
+  });
+
+  it('ignores answers with another id or another question, and takes the one that matches', async () => {
+    const up = await rawUpstream((q, send) => {
+      const question = q.questions!;
+      send({ type: 'response', id: (q.id! + 1) & 0xffff, questions: question, answers: [A(question[0].name, '192.0.2.66')] });
+      send({ type: 'response', id: q.id, questions: [{ name: 'other.example', type: 'A' }], answers: [A('other.example', '192.0.2.67')] });
+      send({ type: 'response', id: q.id, questions: question, answers: [A(question[0].name, '203.0.113.8')] });
+    });
+    const upstream = new Upstream({ servers: [{ host: '127.0.0.1', port: up.port, family: 4 }] });
+    cleanups.push(() => upstream.close());
+    for (const name of ['a.example', 'b.example', 'c.example']) {
+      expect((await ask(upstream, name))!.answers).toMatchObject([{ data: '203.0.113.8' }]);
+    }
+  });
+
+  it('spreads queries over a few sockets and moves to new source ports as it goes', async () => {
+    const up = await rawUpstream((q, send) => send({ type: 'response', id: q.id, questions: q.questions, answers: [] }));
+    const upstream = new Upstream({ servers: [{ host: '127.0.0.1', port: up.port, family: 4 }] });
+    cleanups.push(() => upstream.close());
+    for (let i = 0; i < 10; i++) await Promise.all(Array.from({ length: 40 }, (_, j) => ask(upstream, `n${i}-${j}.example`)));
+    expect(up.ports).toHaveLength(400);
+    const perPort = new Map<number, number>();
+    for (const p of up.ports) perPort.set(p, (perPort.get(p) ?? 0) + 1);
+    // Never one port for all (a fresh port every 64 queries at most), nor a socket per query.
+    expect(perPort.size).toBeGreaterThanOrEqual(400 / 64);
+    expect(perPort.size).toBeLessThan(100);
+    expect(Math.max(...perPort.values())).toBeLessThanOrEqual(64);
+  });
+});
+
 describe('DNS helpers', () => {
   it('reads resolv.conf and upstream addresses', () => {
     expect(parseResolvConf('# x\nnameserver 127.0.0.53\nsearch lan\nnameserver fe80::1%eth0\nnameserver 2001:db8::53\n').map((s) => s.host)).toEqual(['127.0.0.53', 'fe80::1', '2001:db8::53']);

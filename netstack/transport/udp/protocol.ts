@@ -35,6 +35,8 @@ export class UdpProtocol implements TransportProtocol, SessionOwner {
   readonly maxQueued: number;
   private readonly sessions = new Map<string, UdpSession>();
   private readonly udp = new UdpView();
+  /** The session the last datagram went to (null once it is removed). */
+  private last: UdpSession | null = null;
 
   constructor(
     readonly sender: IpSender,
@@ -58,9 +60,15 @@ export class UdpProtocol implements TransportProtocol, SessionOwner {
     const srcPort = udp.srcPort;
     const dstPort = udp.dstPort;
     const data = payload.subarray(UDP_HEADER_LENGTH, udp.length);
+    // Request/response traffic sends run after run on one tuple: compare it before building a key.
+    const last = this.last;
+    if (last !== null && last.matches(net.src, srcPort, net.dst, dstPort)) return last.receive(data, net.packet);
     const key = flowKey(net.src, srcPort, net.dst, dstPort);
     const session = this.sessions.get(key);
-    if (session) return session.receive(data, net.packet);
+    if (session) {
+      this.last = session;
+      return session.receive(data, net.packet);
+    }
 
     if (this.sessions.size >= this.options.maxSessions) {
       this.drop('udp-session-cap');
@@ -102,6 +110,7 @@ export class UdpProtocol implements TransportProtocol, SessionOwner {
   }
 
   remove(session: UdpSession): void {
+    if (this.last === session) this.last = null;
     if (this.sessions.get(session.key) === session) this.sessions.delete(session.key);
   }
 

@@ -45,8 +45,8 @@ export class UdpSession implements UdpConn {
     readonly id: FlowId,
     readonly key: string,
     /** The sandbox's address and the address it sent to, as 4 or 16 bytes. */
-    private readonly sandboxAddr: Uint8Array,
-    private readonly remoteAddr: Uint8Array,
+    readonly sandboxAddr: Uint8Array,
+    readonly remoteAddr: Uint8Array,
     private readonly idleMs: number,
     private readonly owner: SessionOwner,
     /** The sandbox's first datagram and its IP packet; null for a session we open (already open). */
@@ -72,6 +72,13 @@ export class UdpSession implements UdpConn {
   set onMessage(handler: ((payload: Buffer) => void) | null) {
     this.handler = handler;
     this.scheduleFlush();
+  }
+
+  /** True if a datagram from `src`:`srcPort` to `dst`:`dstPort` belongs to this session. */
+  matches(src: Uint8Array, srcPort: number, dst: Uint8Array, dstPort: number): boolean {
+    if (srcPort !== this.id.srcPort || dstPort !== this.id.dstPort || src.length !== this.sandboxAddr.length) return false;
+    for (let i = 0; i < src.length; i++) if (src[i] !== this.sandboxAddr[i] || dst[i] !== this.remoteAddr[i]) return false;
+    return true;
   }
 
   /** One datagram from the sandbox (`payload` after the UDP header; `packet` the whole IP packet). */

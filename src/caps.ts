@@ -1,0 +1,136 @@
+// The resource caps a user can set (README "Reliability"): `--max-flows`, `--max-pending-dials`,
+// `--max-udp-sessions`, `--max-dns-in-flight`, `--max-buffer` on the command line, `caps: { flows,
+// pendingDials, udpSessions, dnsInFlight, bufferBytes }` in SandboxOptions. Each is checked here once,
+// for both, and then handed to the part that enforces it:
+//
+//   flows        the forwarder (src/forwarder/context.ts), through the policy's flow limit: the smaller
+//                of this and an allowlist's first-line number applies
+//   pendingDials the stack's TCP (maxPendingRequests; per destination 256, or this when smaller)
+//   bufferBytes  the stack's TCP (maxTotalBufferBytes)
+//   udpSessions  the stack's UDP (maxSessions)
+//   dnsInFlight  the DNS proxy (maxInFlight)
+//
+// The other caps (out-of-order memory, reassembly memory) keep their defaults.
+import { Option } from 'commander';
+import { defaultTcpConfig, type TcpConfigInput } from '../netstack/transport/tcp/config.js';
+import { UDP_DEFAULTS, type UdpOptions } from '../netstack/transport/udp/protocol.js';
+import { TapboxError } from './errors.js';
+import { parseSize, type Size } from './filesystem.js';
+import { DEFAULT_MAX_FLOWS } from './forwarder/context.js';
+
+export interface CapsOptions {
+  /** Flows open at once, TCP and UDP, out and in (-p); DNS excluded (`--max-flows`, default 8192). */
+  flows?: number;
+  /** TCP connections waiting for their host dial (`--max-pending-dials`, default 1024; 256 per destination). */
+  pendingDials?: number;
+  /** UDP sessions (`--max-udp-sessions`, default 4096). */
+  udpSessions?: number;
+  /** DNS queries waiting for the upstream (`--max-dns-in-flight`, default 256). */
+  dnsInFlight?: number;
+  /** Bytes in all TCP buffers together: a number or a size like '64M' (`--max-buffer`, default 256M). */
+  bufferBytes?: Size;
+}
+
+export interface ResolvedCaps {
+  /** Undefined: the allowlists' limit, else DEFAULT_MAX_FLOWS. */
+  flows?: number;
+  pendingDials: number;
+  udpSessions: number;
+  dnsInFlight: number;
+  bufferBytes: number;
+}
+
+export const DEFAULT_DNS_IN_FLIGHT = 256;
+/** The smallest TCP buffer budget taken: below it, a few connections would starve every other one. */
+const MIN_BUFFER_BYTES = 1 << 20;
+
+const FLAGS = {
+  flows: '--max-flows',
+  pendingDials: '--max-pending-dials',
+  udpSessions: '--max-udp-sessions',
+  dnsInFlight: '--max-dns-in-flight',
+  bufferBytes: '--max-buffer',
+} as const;
+
+const DEFAULTS = {
+  flows: DEFAULT_MAX_FLOWS,
+  pendingDials: defaultTcpConfig.maxPendingRequests,
+  udpSessions: UDP_DEFAULTS.maxSessions,
+  dnsInFlight: DEFAULT_DNS_IN_FLIGHT,
+} as const;
+
+function count(value: unknown, key: keyof typeof DEFAULTS): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new TapboxError('EUSAGE', `${FLAGS[key]} takes a whole number of at least 1, not "${String(value)}"; leave it out for the default, ${DEFAULTS[key]}.`);
+  }
+  return value;
+}
+
+/** Checks the caps and fills in the defaults; throws TapboxError EUSAGE naming the fix on a bad one. */
+export function resolveCaps(o: CapsOptions = {}): ResolvedCaps {
+  let bufferBytes = defaultTcpConfig.maxTotalBufferBytes;
+  if (o.bufferBytes !== undefined) {
+    bufferBytes = parseSize(o.bufferBytes, FLAGS.bufferBytes);
+    if (bufferBytes < MIN_BUFFER_BYTES) throw new TapboxError('EUSAGE', `${FLAGS.bufferBytes} ${String(o.bufferBytes)} is too small; give at least 1M (the default is 256M).`);
+  }
+  return {
+    flows: count(o.flows, 'flows'),
+    pendingDials: count(o.pendingDials, 'pendingDials') ?? DEFAULTS.pendingDials,
+    udpSessions: count(o.udpSessions, 'udpSessions') ?? DEFAULTS.udpSessions,
+    dnsInFlight: count(o.dnsInFlight, 'dnsInFlight') ?? DEFAULTS.dnsInFlight,
+    bufferBytes,
+  };
+}
+
+/** True when any cap was given (they only mean something under --net tap). */
+export function hasCaps(o: CapsOptions | undefined): boolean {
+  return o !== undefined && Object.values(o).some((v) => v !== undefined);
+}
+
+/** The stack's TCP configuration for these caps. */
+export function tcpCapsConfig(c: ResolvedCaps): TcpConfigInput {
+  return {
+    maxPendingRequests: c.pendingDials,
+    maxPendingPerDestination: Math.min(defaultTcpConfig.maxPendingPerDestination, c.pendingDials),
+    maxTotalBufferBytes: c.bufferBytes,
+  };
+}
+
+/** The stack's UDP options for these caps. */
+export function udpCapsOptions(c: ResolvedCaps): Partial<UdpOptions> {
+  return { maxSessions: c.udpSessions };
+}
+
+// --- the command line ----------------------------------------------------------------------------
+
+export interface CapsFlags {
+  maxFlows?: number;
+  maxPendingDials?: number;
+  maxUdpSessions?: number;
+  maxDnsInFlight?: number;
+  maxBuffer?: string;
+}
+
+function integer(flag: string) {
+  return (value: string) => {
+    if (!/^\d+$/.test(value)) throw new TapboxError('EUSAGE', `${flag} takes a whole number, not "${value}"; e.g. ${flag} 100.`);
+    return Number(value);
+  };
+}
+
+/** The cap flags, for the program to add. */
+export function capsOptions(): Option[] {
+  return [
+    new Option('--max-flows <n>', 'at most N flows open at once, in and out (default 8192, or an allowlist\'s first-line number if smaller)').argParser(integer(FLAGS.flows)),
+    new Option('--max-pending-dials <n>', 'at most N TCP connections waiting for their host connection (default 1024; 256 per destination)').argParser(integer(FLAGS.pendingDials)),
+    new Option('--max-udp-sessions <n>', 'at most N UDP sessions (default 4096)').argParser(integer(FLAGS.udpSessions)),
+    new Option('--max-dns-in-flight <n>', 'at most N DNS queries waiting for the upstream; more are REFUSED (default 256)').argParser(integer(FLAGS.dnsInFlight)),
+    new Option('--max-buffer <size>', 'at most SIZE in all TCP buffers together, e.g. 64M (default 256M)'),
+  ];
+}
+
+export function capsFromFlags(f: CapsFlags): CapsOptions | undefined {
+  const caps: CapsOptions = { flows: f.maxFlows, pendingDials: f.maxPendingDials, udpSessions: f.maxUdpSessions, dnsInFlight: f.maxDnsInFlight, bufferBytes: f.maxBuffer };
+  return hasCaps(caps) ? caps : undefined;
+}
