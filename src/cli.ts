@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The command line: a thin layer over the library (src/index.ts). It parses flags with commander,
 // turns them into SandboxOptions, runs the sandbox, and exits with the command's exit code.
+import { isAbsolute, relative, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { TapboxError } from './errors.js';
 import { FORWARDED_SIGNALS, Sandbox } from './sandbox.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
     .passThroughOptions()
     .addOption(new Option('--net <mode>', 'network: tap (our stack and the allowlist), none (only lo), host (no isolation)').choices(['tap', 'none', 'host']))
     .option('-N, --host-net', 'the host\'s network, no isolation (same as --net host)')
+    .option('-n, --net-none', 'no network but lo (same as --net none; mini-sandbox\'s -n)')
     .option('--mtu <bytes>', 'MTU of tap0 (1280-65520, default 65520)', parseInteger('--mtu'))
     .option('--pcap <file>', 'write every frame on tap0 to a pcap file')
     .option('-F, --allow-file <file>', 'allowlist file (repeatable); @npm, @pypi, ... load a shipped list', collect, [])
@@ -45,6 +47,8 @@ export function buildProgram(): Command {
     .option('--log-level <level>', 'audit log level: debug, info, warn, error', 'info')
     .addOption(new Option('--log-format <format>', 'audit log format').choices(['json', 'pretty']))
     .option('--log-file <file>', 'write the audit log to FILE')
+    .option('-D, --debug-log <file>', 'write the audit log to FILE at level debug (mini-sandbox\'s -D)')
+    .option('-i, --sigint-as-sigterm', 'a SIGINT sent to tapbox stops the command with SIGTERM (mini-sandbox\'s -i)')
     .option('-R, --root', 'run as uid 0 inside the sandbox (the default)')
     .option('-U, --nobody', 'run as nobody (65534) inside the sandbox')
     .option('--same-uid', 'keep your own uid and gid inside the sandbox')
@@ -59,6 +63,9 @@ export function buildProgram(): Command {
 interface CliFlags extends HardeningFlags, CapsFlags {
   net?: 'tap' | 'none' | 'host';
   hostNet?: boolean;
+  netNone?: boolean;
+  debugLog?: string;
+  sigintAsSigterm?: boolean;
   mtu?: number;
   pcap?: string;
   allowFile: string[];
@@ -84,10 +91,12 @@ interface CliFlags extends HardeningFlags, CapsFlags {
 
 export function toOptions(flags: CliFlags): SandboxOptions {
   if (flags.hostNet && flags.net && flags.net !== 'host') throw new TapboxError('EUSAGE', `-N and --net ${flags.net} contradict each other; give one.`);
+  if (flags.netNone && ((flags.net && flags.net !== 'none') || flags.hostNet)) throw new TapboxError('EUSAGE', `-n and ${flags.hostNet ? '-N' : `--net ${flags.net}`} contradict each other; give one.`);
+  if (flags.debugLog && flags.logFile) throw new TapboxError('EUSAGE', '-D and --log-file both name the audit log file; give one.');
   const uids = [flags.root && 'root', flags.nobody && 'nobody', flags.sameUid && 'same'].filter(Boolean);
   if (uids.length > 1) throw new TapboxError('EUSAGE', '-R, -U and --same-uid exclude each other; give one.');
   return {
-    net: flags.hostNet ? 'host' : flags.net,
+    net: flags.hostNet ? 'host' : flags.netNone ? 'none' : flags.net,
     mtu: flags.mtu,
     pcap: flags.pcap,
     allowFiles: flags.allowFile,
@@ -102,9 +111,9 @@ export function toOptions(flags: CliFlags): SandboxOptions {
     learn: flags.learn,
     report: flags.report,
     summary: flags.summary,
-    logLevel: flags.logLevel,
+    logLevel: flags.debugLog ? 'debug' : flags.logLevel,
     logFormat: flags.logFormat ?? (process.stderr.isTTY ? 'pretty' : 'json'),
-    logFile: flags.logFile,
+    logFile: flags.debugLog ?? flags.logFile,
     uid: (uids[0] as 'root' | 'nobody' | 'same' | undefined) ?? 'root',
     hostname: flags.hostname,
     ...hardeningFromFlags(flags),
@@ -127,7 +136,11 @@ async function runSandbox(program: Command): Promise<number> {
   const options = toOptions(flags);
   if (options.net === 'host') process.stderr.write('tapbox: warning: --net host gives the sandbox the host\'s network: no isolation and no allowlist.\n');
   const sandbox = new Sandbox(unescapeCommandName(program.args), options);
-  for (const signal of FORWARDED_SIGNALS) process.on(signal, () => sandbox.kill(signal));
+  const { hardening, cwd } = sandbox.options;
+  if ((hardening.mode === 'default' || hardening.mode === 'rootfs') && hardening.home && isInside(cwd, hardening.home)) {
+    process.stderr.write(`tapbox: warning: the working directory is inside your home, so all of ${hardening.home} is writable in the sandbox and its writes persist (dotfiles included); run from a directory outside it, or use -o/-h, to keep your home out.\n`);
+  }
+  for (const signal of FORWARDED_SIGNALS) process.on(signal, () => sandbox.kill(signal === 'SIGINT' && flags.sigintAsSigterm ? 'SIGTERM' : signal));
   const progress = flags.progress ? startProgress(sandbox) : null;
   try {
     const { code } = await sandbox.run();
@@ -157,3 +170,8 @@ main(process.argv.slice(2)).then(
     }
   },
 );
+
+function isInside(path: string, dir: string): boolean {
+  const rel = relative(dir, resolve(path));
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}

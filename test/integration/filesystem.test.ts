@@ -172,6 +172,8 @@ describe('-x (default mode)', () => {
     const r = await tapbox(['-x', '--', ...sh(`cat $HOME/.tapbox-fs-shown-${tag}; echo p > ../.tapbox-fs-persisted-${tag}`)], { cwd: project });
     cleanups.push(() => rmSync(join(HOME, `.tapbox-fs-persisted-${tag}`), { force: true }));
     expect(r.stdout).toBe('shown\n');
+    expect(r.stderr).toContain(`tapbox: warning: the working directory is inside your home, so all of ${HOME} is writable`);
+    expect(hidden.stderr).not.toContain('warning');
     expect(readFileSync(join(HOME, `.tapbox-fs-persisted-${tag}`), 'utf8')).toBe('p\n');
   });
 

@@ -57,6 +57,28 @@ describe('--net none and --net host', () => {
     expect(r.stdout.trim().split('\n')).toHaveLength(1);
   });
 
+  it('-n (mini-sandbox\'s flag) is --net none, and contradicts --net tap', async () => {
+    const r = await tapbox(['-n', '--', 'ip', '-o', 'link']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n')).toHaveLength(1);
+    expect(r.stdout).toContain('lo:');
+    const bad = await tapbox(['-n', '--net', 'tap', '--', 'true']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/-n and --net tap contradict each other/);
+  });
+
+  it('-D FILE (mini-sandbox\'s debug log) writes the audit log at level debug', async () => {
+    const { dir, cleanup } = userTempDir();
+    try {
+      const log = join(dir, 'debug.log');
+      const r = await tapbox(['-D', log, '--allow', '198.18.0.1', '--', 'true'], { cwd: dir });
+      expect(r.code).toBe(0);
+      expect(readFileSync(log, 'utf8')).toMatch(/"level":20,.*egress policy loaded/);
+    } finally {
+      cleanup();
+    }
+  });
+
   it('--net host shares the host network namespace and warns', async () => {
     const r = await tapbox(['-N', '--', 'readlink', '/proc/self/ns/net']);
     expect(r.code).toBe(0);
@@ -84,6 +106,19 @@ describe('exit codes and signals', () => {
     process.kill(supervisor, 'SIGTERM');
     const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
     expect(code).toBe(42);
+  });
+
+  it('with -i, turns a SIGINT to the supervisor into SIGTERM for the command', async () => {
+    const script = 'trap "exit 42" TERM; trap "exit 7" INT; echo ready; sleep 100 & wait';
+    const results: (number | null)[] = [];
+    for (const flags of [['-i'], []]) {
+      const argv = asTestUser([process.execPath, cliPath, ...flags, '--', 'sh', '-c', script]);
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise<void>((r) => child.stdout!.once('data', () => r()));
+      process.kill(supervisorPid(child.pid!), 'SIGINT');
+      results.push(await new Promise<number | null>((r) => child.on('exit', (c) => r(c))));
+    }
+    expect(results).toEqual([42, 7]);
   });
 
   it('says "command not found" and exits 127 for a missing command', async () => {
