@@ -13,7 +13,7 @@
  *     --rootfs, an overlay of the user's root), then pivot_root into it and detach the old root.
  *  3. Attach, in order, by descriptor, inside the new root (a symlink planted there can't send a
  *     mount to a host path): the mode's system directories, /proc, /sys, /dev, /tmp, the home, the
- *     working directory, then -M / -w / -k / -e in the order given, and resolv.conf.
+ *     working directory, then -M / -w / -k / -e in the order given, then resolv.conf and hosts.
  *
  * The modes:
  *  read-only  the host's root, read-only all the way down; /run hidden by an empty read-only tmpfs
@@ -170,6 +170,28 @@ static void write_resolv_conf(const struct launch_plan *plan)
 		mount_error("writing the sandbox's resolv.conf failed (%s)", strerror(errno));
 	for (size_t i = 0; i < plan->n_resolvers; i++)
 		dprintf(fd, "nameserver %s\n", plan->resolvers[i]);
+	close(fd);
+}
+
+/* The host's /etc/hosts plus the sandbox's own hostname: programs that look up their own name (a
+ * common start-up step) get an answer here instead of a query the DNS proxy would deny and log. */
+static void write_hosts(const struct launch_plan *plan)
+{
+	char buf[65536];
+	ssize_t n = 0;
+	int host = open("/etc/hosts", O_RDONLY | O_CLOEXEC);
+	int fd = openat(store, "hosts", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+
+	if (fd < 0 || fchmod(fd, 0644) != 0)
+		mount_error("writing the sandbox's /etc/hosts failed (%s)", strerror(errno));
+	if (host >= 0) {
+		n = read(host, buf, sizeof buf);
+		close(host);
+	}
+	if (n > 0 && write(fd, buf, n) != n)
+		mount_error("writing the sandbox's /etc/hosts failed (%s)", strerror(errno));
+	dprintf(fd, "%s127.0.1.1\t%s\n::1\t%s\n", n > 0 && buf[n - 1] != '\n' ? "\n" : "", plan->hostname,
+		plan->hostname);
 	close(fd);
 }
 
@@ -404,10 +426,12 @@ void filesystem_setup(const struct launch_plan *plan)
 			trees[i] = overlay_or_fail(trees[i], plan->mounts[i].source);
 	int tmp_tree = store_dir("tmp", 01777);
 	int empty_home = has_home && home_tree < 0 ? store_dir("home", 0755) : -1;
-	int resolv_tree = -1;
+	int resolv_tree = -1, hosts_tree = -1;
 	if (plan->n_resolvers > 0) {
 		write_resolv_conf(plan);
 		resolv_tree = mounts_copy_tree(store, "resolv.conf", true);
+		write_hosts(plan);
+		hosts_tree = mounts_copy_tree(store, "hosts", true);
 	}
 	if (mkdirat(store, "root", 0755) != 0)
 		mount_error("creating the sandbox's root failed (%s)", strerror(errno));
@@ -445,6 +469,8 @@ void filesystem_setup(const struct launch_plan *plan)
 	}
 	if (resolv_tree >= 0)
 		add_step(STEP_ATTACH, resolv_tree, "/etc/resolv.conf", NULL);
+	if (hosts_tree >= 0)
+		add_step(STEP_ATTACH, hosts_tree, "/etc/hosts", NULL);
 
 	mounts_pivot(STAGED_ROOT);
 

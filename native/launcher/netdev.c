@@ -42,13 +42,13 @@ static int open_tap(const struct net_plan *net)
 	if (ioctl(fd, TUNSETIFF, &ifr) != 0)
 		fail("ETUN", EXIT_SETUP_FAILED,
 		     "creating the TAP device %s failed (%s); check that the kernel has CONFIG_TUN%s", TAP_NAME,
-		     strerror(errno), net->vnet_hdr ? " and supports IFF_VNET_HDR, or drop --vnet-hdr" : "");
+		     strerror(errno), net->vnet_hdr ? " and supports IFF_VNET_HDR, or run with --mtu 65520 (tapbox uses the offloads only below it)" : "");
 	/* The supervisor reads each frame's virtio-net header and can take TCP/UDP checksums left to it
 	 * (TUN_F_CSUM) and TCP super-segments of up to 64 KiB whatever the MTU (TUN_F_TSO4/6): the
 	 * sandbox's kernel then skips the per-segment work and hands over far fewer frames. Our writes
 	 * carry an all-zero header: plain, fully checksummed frames no larger than the MTU. */
 	if (net->vnet_hdr && ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) != 0)
-		fail("ETUN", EXIT_SETUP_FAILED, "setting the offloads of the TAP device %s failed (%s); drop --vnet-hdr",
+		fail("ETUN", EXIT_SETUP_FAILED, "setting the offloads of the TAP device %s failed (%s); run with --mtu 65520 (tapbox uses the offloads only below it)",
 		     TAP_NAME, strerror(errno));
 	return fd;
 }
@@ -98,6 +98,21 @@ static void allow_ping_sockets(void)
 	close(fd);
 }
 
+/* Ports below 1024 are privileged to the network namespace's owner, and the command runs in a
+ * nested user namespace: without this, a server in the sandbox (e.g. published with -p 8080:80)
+ * could not bind port 80. The ports belong to this sandbox's own network namespace only. */
+static void allow_low_ports(void)
+{
+	static const char start[] = "0";
+	int fd = open("/proc/sys/net/ipv4/ip_unprivileged_port_start", O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0 || write(fd, start, sizeof start - 1) != (ssize_t)(sizeof start - 1))
+		fail("ENETCFG", EXIT_SETUP_FAILED, "opening ports below 1024 inside the sandbox failed (%s); "
+						   "this kernel needs net.ipv4.ip_unprivileged_port_start to be writable in a network namespace",
+		     strerror(errno));
+	close(fd);
+}
+
 int netdev_setup(const struct net_plan *net)
 {
 	int tap = -1;
@@ -106,6 +121,7 @@ int netdev_setup(const struct net_plan *net)
 	check(rtnl, "opening rtnetlink");
 	check(rtnl_set_link(rtnl, LOOPBACK_INDEX, 0, NULL, true), "bringing lo up");
 	allow_ping_sockets();
+	allow_low_ports();
 	if (net->mode == NET_TAP) {
 		tap = open_tap(net);
 		configure_tap(rtnl, net);

@@ -46,6 +46,20 @@ describe('tapbox --net tap', () => {
     expect(r.stdout).toContain('nameserver 10.0.2.3');
     expect(r.stdout).toContain('nameserver fd00::3');
   });
+
+  it('resolves its own hostname locally, without a DNS query the proxy would deny', async () => {
+    const r = await tapbox(['--net', 'tap', '-H', 'box1', '--log-format', 'json', '--', 'getent', 'hosts', 'box1']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^(127\.0\.1\.1|::1)\s+box1$/m);
+    expect(r.stderr).not.toContain('denied dns');
+  });
+
+  it('lets a server inside bind a port below 1024', async () => {
+    const bind = 'import socket; s = socket.socket(); s.bind(("0.0.0.0", 80)); s.listen(); print("bound")';
+    const r = await tapbox(['--net', 'tap', '--', 'python3', '-c', bind]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('bound\n');
+  });
 });
 
 describe('--net none and --net host', () => {
