@@ -75,6 +75,6 @@ export function runDoctor(): number {
   const checks = hostChecks();
   for (const c of checks) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.name}: ${c.detail}\n`);
   const failed = checks.filter((c) => !c.ok).length;
-  process.stdout.write(failed ? `\n${failed} check(s) failed; tapbox will refuse to run until they are fixed.\n` : '\nAll checks passed.\n');
+  process.stdout.write(failed ? `\n${failed} check(s) failed; tapbox refuses what needs them (a check in parentheses is needed only there) until they are fixed.\n` : '\nAll checks passed.\n');
   return failed ? 1 : 0;
 }
