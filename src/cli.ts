@@ -135,6 +135,10 @@ async function runSandbox(program: Command): Promise<number> {
   const flags = program.opts<CliFlags>();
   const options = toOptions(flags);
   if (options.net === 'host') process.stderr.write('tapbox: warning: --net host gives the sandbox the host\'s network: no isolation and no allowlist.\n');
+  const auditFlag = options.learn !== undefined ? '--learn' : options.audit ? '--audit' : null;
+  if (auditFlag && (flags.allowFile.length > 0 || flags.allow.some((r) => !r.trim().startsWith('!')))) {
+    process.stderr.write(`tapbox: warning: ${auditFlag} allows every destination, so the allow rules of -F and --allow are not enforced (deny rules, "!", still are).\n`);
+  }
   const sandbox = new Sandbox(unescapeCommandName(program.args), options);
   const { hardening, cwd } = sandbox.options;
   if ((hardening.mode === 'default' || hardening.mode === 'rootfs') && hardening.home && isInside(cwd, hardening.home)) {
@@ -150,7 +154,8 @@ async function runSandbox(program: Command): Promise<number> {
   }
 }
 
-const EXIT_FOR: Partial<Record<TapboxError['code'], number>> = { ENOENT: 127, EACCES: 126, EUSAGE: 2 };
+// A bad rule or allowlist (EPOLICY) is a bad argument: 2, like a bad flag.
+const EXIT_FOR: Partial<Record<TapboxError['code'], number>> = { ENOENT: 127, EACCES: 126, EUSAGE: 2, EPOLICY: 2 };
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -100,7 +100,7 @@ of every destination goes to stderr (--no-summary to leave it out; --report FILE
     summary: "tapbox's exit status",
     text: () => `tapbox exits with the command's exit status, and 128+N when signal N ended it. Otherwise:
 ${column([
-  ['2', 'a bad flag or argument; nothing ran'],
+  ['2', 'a bad flag or argument (an allow rule or allowlist included); nothing ran'],
   ['125', 'the sandbox could not be set up; nothing ran (the message names the fix; see `tapbox doctor`)'],
   ['126', 'the command cannot be run'],
   ['127', 'the command was not found'],

@@ -2,7 +2,9 @@
 // sandbox starts), build the DNS proxy and the forwarder the stack calls, and at the end write the
 // report, the learned allowlist and the summary. Events: 'dns', 'flow', 'deny', 'flowEnd', 'limit'.
 import { EventEmitter } from 'node:events';
-import { writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type pino from 'pino';
 import type { Forwarder } from '../netstack/stack/forwarding.js';
 import { Auditor } from './audit/auditor.js';
@@ -10,7 +12,7 @@ import { formatLearnedAllowlist } from './audit/learn.js';
 import { createLogger } from './audit/logger.js';
 import { EgressStats, formatSummary, type EgressSummary } from './audit/summary.js';
 import { DnsProxy } from './dns/proxy.js';
-import { hostAddresses } from './dns/rebinding.js';
+import { liveHostAddresses } from './dns/rebinding.js';
 import { hostResolvers, parseUpstream, Upstream } from './dns/upstream.js';
 import { TapboxError } from './errors.js';
 import { createForwarder, type SandboxAddresses } from './forwarder/index.js';
@@ -63,13 +65,14 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
   const audit = opts.audit || opts.learn !== undefined;
   const lists = await Promise.all(opts.allowFiles.map((f) => load(f)));
   lists.push({ rules: opts.allow.map((r) => parseRule(r, '--allow')) });
-  const policy = Policy.fromAllowlists(lists, { audit, maxFlows: opts.caps?.flows });
+  const hostAddrs = liveHostAddresses();
+  const policy = Policy.fromAllowlists(lists, { audit, maxFlows: opts.caps?.flows, hostAddrs });
   const upstream = new Upstream({ servers: opts.dnsUpstream.length ? opts.dnsUpstream.map(parseUpstream) : hostResolvers() });
 
   const emitter = new EventEmitter();
   const stats = new EgressStats();
   const auditor = new Auditor(logger, emitter, stats, audit);
-  const dns = new DnsProxy({ policy, upstream, hostAddrs: hostAddresses(), maxInFlight: opts.caps?.dnsInFlight, onEvent: (e) => auditor.dns(e), onLimit: auditor.limitHit });
+  const dns = new DnsProxy({ policy, upstream, hostAddrs, maxInFlight: opts.caps?.dnsInFlight, onEvent: (e) => auditor.dns(e), onLimit: auditor.limitHit });
   const forwarder = createForwarder({ policy, dns, auditor, sandbox: opts.sandbox, sniCheck: opts.sniCheck, hostLoopback: opts.hostLoopback, upstreamProxy: opts.upstreamProxy });
   logger.debug({ rules: policy.rules.length, audit, maxFlows: policy.maxFlows }, `egress policy loaded: ${policy.rules.length} rules${audit ? ', audit mode' : ''}`);
 
@@ -99,11 +102,28 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
   });
 }
 
-async function writeOutput(path: string | undefined, text: string, what: string): Promise<void> {
+/**
+ * Writes `text` to `path` as a new file: the sandbox may have planted a symlink (or a hard link) there
+ * in a writable directory, and writing through it would overwrite a host file of its choosing. So the
+ * text goes to a fresh file (O_EXCL, random name, same directory) that is renamed over `path`: rename
+ * replaces a symlink itself, never its target. The temporary file is removed on failure.
+ */
+export async function writeOutput(path: string | undefined, text: string, what: string): Promise<void> {
   if (!path) return;
+  const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  let created = false;
   try {
-    await writeFile(path, text);
+    const file = await open(temp, 'wx', 0o644);
+    created = true;
+    try {
+      await file.writeFile(text);
+    } finally {
+      await file.close();
+    }
+    await rename(temp, path);
+    created = false;
   } catch (err) {
+    if (created) await unlink(temp).catch(() => {});
     throw new TapboxError('EINTERNAL', `cannot write the ${what} to ${path}: ${(err as Error).message}; check that its directory exists and is writable.`);
   }
 }

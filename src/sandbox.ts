@@ -223,14 +223,17 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     (this.stderr as PassThrough | null)?.end();
   }
 
-  /** 'close' comes once stdout and stderr were read to their end, as with a ChildProcess. */
+  /**
+   * 'close' comes once the command's stdout and stderr have been handed over in full, as with a
+   * ChildProcess: whether the caller reads them or not (a stream nobody reads holds its last bytes).
+   */
   private async closeWhenDrained(result: SandboxResult): Promise<void> {
     if (this.child) {
       const child = this.child;
       if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r));
     }
     this.endStreams();
-    await Promise.all([this.stdout, this.stderr].map((s) => (s ? finished(s).catch(() => undefined) : undefined)));
+    await Promise.all([this.stdout, this.stderr].map((s) => (s ? finished(s, { readable: false }).catch(() => undefined) : undefined)));
     this.emit('close', result.code, result.signal);
   }
 

@@ -2,6 +2,7 @@
 // connections and bytes. Printed as a table at exit and written as the JSON report. Connections into the
 // sandbox through a published port (-p) are destinations of their own, ADDR:PORT of the sandbox, with
 // the verdict 'inbound' (up: what the sandbox sent); they are not learned.
+import { printable } from '../dns/names.js';
 import type { DnsEvent, FlowEndEvent, FlowEvent } from './events.js';
 
 export interface DestinationSummary {
@@ -127,7 +128,8 @@ function verdictOf(d: DestinationStats): DestinationSummary['verdict'] {
 /** The summary as a table: box-drawn for a terminal, plain aligned text otherwise. */
 export function formatSummary(s: EgressSummary, terminal: boolean): string {
   const header = ['destination', 'verdict', 'conns', 'denied', 'lookups', 'up', 'down'];
-  const rows = s.destinations.map((d) => [d.destination, d.verdict, String(d.connections), String(d.denied), String(d.lookups), formatBytes(d.bytesUp), formatBytes(d.bytesDown)]);
+  // Destinations are names the sandbox chose: escaped, so that no control sequence reaches the terminal.
+  const rows = s.destinations.map((d) => [printable(d.destination), d.verdict, String(d.connections), String(d.denied), String(d.lookups), formatBytes(d.bytesUp), formatBytes(d.bytesDown)]);
   const t = s.totals;
   rows.push(['total', '', String(t.connections), String(t.denied), String(t.lookups), formatBytes(t.bytesUp), formatBytes(t.bytesDown)]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));

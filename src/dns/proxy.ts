@@ -1,4 +1,5 @@
 // The sandbox's resolver (10.0.2.3 / fd00::3, and anything else on port 53). It is the policy's eyes:
+//  - a question that is not a host name (names.ts) is REFUSED before the policy or the upstream sees it;
 //  - a name no rule allows is never sent upstream (no exfiltration through lookups): NXDOMAIN, or
 //    REFUSED for odd query types (ANY, zone transfers, classes other than IN);
 //  - for an allowed name, A/AAAA/CNAME and the other plain record types are resolved upstream; the
@@ -12,7 +13,8 @@ import dnsPacket from 'dns-packet';
 import type { UdpConn } from '../../netstack/stack/forwarding.js';
 import type { Policy } from '../policy/policy.js';
 import { normalizeName } from '../policy/rule.js';
-import { isRebindingTarget } from './rebinding.js';
+import { isHostName, printable } from './names.js';
+import { isRebindingTarget, type AddressSet } from './rebinding.js';
 import type { UpstreamAnswer } from './upstream.js';
 
 export type DnsVerdict = 'allow' | 'deny' | 'filter' | 'refuse' | 'fail';
@@ -37,8 +39,8 @@ export interface DnsResolver {
 export interface DnsProxyOptions {
   policy: Policy;
   upstream: DnsResolver;
-  /** The host's own addresses (rebinding.ts hostAddresses()). */
-  hostAddrs: Set<string>;
+  /** The host's own addresses (rebinding.ts hostAddresses(), liveHostAddresses()). */
+  hostAddrs: AddressSet;
   /** Upstream queries in flight at most; past it: REFUSED. Default 256. */
   maxInFlight?: number;
   onEvent?: (e: DnsEvent) => void;
@@ -82,6 +84,12 @@ export class DnsProxy {
     const event = (verdict: DnsVerdict, rcode: Rcode, extra: Partial<DnsEvent> = {}) =>
       this.opts.onEvent?.({ name, type, verdict, rcode, answers: [], dropped: [], transport, ...extra });
 
+    // Not a host name (a control character, a space, a label too long...): refused before the policy
+    // or the upstream sees it, and logged escaped (it would otherwise reach logs, the summary, --learn).
+    if (!isHostName(name)) {
+      this.opts.onEvent?.({ name: printable(name), type, verdict: 'refuse', rcode: 'REFUSED', answers: [], dropped: [], transport, reason: 'not a host name' });
+      return this.reply(query, 'REFUSED', transport);
+    }
     const verdict = this.opts.policy.resolvable(name);
     if (!verdict.allowed) {
       const rcode = odd ? 'REFUSED' : 'NXDOMAIN';

@@ -23,8 +23,8 @@ const INTERNAL_SUBNETS: Subnet[] = [
 
 const NAT64 = parseSubnet('64:ff9b::/96')!;
 
-// The benchmarking and documentation ranges are never internal, even when the host holds such an
-// address: test hosts (ours included) live there, and fake-IP DNS proxies hand them out as the way out.
+// The benchmarking and documentation ranges are not internal: test hosts (ours included) live there,
+// and fake-IP DNS proxies hand them out as the way out. The host's own addresses in them still are.
 const NEVER_INTERNAL: Subnet[] = ['198.18.0.0/15', '2001:db8::/32'].map((s) => parseSubnet(s)!);
 
 /** The host's own addresses, which a sandbox must not reach through a name. */
@@ -39,13 +39,37 @@ export function hostAddresses(): Set<string> {
   return out;
 }
 
-/** True when a DNS answer must not open `addr`. */
-export function isRebindingTarget(addr: string, host: Set<string>): boolean {
+/** A set of addresses: the host's own (a Set, or liveHostAddresses()). */
+export interface AddressSet {
+  has(addr: string): boolean;
+}
+
+/**
+ * The host's own addresses, kept current: interfaces come and go during a long run (a container
+ * bridge, a VPN), so the list is read again when it is more than `maxAgeMs` old.
+ */
+export function liveHostAddresses(maxAgeMs = 1000): AddressSet {
+  let addrs = hostAddresses();
+  let readAt = Date.now();
+  return {
+    has(addr: string): boolean {
+      if (Date.now() - readAt > maxAgeMs) {
+        addrs = hostAddresses();
+        readAt = Date.now();
+      }
+      return addrs.has(addr);
+    },
+  };
+}
+
+/** True when a DNS answer must not open `addr`; `host`: the host's own addresses (hostAddresses()). */
+export function isRebindingTarget(addr: string, host: AddressSet): boolean {
   const ip = parseIp(addr);
   if (!ip) return true;
-  if (NEVER_INTERNAL.some((s) => subnetContains(s, ip))) return false;
-  if (host.has(formatIp(ip))) return true;
   // A NAT64 address reaches the IPv4 address embedded in its last 32 bits.
   const target: IpAddr = subnetContains(NAT64, ip) ? { family: 4, value: ip.value & 0xffffffffn } : ip;
+  // The host's own addresses first: whatever range they are in, a name never opens them.
+  if (host.has(formatIp(ip)) || host.has(formatIp(target))) return true;
+  if (NEVER_INTERNAL.some((s) => subnetContains(s, target))) return false;
   return INTERNAL_SUBNETS.some((s) => subnetContains(s, target));
 }

@@ -1,6 +1,7 @@
 // How the forwarder reaches an allowed destination: a direct host socket, or through an upstream proxy
 // (`--upstream-proxy`) when the host may only go out that way. The policy has decided before any dial;
-// a proxy only changes the road, never the verdict, and the SNI / Host checks ran before we get here.
+// a proxy only changes the road, never the verdict. A pinned flow is dialled before its SNI / Host check
+// (tcp.ts), but nothing of the sandbox's is written to the socket unless the check passed.
 //
 //   http://[user:pass@]host:port     HTTP CONNECT (RFC 9110 §9.3.6): "CONNECT addr:port", a 2xx
 //                                    status line and headers, then the tunnel

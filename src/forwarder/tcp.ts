@@ -3,27 +3,29 @@
 // → RST, timeout → host unreachable); then bytes are relayed both ways with backpressure (pipe), FINs
 // kept as half-closes, and a reset on either side resets the other.
 //
-// Flows allowed only through a DNS pin are inspected first: the connection is accepted, its first
-// bytes read until a full TLS ClientHello or HTTP/1 request head, whose SNI / Host must name an
-// allowed name pinned to that address (a CDN address serves many names: the pin alone would open all
-// of them). An encrypted ClientHello hides the real name and is refused. Other protocols pass only when
-// the name's rule names the port explicitly (`git.example.com:22`): the user opened that port for that
-// name knowingly; server-speaks-first protocols (SSH, SMTP) are recognised by silence from the client.
+// Flows allowed only through a DNS pin are inspected too: the host is connected and the connection
+// accepted as above, then the sandbox's first bytes are read, before any is relayed, until a full TLS
+// ClientHello or HTTP/1 request head, whose SNI / Host must name an allowed name pinned to that address
+// (a CDN address serves many names: the pin alone would open all of them). An encrypted ClientHello
+// hides the real name and is refused. On plain HTTP every later request of the connection is framed
+// and its Host checked the same way (inspect/http.ts). Other protocols pass only when the name's rule
+// names the port explicitly (`git.example.com:22`): the user opened that port for that name knowingly.
+// There the server may speak first (SSH, SMTP): its bytes are relayed while the client is silent, and
+// the client's first bytes are still judged whenever they come.
 //
 // The host side is dialed by dialer.ts: directly, or through --upstream-proxy once the policy and the
 // checks above said yes. Flows to the gateway on a --host-loopback port go to the host's loopback
 // (never through the proxy); flows to loopback or unspecified addresses are refused (host-loopback.ts).
 import net from 'node:net';
+import { Transform } from 'node:stream';
 import type { Refusal, TcpConn, TcpForwarderRequest } from '../../netstack/stack/forwarding.js';
 import type { FlowEvent } from '../audit/events.js';
+import { HttpRequestFramer } from '../inspect/http.js';
 import { sniffStream, type StreamSniff } from '../inspect/sniff.js';
 import type { FlowDecision } from '../policy/policy.js';
 import { allowReason, type ForwarderContext } from './context.js';
 import { dial } from './dialer.js';
 import { hostLoopbackFor } from './host-loopback.js';
-
-/** How long a flow on an explicitly opened port may stay silent before it counts as server-first. */
-const SERVER_FIRST_WAIT_MS = 1000;
 
 export function forwardTcp(ctx: ForwarderContext, req: TcpForwarderRequest): void {
   const id = req.id;
@@ -63,7 +65,7 @@ export function forwardTcp(ctx: ForwarderContext, req: TcpForwarderRequest): voi
     ctx.deny('tcp', id, `already ${ctx.maxFlows} flows open (the connection limit)`, decision);
     return;
   }
-  if (ctx.o.sniCheck && decision.via === 'pin') inspectThenConnect(ctx, req, decision);
+  if (ctx.o.sniCheck && decision.via === 'pin') connectThenInspect(ctx, req, decision);
   else connectThenAccept(ctx, req, ctx.event(ctx.flowId(), 'tcp', req.id, 'allow', allowReason(decision), decision));
 }
 
@@ -85,73 +87,130 @@ function connectThenAccept(ctx: ForwarderContext, req: TcpForwarderRequest, flow
   );
 }
 
-function inspectThenConnect(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDecision & { verdict: 'allow' }): void {
-  const conn = req.accept();
+/**
+ * A pinned flow: like any allowed flow the host is dialled first (the address is pinned for an allowed
+ * name, so a SYN to it is allowed, and a closed port reaches the sandbox as "connection refused"), and
+ * the sandbox's SYN accepted once it connected. Then the sandbox's first bytes, whenever they come, are
+ * read and judged before any of them reaches the host. Until then the host's bytes are held, except on
+ * a port the rule names explicitly, where server-speaks-first protocols (SSH, SMTP) get the server's
+ * greeting relayed: the client's first bytes are judged all the same when they come.
+ */
+function connectThenInspect(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDecision & { verdict: 'allow' }): void {
   const started = Date.now();
+  const pending = ctx.event(ctx.flowId(), 'tcp', req.id, 'allow', allowReason(decision), decision);
+  connectHost(ctx, pending.dst, pending.port).then(
+    (host) => {
+      if (!ctx.closed) return inspectFirstBytes(ctx, req, decision, req.accept(), host, pending.flowId, started);
+      host.destroy();
+      req.reject('reset');
+      ctx.release();
+    },
+    (err: NodeJS.ErrnoException) => {
+      ctx.o.auditor.flow(pending);
+      req.reject(refusalFor(err));
+      ended(ctx, pending, started, 0, 0, `host ${err.code ?? err.message}`);
+    },
+  );
+}
+
+function inspectFirstBytes(
+  ctx: ForwarderContext,
+  req: TcpForwarderRequest,
+  decision: FlowDecision & { verdict: 'allow' },
+  conn: TcpConn,
+  host: net.Socket,
+  flowId: number,
+  started: number,
+): void {
+  const serverFirst = decision.explicitPort;
   const chunks: Buffer[] = [];
   let total = 0;
+  let down = 0;
   let settled = false;
   conn.on('error', () => {}); // a reset from the sandbox ends up in 'close'
+  const onHostError = () => {}; // ends up in 'close'
+  const countDown = (c: Buffer) => (down += c.length);
+  host.on('error', onHostError);
+  if (serverFirst) host.on('data', countDown).pipe(conn);
 
-  const settle = (outcome: Verdict | null) => {
+  const settle = (verdict: Verdict | null) => {
     if (settled) return;
     settled = true;
     clearTimeout(deadline);
-    clearTimeout(silence);
     conn.pause();
     conn.off('data', onData).off('end', onEnd).off('close', onClose);
+    host.off('close', onHostClose).off('error', onHostError).off('data', countDown);
     ctx.closers.delete(abort);
-    if (outcome === null) return ctx.release(); // the sandbox left before saying anything useful
-    const flow = ctx.event(ctx.flowId(), 'tcp', req.id, outcome.ok ? 'allow' : 'deny', outcome.reason, decision, outcome.ok ? outcome.name : undefined);
+    if (verdict === null) {
+      // The sandbox left before saying anything useful, or the host went away first.
+      host.destroy();
+      return ctx.release();
+    }
+    const first = Buffer.concat(chunks);
+    let outcome = verdict;
+    let framer: HttpRequestFramer | undefined;
+    if (outcome.ok && outcome.http) {
+      // Every later request on the connection is checked too (keep-alive, pipelining): from the start,
+      // so that the framer knows where the first request's body ends.
+      framer = new HttpRequestFramer(hostCheck(ctx, req, decision), ctx.inspectMaxBytes);
+      const refused = framer.push(first);
+      if (refused) outcome = { ok: false, reason: refused };
+    }
+    const flow = ctx.event(flowId, 'tcp', req.id, outcome.ok ? 'allow' : 'deny', outcome.reason, decision, outcome.ok ? outcome.name : undefined);
     ctx.o.auditor.flow(flow);
     if (!outcome.ok) {
       conn.reset();
+      host.destroy();
       ctx.release();
       return;
     }
-    connectHost(ctx, flow.dst, flow.port).then(
-      (host) => {
-        if (conn.destroyed || ctx.closed) {
-          host.destroy();
-          conn.destroy();
-          ended(ctx, flow, started, 0, 0, 'sandbox closed the connection');
-        } else {
-          relay(ctx, flow, conn, host, Buffer.concat(chunks), started);
-        }
-      },
-      (err: NodeJS.ErrnoException) => {
-        conn.reset();
-        ended(ctx, flow, started, 0, 0, `host ${err.code ?? err.message}`);
-      },
-    );
+    relay(ctx, flow, conn, host, first, started, { framer, down, hostPiped: serverFirst });
   };
   const onData = (chunk: Buffer) => {
     chunks.push(chunk);
     total += chunk.length;
-    clearTimeout(silence);
+    // On an explicit port the client may stay silent as long as it likes (nothing it hasn't sent can
+    // name a host); once it has begun, it must finish its ClientHello or request head in time.
+    deadline ??= setTimeout(onIncomplete, ctx.inspectTimeoutMs);
     const sniff = sniffStream(Buffer.concat(chunks));
     if (sniff.kind !== 'incomplete') settle(judge(ctx, req, decision, sniff));
     else if (total >= ctx.inspectMaxBytes) settle({ ok: false, reason: `no complete TLS ClientHello or HTTP request in the first ${total} bytes` });
   };
   const onIncomplete = () =>
     settle(
-      total === 0 && decision.explicitPort
-        ? { ok: true, reason: 'server-first protocol on an explicitly allowed port', name: lastName(decision) }
+      total === 0 && serverFirst
+        ? { ok: true, reason: 'explicitly allowed port; the sandbox sent nothing', name: lastName(decision) }
         : { ok: false, reason: 'no complete TLS ClientHello or HTTP request to check the name of' },
     );
   const onEnd = onIncomplete;
   const onClose = () => settle(null);
-  const deadline = setTimeout(onIncomplete, ctx.inspectTimeoutMs);
-  const silence = decision.explicitPort ? setTimeout(() => total === 0 && onIncomplete(), Math.min(SERVER_FIRST_WAIT_MS, ctx.inspectTimeoutMs)) : undefined;
+  const onHostClose = () => {
+    settle(null);
+    conn.reset();
+  };
+  let deadline: NodeJS.Timeout | undefined = serverFirst ? undefined : setTimeout(onIncomplete, ctx.inspectTimeoutMs);
   const abort = () => {
     settle(null);
     conn.destroy();
   };
   conn.on('data', onData).on('end', onEnd).on('close', onClose);
+  host.on('close', onHostClose);
   ctx.closers.add(abort);
 }
 
-type Verdict = { ok: true; reason: string; name: string | null } | { ok: false; reason: string };
+type Verdict = { ok: true; reason: string; name: string | null; http?: boolean } | { ok: false; reason: string };
+
+/** The check of the later requests of an HTTP flow: a name that passed once on the connection stays good. */
+function hostCheck(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDecision & { verdict: 'allow' }): (name: string) => string | null {
+  const query = { proto: 'tcp' as const, addr: decision.addr, port: req.id.dstPort };
+  const passed = new Set<string>();
+  return (name) => {
+    if (passed.has(name)) return null;
+    if (!ctx.o.policy.verifyName(name, query)) return `HTTP Host ${name} is not an allowed name resolved to ${decision.addr}`;
+    passed.add(name);
+    return null;
+  };
+}
 
 function judge(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDecision & { verdict: 'allow' }, sniff: StreamSniff): Verdict {
   const query = { proto: 'tcp' as const, addr: decision.addr, port: req.id.dstPort };
@@ -164,9 +223,12 @@ function judge(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDe
         : { ok: false, reason: `SNI ${sniff.sni} is not an allowed name resolved to ${decision.addr}` };
     case 'http':
       return ctx.o.policy.verifyName(sniff.host, query)
-        ? { ok: true, reason: 'Host matches an allowed name', name: sniff.host }
+        ? { ok: true, reason: 'Host matches an allowed name', name: sniff.host, http: true }
         : { ok: false, reason: `HTTP Host ${sniff.host} is not an allowed name resolved to ${decision.addr}` };
     case 'unknown':
+      // Neither TLS nor HTTP (SSH, SMTP, a database protocol...): nothing in it names a host the way SNI
+      // or Host does, so it can't ask a shared CDN address for another tenant's site. It passes, then
+      // uninspected, where the user opened the port for the name explicitly.
       return decision.explicitPort
         ? { ok: true, reason: 'explicitly allowed port', name: lastName(decision) }
         : { ok: false, reason: 'neither TLS nor HTTP, so the name cannot be checked; allow NAME:PORT to open other protocols' };
@@ -206,10 +268,18 @@ function refusalFor(err: NodeJS.ErrnoException): Refusal {
   }
 }
 
+interface RelayOptions {
+  /** Checks the requests that follow `first` on a plain-HTTP pinned flow. */
+  framer?: HttpRequestFramer;
+  /** Bytes the host sent during inspection (already relayed: `hostPiped`). */
+  down?: number;
+  hostPiped?: boolean;
+}
+
 /** Relays until both sides closed; `first` are bytes read from the sandbox during inspection. */
-function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.Socket, first: Buffer, started: number): void {
+function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.Socket, first: Buffer, started: number, o: RelayOptions = {}): void {
   let up = first.length;
-  let down = 0;
+  let down = o.down ?? 0;
   let error: string | undefined;
   let open = 2;
   const closeBoth = () => {
@@ -224,10 +294,30 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.
   };
 
   if (first.length) host.write(first);
-  conn.pipe(host);
-  host.pipe(conn);
+  const framer = o.framer && !o.framer.done ? o.framer : undefined;
   // The sandbox may have half-closed while its first bytes were inspected.
-  if (conn.readableEnded) host.end();
+  if (framer) {
+    // Bytes pass through untouched (no copy); a request that frames badly or names a host not allowed
+    // here resets both sides before any of it reaches the host.
+    const inspector = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        const refused = framer.done ? null : framer.push(chunk);
+        done(refused === null ? null : Object.assign(new Error(refused), { code: 'EINSPECT' }), refused === null ? chunk : undefined);
+      },
+    });
+    inspector.on('error', (err: Error) => {
+      if (error === undefined) ctx.o.auditor.flow({ ...flow, verdict: 'deny', reason: err.message });
+      error ??= `refused: ${err.message}`;
+      conn.reset();
+      host.resetAndDestroy();
+    });
+    conn.pipe(inspector).pipe(host);
+    if (conn.readableEnded) inspector.end();
+  } else {
+    conn.pipe(host);
+    if (conn.readableEnded) host.end();
+  }
+  if (!o.hostPiped) host.pipe(conn);
   conn.on('data', (c: Buffer) => (up += c.length));
   host.on('data', (c: Buffer) => (down += c.length));
   host.on('error', (err: NodeJS.ErrnoException) => {

@@ -1,5 +1,8 @@
 // The egress policy: the rules, and the pins the DNS proxy adds. Decisions, in order:
 //  1. a deny rule for the address (IP/subnet) covering the flow's protocol and port → denied;
+//  1b. a guarded address (link-local: the cloud metadata service; multicast; the host's own addresses)
+//     → allowed only by an IP rule at least as specific as its range (a /16 inside 169.254.0.0/16,
+//     the exact host address), never by audit mode, a DNS pin, 0.0.0.0/0 or ::/0;
 //  2. audit mode → allowed (and logged);
 //  3. an allow rule for the address → allowed, not inspected;
 //  4. a name pinned to the address whose allow rule covers protocol and port, and no deny rule for
@@ -7,7 +10,7 @@
 //  5. otherwise denied. "Any IP of any allowed name" is never enough: the pin carries the name.
 import type { Clock } from '../../netstack/stack/transport.js';
 import { realClock } from '../../netstack/stack/transport.js';
-import { formatIp, parseIp } from './address.js';
+import { formatIp, parseIp, parseSubnet, subnetContains, type IpAddr, type Subnet } from './address.js';
 import type { Allowlist } from './allowlist.js';
 import { PinTable } from './pins.js';
 import { normalizeName, ruleCovers, ruleMatchesAddress, ruleMatchesName, type Proto, type Rule } from './rule.js';
@@ -20,7 +23,17 @@ export interface PolicyOptions {
   /** How long a pin outlives its record's TTL (ms; at least 30 s). */
   pinGraceMs?: number;
   clock?: Clock;
+  /** The host's own addresses (dns/rebinding.ts liveHostAddresses()): guarded like link-local. */
+  hostAddrs?: { has(addr: string): boolean };
 }
+
+/** Ranges a flow reaches only through an IP rule at least as specific as the range. */
+const GUARDED: { subnet: Subnet; what: string }[] = [
+  ['169.254.0.0/16', 'a link-local address (the cloud metadata service lives there)'],
+  ['fe80::/10', 'a link-local address'],
+  ['224.0.0.0/4', 'a multicast address'],
+  ['ff00::/8', 'a multicast address'],
+].map(([s, what]) => ({ subnet: parseSubnet(s)!, what }));
 
 export interface FlowQuery {
   proto: Proto;
@@ -38,7 +51,10 @@ export type FlowDecision =
       addr: string;
       /** Allowed names pinned to the address (for 'pin': those whose rules cover this flow). */
       names: string[];
-      /** For 'pin': a covering rule names the port explicitly, so protocols other than TLS/HTTP pass. */
+      /**
+       * For 'pin': a covering rule names the port explicitly (and, for UDP, the protocol: udp:NAME:PORT),
+       * so protocols other than TLS/HTTP/QUIC pass.
+       */
       explicitPort: boolean;
     }
   | { verdict: 'deny'; addr: string; names: string[]; reason: string };
@@ -49,6 +65,7 @@ export class Policy {
   readonly audit: boolean;
   readonly maxFlows: number | undefined;
   private readonly pins: PinTable;
+  private readonly hostAddrs: { has(addr: string): boolean } | undefined;
 
   constructor(
     readonly rules: readonly Rule[],
@@ -57,6 +74,14 @@ export class Policy {
     this.audit = opts.audit ?? false;
     this.maxFlows = opts.maxFlows;
     this.pins = new PinTable(opts.clock ?? realClock, opts.pinGraceMs);
+    this.hostAddrs = opts.hostAddrs;
+  }
+
+  /** The guarded range `ip` is in (see decide), or null. */
+  private guarded(ip: IpAddr, addr: string): { prefix: number; what: string } | null {
+    if (this.hostAddrs?.has(addr)) return { prefix: ip.family === 4 ? 32 : 128, what: "one of the host's own addresses" };
+    const g = GUARDED.find((r) => subnetContains(r.subnet, ip));
+    return g ? { prefix: g.subnet.prefix, what: g.what } : null;
   }
 
   /** One policy from several allowlists; the smallest connection limit among them applies. */
@@ -117,6 +142,14 @@ export class Policy {
 
     const denyRule = covering(true);
     if (denyRule) return { verdict: 'deny', addr, names: pinned, reason: `denied by rule "${denyRule.text}" (${denyRule.origin})` };
+    const guard = this.guarded(ip, addr);
+    if (guard) {
+      const explicit = this.rules.find(
+        (r) => !r.deny && r.target.kind === 'subnet' && r.target.subnet.prefix >= guard.prefix && ruleMatchesAddress(r, ip) && ruleCovers(r, q.proto, q.port),
+      );
+      if (explicit) return { verdict: 'allow', via: 'ip-rule', addr, names: pinned, explicitPort: false };
+      return { verdict: 'deny', addr, names: pinned, reason: `${guard.what}: only an IP rule naming it opens it (--allow ${ip.family === 6 ? `[${addr}]` : addr}:${q.port}), not audit mode, a DNS answer or a wider subnet` };
+    }
     if (this.audit) return { verdict: 'allow', via: 'audit', addr, names: pinned, explicitPort: false };
     if (covering(false)) return { verdict: 'allow', via: 'ip-rule', addr, names: pinned, explicitPort: false };
 
@@ -127,7 +160,9 @@ export class Policy {
       const v = this.nameAllows(name, q.proto, q.port);
       if (v.allowed) {
         allowedNames.push(name);
-        if (v.rule?.ports) explicitPort = true;
+        // For UDP the rule must also say udp: "name:443" is about HTTPS, and must not open arbitrary
+        // datagrams to a CDN's port 443 (QUIC is still checked by its SNI).
+        if (v.rule?.ports && (q.proto === 'tcp' || v.rule.proto === 'udp')) explicitPort = true;
       } else {
         reason = v.reason;
       }

@@ -1,6 +1,7 @@
 // Drives the library (dist/src/index.js) as a program would, for test/integration/library.test.ts.
 // Run it as the unprivileged user: node library-spawn.mjs '<spec as JSON>'. Spec:
-//   { api: 'spawn' | 'run', command, args, options, input?, killOnOutput?: SIGNAL, killAtOnce?: SIGNAL }
+//   { api: 'spawn' | 'run', command, args, options, input?, killOnOutput?: SIGNAL, killAtOnce?: SIGNAL,
+//     unreadStderr?: true }
 // Prints one JSON line per thing seen, in order:
 //   {"event":"dns"|"flow"|"deny"|"flowEnd"|"limit", ...the event's fields}   (spawn)
 //   {"event":"spawn"}, {"event":"exit","code","signal"}, {"event":"close","code","signal","stdout","stderr","report"}
@@ -8,7 +9,7 @@
 //   {"event":"error","name","code","message"}                                 (a setup failure, either api;
 //                                                                             "thrown": true when spawn() threw)
 // killOnOutput: once the command's first stdout bytes arrive, kill() it with that signal; killAtOnce:
-// kill() it right after spawn() returned.
+// kill() it right after spawn() returned; unreadStderr: never read stderr (its text is then not reported).
 // With options.stdio 'inherit', the command's own output lines come in between, as they are.
 import { run, spawn, TapboxError } from '../../dist/src/index.js';
 
@@ -37,7 +38,7 @@ if (spec.api === 'run') {
     if (spec.killOnOutput && stdout === '') print({ event: 'kill', sent: sandbox.kill(spec.killOnOutput) });
     stdout += d;
   });
-  sandbox.stderr?.on('data', (d) => (stderr += d));
+  if (!spec.unreadStderr) sandbox.stderr?.on('data', (d) => (stderr += d));
   if (spec.input !== undefined) sandbox.stdin.end(spec.input);
   if (spec.killAtOnce) print({ event: 'kill', sent: sandbox.kill(spec.killAtOnce) });
   sandbox.on('close', (code, signal) => print({ event: 'close', code, signal, stdout, stderr, report: sandbox.report }));

@@ -3,9 +3,10 @@
 // it sees), HTTP, TLS and UDP echo servers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chownSync, lstatSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
-import { repoRoot, tapbox, userTempDir } from '../helpers/tapbox.js';
+import { isRoot, repoRoot, tapbox, testIds, userTempDir } from '../helpers/tapbox.js';
 import { canMakeTestHost, TestHost } from '../helpers/testhost.js';
 
 const probe = join(repoRoot, 'test', 'helpers', 'clients', 'net-probe.mjs');
@@ -25,6 +26,8 @@ describe.runIf(canMakeTestHost)('egress policy against a test host', () => {
       'blocked.tapbox.test': { A: [host.ip4] },
       'alias.tapbox.test': { CNAME: 'app.tapbox.test' },
       'rebind.tapbox.test': { A: ['127.0.0.1', '169.254.169.254'], AAAA: ['::1'] },
+      // The host side of the veth is in 198.18.0.0/15, but it is the host's own address.
+      'hostside.tapbox.test': { A: [host.hostIp4, host.ip4] },
     };
     const zoneFile = join(scratch.dir, 'zone.json');
     writeFileSync(zoneFile, JSON.stringify(zone));
@@ -83,10 +86,120 @@ describe.runIf(canMakeTestHost)('egress policy against a test host', () => {
     expect(r.code).not.toBe(0);
   });
 
+  it('checks the ClientHello of a client that stays silent first on an explicitly opened port', async () => {
+    const flags = [...dnsFlags, '--allow', 'app.tapbox.test:8443', '--allow', 'other.tapbox.test:8443'];
+    const late = (sni: string) => tapbox([...flags, '--', 'sh', '-c', `getent ahostsv4 app.tapbox.test >/dev/null && ${process.execPath} ${probe} tls-late ${host.ip4} 8443 ${sni}`]);
+    const good = JSON.parse((await late('app.tapbox.test')).stdout.trim());
+    expect(good).toMatchObject({ ok: true, body: 'tls hello app.tapbox.test\n' });
+    // other.tapbox.test is allowed but was never looked up: the address is pinned for app.tapbox.test only.
+    const bad = JSON.parse((await late('other.tapbox.test')).stdout.trim());
+    expect(bad).toMatchObject({ error: 'ECONNRESET' });
+  });
+
+  it('checks the Host of every request on a keep-alive connection', async () => {
+    const two = (second: string) =>
+      tapbox([...dnsFlags, '--allow', 'app.tapbox.test', '--allow', 'other.tapbox.test', '--', 'sh', '-c', `getent ahostsv4 app.tapbox.test >/dev/null && ${process.execPath} ${probe} http-two ${host.ip4} 8080 app.tapbox.test ${second}`]);
+    const same = JSON.parse((await two('app.tapbox.test')).stdout.trim());
+    expect(same.first).toContain('hello from the test host: /one');
+    expect(same.second).toContain('hello from the test host: /two');
+    const other = JSON.parse((await two('other.tapbox.test')).stdout.trim());
+    expect(other.first).toContain('hello from the test host: /one');
+    expect(other.second).not.toContain('hello from the test host');
+    expect(other.error).toBe('ECONNRESET');
+  });
+
+  it('dials a pinned address before accepting: a closed port is refused', async () => {
+    const r = await tapbox([...dnsFlags, '--allow', 'app.tapbox.test', '--', 'sh', '-c', `getent ahostsv4 app.tapbox.test >/dev/null && ${process.execPath} ${probe} tcp-connect ${host.ip4} 81`]);
+    expect(JSON.parse(r.stdout.trim())).toMatchObject({ error: 'ECONNREFUSED' });
+  });
+
   it('does not let an allowed name rebind to loopback or the metadata address', async () => {
     const r = await tapbox([...dnsFlags, '--allow', 'rebind.tapbox.test', '--', 'sh', '-c', 'getent ahosts rebind.tapbox.test; curl -sS -m 5 http://169.254.169.254/ ; echo curl=$?']);
     expect(r.stdout).not.toMatch(/127\.0\.0\.1|169\.254\.169\.254\s|::1/);
     expect(r.stdout).toMatch(/curl=(7|28)/);
+  });
+
+  /** A TCP server on the host side of the veth (an address of the host itself), counting connections. */
+  async function hostSideServer(): Promise<{ port: number; accepted: () => number; close: () => void }> {
+    let accepted = 0;
+    const server = net.createServer((s) => {
+      accepted++;
+      s.end();
+    });
+    await new Promise<void>((r) => server.listen(0, host.hostIp4, r));
+    return { port: (server.address() as net.AddressInfo).port, accepted: () => accepted, close: () => server.close() };
+  }
+
+  it('does not let an allowed name rebind to the host\'s own address inside the test ranges', async () => {
+    const server = await hostSideServer();
+    try {
+      const script = `getent ahosts hostside.tapbox.test; ${process.execPath} ${probe} tcp-connect ${host.hostIp4} ${server.port}`;
+      const r = await tapbox([...dnsFlags, '--allow', 'hostside.tapbox.test', '--', 'sh', '-c', script]);
+      expect(r.stdout).toContain(host.ip4);
+      expect(r.stdout.split('\n').filter((l) => l.startsWith(`${host.hostIp4} `))).toEqual([]);
+      expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toMatchObject({ error: 'ECONNREFUSED' });
+      expect(server.accepted()).toBe(0);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('does not open the host\'s own addresses in audit mode; an explicit rule naming one does', async () => {
+    const server = await hostSideServer();
+    try {
+      const connect = [process.execPath, probe, 'tcp-connect', host.hostIp4, String(server.port)];
+      const audit = await tapbox([...dnsFlags, '--audit', '--', ...connect]);
+      expect(JSON.parse(audit.stdout.trim())).toMatchObject({ error: 'ECONNREFUSED' });
+      expect(server.accepted()).toBe(0);
+      // The test host itself, a neighbour of that address, is open in audit mode.
+      const neighbour = await tapbox([...dnsFlags, '--audit', '--', process.execPath, probe, 'tcp-connect', host.ip4, '7']);
+      expect(JSON.parse(neighbour.stdout.trim())).toMatchObject({ ok: true });
+      const explicit = await tapbox([...dnsFlags, '--audit', '--allow', `${host.hostIp4}:${server.port}`, '--', ...connect]);
+      expect(JSON.parse(explicit.stdout.trim())).toMatchObject({ ok: true });
+      expect(explicit.stderr).toMatch(/warning: --audit allows every destination/);
+      expect(server.accepted()).toBe(1);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('refuses a DNS question that is not a host name and never learns it', async () => {
+    // A raw query whose first label carries a newline and a rule: "x\n0.0.0.0/0 #".tapbox.test
+    writeFileSync(
+      join(scratch.dir, 'raw-dns.cjs'),
+      `const d = require('dgram').createSocket('udp4');
+const parts = [Buffer.from([0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0])];
+for (const label of ['x\\n0.0.0.0/0 #', 'tapbox', 'test']) parts.push(Buffer.from([Buffer.byteLength(label)]), Buffer.from(label));
+parts.push(Buffer.from([0, 0, 1, 0, 1]));
+d.on('message', (m) => { console.log('rcode=' + (m[3] & 15)); d.close(); });
+d.send(Buffer.concat(parts), 53, '10.0.2.3');
+`,
+    );
+    queries = [];
+    const learned = join(scratch.dir, 'injected.allow');
+    const r = await tapbox([...dnsFlags, '--learn', learned, '--', 'sh', '-c', `${process.execPath} raw-dns.cjs; curl -sS -4 -m 10 http://app.tapbox.test:8080/x`], { cwd: scratch.dir });
+    expect(r.stdout).toMatch(/^rcode=5\n/); // REFUSED
+    expect(queries.filter((q) => q.includes('0.0.0.0'))).toEqual([]);
+    const rules = readFileSync(learned, 'utf8');
+    expect(rules).not.toMatch(/0\.0\.0\.0/);
+    expect(rules.split('\n').filter((l) => l && !l.startsWith('#'))).toEqual([expect.stringMatching(/^tcp:app\.tapbox\.test:8080 +# 1 connection$/)]);
+  });
+
+  it('--learn replaces a symlink the sandbox planted at its path, never the file it points to', async () => {
+    const outside = userTempDir();
+    try {
+      const precious = join(outside.dir, 'precious.txt');
+      writeFileSync(precious, 'precious\n', { mode: 0o644 });
+      if (isRoot) chownSync(precious, testIds.uid, testIds.gid); // writable by the tapbox user: only the fix protects it
+      const learned = join(scratch.dir, 'planted.allow');
+      const r = await tapbox([...dnsFlags, '--learn', learned, '--', 'sh', '-c', `ln -s ${precious} planted.allow && curl -sS -4 -m 10 http://app.tapbox.test:8080/planted`], { cwd: scratch.dir });
+      expect(r.stdout).toBe('hello from the test host: /planted');
+      expect(readFileSync(precious, 'utf8')).toBe('precious\n');
+      expect(lstatSync(learned).isFile()).toBe(true);
+      expect(readFileSync(learned, 'utf8')).toMatch(/^tcp:app\.tapbox\.test:8080\b/m);
+    } finally {
+      outside.cleanup();
+    }
   });
 
   it('lets a deny rule beat a wildcard allow', async () => {
@@ -130,6 +243,41 @@ describe.runIf(canMakeTestHost)('egress policy against a test host', () => {
     expect(again.stdout).toBe('hello from the test host: /learn');
     const other = await tapbox([...dnsFlags, '-F', learned, '--', 'curl', '-sS', '-m', '10', 'http://other.tapbox.test:8080/'], { cwd: scratch.dir });
     expect(other.code).toBe(6);
+  });
+});
+
+describe('allow rules on the command line', () => {
+  let scratch: { dir: string; cleanup: () => void };
+  beforeAll(() => {
+    scratch = userTempDir();
+  });
+  afterAll(() => scratch?.cleanup());
+
+  it.each([
+    ['a bad --allow rule', ['--allow', '*.com'], /^tapbox: --allow: bad rule "\*\.com": .*public suffix.*$/],
+    ['a bad rule in a -F file', ['-F', 'bad.allow'], /^tapbox: bad\.allow:2: bad rule "not a rule": .*$/],
+    ['a -F file that does not exist', ['-F', '/nonexistent/x.allow'], /^tapbox: cannot read allowlist \/nonexistent\/x\.allow: .*; check the path given to -F\.$/],
+    ['an unknown curated list', ['-F', '@nosuchlist'], /^tapbox: no curated allowlist @nosuchlist; the shipped ones are .*\.$/],
+  ])('refuses %s with one sentence and exit 2, like a bad flag; nothing runs', async (_, flags, sentence) => {
+    writeFileSync(join(scratch.dir, 'bad.allow'), 'ok.example\nnot a rule\n');
+    const marker = join(scratch.dir, `ran-${Math.random().toString(36).slice(2)}`);
+    const r = await tapbox(['--no-summary', ...flags, '--', 'touch', marker], { cwd: scratch.dir });
+    expect(r.stderr.trim()).toMatch(sentence);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.code).toBe(2);
+    expect(() => lstatSync(marker)).toThrow();
+  });
+
+  it('warns in one line that --audit and --learn do not enforce allow rules; deny-only rules get no warning', async () => {
+    const audit = await tapbox(['--no-summary', '--audit', '-F', '@npm', '--', 'true'], { cwd: scratch.dir });
+    expect(audit.code).toBe(0);
+    expect(audit.stderr.split('\n').filter((l) => l.includes('warning'))).toEqual([
+      'tapbox: warning: --audit allows every destination, so the allow rules of -F and --allow are not enforced (deny rules, "!", still are).',
+    ]);
+    const learn = await tapbox(['--no-summary', '--learn', join(scratch.dir, 'w.allow'), '--allow', 'example.com', '--', 'true'], { cwd: scratch.dir });
+    expect(learn.stderr).toMatch(/^tapbox: warning: --learn allows every destination/m);
+    const denyOnly = await tapbox(['--no-summary', '--audit', '--allow', '!evil.example', '--', 'true'], { cwd: scratch.dir });
+    expect(denyOnly.stderr).not.toMatch(/warning/);
   });
 });
 

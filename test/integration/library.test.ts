@@ -21,6 +21,7 @@ interface Spec {
   input?: string;
   killOnOutput?: string;
   killAtOnce?: string;
+  unreadStderr?: boolean;
 }
 
 /** Runs the driver as the test user; `wrap` puts a command around it (argv of `sh -c`, "$@" is the driver). */
@@ -101,6 +102,12 @@ describe('spawn()', () => {
     expect(lines[0]).toEqual({ event: 'spawn', pid: true, pipes: true });
     expect(lines[1]).toEqual({ event: 'exit', code: 5, signal: null });
     expect(lines[2]).toEqual({ event: 'close', code: 5, signal: null, stdout: 'PIPED THROUGH\n', stderr: 'done\n', report: null });
+  });
+
+  it("emits 'close' even when the caller never reads stderr, as a ChildProcess does", async () => {
+    const { lines } = await drive({ api: 'spawn', command: 'sh', args: ['-c', 'echo out; echo err >&2'], unreadStderr: true });
+    expect(lines.map((l) => l.event)).toEqual(['spawn', 'exit', 'close']);
+    expect(lines[2]).toMatchObject({ event: 'close', code: 0, stdout: 'out\n' });
   });
 
   it("with stdio 'inherit', the command writes to the caller's own stdout and there are no pipes", async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dgram from 'node:dgram';
@@ -8,7 +8,7 @@ import type { FlowId, Refusal, TcpConn, TcpForwarderRequest, UdpConn, UdpForward
 import type { FlowEvent } from '../../src/audit/events.js';
 import { formatLearnedAllowlist } from '../../src/audit/learn.js';
 import { EgressStats, formatSummary } from '../../src/audit/summary.js';
-import { createEgress, type EgressOptions } from '../../src/egress.js';
+import { createEgress, writeOutput, type EgressOptions } from '../../src/egress.js';
 import { TapboxError } from '../../src/errors.js';
 import { parse } from '../../src/policy/allowlist.js';
 import { Policy } from '../../src/policy/policy.js';
@@ -137,6 +137,68 @@ describe('learn', () => {
     expect(policy.decide({ proto: 'udp', addr: '104.16.0.40', port: 443 }).verdict).toBe('deny');
     expect(policy.decide({ proto: 'tcp', addr: '2001:db8::7', port: 8443 }).verdict).toBe('allow');
     expect(policy.resolvable('unused.example').allowed).toBe(false);
+  });
+});
+
+describe('names the sandbox chose', () => {
+  it('learns only names that parse back as the rule they mean: a planted newline writes nothing', () => {
+    const stats = new EgressStats();
+    const planted = 'x\n0.0.0.0/0 #.test';
+    stats.flow(flow(planted, '198.51.100.1', 443));
+    stats.flow(flow('a b.test', '198.51.100.2', 443));
+    stats.flow(flow('*.wild.test', '198.51.100.3', 443));
+    stats.flow(flow('ok.test', '198.51.100.4', 443));
+    stats.dns({ name: planted, type: 'A', verdict: 'allow', rcode: 'NOERROR', answers: [], dropped: [], transport: 'udp' });
+    stats.dns({ name: 'evil\x1b[2J.test', type: 'A', verdict: 'allow', rcode: 'NOERROR', answers: [], dropped: [], transport: 'udp' });
+    stats.dns({ name: 'unused.test', type: 'A', verdict: 'allow', rcode: 'NOERROR', answers: [], dropped: [], transport: 'udp' });
+    const text = formatLearnedAllowlist(stats.learnedFlows(), stats.lookedUp);
+    expect(text).not.toMatch(/0\.0\.0\.0|a b|wild|evil|\x1b/);
+    expect(text).toMatch(/^tcp:ok\.test:443 +# 1 connection$/m);
+    expect(text).toMatch(/^# unused\.test {2}# 1 lookup$/m);
+    const policy = Policy.fromAllowlists([parse(text, 'learned.allow')]);
+    expect(policy.rules.map((r) => r.text)).toEqual(['tcp:ok.test:443']);
+    expect(policy.decide({ proto: 'tcp', addr: '203.0.113.1', port: 443 }).verdict).toBe('deny');
+  });
+
+  it('escapes control characters in the summary table', () => {
+    const stats = new EgressStats();
+    stats.flow(flow('\x1b]0;pwned\x07evil.test', '198.51.100.1', 443));
+    stats.dns({ name: 'bell\x07\x9b31m.test', type: 'A', verdict: 'deny', rcode: 'NXDOMAIN', answers: [], dropped: [], transport: 'udp' });
+    for (const terminal of [false, true]) {
+      const table = formatSummary(stats.summary(), terminal);
+      expect(table).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+      expect(table).toContain('\\x1b]0;pwned\\x07evil.test');
+      expect(table).toContain('bell\\x07\\x9b31m.test');
+    }
+  });
+});
+
+describe('writing the report and the learned allowlist', () => {
+  it('replaces a symlink planted at the path instead of writing through it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tapbox-egress-'));
+    const precious = join(dir, 'precious.txt');
+    writeFileSync(precious, 'keep me\n');
+    mkdirSync(join(dir, 'cwd'));
+    const learn = join(dir, 'cwd', 'build.allow');
+    const report = join(dir, 'cwd', 'report.json');
+    symlinkSync(precious, learn);
+    symlinkSync(precious, report);
+    const egress = await createEgress(options(dir, { learn, report, dnsUpstream: ['127.0.0.1:53'] }));
+    await egress.close();
+    expect(readFileSync(precious, 'utf8')).toBe('keep me\n');
+    for (const p of [learn, report]) expect(lstatSync(p).isFile(), p).toBe(true);
+    expect(readFileSync(learn, 'utf8')).toMatch(/^# Learned by tapbox --learn/);
+    expect(JSON.parse(readFileSync(report, 'utf8'))).toMatchObject({ mode: 'audit' });
+    expect(readdirSync(join(dir, 'cwd')).sort()).toEqual(['build.allow', 'report.json']);
+  });
+
+  it('leaves no temporary file behind when it cannot write', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tapbox-egress-'));
+    mkdirSync(join(dir, 'taken'));
+    writeFileSync(join(dir, 'taken', 'x'), '');
+    await expect(writeOutput(join(dir, 'taken'), 'text\n', 'report')).rejects.toThrow(/cannot write the report to .*taken: /);
+    expect(readdirSync(dir)).toEqual(['taken']);
+    await expect(writeOutput(join(dir, 'missing', 'out'), 'text\n', 'report')).rejects.toThrow(/check that its directory exists/);
   });
 });
 

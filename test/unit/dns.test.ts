@@ -118,6 +118,25 @@ describe('DNS proxy', () => {
     expect(policy.decide({ proto: 'tcp', addr: '198.18.0.7', port: 443 }).verdict).toBe('allow');
   });
 
+  it('refuses a question that is not a host name before the policy or the upstream sees it', async () => {
+    const up = await fakeUpstream((q) => ({ answers: [A(q.questions![0].name, '203.0.113.30')] }));
+    const { ask, events } = setup('*.good.example\n', up.port);
+    const bad = ['x\n0.0.0.0/0 #.good.example', 'a b.good.example', '\x1b]0;pwned\x07.good.example', 'caf\u00e9.good.example', 'x/y.good.example', '*.good.example'];
+    for (const name of bad) {
+      const reply = await ask(name, 'A');
+      expect(reply.rcode, JSON.stringify(name)).toBe('REFUSED');
+      expect(reply.answers).toEqual([]);
+    }
+    expect(up.seen).toEqual([]);
+    expect(events.map((e) => [e.verdict, e.rcode, e.reason])).toEqual(bad.map(() => ['refuse', 'REFUSED', 'not a host name']));
+    expect(events[0].name).toBe('x\\x0a0.0.0.0/0 #.good.example');
+    expect(events[2].name).toBe('\\x1b]0;pwned\\x07.good.example');
+    for (const e of events) expect(e.name).not.toMatch(/[\x00-\x1f\x7f]/);
+    // Host names, underscores and hyphens included, still go through.
+    for (const name of ['_dmarc.good.example', 'a-b.good.example', `${'x'.repeat(63)}.good.example`]) expect((await ask(name, 'A')).rcode, name).toBe('NOERROR');
+    expect(up.seen).toHaveLength(3);
+  });
+
   it('filters HTTPS/SVCB records with an empty NOERROR and never forwards them', async () => {
     const up = await fakeUpstream(() => ({ answers: [] }));
     const { ask, events } = setup('good.example\n', up.port);
@@ -275,7 +294,10 @@ describe('DNS helpers', () => {
     for (const a of ['8.8.8.8', '203.0.113.1', '198.18.0.1', '198.19.255.254', '2001:db8::1', '2606:4700::1111']) {
       expect(isRebindingTarget(a, host), a).toBe(false);
     }
-    expect(isRebindingTarget('198.18.0.1', new Set(['198.18.0.1']))).toBe(false);
+    // The test ranges are exempt, except the host's own addresses in them (a test host's veth, say).
+    const veth = new Set(['198.18.0.1', '2001:db8:5::1']);
+    for (const a of ['198.18.0.1', '2001:db8:5::1', '::ffff:198.18.0.1', '64:ff9b::c612:1']) expect(isRebindingTarget(a, veth), a).toBe(true);
+    for (const a of ['198.18.0.2', '2001:db8:5::2']) expect(isRebindingTarget(a, veth), a).toBe(false);
   });
 });
 

@@ -313,7 +313,7 @@ describe('TCP forwarder', () => {
     req2.app!.write(ech);
     await expect.poll(() => req2.conn!.wasReset).toBe(true);
     expect(flows[1]).toMatchObject({ verdict: 'deny', reason: 'encrypted ClientHello (ECH) hides the server name' });
-    expect(server.connections()).toBe(0);
+    expect(server.received).toHaveLength(0); // the host was dialled, but heard nothing
   });
 
   it('resets a pinned flow that never completes its ClientHello', async () => {
@@ -326,7 +326,7 @@ describe('TCP forwarder', () => {
     req.app!.write((await clientHello('good.example')).subarray(0, 20));
     await expect.poll(() => req.conn!.wasReset).toBe(true);
     expect(flows[0]).toMatchObject({ verdict: 'deny', reason: 'no complete TLS ClientHello or HTTP request to check the name of' });
-    expect(server.connections()).toBe(0);
+    expect(server.received).toHaveLength(0);
   });
 
   it('checks the HTTP Host of a pinned flow', async () => {
@@ -363,12 +363,68 @@ describe('TCP forwarder', () => {
     p2.pin('ssh.example', '127.0.0.1', 60);
     const silent = new FakeTcpRequest(flowId('127.0.0.1', server.port));
     f2.tcp(silent);
-    await silent.outcome;
-    // The client waits for the server to speak first: after a short silence the flow is connected.
-    await expect.poll(() => server.connections()).toBe(1);
+    expect(await silent.outcome).toBe('accepted');
     const reply = readAll(silent.app!);
     silent.app!.end('SSH-2.0-client\r\n');
     expect(await reply).toBe('SSH-2.0-CLIENT\r\n');
+  });
+
+  it('dials the host of a pinned flow before accepting: a closed port is refused, not reset after accept', async () => {
+    const { forwarder, policy, flows, ends } = setup('good.example\n');
+    policy.pin('good.example', '127.0.0.1', 60);
+    const req = new FakeTcpRequest(flowId('127.0.0.1', await freePort()));
+    forwarder.tcp(req);
+    expect(req.conn).toBeNull(); // not before the host socket connected
+    expect(await req.outcome).toBe('reset');
+    expect(req.conn).toBeNull();
+    expect(flows[0]).toMatchObject({ verdict: 'allow', via: 'pin' });
+    expect(ends[0].error).toBe('host ECONNREFUSED');
+  });
+
+  it('relays a server-first greeting on an explicit port, and still checks the ClientHello the client sends later', async () => {
+    const received: Buffer[] = [];
+    const server = net.createServer((s) => {
+      s.write('220 greeting\r\n');
+      s.on('data', (c: Buffer) => received.push(c));
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => server.close());
+    const port = (server.address() as net.AddressInfo).port;
+    const { forwarder, policy, flows } = setup(`good.example:${port}\nother.example\n`);
+    policy.pin('good.example', '127.0.0.1', 60);
+    const req = new FakeTcpRequest(flowId('127.0.0.1', port));
+    forwarder.tcp(req);
+    expect(await req.outcome).toBe('accepted');
+    // The client says nothing until the server greeted it: the greeting is relayed.
+    const greeting = await new Promise<string>((r) => req.app!.once('data', (c: Buffer) => r(c.toString('latin1'))));
+    expect(greeting).toBe('220 greeting\r\n');
+    // Its first bytes, however late, are judged like any others.
+    req.app!.write(await clientHello('other.example'));
+    await expect.poll(() => req.conn!.wasReset).toBe(true);
+    expect(flows[0]).toMatchObject({ verdict: 'deny', reason: 'SNI other.example is not an allowed name resolved to 127.0.0.1' });
+    expect(received).toHaveLength(0);
+  });
+
+  it('checks the Host of every request on a keep-alive HTTP connection', async () => {
+    const server = await upperServer();
+    const { forwarder, policy, flows, ends } = setup('good.example\n');
+    policy.pin('good.example', '127.0.0.1', 60);
+    const req = new FakeTcpRequest(flowId('127.0.0.1', server.port));
+    forwarder.tcp(req);
+    await req.outcome;
+    const first = 'POST /a HTTP/1.1\r\nHost: good.example\r\nContent-Length: 26\r\n\r\nHost: other.example\r\n\r\nxyz';
+    req.app!.write(first);
+    await expect.poll(() => Buffer.concat(server.received).toString('latin1')).toBe(first);
+    req.app!.write('GET /b HTTP/1.1\r\nHost: good.example\r\n\r\n');
+    await expect.poll(() => Buffer.concat(server.received).length).toBe(first.length + 39);
+    req.app!.write('GET /c HTTP/1.1\r\nHost: other.example\r\n\r\n');
+    await expect.poll(() => req.conn!.wasReset).toBe(true);
+    await expect.poll(() => ends.length).toBe(1);
+    expect(Buffer.concat(server.received).toString('latin1')).not.toContain('/c');
+    expect(flows.map((f) => f.verdict)).toEqual(['allow', 'deny']);
+    expect(flows[1].reason).toBe('HTTP Host other.example is not an allowed name resolved to 127.0.0.1');
+    expect(ends[0].error).toMatch(/^refused: HTTP Host other\.example/);
   });
 
   it('refuses flows past the connection limit', async () => {

@@ -3,7 +3,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseHttpHost } from '../../src/inspect/http.js';
+import { HttpRequestFramer, parseHttpHost } from '../../src/inspect/http.js';
 import { clientInitialKeys, QuicClientHelloReader } from '../../src/inspect/quic.js';
 import { sniffStream } from '../../src/inspect/sniff.js';
 import { parseHandshakeMessage, parseTlsClientHello } from '../../src/inspect/tls.js';
@@ -142,6 +142,92 @@ describe('HTTP/1 Host', () => {
   it('calls other protocols unknown', () => {
     expect(sniffStream(Buffer.from('SSH-2.0-OpenSSH_9.2\r\n'))).toEqual({ kind: 'unknown' });
     expect(sniffStream(Buffer.from([0, 1, 2, 3]))).toEqual({ kind: 'unknown' });
+  });
+});
+
+describe('HTTP/1 request framer', () => {
+  const allowed = new Set(['good.example', 'also.example']);
+  const framer = () => {
+    const hosts: string[] = [];
+    const f = new HttpRequestFramer((h) => (hosts.push(h), allowed.has(h) ? null : `${h} not allowed`), 1024);
+    return { f, hosts };
+  };
+  /** Feeds `text` one byte at a time, then whole: both must give the same answer. */
+  const feed = (text: string) => {
+    const whole = framer();
+    const wholeResult = whole.f.push(Buffer.from(text, 'latin1'));
+    const bytes = framer();
+    let byteResult: string | null = null;
+    for (let i = 0; i < text.length && byteResult === null; i++) byteResult = bytes.f.push(Buffer.from(text.slice(i, i + 1), 'latin1'));
+    expect(byteResult).toBe(wholeResult);
+    expect(bytes.hosts).toEqual(whole.hosts);
+    return { result: wholeResult, hosts: whole.hosts, done: whole.f.done };
+  };
+
+  it('checks every pipelined request, skipping Content-Length bodies without reading them as headers', () => {
+    const body = 'Host: evil.example\r\n\r\n';
+    const text = `POST /a HTTP/1.1\r\nHost: good.example\r\nContent-Length: ${body.length}\r\n\r\n${body}` + 'GET /b HTTP/1.1\r\nhost: also.example\r\n\r\n' + '\r\nGET /c HTTP/1.0\r\nHost: good.example\r\n\r\n';
+    expect(feed(text)).toEqual({ result: null, hosts: ['good.example', 'also.example', 'good.example'], done: false });
+    expect(feed(text + 'GET /d HTTP/1.1\r\nHost: evil.example\r\n\r\n').result).toBe('evil.example not allowed');
+  });
+
+  it('skips chunked bodies by their sizes and trailers: a Host line inside a chunk is data', () => {
+    const chunk = 'Host: evil.example\r\n\r\nGET / HTTP/1.1\r\n';
+    const text =
+      'POST /up HTTP/1.1\r\nHost: good.example\r\nTransfer-Encoding: chunked\r\n\r\n' +
+      `${chunk.length.toString(16)};name=value\r\n${chunk}\r\n` +
+      '3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n' +
+      'GET /next HTTP/1.1\r\nHost: also.example\r\n\r\n';
+    expect(feed(text)).toEqual({ result: null, hosts: ['good.example', 'also.example'], done: false });
+    expect(feed(text + 'GET /x HTTP/1.1\r\nHost: evil.example\r\n\r\n').result).toBe('evil.example not allowed');
+  });
+
+  it('refuses framing it cannot follow exactly like a server would', () => {
+    const head = 'POST / HTTP/1.1\r\nHost: good.example\r\n';
+    const bad = [
+      `${head}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n`,
+      `${head}Transfer-Encoding: gzip, chunked\r\n\r\n`,
+      `${head}Content-Length: 3\r\nContent-Length: 3\r\n\r\n`,
+      `${head}Content-Length: +3\r\n\r\n`,
+      `${head}Transfer-Encoding: chunked\r\n\r\nzz\r\n`,
+      `${head}Transfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n`,
+      `${head}Transfer-Encoding: chunked\r\n\r\n3\nabc\r\n`,
+      `${head}X-Folded: a\r\n b\r\n\r\n`,
+      `${head}Bad Header: a\r\n\r\n`,
+      'GET / HTTP/1.1\r\nHost: good.example\nHost: evil.example\r\n\r\n',
+      'GET / HTTP/1.1\r\nHost: good.example\r\n\r\nSSH-2.0-x\r\n\r\n',
+      'GET / HTTP/1.1\r\nHost: good.example\r\nUpgrade: h2c\r\n\r\n',
+      `GET / HTTP/1.1\r\nHost: good.example\r\nX: ${'a'.repeat(2000)}\r\n\r\n`,
+    ];
+    for (const text of bad) expect(feed(text).result, JSON.stringify(text)).toMatch(/./);
+  });
+
+  it('ends inspection after a switch of protocols only when the next bytes are not HTTP', () => {
+    const upgrade = 'GET /ws HTTP/1.1\r\nHost: good.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n';
+    const switched = feed(upgrade + '\x81\x85mask' + 'GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n');
+    expect(switched).toMatchObject({ result: null, done: true });
+    // The server did not switch: the next request is framed and checked as usual.
+    expect(feed(upgrade + '\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n').result).toBe('evil.example not allowed');
+    expect(feed('CONNECT also.example:443 HTTP/1.1\r\nHost: also.example:443\r\n\r\n\x16\x03\x01').done).toBe(true);
+    expect(feed('CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n').result).toBe('evil.example not allowed');
+  });
+
+  it('never throws on arbitrary bytes after a good request', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+        const { f } = framer();
+        f.push(Buffer.from('GET / HTTP/1.1\r\nHost: good.example\r\n\r\n'));
+        const r = f.push(Buffer.from(bytes));
+        expect(r === null || typeof r === 'string').toBe(true);
+      }),
+    );
+  });
+
+  it('sniffs a line protocol with a whole first line as unknown, and an HTTP request after empty lines as HTTP', () => {
+    expect(sniffStream(Buffer.from('EHLO client.example\r\n'))).toEqual({ kind: 'unknown' });
+    expect(sniffStream(Buffer.from('\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n'))).toEqual({ kind: 'http', host: 'evil.example' });
+    expect(sniffStream(Buffer.from('get / HTTP/1.1\r\nHost: evil.example\r\n\r\n'))).toEqual({ kind: 'http', host: 'evil.example' });
+    expect(sniffStream(Buffer.from('GET / HTTP/1.1\nHost: evil.example\n\n'))).toEqual({ kind: 'incomplete' });
   });
 });
 

@@ -3,7 +3,7 @@ import { ManualClock } from '../../netstack/stack/manual-clock.js';
 import { parse } from '../../src/policy/allowlist.js';
 import { Policy, type FlowQuery } from '../../src/policy/policy.js';
 
-function policyOf(text: string, opts: { audit?: boolean } = {}) {
+function policyOf(text: string, opts: { audit?: boolean; hostAddrs?: Set<string> } = {}) {
   const clock = new ManualClock();
   return { policy: Policy.fromAllowlists([parse(text, 'test.allow')], { ...opts, clock }), clock };
 }
@@ -23,6 +23,15 @@ describe('policy', () => {
     expect(policy.resolvable('ads.cdn.example.net')).toMatchObject({ allowed: false, reason: expect.stringMatching(/denied by rule "!ads\.cdn\.example\.net" \(test\.allow:3\)/) });
     expect(policy.resolvable('time.example.org').allowed).toBe(true);
     expect(policy.resolvable('evil.example')).toEqual({ allowed: false, reason: 'not in allowlist' });
+  });
+
+  it('lets non-QUIC datagrams through a pin only when the rule names udp: and the port', () => {
+    const { policy } = policyOf('api.example.com:443\nudp:time.example.org:123\n');
+    policy.pin('api.example.com', '203.0.113.5', 60);
+    policy.pin('time.example.org', '203.0.113.8', 60);
+    expect(policy.decide(tcp('203.0.113.5', 443))).toMatchObject({ verdict: 'allow', via: 'pin', explicitPort: true });
+    expect(policy.decide(udp('203.0.113.5', 443))).toMatchObject({ verdict: 'allow', via: 'pin', explicitPort: false });
+    expect(policy.decide(udp('203.0.113.8', 123))).toMatchObject({ verdict: 'allow', via: 'pin', explicitPort: true });
   });
 
   it('allows an address only by a static rule or a pin carrying the name, with its rule ports', () => {
@@ -98,6 +107,34 @@ describe('policy', () => {
     policy.pin('anything.example', '192.0.2.50', 60);
     expect(policy.decide(tcp('192.0.2.50', 1234))).toMatchObject({ verdict: 'allow', via: 'audit', names: ['anything.example'] });
     expect(policy.decide(udp('203.0.113.1', 9))).toMatchObject({ verdict: 'allow', via: 'audit' });
+  });
+
+  it('opens link-local, multicast and host addresses only for an IP rule as specific as their range', () => {
+    const hostAddrs = new Set(['198.18.7.1', '2001:db8:7::1', '192.0.2.77']);
+    const guarded = ['169.254.169.254', 'fe80::1', '224.0.0.251', 'ff02::fb', '198.18.7.1', '2001:db8:7::1', '192.0.2.77', '::ffff:169.254.169.254'];
+    // Audit mode, a DNS pin, and the widest rules open none of them.
+    const audit = policyOf('', { audit: true, hostAddrs }).policy;
+    const wide = policyOf('0.0.0.0/0\n::/0\n169.0.0.0/8\nfe80::/9\n198.18.0.0/15\n2001:db8::/32\n192.0.2.0/24\nmeta.example\n', { hostAddrs }).policy;
+    for (const addr of guarded) {
+      audit.pin('meta.example', addr, 60);
+      wide.pin('meta.example', addr, 60);
+      expect(audit.decide(tcp(addr, 80)), `audit ${addr}`).toMatchObject({ verdict: 'deny', reason: expect.stringMatching(/only an IP rule naming it opens it/) });
+      expect(wide.decide(tcp(addr, 80)), `rules ${addr}`).toMatchObject({ verdict: 'deny' });
+    }
+    // Their neighbours are not guarded.
+    expect(audit.decide(tcp('198.18.7.2', 80))).toMatchObject({ verdict: 'allow', via: 'audit' });
+    expect(wide.decide(tcp('198.18.7.2', 80))).toMatchObject({ verdict: 'allow', via: 'ip-rule' });
+    // An explicit rule, at least as specific as the range, opens them, on its ports only; deny still wins.
+    const explicit = policyOf('169.254.169.254:80\n169.254.0.0/16:8080\nfe80::/10\n198.18.7.1\n[2001:db8:7::1]:443\n!169.254.169.254:81\n', { audit: true, hostAddrs }).policy;
+    expect(explicit.decide(tcp('169.254.169.254', 80))).toMatchObject({ verdict: 'allow', via: 'ip-rule' });
+    expect(explicit.decide(tcp('169.254.1.1', 8080))).toMatchObject({ verdict: 'allow', via: 'ip-rule' });
+    expect(explicit.decide(tcp('169.254.169.254', 22)).verdict).toBe('deny');
+    expect(explicit.decide(tcp('169.254.169.254', 81)).verdict).toBe('deny');
+    expect(explicit.decide(udp('fe80::1', 53)).verdict).toBe('allow');
+    expect(explicit.decide(tcp('198.18.7.1', 22)).verdict).toBe('allow');
+    expect(explicit.decide(tcp('2001:db8:7::1', 443)).verdict).toBe('allow');
+    expect(explicit.decide(tcp('2001:db8:7::1', 80)).verdict).toBe('deny');
+    expect(explicit.decide(tcp('224.0.0.251', 80)).verdict).toBe('deny');
   });
 
   it('takes the smallest connection limit of its lists', () => {

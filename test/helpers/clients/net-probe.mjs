@@ -9,11 +9,16 @@
 //   udp-echo HOST PORT              one datagram to an echo server → {ok} or {error}
 //   dns-query SERVER NAME           an A query straight to SERVER (not the resolv.conf one)
 //                                   → {ok, addresses} or {error}
+//   tls-late HOST PORT SNI          connect, stay silent 1.5 s, then a TLS handshake naming SNI and
+//                                   GET / → {ok, body} or {error}
+//   http-two HOST PORT NAME1 NAME2  one keep-alive connection: GET /one with Host NAME1, read its
+//                                   response, then GET /two with Host NAME2 → {first, second, error}
 // Every outcome includes ms (elapsed).
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { createHash } from 'node:crypto';
 import { promises as dns } from 'node:dns';
+import tls from 'node:tls';
 
 const [action, host, portText, countText] = process.argv.slice(2);
 const port = Number(portText);
@@ -113,6 +118,34 @@ if (action === 'tcp-upload') {
     (addresses) => done({ ok: true, addresses }),
     (e) => done({ error: e.code }),
   );
+} else if (action === 'tls-late') {
+  const s = net.connect({ host, port }, () =>
+    setTimeout(() => {
+      const t = tls.connect({ socket: s, servername: countText, rejectUnauthorized: false }, () => t.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+      let body = '';
+      t.on('data', (d) => (body += d));
+      t.on('end', () => done({ ok: true, body: body.slice(body.indexOf('\r\n\r\n') + 4) }));
+      t.on('error', (e) => done({ error: e.code }));
+    }, 1500),
+  );
+  s.on('error', (e) => done({ error: e.code }));
+} else if (action === 'http-two') {
+  const names = [countText, process.argv[6]];
+  let buf = '';
+  let first = null;
+  const s = net.connect({ host, port }, () => s.write(`GET /one HTTP/1.1\r\nHost: ${names[0]}\r\n\r\n`));
+  s.on('data', (d) => {
+    buf += d;
+    if (first === null && buf.includes('/one')) {
+      first = buf;
+      buf = '';
+      s.write(`GET /two HTTP/1.1\r\nHost: ${names[1]}\r\n\r\n`);
+    } else if (first !== null && buf.includes('/two')) {
+      done({ first, second: buf });
+    }
+  });
+  s.on('end', () => done({ first, second: buf }));
+  s.on('error', (e) => done({ first, second: buf, error: e.code }));
 } else {
   console.error(`net-probe: unknown action ${action}`);
   process.exit(2);
