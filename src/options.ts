@@ -7,6 +7,7 @@ import { parseProxyUrl, type ProxySpec } from './forwarder/dialer.js';
 import { parseHostLoopback, type HostLoopbackPort } from './forwarder/host-loopback.js';
 import { parsePublishList, type PublishSpec } from './publish.js';
 import { hasCaps, resolveCaps, type CapsOptions, type ResolvedCaps } from './caps.js';
+import { parseRule } from './policy/rule.js';
 
 export type NetMode = 'tap' | 'none' | 'host';
 export type UidMode = 'root' | 'same' | 'nobody';
@@ -99,7 +100,8 @@ export function resolveOptions(o: SandboxOptions): ResolvedOptions {
     hardening: resolveHardening(o, o.cwd ?? process.cwd()),
     hostname: o.hostname ?? 'tapbox',
     allowFiles: o.allowFiles ?? [],
-    allow: o.allow ?? [],
+    // Checked here too, so that a bad rule throws at once (spawn() included), before anything starts.
+    allow: (o.allow ?? []).map((rule) => (parseRule(rule, '--allow'), rule)),
     dnsUpstream: o.dnsUpstream ?? [],
     publish: parsePublishList(o.publish ?? []),
     hostLoopback: parseHostLoopback(o.hostLoopback ?? []),

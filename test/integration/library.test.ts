@@ -148,6 +148,8 @@ describe('spawn()', () => {
     expect(failed.lines[0]!.message).toMatch(/cannot read allowlist \/nonexistent\/list\.txt/);
     const usage = await drive({ api: 'spawn', command: 'true', options: { mtu: 70000 } });
     expect(usage.lines).toEqual([expect.objectContaining({ event: 'error', code: 'EUSAGE', thrown: true })]);
+    const rule = await drive({ api: 'spawn', command: 'true', options: { allow: ['*.com'] } });
+    expect(rule.lines).toEqual([expect.objectContaining({ event: 'error', code: 'EPOLICY', thrown: true })]);
   });
 });
 
