@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -109,5 +109,6 @@ describe('allowlist rules', () => {
     }
     const npm = await load('@npm');
     expect(npm.rules.some((r) => r.target.kind === 'name' && r.target.name === 'registry.npmjs.org')).toBe(true);
+    rmSync(dir, { recursive: true, force: true });
   });
 });

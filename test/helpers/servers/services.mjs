@@ -15,7 +15,7 @@ import dgram from 'node:dgram';
 import https from 'node:https';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
@@ -101,6 +101,7 @@ for (let i = 0; i < args.length; i += 2) {
     const dir = mkdtempSync(join(tmpdir(), 'tapbox-tls-'));
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=tapbox test host'], { stdio: 'ignore' });
     const options = { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) };
+    rmSync(dir, { recursive: true, force: true });
     const server = https.createServer(options, (req, res) => res.end(`tls hello ${req.socket.servername}\n`));
     server.on('tlsClientError', () => {});
     listening.push(listen(server, port));
