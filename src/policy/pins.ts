@@ -10,16 +10,30 @@ export class PinTable {
   /** address (canonical text) → name → expiry time (clock ms). */
   private readonly byAddress = new Map<string, Map<string, number>>();
   private readonly graceMs: number;
+  private lastSweep: number;
 
   constructor(
     private readonly clock: Clock,
     graceMs = DEFAULT_PIN_GRACE_MS,
   ) {
     this.graceMs = Math.max(graceMs, MIN_PIN_GRACE_MS);
+    this.lastSweep = clock.now();
+  }
+
+  /** Addresses with a live (or not yet swept) pin. */
+  get size(): number {
+    return this.byAddress.size;
   }
 
   pin(name: string, address: string, ttlSeconds: number): void {
-    const expires = this.clock.now() + Math.max(0, ttlSeconds) * 1000 + this.graceMs;
+    const now = this.clock.now();
+    // A long run resolves many names: drop the expired pins of every address now and then, not only
+    // of those looked up again, so the table follows what is live.
+    if (now - this.lastSweep >= this.graceMs) {
+      this.lastSweep = now;
+      for (const address of [...this.byAddress.keys()]) this.names(address);
+    }
+    const expires = now + Math.max(0, ttlSeconds) * 1000 + this.graceMs;
     let names = this.byAddress.get(address);
     if (!names) this.byAddress.set(address, (names = new Map()));
     names.set(name, Math.max(expires, names.get(name) ?? 0));

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../netstack/stack/manual-clock.js';
 import { parse } from '../../src/policy/allowlist.js';
 import { Policy, type FlowQuery } from '../../src/policy/policy.js';
+import { PinTable } from '../../src/policy/pins.js';
 
 function policyOf(text: string, opts: { audit?: boolean; hostAddrs?: Set<string> } = {}) {
   const clock = new ManualClock();
@@ -90,6 +91,16 @@ describe('policy', () => {
     expect(policy.decide(tcp('192.0.2.30', 443)).verdict).toBe('allow');
     clock.advance(1);
     expect(policy.decide(tcp('192.0.2.30', 443)).verdict).toBe('deny');
+  });
+
+  it('sweeps expired pins of addresses nobody asks about again, so the table stays bounded', () => {
+    const clock = new ManualClock();
+    const pins = new PinTable(clock);
+    for (let i = 0; i < 100; i++) pins.pin('example.com', `192.0.2.${i}`, 60);
+    expect(pins.size).toBe(100);
+    clock.advance(60_000 + 5 * 60_000);
+    pins.pin('example.com', '198.51.100.1', 60);
+    expect(pins.size).toBe(1);
   });
 
   it('verifies a name (SNI) only when it is allowed and pinned to that address', () => {
