@@ -66,7 +66,7 @@ ${column([
 Egress (under --net tap):
 ${column([
   ['(default)', 'enforce: only what the allowlist allows; denials are logged'],
-  ['--audit', 'allow everything, log every lookup and flow'],
+  ['--audit', 'allow and log everything (deny rules apply; link-local, host addresses need an IP rule)'],
   ['--learn FILE', 'as --audit, and write an allowlist of what was used to FILE'],
 ])}
 

@@ -3,7 +3,7 @@
 // report, the learned allowlist and the summary. Events: 'dns', 'flow', 'deny', 'flowEnd', 'limit'.
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, realpath, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type pino from 'pino';
 import type { Forwarder } from '../netstack/stack/forwarding.js';
@@ -65,6 +65,9 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
   const audit = opts.audit || opts.learn !== undefined;
   const lists = await Promise.all(opts.allowFiles.map((f) => load(f)));
   lists.push({ rules: opts.allow.map((r) => parseRule(r, '--allow')) });
+  // Where the report and the learned allowlist go, as the directories are now, before the sandbox runs
+  // (it may swap a directory of the path for a symlink; writeOutput then refuses).
+  const outputDirs = { report: await outputDir(opts.report, '--report'), learn: await outputDir(opts.learn, '--learn') };
   const hostAddrs = liveHostAddresses();
   const policy = Policy.fromAllowlists(lists, { audit, maxFlows: opts.caps?.flows, hostAddrs });
   const upstream = new Upstream({ servers: opts.dnsUpstream.length ? opts.dnsUpstream.map(parseUpstream) : hostResolvers() });
@@ -86,8 +89,8 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     // phase, after this turn's setImmediate callbacks: wait two turns so that every flowEnd is in.
     for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
     const summary = stats.summary();
-    await writeOutput(opts.report, `${JSON.stringify({ mode: audit ? 'audit' : 'enforce', ...summary }, null, 2)}\n`, 'report');
-    await writeOutput(opts.learn, formatLearnedAllowlist(stats.learnedFlows(), stats.lookedUp), 'learned allowlist');
+    await writeOutput(opts.report, `${JSON.stringify({ mode: audit ? 'audit' : 'enforce', ...summary }, null, 2)}\n`, 'report', outputDirs.report);
+    await writeOutput(opts.learn, formatLearnedAllowlist(stats.learnedFlows(), stats.lookedUp), 'learned allowlist', outputDirs.learn);
     // A run that never touched the network has nothing to summarize: stay quiet.
     if (opts.summary && summary.destinations.length > 0) process.stderr.write(formatSummary(summary, process.stderr.isTTY === true));
     return summary;
@@ -102,14 +105,32 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
   });
 }
 
+/** The real path of the directory an output file goes to; throws EUSAGE when it does not exist. */
+async function outputDir(path: string | undefined, flag: string): Promise<string | undefined> {
+  if (path === undefined) return undefined;
+  const dir = await realDir(path);
+  if (dir === undefined) throw new TapboxError('EUSAGE', `${flag} ${path}: no such directory ${dirname(path)}; create it first (the file is written there at exit).`);
+  return dir;
+}
+
+/** The real path of the directory `path` is in; undefined without a path or when it does not exist. */
+async function realDir(path: string | undefined): Promise<string | undefined> {
+  return path === undefined ? undefined : realpath(dirname(path)).catch(() => undefined);
+}
+
 /**
  * Writes `text` to `path` as a new file: the sandbox may have planted a symlink (or a hard link) there
  * in a writable directory, and writing through it would overwrite a host file of its choosing. So the
  * text goes to a fresh file (O_EXCL, random name, same directory) that is renamed over `path`: rename
- * replaces a symlink itself, never its target. The temporary file is removed on failure.
+ * replaces a symlink itself, never its target. The temporary file is removed on failure. `expectedDir`:
+ * the real path of the file's directory before the run; if it resolves elsewhere now (a directory of
+ * the path became a symlink), nothing is written.
  */
-export async function writeOutput(path: string | undefined, text: string, what: string): Promise<void> {
+export async function writeOutput(path: string | undefined, text: string, what: string, expectedDir?: string): Promise<void> {
   if (!path) return;
+  if (expectedDir !== undefined && (await realDir(path)) !== expectedDir) {
+    throw new TapboxError('EINTERNAL', `cannot write the ${what} to ${path}: its directory is no longer ${expectedDir} (replaced by a symlink during the run?); nothing was written.`);
+  }
   const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   let created = false;
   try {

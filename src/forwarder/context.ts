@@ -28,7 +28,7 @@ export interface ForwarderOptions {
   connectTimeoutMs?: number;
   /** TCP keepalive idle time of the relayed host sockets, ms (default HOST_KEEPALIVE_MS, 60 s). */
   keepAliveMs?: number;
-  /** How long to wait for a full ClientHello / request head (default 5 s). */
+  /** How long to wait for a full ClientHello / request head (default 5 s; on a port the rule names, counted from the client's first byte). */
   inspectTimeoutMs?: number;
   /** How many bytes to read at most looking for it (default 32 KiB). */
   inspectMaxBytes?: number;

@@ -336,7 +336,7 @@ describe.runIf(canMakeTestHost)('--upstream-proxy to a proxy on a test host', ()
     });
   }
 
-  it('still checks the HTTP Host of a flow allowed by name before anything reaches the proxy', async () => {
+  it('still checks the HTTP Host of a flow allowed by name before any of its bytes go through the proxy', async () => {
     requests.length = 0;
     const r = await tapbox(['--no-summary', '--dns-upstream', host.ip4, '--allow', 'app.tapbox.test', '--upstream-proxy', `http://${host.ip4}:3128`, '--', 'sh', '-c',
       `curl -sS -m 10 http://app.tapbox.test:8081/; echo "rc=$?"; curl -sS -m 10 -H 'Host: other.tapbox.test' http://app.tapbox.test:8081/; echo "rc=$?"`]);
@@ -344,7 +344,12 @@ describe.runIf(canMakeTestHost)('--upstream-proxy to a proxy on a test host', ()
     expect(lines[0]).toBe(`you are ${host.ip4}`);
     expect(lines[1]).toBe('rc=0');
     expect(lines[2]).toMatch(/^rc=(52|56)$/); // the connection is reset once the Host is read
-    expect(requests).toMatchObject([{ proxy: 'http', target: `${host.ip4}:8081`, ok: true }]);
+    // Like a direct socket, the tunnel to the pinned address is opened before the check (a closed port
+    // is then refused as such); the refused request never goes through it.
+    expect(requests).toMatchObject([
+      { proxy: 'http', target: `${host.ip4}:8081`, ok: true },
+      { proxy: 'http', target: `${host.ip4}:8081`, ok: true },
+    ]);
   });
 
   it('refuses the sandbox\'s connection when the proxy cannot reach the destination', async () => {

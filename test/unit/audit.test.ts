@@ -1,4 +1,4 @@
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dgram from 'node:dgram';
@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { FlowId, Refusal, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
 import type { FlowEvent } from '../../src/audit/events.js';
 import { formatLearnedAllowlist } from '../../src/audit/learn.js';
+import { createLogger } from '../../src/audit/logger.js';
 import { EgressStats, formatSummary } from '../../src/audit/summary.js';
 import { createEgress, writeOutput, type EgressOptions } from '../../src/egress.js';
 import { TapboxError } from '../../src/errors.js';
@@ -16,6 +17,13 @@ import { Policy } from '../../src/policy/policy.js';
 const SANDBOX = { dns4: '10.0.2.3', dns6: 'fd00::3', gateway4: '10.0.2.2', gateway6: 'fd00::2' };
 const cleanups: (() => void)[] = [];
 afterEach(() => cleanups.splice(0).forEach((c) => c()));
+
+/** A temporary directory, removed after the test. */
+function scratchDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'tapbox-egress-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 function flow(name: string | null, dst: string, port: number, proto: 'tcp' | 'udp' = 'tcp', verdict: 'allow' | 'deny' = 'allow'): FlowEvent {
   return { flowId: 1, proto, src: '10.0.2.100', srcPort: 5000, dst, port, name, verdict, reason: 'test' };
@@ -160,6 +168,16 @@ describe('names the sandbox chose', () => {
     expect(policy.decide({ proto: 'tcp', addr: '203.0.113.1', port: 443 }).verdict).toBe('deny');
   });
 
+  it('escapes control characters in the pretty log (a CNAME target, an SNI)', () => {
+    const dir = scratchDir();
+    const logFile = join(dir, 'pretty.log');
+    const logger = createLogger({ logLevel: 'info', logFormat: 'pretty', logFile });
+    logger.warn({ event: 'dns' }, 'dns A ok.example: CNAME \x1b]0;pwned\x07evil.example');
+    const text = readFileSync(logFile, 'utf8');
+    expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+    expect(text).toContain('tapbox: dns A ok.example: CNAME \\x1b]0;pwned\\x07evil.example');
+  });
+
   it('escapes control characters in the summary table', () => {
     const stats = new EgressStats();
     stats.flow(flow('\x1b]0;pwned\x07evil.test', '198.51.100.1', 443));
@@ -175,7 +193,7 @@ describe('names the sandbox chose', () => {
 
 describe('writing the report and the learned allowlist', () => {
   it('replaces a symlink planted at the path instead of writing through it', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tapbox-egress-'));
+    const dir = scratchDir();
     const precious = join(dir, 'precious.txt');
     writeFileSync(precious, 'keep me\n');
     mkdirSync(join(dir, 'cwd'));
@@ -192,8 +210,27 @@ describe('writing the report and the learned allowlist', () => {
     expect(readdirSync(join(dir, 'cwd')).sort()).toEqual(['build.allow', 'report.json']);
   });
 
+  it('writes nothing when a directory of the path became a symlink during the run', async () => {
+    const dir = scratchDir();
+    mkdirSync(join(dir, 'cwd', 'out'), { recursive: true });
+    mkdirSync(join(dir, 'elsewhere'));
+    const learn = join(dir, 'cwd', 'out', 'build.allow');
+    const egress = await createEgress(options(dir, { learn, dnsUpstream: ['127.0.0.1:53'] }));
+    // What the sandbox does in its writable cwd while it runs.
+    rmSync(join(dir, 'cwd', 'out'), { recursive: true });
+    symlinkSync(join(dir, 'elsewhere'), join(dir, 'cwd', 'out'));
+    await expect(egress.close()).rejects.toThrow(/cannot write the learned allowlist to .*build\.allow: its directory is no longer .*; nothing was written\./);
+    expect(readdirSync(join(dir, 'elsewhere'))).toEqual([]);
+  });
+
+  it('refuses at once an output file whose directory does not exist', async () => {
+    const dir = scratchDir();
+    const err = await createEgress(options(dir, { report: join(dir, 'missing', 'r.json'), dnsUpstream: ['127.0.0.1:53'] })).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'EUSAGE', message: expect.stringMatching(/^--report .*r\.json: no such directory .*missing; create it first/) });
+  });
+
   it('leaves no temporary file behind when it cannot write', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tapbox-egress-'));
+    const dir = scratchDir();
     mkdirSync(join(dir, 'taken'));
     writeFileSync(join(dir, 'taken', 'x'), '');
     await expect(writeOutput(join(dir, 'taken'), 'text\n', 'report')).rejects.toThrow(/cannot write the report to .*taken: /);
