@@ -78,7 +78,7 @@ static int rtnl_talk(int rtnl, struct nlmsghdr *req)
 	}
 }
 
-int rtnl_set_link(int rtnl, int ifindex, unsigned mtu, const unsigned char *mac, bool up)
+int rtnl_set_link(int rtnl, int ifindex, unsigned mtu, unsigned txqlen, const unsigned char *mac, bool up)
 {
 	struct rtnl_request req = {
 		.hdr = { .nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg)), .nlmsg_type = RTM_NEWLINK },
@@ -91,6 +91,8 @@ int rtnl_set_link(int rtnl, int ifindex, unsigned mtu, const unsigned char *mac,
 	ifi->ifi_flags = up ? IFF_UP : 0;
 	if (mtu)
 		add_attr(&req, IFLA_MTU, &mtu, sizeof mtu);
+	if (txqlen)
+		add_attr(&req, IFLA_TXQLEN, &txqlen, sizeof txqlen);
 	if (mac)
 		add_attr(&req, IFLA_ADDRESS, mac, 6);
 	return rtnl_talk(rtnl, &req.hdr);
