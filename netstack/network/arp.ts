@@ -1,9 +1,13 @@
-// ARP (RFC 826): answer requests for the addresses the stack owns (gateway and DNS) with our MAC.
-// Requests for any other address get no answer; the sandbox's MAC is learned by the stack from the
-// source of every frame, ARP included.
+// ARP (RFC 826): answer requests for the addresses the stack owns (gateway and DNS) with our MAC, and
+// for the other hosts of the sandbox's on-link prefix (neighbors.ts), so that a connect to 10.0.2.50
+// reaches the Forwarder at once instead of waiting for the sandbox's ARP to fail. Never answered for
+// an on-link address: ARP probes (sender 0.0.0.0), gratuitous ARP (sender == target), the sandbox's own
+// addresses. The sender address of every request is learned as one of the sandbox's; its MAC is
+// learned by the stack from the source of every frame, ARP included.
 import { ARP_LENGTH, ArpOp, ArpView, emitArp, validateArp } from '../header/arp.js';
 import { emitEthernet, ETHERNET_HEADER_LENGTH, EtherType } from '../header/ethernet.js';
 import type { Family } from '../stack/forwarding.js';
+import type { OnLinkNeighbors } from './neighbors.js';
 
 export interface ArpHost {
   drop(reason: string): void;
@@ -19,6 +23,7 @@ export class ArpResponder {
   constructor(
     private readonly host: ArpHost,
     private readonly mac: Uint8Array,
+    private readonly neighbors: OnLinkNeighbors,
   ) {}
 
   /** Handles the ARP packet at `off` in `frame`. */
@@ -26,7 +31,11 @@ export class ArpResponder {
     const reason = validateArp(frame, off, frame.length - off);
     if (reason) return this.host.drop(reason);
     const arp = this.arp.of(frame, off);
-    if (arp.op !== ArpOp.Request || !this.host.isOwnAddress(4, frame, arp.targetIpOffset)) return;
+    if (arp.op !== ArpOp.Request) return;
+    const sender = arp.senderIpOffset;
+    const target = arp.targetIpOffset;
+    this.neighbors.learn(4, frame, sender);
+    if (!this.host.isOwnAddress(4, frame, target) && (isZero4(frame, sender) || equal4(frame, sender, target) || !this.neighbors.answers(4, frame, target))) return;
     const senderMac = frame.subarray(arp.senderMacOffset, arp.senderMacOffset + 6);
     emitEthernet(this.reply, 0, senderMac, this.mac, EtherType.ARP);
     emitArp(
@@ -40,4 +49,12 @@ export class ArpResponder {
     );
     this.host.writeFrame(this.reply);
   }
+}
+
+function isZero4(buf: Uint8Array, off: number): boolean {
+  return buf[off] === 0 && buf[off + 1] === 0 && buf[off + 2] === 0 && buf[off + 3] === 0;
+}
+
+function equal4(buf: Uint8Array, a: number, b: number): boolean {
+  return buf[a] === buf[b] && buf[a + 1] === buf[b + 1] && buf[a + 2] === buf[b + 2] && buf[a + 3] === buf[b + 3];
 }

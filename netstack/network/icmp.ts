@@ -55,6 +55,8 @@ export interface IcmpHost {
   drop(reason: string): void;
   /** Whether the 4- or 16-byte address at `off` in `buf` is one the stack answers for. */
   isOwnAddress(family: Family, buf: Uint8Array, off: number): boolean;
+  /** Whether the address is another host of the sandbox's on-link prefix that ARP / NDP answer for. */
+  isOnLinkNeighbor(family: Family, buf: Uint8Array, off: number): boolean;
   transport(protocol: number): TransportProtocol | undefined;
 }
 
@@ -80,7 +82,7 @@ export class Icmp {
     const icmp = this.v4.of(packet, off);
     switch (icmp.type) {
       case Icmpv4Type.Echo:
-        if (!this.host.isOwnAddress(4, net.dst, 0)) return this.host.drop('icmp-echo-not-ours');
+        if (!this.host.isOwnAddress(4, net.dst, 0)) return this.echoNotOurs(4, net, 'icmp-echo-not-ours');
         return this.echoReply(4, net, off, len, Icmpv4Type.EchoReply);
       case Icmpv4Type.DestinationUnreachable: {
         const tooBig = icmp.code === Icmpv4UnreachableCode.FragmentationNeeded;
@@ -100,7 +102,7 @@ export class Icmp {
     const icmp = this.v6.of(packet, off);
     switch (icmp.type) {
       case Icmpv6Type.EchoRequest:
-        if (!this.host.isOwnAddress(6, net.dst, 0)) return this.host.drop('icmpv6-echo-not-ours');
+        if (!this.host.isOwnAddress(6, net.dst, 0)) return this.echoNotOurs(6, net, 'icmpv6-echo-not-ours');
         return this.echoReply(6, net, off, len, Icmpv6Type.EchoReply);
       case Icmpv6Type.NeighborSolicitation:
         return this.ndp.handleSolicitation(net, off, len);
@@ -111,6 +113,16 @@ export class Icmp {
       default:
         return this.host.drop('icmpv6-ignored');
     }
+  }
+
+  /**
+   * An echo request to an address that is not ours: dropped, except that one of the on-link hosts ARP /
+   * NDP answered for gets "host unreachable" at once, what the sandbox's kernel would have said had its
+   * neighbour resolution failed.
+   */
+  private echoNotOurs(family: Family, net: NetworkInfo, reason: string): void {
+    this.host.drop(reason);
+    if (this.host.isOnLinkNeighbor(family, net.dst, 0)) this.sendUnreachable(net.packet, family, 'host');
   }
 
   /** Sends a destination-unreachable about `packet` (an inbound IP packet) to its source. */

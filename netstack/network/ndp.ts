@@ -1,10 +1,15 @@
 // Neighbour discovery (RFC 4861), the part the stack needs: answer neighbour solicitations for the
 // gateway, DNS and gateway link-local addresses with a solicited, overriding advertisement that
-// carries our MAC. Router advertisements are not sent: the launcher configures a static route.
+// carries our MAC; and for the other addresses of the sandbox's on-link prefixes (neighbors.ts) with a
+// solicited advertisement that neither claims a router nor overrides (RFC 4861 7.2.8, as a proxy does),
+// so that a connect to fd00::50 reaches the Forwarder at once. Duplicate address detection probes
+// (from ::) are answered for our own addresses only: for any other address they mean the sandbox is
+// about to take it. Router advertisements are not sent: the launcher configures a static route.
 import { emitNeighborAdvert, findLinkLayerOption, finishIcmpv6, ICMPV6_PROTOCOL, NDP_NEIGHBOR_LENGTH, NdpOption, NeighborAdvertFlag } from '../header/icmpv6.js';
 import { isIpv6Multicast, isIpv6Unspecified, parseIpv6 } from '../header/ipv6.js';
 import type { Family } from '../stack/forwarding.js';
 import type { NetworkInfo } from '../stack/transport.js';
+import type { OnLinkNeighbors } from './neighbors.js';
 import type { IpSender } from './sender.js';
 
 /** NDP messages must arrive with hop limit 255: proof that they were not routed (RFC 4861 7.1.1). */
@@ -23,6 +28,7 @@ export class NeighborDiscovery {
   constructor(
     private readonly host: NdpHost,
     private readonly mac: Uint8Array,
+    private readonly neighbors: OnLinkNeighbors,
   ) {}
 
   /** A neighbour solicitation at `off` (its ICMPv6 header) in `net.packet`, checksum already checked. */
@@ -35,12 +41,18 @@ export class NeighborDiscovery {
     const fromUnspecified = isIpv6Unspecified(net.src, 0);
     // Duplicate address detection probes come from :: to a solicited-node group, without a source option.
     if (fromUnspecified && (sourceLinkLayer >= 0 || !isIpv6Multicast(net.dst, 0))) return this.host.drop('ndp-invalid');
-    if (!this.host.isOwnAddress(6, packet, off + 8)) return this.host.drop('ndp-target-not-ours');
+    let flags: number;
+    if (this.host.isOwnAddress(6, packet, off + 8)) {
+      flags = NeighborAdvertFlag.Router | NeighborAdvertFlag.Override | (fromUnspecified ? 0 : NeighborAdvertFlag.Solicited);
+    } else if (!fromUnspecified && this.neighbors.answers(6, packet, off + 8)) {
+      flags = NeighborAdvertFlag.Solicited;
+    } else {
+      return this.host.drop('ndp-target-not-ours');
+    }
 
     packet.copy(this.target, 0, off + 8, off + 24);
     const sender = this.host.sender;
     const { buf, offset } = sender.scratch(6);
-    const flags = NeighborAdvertFlag.Router | NeighborAdvertFlag.Override | (fromUnspecified ? 0 : NeighborAdvertFlag.Solicited);
     const length = emitNeighborAdvert(buf, offset, flags, this.target, this.mac);
     const dst = fromUnspecified ? ALL_NODES : net.src;
     finishIcmpv6(buf, offset, length, this.target, dst);

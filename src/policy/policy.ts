@@ -34,6 +34,7 @@ const GUARDED: { subnet: Subnet; what: string }[] = [
   ['224.0.0.0/4', 'a multicast address'],
   ['ff00::/8', 'a multicast address'],
 ].map(([s, what]) => ({ subnet: parseSubnet(s)!, what }));
+const NAT64 = parseSubnet('64:ff9b::/96')!;
 
 export interface FlowQuery {
   proto: Proto;
@@ -81,7 +82,14 @@ export class Policy {
   private guarded(ip: IpAddr, addr: string): { prefix: number; what: string } | null {
     if (this.hostAddrs?.has(addr)) return { prefix: ip.family === 4 ? 32 : 128, what: "one of the host's own addresses" };
     const g = GUARDED.find((r) => subnetContains(r.subnet, ip));
-    return g ? { prefix: g.subnet.prefix, what: g.what } : null;
+    if (g) return { prefix: g.subnet.prefix, what: g.what };
+    // A NAT64 address reaches the IPv4 address in its last 32 bits: guarded as that one, 96 bits deeper.
+    if (subnetContains(NAT64, ip)) {
+      const v4: IpAddr = { family: 4, value: ip.value & 0xffffffffn };
+      const inner = this.guarded(v4, formatIp(v4));
+      return inner && { prefix: inner.prefix + 96, what: `${inner.what} (through NAT64)` };
+    }
+    return null;
   }
 
   /** One policy from several allowlists; the smallest connection limit among them applies. */

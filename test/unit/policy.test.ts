@@ -122,7 +122,7 @@ describe('policy', () => {
 
   it('opens link-local, multicast and host addresses only for an IP rule as specific as their range', () => {
     const hostAddrs = new Set(['198.18.7.1', '2001:db8:7::1', '192.0.2.77']);
-    const guarded = ['169.254.169.254', 'fe80::1', '224.0.0.251', 'ff02::fb', '198.18.7.1', '2001:db8:7::1', '192.0.2.77', '::ffff:169.254.169.254'];
+    const guarded = ['169.254.169.254', 'fe80::1', '224.0.0.251', 'ff02::fb', '198.18.7.1', '2001:db8:7::1', '192.0.2.77', '::ffff:169.254.169.254', '64:ff9b::a9fe:a9fe', '64:ff9b::c612:701'];
     // Audit mode, a DNS pin, and the widest rules open none of them.
     const audit = policyOf('', { audit: true, hostAddrs }).policy;
     const wide = policyOf('0.0.0.0/0\n::/0\n169.0.0.0/8\nfe80::/9\n198.18.0.0/15\n2001:db8::/32\n192.0.2.0/24\nmeta.example\n', { hostAddrs }).policy;
@@ -146,6 +146,9 @@ describe('policy', () => {
     expect(explicit.decide(tcp('2001:db8:7::1', 443)).verdict).toBe('allow');
     expect(explicit.decide(tcp('2001:db8:7::1', 80)).verdict).toBe('deny');
     expect(explicit.decide(tcp('224.0.0.251', 80)).verdict).toBe('deny');
+    expect(audit.decide(tcp('64:ff9b::c612:702', 80)).verdict).toBe('allow');
+    expect(policyOf('64:ff9b::/96\n', { hostAddrs }).policy.decide(tcp('64:ff9b::a9fe:a9fe', 80)).verdict).toBe('deny');
+    expect(policyOf('64:ff9b::a9fe:0/112\n', { hostAddrs }).policy.decide(tcp('64:ff9b::a9fe:a9fe', 80)).verdict).toBe('allow');
   });
 
   it('takes the smallest connection limit of its lists', () => {
