@@ -114,6 +114,8 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
         forwarder: egress.forwarder,
         mtu: o.mtu,
         sandboxMac: SANDBOX_NET.sandboxMac,
+        sandbox4: SANDBOX_NET.ip4,
+        sandbox6: SANDBOX_NET.ip6,
         gateway4: SANDBOX_NET.gateway4,
         dns4: SANDBOX_NET.dns4,
         gateway6: SANDBOX_NET.gateway6,

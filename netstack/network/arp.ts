@@ -2,8 +2,8 @@
 // for the other hosts of the sandbox's on-link prefix (neighbors.ts), so that a connect to 10.0.2.50
 // reaches the Forwarder at once instead of waiting for the sandbox's ARP to fail. Never answered for
 // an on-link address: ARP probes (sender 0.0.0.0), gratuitous ARP (sender == target), the sandbox's own
-// addresses. The sender address of every request is learned as one of the sandbox's; its MAC is
-// learned by the stack from the source of every frame, ARP included.
+// addresses. The sender address of every request (the target of a probe) is learned as one of the
+// sandbox's; its MAC is learned by the stack from the source of every frame, ARP included.
 import { ARP_LENGTH, ArpOp, ArpView, emitArp, validateArp } from '../header/arp.js';
 import { emitEthernet, ETHERNET_HEADER_LENGTH, EtherType } from '../header/ethernet.js';
 import type { Family } from '../stack/forwarding.js';
@@ -34,7 +34,8 @@ export class ArpResponder {
     if (arp.op !== ArpOp.Request) return;
     const sender = arp.senderIpOffset;
     const target = arp.targetIpOffset;
-    this.neighbors.learn(4, frame, sender);
+    // The sender's address is the sandbox's; so is the target of a probe (RFC 5227: it is about to take it).
+    this.neighbors.learn(4, frame, isZero4(frame, sender) ? target : sender);
     if (!this.host.isOwnAddress(4, frame, target) && (isZero4(frame, sender) || equal4(frame, sender, target) || !this.neighbors.answers(4, frame, target))) return;
     const senderMac = frame.subarray(arp.senderMacOffset, arp.senderMacOffset + 6);
     emitEthernet(this.reply, 0, senderMac, this.mac, EtherType.ARP);

@@ -44,7 +44,11 @@ export class NeighborDiscovery {
     let flags: number;
     if (this.host.isOwnAddress(6, packet, off + 8)) {
       flags = NeighborAdvertFlag.Router | NeighborAdvertFlag.Override | (fromUnspecified ? 0 : NeighborAdvertFlag.Solicited);
-    } else if (!fromUnspecified && this.neighbors.answers(6, packet, off + 8)) {
+    } else if (fromUnspecified) {
+      // The sandbox is about to take this address: never answered, and never answered for from now on.
+      this.neighbors.learn(6, packet, off + 8);
+      return this.host.drop('ndp-target-not-ours');
+    } else if (this.neighbors.answers(6, packet, off + 8)) {
       flags = NeighborAdvertFlag.Solicited;
     } else {
       return this.host.drop('ndp-target-not-ours');

@@ -12,20 +12,22 @@
 // forwards it if a rule allows it.
 //
 // Never answered, because the address is, or may be, the sandbox's own:
-// - the sandbox's configured addresses, and every on-link or link-local source address it has been
-//   seen using (IP sources, ARP sender addresses): learned, at most MAX_LEARNED per family; past that
-//   the family is no longer answered at all (we would no longer know which addresses are its own);
+// - the sandbox's configured addresses, and every on-link or link-local address it has been seen using
+//   or claiming (IP sources, ARP senders, the targets of its ARP probes and duplicate address detection
+//   probes): learned, at most MAX_LEARNED per family; past that the family is no longer answered at
+//   all (we would no longer know which addresses are its own);
 // - IPv6 interface identifiers that are the modified EUI-64 of the sandbox's MAC (configured or learned),
 //   in either prefix, the identifier its kernel derives by default;
 // - the IPv4 network and broadcast addresses of the prefix (not hosts).
 // The callers (arp.ts, ndp.ts) also never answer for these addresses a duplicate address detection
 // probe (NS from ::), an ARP probe (sender 0.0.0.0) or a gratuitous ARP (sender == target).
 //
-// Link-local (fe80::/64) targets other than ours: answered, but only once the sandbox has been seen
-// using a link-local source. Its kernel may derive its link-local identifier opaquely (addr_gen_mode
-// stable_privacy / random), so until we have seen it we cannot tell which fe80:: address is its own,
-// and answer none; once seen (its MLD reports and router solicitations come from it right after the
-// link comes up), a connect to fe80::x%tap0 gets the policy's refusal at once instead of a timeout.
+// Link-local (fe80::/64) targets other than ours: answered, but only once the sandbox's own link-local
+// address is known, from its duplicate address detection probe (~1 s after tap0 comes up) or a packet
+// it sent from it. Its kernel may derive that address opaquely (addr_gen_mode stable_privacy / random),
+// so until then we cannot tell which fe80:: address is its own, and answer none (a connect to
+// fe80::x%tap0 that early is answered on the kernel's next solicitation, a second later); from then on
+// it gets the policy's refusal at once instead of a timeout.
 import type { Family } from '../stack/forwarding.js';
 import { parseIpv4 } from '../header/ipv4.js';
 import { parseIpv6 } from '../header/ipv6.js';
@@ -88,7 +90,7 @@ export class OnLinkNeighbors {
     this.sandbox6.add(this.prefix6.addr, 0);
   }
 
-  /** A source address the sandbox used (an IP source, an ARP sender): never answered for afterwards. */
+  /** An address the sandbox used or claimed (an IP source, an ARP sender, a probe's target): never answered for afterwards. */
   learn(family: Family, buf: Uint8Array, off: number): void {
     if (family === 4) {
       if (inPrefix(buf, off, this.prefix4)) this.sandbox4.add(buf, off);

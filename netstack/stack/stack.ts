@@ -4,8 +4,10 @@
 //
 // The sandbox sits on the other end of the link and believes it talks to a router (us) at the
 // gateway MAC. Every inbound frame goes through deliverFrame(): the Ethernet header is checked and
-// the sandbox's MAC is learned from its source; ARP requests for the gateway/DNS addresses are
-// answered (arp.ts); IPv4 and IPv6 packets are validated, their extension headers walked and
+// the sandbox's MAC is learned from its source; ARP requests for the gateway/DNS addresses, and for
+// the other hosts of the sandbox's on-link prefixes (network/neighbors.ts: a connect to 10.0.2.50 or
+// fd00::50 then reaches the Forwarder at once instead of failing neighbour resolution 3 s later), are
+// answered (arp.ts, ndp.ts); IPv4 and IPv6 packets are validated, their extension headers walked and
 // fragments reassembled with bounded memory (network/ipv4.ts, ipv6.ts, fragments.ts), and each
 // whole packet reaches deliver(). ICMP and ICMPv6 stop there (echo replies for our own addresses,
 // neighbour advertisements, errors passed to the transport that owns the quoted flow); everything
@@ -36,6 +38,7 @@ import { Icmp, ICMPV4_PROTOCOL } from '../network/icmp.js';
 import { Ipv4Input, IPV4_REASSEMBLY_DEFAULTS } from '../network/ipv4.js';
 import { Ipv6Input, IPV6_REASSEMBLY_DEFAULTS } from '../network/ipv6.js';
 import { NeighborDiscovery } from '../network/ndp.js';
+import { OnLinkNeighbors } from '../network/neighbors.js';
 import type { IpSender } from '../network/sender.js';
 import { UdpProtocol, UDP_DEFAULTS, type UdpOptions } from '../transport/udp/index.js';
 import { StackCounters } from './counters.js';
@@ -57,6 +60,12 @@ export interface StackConfig {
   dns4?: string;
   gateway6?: string;
   dns6?: string;
+  /**
+   * The sandbox's own addresses with their prefix length (default 10.0.2.100/24, fd00::100/64): the
+   * on-link prefixes whose other hosts ARP / NDP answer for, and addresses never answered for.
+   */
+  sandbox4?: string;
+  sandbox6?: string;
   udp?: Partial<UdpOptions>;
   reassembly4?: Partial<ReassemblyLimits>;
   reassembly6?: Partial<ReassemblyLimits>;
@@ -70,6 +79,8 @@ export const STACK_DEFAULTS = {
   dns4: '10.0.2.3',
   gateway6: 'fd00::2',
   dns6: 'fd00::3',
+  sandbox4: '10.0.2.100/24',
+  sandbox6: 'fd00::100/64',
 } as const;
 
 const DEFAULT_TTL = 64;
@@ -94,6 +105,7 @@ export class Stack implements NetworkDispatcher, IpSender {
   private readonly own4: Uint8Array[];
   private readonly own6: Uint8Array[];
   private readonly sandboxMac: Uint8Array;
+  private readonly neighbors: OnLinkNeighbors;
   private readonly transports: (TransportProtocol | undefined)[] = new Array<TransportProtocol | undefined>(256);
   private readonly arp: ArpResponder;
   private readonly icmp: Icmp;
@@ -117,6 +129,9 @@ export class Stack implements NetworkDispatcher, IpSender {
     this.linkLocal6 = linkLocalFromMac(this.mac);
     this.own4 = [parseIpv4(config.gateway4 ?? STACK_DEFAULTS.gateway4), parseIpv4(config.dns4 ?? STACK_DEFAULTS.dns4)];
     this.own6 = [parseIpv6(config.gateway6 ?? STACK_DEFAULTS.gateway6), parseIpv6(config.dns6 ?? STACK_DEFAULTS.dns6), this.linkLocal6];
+    // The sandbox's MACs: the configured one, and the learned one (updated in place by learnSandboxMac).
+    const sandboxMacs = config.sandboxMac ? [parseMac(config.sandboxMac), this.sandboxMac] : [this.sandboxMac];
+    this.neighbors = new OnLinkNeighbors(config.sandbox4 ?? STACK_DEFAULTS.sandbox4, config.sandbox6 ?? STACK_DEFAULTS.sandbox6, sandboxMacs);
     // Scratch frames hold the largest datagram (sent as fragments past the MTU); one more frame builds fragments.
     this.scratch4 = { buf: Buffer.alloc(ETHERNET_HEADER_LENGTH + IPV4_MAX_PACKET_LENGTH), offset: ETHERNET_HEADER_LENGTH + IPV4_MIN_HEADER_LENGTH };
     this.scratch6 = { buf: Buffer.alloc(ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH + IPV6_MAX_PAYLOAD), offset: ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH };
@@ -141,13 +156,14 @@ export class Stack implements NetworkDispatcher, IpSender {
       sender: this as IpSender,
       drop,
       isOwnAddress: (family: Family, buf: Uint8Array, off: number) => this.isOwnAddress(family, buf, off),
+      isOnLinkNeighbor: (family: Family, buf: Uint8Array, off: number) => !this.isOwnAddress(family, buf, off) && this.neighbors.answers(family, buf, off),
       transport: (protocol: number) => this.transports[protocol],
       writeFrame: (frame: Uint8Array) => this.writeFrame(frame),
       deliver: (family: Family, protocol: number, packet: Buffer, payloadOffset: number, reassembled: boolean) =>
         this.deliver(family, protocol, packet, payloadOffset, reassembled),
     };
-    this.arp = new ArpResponder(host, this.mac);
-    this.icmp = new Icmp(host, new NeighborDiscovery(host, this.mac));
+    this.arp = new ArpResponder(host, this.mac, this.neighbors);
+    this.icmp = new Icmp(host, new NeighborDiscovery(host, this.mac, this.neighbors));
     this.ipv4 = new Ipv4Input(config.clock, reassembly4, host);
     this.ipv6 = new Ipv6Input(config.clock, reassembly6, host);
     this.udp = new UdpProtocol(this, config.clock, config.forwarder, udpOptions, drop);
@@ -313,6 +329,8 @@ export class Stack implements NetworkDispatcher, IpSender {
     packet.copy(net.src, 0, srcOffset, srcOffset + addrLength);
     packet.copy(net.dst, 0, srcOffset + addrLength, srcOffset + 2 * addrLength);
     net.packet = packet;
+    // Every on-link source the sandbox uses is one of its addresses: ARP / NDP never answer for it.
+    this.neighbors.learn(family, net.src, 0);
     // The sandbox's kernel never leaves the checksum of a fragmented datagram to us.
     net.checksumTrusted = !reassembled && this.offload !== undefined && this.offload.checksumPartial;
     if (family === 4 && protocol === ICMPV4_PROTOCOL) return this.icmp.handleV4(net, payloadOffset);

@@ -39,6 +39,24 @@ describe('tapbox --net tap', () => {
     expect(r.code).toBe(0);
   });
 
+  it('refuses a connect to another host of its own subnets at once with ECONNREFUSED, in the audit log', async () => {
+    // The stack answers ARP / NDP for 10.0.2.50 and fd00::50, so the flows reach the policy (which
+    // allows nothing here) instead of waiting for the sandbox's neighbour resolution to fail.
+    const probe = join(repoRoot, 'test', 'helpers', 'clients', 'net-probe.mjs');
+    const script = ['10.0.2.50', 'fd00::50'].map((a) => `${process.execPath} ${probe} tcp-connect ${a} 80`).join('; ');
+    const r = await tapbox(['--net', 'tap', '--no-summary', '--log-format', 'json', '--', 'sh', '-c', script]);
+    expect(r.code, r.stderr).toBe(0);
+    const outcomes = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { error?: string });
+    expect(outcomes).toEqual([expect.objectContaining({ error: 'ECONNREFUSED' }), expect.objectContaining({ error: 'ECONNREFUSED' })]);
+    const denied = r.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event?: string; verdict?: string; msg?: string })
+      .filter((l) => l.event === 'flow' && l.verdict === 'deny')
+      .map((l) => l.msg);
+    expect(denied).toEqual([expect.stringContaining('10.0.2.50'), expect.stringContaining('fd00::50')]);
+  });
+
   it('honours --mtu and points resolv.conf at the DNS proxy', async () => {
     const r = await tapbox(['--net', 'tap', '--mtu', '9000', '--', 'sh', '-c', 'ip link show tap0; cat /etc/resolv.conf']);
     expect(r.code).toBe(0);
