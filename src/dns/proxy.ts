@@ -45,7 +45,7 @@ export interface DnsProxyOptions {
   maxInFlight?: number;
   onEvent?: (e: DnsEvent) => void;
   /** Told when a query is refused because `maxInFlight` queries wait for the upstream. */
-  onLimit?: (limit: 'dns-in-flight', value: number, detail: string) => void;
+  onLimit?: (limit: 'dns-in-flight' | 'dns-tcp', value: number, detail: string) => void;
 }
 
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
@@ -55,6 +55,12 @@ const FORWARDED_TYPES = new Set(['A', 'AAAA', 'CNAME', 'TXT', 'MX', 'SRV', 'CAA'
 const ODD_TYPES = new Set(['ANY', 'AXFR', 'IXFR']);
 const TYPE_NAMES: Record<string, string> = { UNKNOWN_64: 'SVCB', UNKNOWN_65: 'HTTPS' };
 const MAX_TCP_MESSAGE = 0xffff;
+/** DNS over TCP: connections open at once; beyond, the newest is reset. */
+const MAX_TCP_CONNECTIONS = 64;
+/** Per connection: queries being answered at once, and answer bytes the sandbox has not taken yet.
+ * Past either, the connection is not read (its window closes): pipelining can't grow our memory. */
+const MAX_TCP_PIPELINE = 16;
+const MAX_TCP_UNSENT = 64 * 1024;
 
 export class DnsProxy {
   private inFlight = 0;
@@ -136,18 +142,24 @@ export class DnsProxy {
     };
   }
 
-  /** Serves DNS over one TCP connection: two-byte length-prefixed messages, answered as they complete. */
+  /**
+   * Serves DNS over one TCP connection: two-byte length-prefixed messages, answered as they complete,
+   * with bounded memory (MAX_TCP_PIPELINE, MAX_TCP_UNSENT; the sandbox's unread answers pause reading).
+   */
   serveTcp(conn: Duplex): void {
+    if (this.tcpConns.size >= MAX_TCP_CONNECTIONS) {
+      this.opts.onLimit?.('dns-tcp', MAX_TCP_CONNECTIONS, 'DNS-over-TCP connections at the cap: new connection reset');
+      conn.destroy();
+      return;
+    }
     this.tcpConns.add(conn);
-    let buffered = Buffer.alloc(0);
+    let buffered: Buffer = Buffer.alloc(0);
     let pending = 0;
     let ended = false;
-    const maybeEnd = () => {
-      if (ended && pending === 0) conn.end();
-    };
-    conn.on('data', (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
+    const complete = () => buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0);
+    const busy = () => pending >= MAX_TCP_PIPELINE || conn.writableLength >= MAX_TCP_UNSENT;
+    const pump = () => {
+      while (!busy() && complete()) {
         const message = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
         buffered = buffered.subarray(2 + message.length);
         pending++;
@@ -158,13 +170,23 @@ export class DnsProxy {
             length.writeUInt16BE(reply.length);
             conn.write(Buffer.concat([length, reply]));
           }
-          maybeEnd();
+          pump();
         });
       }
+      // Read on only while there is room and no whole message waits: a paused connection's bytes stay
+      // in the stack's receive buffer, whose window then closes on the sandbox.
+      if (busy() || complete()) conn.pause();
+      else if (!ended) conn.resume();
+      if (ended && pending === 0 && !complete()) conn.end();
+    };
+    conn.on('data', (chunk: Buffer) => {
+      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+      pump();
     });
+    conn.on('drain', pump);
     conn.on('end', () => {
       ended = true;
-      maybeEnd();
+      pump();
     });
     conn.on('error', () => conn.destroy());
     conn.on('close', () => this.tcpConns.delete(conn));

@@ -217,6 +217,52 @@ describe('DNS proxy', () => {
   });
 });
 
+describe('DNS over TCP', () => {
+  it('stops reading a connection whose answers the sandbox does not take, and answers all once it does', async () => {
+    const up = await fakeUpstream(() => ({ answers: [] }));
+    const { proxy, events } = setup('good.example\n', up.port);
+    const [sandboxSide, proxySide] = duplexPair();
+    proxy.serveTcp(proxySide);
+    const total = 20_000;
+    const queries = Buffer.concat(
+      Array.from({ length: total }, (_, i) => dnsPacket.streamEncode({ type: 'query', id: i & 0xffff, questions: [{ name: `denied${i}.example`, type: 'A' }] })),
+    );
+    sandboxSide.write(queries);
+    await new Promise((r) => setTimeout(r, 200));
+    // Denied names are answered at once, so only backpressure holds the rest: a bounded number in memory.
+    expect(events.length).toBeGreaterThan(0);
+    expect(events.length).toBeLessThan(5_000);
+    let answered = 0;
+    let buf = Buffer.alloc(0);
+    const all = new Promise<void>((resolve) =>
+      sandboxSide.on('data', (c: Buffer) => {
+        buf = Buffer.concat([buf, c]);
+        while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+          buf = buf.subarray(2 + buf.readUInt16BE(0));
+          if (++answered === total) resolve();
+        }
+      }),
+    );
+    await all;
+    expect(events).toHaveLength(total);
+  });
+
+  it('resets DNS-over-TCP connections past the cap and reports it', async () => {
+    const up = await fakeUpstream(() => ({ answers: [] }));
+    const clock = new ManualClock();
+    const policy = Policy.fromAllowlists([parse('good.example\n', 'test.allow')], { clock });
+    const upstream = new Upstream({ servers: [{ host: '127.0.0.1', port: up.port, family: 4 }] });
+    cleanups.push(() => upstream.close());
+    const limits: string[] = [];
+    const proxy = new DnsProxy({ policy, upstream, hostAddrs: new Set(), onLimit: (l) => limits.push(l) });
+    const conns = Array.from({ length: 65 }, () => duplexPair());
+    for (const [, proxySide] of conns) proxy.serveTcp(proxySide);
+    expect(conns.filter(([, p]) => p.destroyed)).toHaveLength(1);
+    expect(limits).toEqual(['dns-tcp']);
+    proxy.close();
+  });
+});
+
 /** A UDP DNS server on 127.0.0.1 that records each query's source port and answers through `reply`. */
 async function rawUpstream(reply: (q: dnsPacket.DecodedPacket, send: (p: dnsPacket.Packet) => void) => void) {
   const ports: number[] = [];
@@ -301,20 +347,28 @@ describe('DNS helpers', () => {
   });
 });
 
+/** Two connected streams with a socket's backpressure: a write completes once the other side has room. */
 function duplexPair(): [Duplex, Duplex] {
   const sides: Duplex[] = [];
-  const make = (other: () => Duplex) =>
-    new Duplex({
-      read() {},
+  const blocked = new Map<Duplex, () => void>();
+  const make = (other: () => Duplex) => {
+    const side: Duplex = new Duplex({
+      read() {
+        const resume = blocked.get(side);
+        blocked.delete(side);
+        resume?.();
+      },
       write(chunk, _enc, cb) {
-        other().push(chunk);
-        cb();
+        if (other().push(chunk)) cb();
+        else blocked.set(other(), cb);
       },
       final(cb) {
         other().push(null);
         cb();
       },
     });
-  sides.push(make(() => sides[1]), make(() => sides[0]));
-  return [sides[0], sides[1]];
+    return side;
+  };
+  sides.push(make(() => sides[1]!), make(() => sides[0]!));
+  return [sides[0]!, sides[1]!];
 }
