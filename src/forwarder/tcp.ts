@@ -21,7 +21,7 @@ import { Transform } from 'node:stream';
 import type { Refusal, TcpConn, TcpForwarderRequest } from '../../netstack/stack/forwarding.js';
 import type { FlowEvent } from '../audit/events.js';
 import { HttpRequestFramer } from '../inspect/http.js';
-import { sniffStream, type StreamSniff } from '../inspect/sniff.js';
+import { StreamSniffer, type StreamSniff } from '../inspect/sniff.js';
 import type { FlowDecision } from '../policy/policy.js';
 import { allowReason, type ForwarderContext } from './context.js';
 import { dial } from './dialer.js';
@@ -124,6 +124,7 @@ function inspectFirstBytes(
 ): void {
   const serverFirst = decision.explicitPort;
   const chunks: Buffer[] = [];
+  const sniffer = new StreamSniffer(ctx.inspectMaxBytes);
   let total = 0;
   let down = 0;
   let settled = false;
@@ -146,15 +147,18 @@ function inspectFirstBytes(
       host.destroy();
       return ctx.release();
     }
-    const first = Buffer.concat(chunks);
+    let first = Buffer.concat(chunks);
+    const read = first.length;
     let outcome = verdict;
     let framer: HttpRequestFramer | undefined;
     if (outcome.ok && outcome.http) {
       // Every later request on the connection is checked too (keep-alive, pipelining): from the start,
-      // so that the framer knows where the first request's body ends.
+      // so that the framer knows where the first request's body ends. Only what it lets through goes
+      // on: the start of a next request head waits for the rest of it.
       framer = new HttpRequestFramer(hostCheck(ctx, req, decision), ctx.inspectMaxBytes);
       const refused = framer.push(first);
       if (refused) outcome = { ok: false, reason: refused };
+      else first = Buffer.concat(framer.drain());
     }
     const flow = ctx.event(flowId, 'tcp', req.id, outcome.ok ? 'allow' : 'deny', outcome.reason, decision, outcome.ok ? outcome.name : undefined);
     ctx.o.auditor.flow(flow);
@@ -164,7 +168,7 @@ function inspectFirstBytes(
       ctx.release();
       return;
     }
-    relay(ctx, flow, conn, host, first, started, { framer, down, hostPiped: serverFirst });
+    relay(ctx, flow, conn, host, first, started, { framer, down, hostPiped: serverFirst, read });
   };
   const onData = (chunk: Buffer) => {
     chunks.push(chunk);
@@ -172,7 +176,7 @@ function inspectFirstBytes(
     // On an explicit port the client may stay silent as long as it likes (nothing it hasn't sent can
     // name a host); once it has begun, it must finish its ClientHello or request head in time.
     deadline ??= setTimeout(onIncomplete, ctx.inspectTimeoutMs);
-    const sniff = sniffStream(Buffer.concat(chunks));
+    const sniff = sniffer.push(chunk);
     if (sniff.kind !== 'incomplete') settle(judge(ctx, req, decision, sniff));
     else if (total >= ctx.inspectMaxBytes) settle({ ok: false, reason: `no complete TLS ClientHello or HTTP request in the first ${total} bytes` });
   };
@@ -274,11 +278,13 @@ interface RelayOptions {
   /** Bytes the host sent during inspection (already relayed: `hostPiped`). */
   down?: number;
   hostPiped?: boolean;
+  /** Bytes read from the sandbox during inspection, when more than `first` (held by the framer). */
+  read?: number;
 }
 
 /** Relays until both sides closed; `first` are bytes read from the sandbox during inspection. */
 function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.Socket, first: Buffer, started: number, o: RelayOptions = {}): void {
-  let up = first.length;
+  let up = o.read ?? first.length;
   let down = o.down ?? 0;
   let error: string | undefined;
   let open = 2;
@@ -297,12 +303,15 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.
   const framer = o.framer && !o.framer.done ? o.framer : undefined;
   // The sandbox may have half-closed while its first bytes were inspected.
   if (framer) {
-    // Bytes pass through untouched (no copy); a request that frames badly or names a host not allowed
-    // here resets both sides before any of it reaches the host.
+    // Bytes pass through untouched (no copy), request heads once whole and checked; a request that
+    // frames badly or names a host not allowed here resets both sides before any of it reaches the host.
     const inspector = new Transform({
       transform(chunk: Buffer, _encoding, done) {
-        const refused = framer.done ? null : framer.push(chunk);
-        done(refused === null ? null : Object.assign(new Error(refused), { code: 'EINSPECT' }), refused === null ? chunk : undefined);
+        if (framer.done) return done(null, chunk);
+        const refused = framer.push(chunk);
+        if (refused !== null) return done(Object.assign(new Error(refused), { code: 'EINSPECT' }));
+        for (const bytes of framer.drain()) this.push(bytes);
+        done();
       },
     });
     inspector.on('error', (err: Error) => {

@@ -4,11 +4,14 @@
 // The stack hands the first datagram to `onMessage` once it is set, so it is relayed (or inspected)
 // like the others. Sessions allowed only through a DNS pin are inspected like TCP (see tcp.ts): the first datagrams
 // must be QUIC Initial packets whose ClientHello names an allowed name pinned to the address, unless
-// the name's rule names the port explicitly (NTP, games, ... on `udp:time.example.com:123`).
+// the name's rule names the port explicitly (NTP, games, ... on `udp:time.example.com:123`). Without
+// such a rule, every later datagram must still be QUIC (QuicSessionGuard): a datagram of another shape
+// resets the session, and the Initial of a connection not seen yet on it is held until its own
+// ClientHello passed the same check.
 import dgram from 'node:dgram';
 import type { UdpConn, UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
 import type { FlowEvent } from '../audit/events.js';
-import { QuicClientHelloReader, type QuicResult } from '../inspect/quic.js';
+import { QuicClientHelloReader, QuicSessionShape, type QuicResult } from '../inspect/quic.js';
 import { parseIp } from '../policy/address.js';
 import type { FlowDecision } from '../policy/policy.js';
 import { allowReason, type ForwarderContext } from './context.js';
@@ -16,8 +19,11 @@ import { hostLoopbackFor } from './host-loopback.js';
 
 /** Datagrams read at most looking for a complete QUIC ClientHello. */
 const MAX_INSPECTED_DATAGRAMS = 8;
+/** QUIC connections a session may start after its first. */
+const MAX_LATER_CONNECTIONS = 8;
 
 type Allowed = FlowDecision & { verdict: 'allow' };
+type Verdict = { ok: true; reason: string; name: string | null } | { ok: false; reason: string };
 
 export function forwardUdp(ctx: ForwarderContext, req: UdpForwarderRequest): void {
   const id = req.id;
@@ -66,7 +72,7 @@ function openThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, flow: Fl
   ctx.o.auditor.flow(flow);
   openHostSocket(target, flow.port).then(
     (socket) => {
-      if (!ctx.closed) return relay(ctx, flow, req.accept(), socket, []);
+      if (!ctx.closed) return relay(ctx, flow, req.accept(), socket, [], null);
       socket.close();
       req.reject('admin-prohibited');
       ctx.release();
@@ -81,9 +87,11 @@ function openThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, flow: Fl
 function inspectThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, decision: Allowed): void {
   const conn = req.accept();
   const reader = new QuicClientHelloReader();
+  // Without a udp: rule naming the port, the session must stay QUIC (QuicSessionGuard).
+  const shape = decision.explicitPort ? null : new QuicSessionShape();
   const held: Buffer[] = [];
   let settled = false;
-  const settle = (verdict: { ok: true; reason: string; name: string | null } | { ok: false; reason: string } | null) => {
+  const settle = (verdict: Verdict | null) => {
     if (settled) return;
     settled = true;
     clearTimeout(deadline);
@@ -99,13 +107,15 @@ function inspectThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, decis
       ctx.release();
       return;
     }
-    // Datagrams arriving while the host socket opens are held and sent first.
+    // Later datagrams are checked too, unless the rule opened the port to any datagram.
+    const guard = shape ? new QuicSessionGuard(shape, (r) => helloVerdict(ctx, decision, req.id.dstPort, r)) : null;
+    // Datagrams arriving while the host socket opens are held and sent (through the guard) first.
     let sessionEnded = false;
     conn.onMessage = (payload) => held.push(Buffer.from(payload));
     conn.onClose = () => (sessionEnded = true);
     openHostSocket(flow.dst, flow.port).then(
       (socket) => {
-        if (!sessionEnded && !ctx.closed) return relay(ctx, flow, conn, socket, held);
+        if (!sessionEnded && !ctx.closed) return relay(ctx, flow, conn, socket, held, guard);
         socket.close();
         ctx.release();
       },
@@ -116,24 +126,18 @@ function inspectThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, decis
       },
     );
   };
-  const judge = (r: QuicResult) => {
-    const query = { proto: 'udp' as const, addr: decision.addr, port: req.id.dstPort };
-    if (r.status === 'ok') {
-      if (r.ech) return settle({ ok: false, reason: 'encrypted ClientHello (ECH) hides the server name' });
-      if (r.sni === null) return settle({ ok: false, reason: 'QUIC ClientHello without a server name' });
-      if (ctx.o.policy.verifyName(r.sni, query)) return settle({ ok: true, reason: 'QUIC SNI matches an allowed name', name: r.sni });
-      return settle({ ok: false, reason: `QUIC SNI ${r.sni} is not an allowed name resolved to ${decision.addr}` });
-    }
-    if (r.status === 'not-quic') {
-      if (decision.explicitPort) return settle({ ok: true, reason: 'explicitly allowed port', name: decision.names[decision.names.length - 1] ?? null });
-      return settle({ ok: false, reason: 'not QUIC, so the name cannot be checked; allow udp:NAME:PORT to open other protocols' });
-    }
-    if (r.status === 'invalid') return settle({ ok: false, reason: `malformed: ${r.reason}` });
-    if (held.length >= MAX_INSPECTED_DATAGRAMS) settle({ ok: false, reason: `no complete QUIC ClientHello in ${held.length} datagrams` });
-  };
   const onDatagram = (payload: Buffer) => {
     held.push(Buffer.from(payload));
-    judge(reader.push(payload));
+    const r = reader.push(payload);
+    // A datagram about to be relayed as QUIC must be QUIC all through, not only its first packet.
+    if (shape && reader.dcid && (r.status === 'ok' || r.status === 'incomplete')) {
+      shape.admit(reader.dcid.toString('hex'));
+      const wrong = shape.client(payload);
+      if (wrong !== null) return settle({ ok: false, reason: `malformed: ${typeof wrong === 'string' ? wrong : 'QUIC packets of two connections'}` });
+    }
+    const verdict = helloVerdict(ctx, decision, req.id.dstPort, r);
+    if (verdict) settle(verdict);
+    else if (held.length >= MAX_INSPECTED_DATAGRAMS) settle({ ok: false, reason: `no complete QUIC ClientHello in ${held.length} datagrams` });
   };
   const abort = () => {
     settle(null);
@@ -143,6 +147,70 @@ function inspectThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, decis
   conn.onMessage = onDatagram;
   conn.onClose = () => settle(null);
   ctx.closers.add(abort);
+}
+
+/** The verdict on what a QUIC reader read so far; null while the ClientHello is incomplete. */
+function helloVerdict(ctx: ForwarderContext, decision: Allowed, port: number, r: QuicResult): Verdict | null {
+  if (r.status === 'ok') {
+    if (r.ech) return { ok: false, reason: 'encrypted ClientHello (ECH) hides the server name' };
+    if (r.sni === null) return { ok: false, reason: 'QUIC ClientHello without a server name' };
+    if (ctx.o.policy.verifyName(r.sni, { proto: 'udp', addr: decision.addr, port })) return { ok: true, reason: 'QUIC SNI matches an allowed name', name: r.sni };
+    return { ok: false, reason: `QUIC SNI ${r.sni} is not an allowed name resolved to ${decision.addr}` };
+  }
+  if (r.status === 'not-quic') {
+    if (decision.explicitPort) return { ok: true, reason: 'explicitly allowed port', name: decision.names[decision.names.length - 1] ?? null };
+    return { ok: false, reason: 'not QUIC, so the name cannot be checked; allow udp:NAME:PORT to open other protocols' };
+  }
+  if (r.status === 'invalid') return { ok: false, reason: `malformed: ${r.reason}` };
+  return null;
+}
+
+/**
+ * Keeps a pinned QUIC session QUIC once its first ClientHello passed. Every datagram from the sandbox
+ * must have the shape of QUIC packets that a client in its state may send (QuicSessionShape);
+ * short-header, Handshake and 0-RTT packets are encrypted with keys only the endpoints hold, so their
+ * shape is all that can be checked. An Initial or 0-RTT packet addressed to a connection ID neither
+ * the first connection's nor one the server chose starts another connection (after a Retry, or a
+ * second connection from the same socket): its datagrams are held until its own ClientHello passed.
+ * A datagram that may not pass ends the session.
+ */
+class QuicSessionGuard {
+  private readonly pending = new Map<string, { reader: QuicClientHelloReader; held: Buffer[] }>();
+  private started = 0;
+
+  constructor(
+    private readonly shape: QuicSessionShape,
+    private readonly verdictOf: (r: QuicResult) => Verdict | null,
+  ) {}
+
+  /** Passes a datagram from the sandbox to `send`, now or once it may; why the session must end instead. */
+  fromSandbox(datagram: Buffer, send: (datagram: Buffer) => void): string | null {
+    const shape = this.shape.client(datagram);
+    if (shape === null) {
+      send(datagram);
+      return null;
+    }
+    if (typeof shape === 'string') return `malformed: ${shape}`;
+    let next = this.pending.get(shape.dcid);
+    if (!next) {
+      if (++this.started > MAX_LATER_CONNECTIONS) return `more than ${MAX_LATER_CONNECTIONS} QUIC connections started on one session`;
+      next = { reader: new QuicClientHelloReader(Buffer.from(shape.dcid, 'hex')), held: [] };
+      this.pending.set(shape.dcid, next);
+    }
+    next.held.push(Buffer.from(datagram));
+    const verdict = this.verdictOf(next.reader.push(datagram));
+    if (verdict === null) return next.held.length >= MAX_INSPECTED_DATAGRAMS ? `no complete QUIC ClientHello in ${next.held.length} datagrams of a later connection` : null;
+    if (!verdict.ok) return `later connection: ${verdict.reason}`;
+    this.pending.delete(shape.dcid);
+    this.shape.admit(shape.dcid);
+    next.held.forEach(send);
+    return null;
+  }
+
+  /** Learns the server's connection IDs from a datagram it sent. */
+  fromServer(datagram: Buffer): void {
+    if ((datagram[0] & 0x80) !== 0) this.shape.server(datagram);
+  }
 }
 
 function openHostSocket(dst: string, port: number): Promise<dgram.Socket> {
@@ -161,11 +229,12 @@ function openHostSocket(dst: string, port: number): Promise<dgram.Socket> {
 }
 
 /** Relays datagrams until the stack ends the session; `held` were read during inspection. */
-function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, socket: dgram.Socket, held: Buffer[]): void {
+function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, socket: dgram.Socket, held: Buffer[], guard: QuicSessionGuard | null): void {
   const started = Date.now();
   let up = 0;
   let down = 0;
   let closed = false;
+  let error: string | undefined;
   const close = (byStack: boolean) => {
     if (closed) return;
     closed = true;
@@ -173,7 +242,7 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, socket: dg
     socket.close();
     if (!byStack) conn.close();
     ctx.release();
-    ctx.o.auditor.flowEnd({ flowId: flow.flowId, proto: 'udp', dst: flow.dst, port: flow.port, name: flow.name, bytesUp: up, bytesDown: down, durationMs: Date.now() - started });
+    ctx.o.auditor.flowEnd({ flowId: flow.flowId, proto: 'udp', dst: flow.dst, port: flow.port, name: flow.name, bytesUp: up, bytesDown: down, durationMs: Date.now() - started, error });
   };
   const closeFromHere = () => close(false);
   ctx.closers.add(closeFromHere);
@@ -181,14 +250,29 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, socket: dg
     up += payload.length;
     socket.send(payload);
   };
+  // A refused datagram ends the session: logged as a denial, the sandbox gets admin-prohibited.
+  const refuse = (reason: string) => {
+    ctx.o.auditor.flow({ ...flow, verdict: 'deny', reason });
+    error = `refused: ${reason}`;
+    conn.sendIcmp('admin-prohibited');
+    close(false);
+  };
+  const fromSandbox = guard
+    ? (payload: Buffer) => {
+        if (closed) return;
+        const reason = guard.fromSandbox(payload, send);
+        if (reason !== null) refuse(reason);
+      }
+    : send;
   socket.on('message', (msg) => {
     down += msg.length;
+    guard?.fromServer(msg);
     conn.send(msg);
   });
   socket.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'ECONNREFUSED') conn.sendIcmp('port-unreachable');
   });
-  conn.onMessage = send;
+  conn.onMessage = fromSandbox;
   conn.onClose = () => close(true);
-  held.forEach(send);
+  held.forEach(fromSandbox);
 }

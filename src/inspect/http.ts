@@ -6,13 +6,6 @@ export type HostResult = { status: 'incomplete' } | { status: 'invalid'; reason:
 
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP\/1\.([01])$/;
 
-/** True while `start` could still be the beginning of an HTTP/1 request line. */
-export function looksLikeHttp(start: Buffer): boolean {
-  const head = start.subarray(0, 16).toString('latin1');
-  // A method is any token (RFC 9110 §9.1): some servers take lower-case or unusual ones.
-  return /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,15}( |$)/.test(head) && (head.length < 16 || head.includes(' '));
-}
-
 export function parseHttpHost(stream: Buffer): HostResult {
   const end = stream.indexOf('\r\n\r\n');
   if (end < 0) return { status: 'incomplete' };
@@ -22,8 +15,10 @@ export function parseHttpHost(stream: Buffer): HostResult {
 
 /** The host of an authority ("Example.com:8080" → "example.com", "[2001:db8::1]:80" → "2001:db8::1"). */
 function hostOf(authority: string): string | null {
-  const withoutUser = authority.slice(authority.lastIndexOf('@') + 1);
-  const m = /^\[([0-9a-fA-F:.]+)\](?::\d*)?$/.exec(withoutUser) ?? /^([^:[\]\s]+)(?::\d*)?$/.exec(withoutUser);
+  // Userinfo ("evil.test@good.test") or a backslash ("evil.test\@good.test": URL parsers end the
+  // authority there) make parsers disagree on the host: refused outright.
+  if (/[@\\]/.test(authority)) return null;
+  const m = /^\[([0-9a-fA-F:.]+)\](?::\d*)?$/.exec(authority) ?? /^([^:[\]\s]+)(?::\d*)?$/.exec(authority);
   if (!m) return null;
   const host = m[1].toLowerCase();
   return host.endsWith('.') ? host.slice(0, -1) : host;
@@ -82,39 +77,77 @@ export function parseRequestHead(head: string): RequestHead {
   return { status: 'ok', host: names[0]!, body: { kind: 'length', length: lengths.length ? Number(lengths[0]) : 0 }, switches };
 }
 
-type FramerState = 'head' | 'body' | 'chunk-size' | 'chunk-data' | 'chunk-end' | 'trailers' | 'switch-pending' | 'passthrough' | 'failed';
+type FramerState = 'head' | 'body' | 'chunk-size' | 'chunk-data' | 'chunk-end' | 'trailers' | 'passthrough' | 'failed';
 
 const MAX_LINE = 4096;
+const CR = 0x0d;
+const LF = 0x0a;
+const TOKEN = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TOKEN[c.charCodeAt(0)] = 1;
+
+/**
+ * Whether a first line that starts like a request line ("TOKEN SP ...", the method of any length)
+ * could be one a server takes for a request naming a host: it has an HTTP version somewhere, or an
+ * absolute-form target (even without a version: HTTP/0.9 servers route by it). In doubt: yes.
+ */
+function mayNameHost(line: string): boolean {
+  return /HTTP\//i.test(line) || line.includes('://');
+}
 
 /**
  * Follows the requests of an HTTP/1 connection as the client sends them, so that every request's
- * host is checked, not only the first one's (keep-alive, pipelining). Request heads are collected up
- * to their CRLFCRLF and checked; bodies are skipped by count (Content-Length, or chunk by chunk with
- * their size lines and trailers), without copying them. Anything that doesn't frame cleanly is an
- * error: the forwarder resets the flow rather than guess where the next request starts.
+ * host is checked, not only the first one's (keep-alive, pipelining). The bytes a server could take
+ * for a request head are held back until the whole head (up to its CRLFCRLF) has arrived and its
+ * host passed: `drain()` gives the bytes that may go on. A bare LF or CR in a head, or in the chunked
+ * framing, fails at once (lenient servers end lines there). Bodies are let through by count
+ * (Content-Length, or chunk by chunk with their size lines and trailers), without copying them.
+ * Anything that doesn't frame cleanly is an error: the forwarder resets the flow rather than guess
+ * where the next request starts.
  *
  * After a request that may switch protocols (an Upgrade header, CONNECT) and whose host passed, the
- * next bytes decide: if they start like an HTTP request the server did not switch and framing goes
- * on; otherwise (WebSocket frames, a tunnelled TLS stream) inspection ends. HTTP/2 cleartext upgrades
- * are refused: their requests could name any host.
+ * next bytes decide: inspection ends only when they clearly aren't a request (a first byte that can't
+ * start a method, as a WebSocket frame or a TLS record; a method-like word not followed by a space; a NUL;
+ * a first line with neither an HTTP version nor an absolute-form target). Anything else is framed and
+ * checked as a request. The same test tells HTTP from other protocols when sniffing a flow's first
+ * bytes (`mayPass`). HTTP/2 cleartext upgrades are refused: their requests could name any host.
  */
 export class HttpRequestFramer {
   private state: FramerState = 'head';
-  private head = '';
+  /** Until the first line of the next head shows it is a request, the bytes may be another protocol. */
+  private mayPass: boolean;
+  private held: Buffer[] = [];
+  private heldLen = 0;
+  private out: Buffer[] = [];
+  private cr = false;
+  private lineLen = 0;
+  private lines = 0;
+  private methodEnded = false;
   private line = '';
   private trailerBytes = 0;
   private left = 0;
   private pending: RequestHead & { status: 'ok' } = { status: 'ok', host: '', body: { kind: 'length', length: 0 }, switches: false };
+  /** Bytes looked at one by one so far (for tests: each byte is scanned once). */
+  scanned = 0;
 
-  /** `check` answers null for a host the flow may name, else why not. */
+  /** `check` answers null for a host the flow may name, else why not. `mayPass`: the first bytes may be another protocol (sniffing). */
   constructor(
     private readonly check: (host: string) => string | null,
     private readonly maxHead = 32 * 1024,
-  ) {}
+    mayPass = false,
+  ) {
+    this.mayPass = mayPass;
+  }
 
-  /** True once inspection has ended (the connection switched protocols): later bytes need not be pushed. */
+  /** True once inspection has ended (the bytes are not, or no longer, HTTP requests): later bytes need not be pushed. */
   get done(): boolean {
     return this.state === 'passthrough';
+  }
+
+  /** The bytes pushed so far that passed inspection and may be relayed, in order (views, not copies). */
+  drain(): Buffer[] {
+    const out = this.out;
+    this.out = [];
+    return out;
   }
 
   /** Feeds the next bytes from the client; null while they frame and name allowed hosts, else the reason to reset. */
@@ -123,31 +156,20 @@ export class HttpRequestFramer {
     while (pos < chunk.length) {
       switch (this.state) {
         case 'passthrough':
+          this.out.push(chunk.subarray(pos));
           return null;
         case 'failed':
           return 'the connection already failed inspection';
         case 'head': {
-          const before = this.head.length;
-          const room = this.maxHead + 4 - before;
-          const end = Math.min(chunk.length, pos + room);
-          this.head += chunk.toString('latin1', pos, end);
-          const at = this.head.indexOf('\r\n\r\n', Math.max(0, before - 3));
-          if (at < 0) {
-            if (this.head.length > this.maxHead) return this.fail(`request head longer than ${this.maxHead} bytes`);
-            pos = end;
-            break;
-          }
-          pos += at + 4 - before;
-          const head = this.head.slice(0, at).replace(/^(\r\n)+/, '');
-          this.head = '';
-          if (head === '') break; // empty lines between requests
-          const error = this.onHead(head);
-          if (error) return this.fail(error);
+          const r = this.scanHead(chunk, pos);
+          if (typeof r === 'string') return this.fail(r);
+          pos = r;
           break;
         }
         case 'body':
         case 'chunk-data': {
           const n = Math.min(this.left, chunk.length - pos);
+          this.out.push(chunk.subarray(pos, pos + n));
           pos += n;
           this.left -= n;
           if (this.left === 0) this.state = this.state === 'body' ? this.afterRequest() : 'chunk-end';
@@ -156,10 +178,12 @@ export class HttpRequestFramer {
         case 'chunk-size':
         case 'chunk-end':
         case 'trailers': {
-          const nl = chunk.indexOf(0x0a, pos);
+          const nl = chunk.indexOf(LF, pos);
           const end = nl < 0 ? chunk.length : nl + 1;
+          this.scanned += end - pos;
           this.line += chunk.toString('latin1', pos, Math.min(end, pos + MAX_LINE + 2));
           if (this.line.length > MAX_LINE + 1) return this.fail('chunk line too long');
+          this.hold(chunk.subarray(pos, end));
           pos = end;
           if (nl < 0) break;
           const line = this.line;
@@ -167,32 +191,89 @@ export class HttpRequestFramer {
           if (!line.endsWith('\r\n') || line.indexOf('\r') !== line.length - 2) return this.fail('bare CR or LF in chunked framing');
           const error = this.onLine(line.slice(0, -2));
           if (error) return this.fail(error);
-          break;
-        }
-        case 'switch-pending': {
-          // Empty lines mean more HTTP; the first other bytes tell whether the protocol switched.
-          while (pos < chunk.length && this.line === '' && (chunk[pos] === 0x0d || chunk[pos] === 0x0a)) pos++;
-          if (pos === chunk.length) break;
-          const take = Math.min(chunk.length, pos + 16 - this.line.length);
-          this.line += chunk.toString('latin1', pos, take);
-          pos = take;
-          const start = Buffer.from(this.line, 'latin1');
-          if (!looksLikeHttp(start)) {
-            this.line = '';
-            this.state = 'passthrough';
-            return null;
-          }
-          if (this.line.length < 16 && !this.line.includes(' ')) break; // undecided: wait for more
-          // The server did not switch: frame on, from the bytes held here.
-          this.line = '';
-          this.state = 'head';
-          const error = this.push(start);
-          if (error) return error;
+          this.release();
           break;
         }
       }
     }
     return null;
+  }
+
+  /** Reads head bytes from `pos`; answers where it stopped, or why the head fails. */
+  private scanHead(chunk: Buffer, pos: number): number | string {
+    let start = pos;
+    for (; pos < chunk.length; pos++) {
+      this.scanned++;
+      const b = chunk[pos];
+      if (this.cr) {
+        if (b !== LF) return 'bare CR in the request head';
+        this.cr = false;
+        if (this.lineLen > 0) {
+          this.lines++;
+          this.lineLen = 0;
+          continue;
+        }
+        if (this.lines === 0) {
+          // An empty line between requests: let it go on.
+          this.hold(chunk.subarray(start, pos + 1));
+          this.release();
+          start = pos + 1;
+          continue;
+        }
+        this.hold(chunk.subarray(start, pos + 1));
+        return this.endHead(pos + 1);
+      }
+      if (this.heldLen + pos - start >= this.maxHead + 4) return `request head longer than ${this.maxHead} bytes`;
+      if (this.mayPass && this.lines === 0 && !(b === CR && this.lineLen === 0)) {
+        // The first line tells whether this is a request at all.
+        const ends = b === CR || b === LF;
+        let other = false;
+        if (!this.methodEnded) {
+          if (b === 0x20 || b === 0x09) this.methodEnded = this.lineLen > 0;
+          other = !this.methodEnded && !TOKEN[b];
+        } else if (ends) {
+          const line = Buffer.concat([...this.held, chunk.subarray(start, pos)]).toString('latin1');
+          if (mayNameHost(line)) this.mayPass = false;
+          else other = true;
+        } else if (b === 0) {
+          other = true; // no server takes a NUL in a request line (git:// sends "git-upload-pack /repo\0host=...\0")
+        }
+        if (other) {
+          this.hold(chunk.subarray(start));
+          this.release();
+          this.state = 'passthrough';
+          return chunk.length;
+        }
+      }
+      if (b === CR) this.cr = true;
+      else if (b === LF) return 'bare LF in the request head';
+      else this.lineLen++;
+    }
+    this.hold(chunk.subarray(start, pos));
+    return pos;
+  }
+
+  private endHead(pos: number): number | string {
+    const text = Buffer.concat(this.held).toString('latin1');
+    this.lines = 0;
+    this.methodEnded = false;
+    this.mayPass = false;
+    const error = this.onHead(text.slice(0, -4));
+    if (error) return error;
+    this.release();
+    return pos;
+  }
+
+  private hold(bytes: Buffer): void {
+    if (bytes.length === 0) return;
+    this.held.push(bytes);
+    this.heldLen += bytes.length;
+  }
+
+  private release(): void {
+    for (const b of this.held) this.out.push(b);
+    this.held = [];
+    this.heldLen = 0;
   }
 
   private onHead(text: string): string | null {
@@ -235,11 +316,14 @@ export class HttpRequestFramer {
   }
 
   private afterRequest(): FramerState {
-    return this.pending.switches ? 'switch-pending' : 'head';
+    this.mayPass = this.pending.switches;
+    return 'head';
   }
 
   private fail(reason: string): string {
     this.state = 'failed';
+    this.held = [];
+    this.out = [];
     return reason;
   }
 }

@@ -38,10 +38,19 @@ function expandLabel(secret: Buffer, label: string, length: number): Buffer {
     .subarray(0, length);
 }
 
-/** Reads the ClientHello out of the client's first datagrams of a UDP flow. */
+/** Reads the ClientHello out of the client's first datagrams of one QUIC connection. */
 export class QuicClientHelloReader {
-  private readonly crypto = new Map<number, Buffer>();
+  /** The CRYPTO stream received so far, and which of its bytes were received. */
+  private stream = Buffer.alloc(0);
+  private have = new Uint8Array(0);
+  private contiguous = 0;
   private cryptoBytes = 0;
+  private sawCrypto = false;
+  /**
+   * The Destination Connection ID of the connection's Initial packets: given, or that of the first
+   * one read. Initial packets addressed to another are refused.
+   */
+  constructor(public dcid: Buffer | null = null) {}
 
   /** Feeds one datagram from the client. */
   push(datagram: Buffer): QuicResult {
@@ -50,9 +59,12 @@ export class QuicClientHelloReader {
     while (offset < datagram.length) {
       const packet = parseLongHeader(datagram, offset);
       if (packet === null) break; // a short-header packet or padding ends the long-header packets
-      if (packet === 'invalid') return sawInitial || this.crypto.size ? { status: 'invalid', reason: 'malformed QUIC packet' } : { status: 'not-quic' };
+      if (packet === 'invalid') return sawInitial || this.sawCrypto ? { status: 'invalid', reason: 'malformed QUIC packet' } : { status: 'not-quic' };
       if (packet.version !== QUIC_V1) return { status: 'not-quic' };
       if (packet.type === 'initial') {
+        // One connection per reader: a second connection's ClientHello must not mix with the first's.
+        if (this.dcid === null) this.dcid = Buffer.from(packet.dcid);
+        else if (!this.dcid.equals(packet.dcid)) return { status: 'invalid', reason: 'QUIC Initial packets of two connections' };
         sawInitial = true;
         const payload = decryptInitial(datagram, packet);
         if (!payload) return { status: 'invalid', reason: 'QUIC Initial packet does not decrypt' };
@@ -61,8 +73,8 @@ export class QuicClientHelloReader {
       }
       offset = packet.end;
     }
-    if (!sawInitial && this.crypto.size === 0) return { status: 'not-quic' };
-    return parseHandshakeMessage(this.contiguousCrypto());
+    if (!sawInitial && !this.sawCrypto) return { status: 'not-quic' };
+    return parseHandshakeMessage(this.stream.subarray(0, this.contiguous));
   }
 
   /** Records the CRYPTO frames of a decrypted Initial payload; an error text when it is malformed. */
@@ -82,9 +94,8 @@ export class QuicClientHelloReader {
         const at = r.varint();
         const data = r.bytes(r.varint());
         if (r.failed) break;
-        this.cryptoBytes += data.length;
-        if (this.cryptoBytes > MAX_CRYPTO_BYTES) return 'QUIC CRYPTO data too large';
-        this.crypto.set(at, Buffer.from(data));
+        const error = this.storeCrypto(at, data);
+        if (error) return error;
       } else if (type === 0x1c || type === 0x1d) {
         return 'QUIC connection closed in the Initial';
       } else {
@@ -95,17 +106,187 @@ export class QuicClientHelloReader {
     return r.failed ? 'truncated frame in a QUIC Initial' : null;
   }
 
-  /** The CRYPTO stream from offset 0 up to the first gap. */
-  private contiguousCrypto(): Buffer {
-    const parts: Buffer[] = [];
-    let end = 0;
-    for (const [at, data] of [...this.crypto].sort((a, b) => a[0] - b[0])) {
-      if (at > end) break;
-      if (at + data.length > end) parts.push(data.subarray(end - at));
-      end = Math.max(end, at + data.length);
+  /**
+   * Places CRYPTO data at its offset. A server keeps the first bytes it received at an offset (later
+   * ones are retransmissions), so this does too, and data that differs from bytes already held is
+   * refused: the server and this check must never read two different ClientHellos.
+   */
+  private storeCrypto(at: number, data: Buffer): string | null {
+    this.sawCrypto = true;
+    this.cryptoBytes += data.length;
+    const end = at + data.length;
+    if (this.cryptoBytes > MAX_CRYPTO_BYTES || end > MAX_CRYPTO_BYTES) return 'QUIC CRYPTO data too large';
+    if (end > this.stream.length) {
+      const size = Math.min(MAX_CRYPTO_BYTES, Math.max(end, this.stream.length * 2, 2048));
+      const stream = Buffer.alloc(size);
+      this.stream.copy(stream);
+      const have = new Uint8Array(size);
+      have.set(this.have);
+      this.stream = stream;
+      this.have = have;
     }
-    return Buffer.concat(parts);
+    for (let i = 0; i < data.length; i++) {
+      const p = at + i;
+      if (this.have[p] === 0) {
+        this.have[p] = 1;
+        this.stream[p] = data[i];
+      } else if (this.stream[p] !== data[i]) {
+        return 'QUIC CRYPTO data differs from data already received at the same offset';
+      }
+    }
+    while (this.contiguous < this.stream.length && this.have[this.contiguous] === 1) this.contiguous++;
+    return null;
   }
+}
+
+const QUIC_V2 = 0x6b3343cf;
+/** Connection IDs remembered per session, of each kind. */
+const MAX_SESSION_IDS = 32;
+
+/** A new connection's Initial packet, as `QuicSessionShape.client` reports it: its DCID in hex. */
+export interface NewQuicConnection {
+  dcid: string;
+}
+
+/**
+ * What the packets of one UDP session may look like once its first connection's ClientHello was
+ * read. From the client, every packet coalesced in a datagram must have the shape of QUIC (RFC 9000
+ * §17, RFC 9369 §3.2): fixed bit set; long headers of version 1 or 2, never a Retry, connection IDs of
+ * at most 20 bytes, lengths inside the datagram and long enough for header protection; zero bytes
+ * after long-header packets are padding; a short-header packet runs to the end of the datagram and
+ * has at least 21 bytes. Beyond the shape, what an endpoint's state allows:
+ * - an Initial or 0-RTT packet must be addressed to an admitted connection ID (the first
+ *   connection's, once read, and those the server chose); one addressed to another is reported as a
+ *   new connection, whose own ClientHello must then be read before anything of it passes;
+ * - Handshake and short-header (1-RTT) packets only once the server sent an Initial or Handshake
+ *   packet: before that a client has no keys for them.
+ * The server's connection IDs come from its Initial and Handshake packets addressed to an ID the
+ * client chose for itself, with an ID the client never wrote: a host that merely echoes datagrams
+ * can't open the session to short headers. Checking a short-header packet allocates nothing.
+ */
+export class QuicSessionShape {
+  private readonly admitted = new Set<string>();
+  private readonly clientSource = new Set<string>();
+  private readonly clientAny = new Set<string>();
+  private serverSpoke = false;
+
+  /** Lets Initial and 0-RTT packets addressed to `dcid` (hex) pass. */
+  admit(dcid: string): void {
+    this.admitted.add(dcid);
+  }
+
+  /** Checks a datagram from the client: null when it may pass, else a reason or a new connection. */
+  client(buf: Buffer): string | NewQuicConnection | null {
+    let offset = 0;
+    let found: NewQuicConnection | null = null;
+    while (offset < buf.length) {
+      const first = buf[offset];
+      if ((first & 0x80) === 0) {
+        if (offset > 0 && isZero(buf, offset)) break;
+        if ((first & 0x40) === 0) return 'QUIC fixed bit not set';
+        if (buf.length - offset < 21) return 'QUIC short-header packet too short';
+        if (!this.serverSpoke) return 'QUIC short-header packet before the server answered';
+        break;
+      }
+      const p = walkLongHeader(buf, offset);
+      if (typeof p === 'string') return p;
+      if (p.type === 'retry') return 'QUIC Retry packet from the client';
+      if (p.type === 'handshake' && !this.serverSpoke) return 'QUIC Handshake packet before the server answered';
+      const dcid = buf.toString('hex', p.dcidAt, p.dcidAt + p.dcidLength);
+      const scid = buf.toString('hex', p.scidAt, p.scidAt + p.scidLength);
+      if (!remember(this.clientSource, scid) || !remember(this.clientAny, scid) || !remember(this.clientAny, dcid)) return 'too many QUIC connection IDs on one session';
+      if (p.type !== 'handshake' && !this.admitted.has(dcid)) found ??= { dcid };
+      offset = p.end;
+    }
+    return found;
+  }
+
+  /** Learns from a datagram the server sent: the connection IDs it chose, and that it answered. */
+  server(buf: Buffer): void {
+    let offset = 0;
+    while (offset < buf.length && (buf[offset] & 0x80) !== 0) {
+      const p = walkLongHeader(buf, offset);
+      // A Retry's ID is not admitted: the client's next Initial to it starts over and is read again.
+      if (typeof p === 'string' || p.type === 'retry') return;
+      if (p.type === 'initial' || p.type === 'handshake') {
+        const scid = buf.toString('hex', p.scidAt, p.scidAt + p.scidLength);
+        const toClient = this.clientSource.has(buf.toString('hex', p.dcidAt, p.dcidAt + p.dcidLength));
+        if (toClient && !this.clientAny.has(scid) && (this.admitted.has(scid) || this.admitted.size < MAX_SESSION_IDS)) {
+          this.admitted.add(scid);
+          this.serverSpoke = true;
+        }
+      }
+      offset = p.end;
+    }
+  }
+}
+
+/** Adds `id` to a bounded set; false when it is full. */
+function remember(set: Set<string>, id: string): boolean {
+  if (set.has(id)) return true;
+  if (set.size >= MAX_SESSION_IDS) return false;
+  set.add(id);
+  return true;
+}
+
+interface LongHeaderShape {
+  type: 'initial' | '0rtt' | 'handshake' | 'retry';
+  dcidAt: number;
+  dcidLength: number;
+  scidAt: number;
+  scidLength: number;
+  end: number;
+}
+
+const LONG_TYPES = ['initial', '0rtt', 'handshake', 'retry'] as const;
+
+/** The shape of a version 1 or 2 long-header packet at `offset`, or why it is malformed. */
+function walkLongHeader(buf: Buffer, offset: number): LongHeaderShape | string {
+  const first = buf[offset];
+  if ((first & 0x40) === 0) return 'QUIC fixed bit not set';
+  if (buf.length - offset < 7) return 'truncated QUIC long header';
+  const version = buf.readUInt32BE(offset + 1);
+  if (version !== QUIC_V1 && version !== QUIC_V2) return `QUIC version 0x${version.toString(16)} is not 1 or 2`;
+  const bits = (first & 0x30) >> 4;
+  // Version 2 numbers the types Retry, Initial, 0-RTT, Handshake (RFC 9369 §3.2).
+  const type = LONG_TYPES[version === QUIC_V1 ? bits : (bits + 3) & 3];
+  const dcidLength = buf[offset + 5];
+  const dcidAt = offset + 6;
+  if (dcidLength > 20 || dcidAt + dcidLength >= buf.length) return 'truncated QUIC long header';
+  const scidLength = buf[dcidAt + dcidLength];
+  const scidAt = dcidAt + dcidLength + 1;
+  if (scidLength > 20 || scidAt + scidLength > buf.length) return 'truncated QUIC long header';
+  let p = scidAt + scidLength;
+  if (type === 'retry') return { type, dcidAt, dcidLength, scidAt, scidLength, end: buf.length };
+  if (type === 'initial') {
+    const token = varintAt(buf, p);
+    if (token < 0 || varintEnd + token > buf.length) return 'truncated QUIC long header';
+    p = varintEnd + token;
+  }
+  const length = varintAt(buf, p);
+  if (length < 0) return 'truncated QUIC long header';
+  if (length < 20) return 'QUIC packet too short for header protection';
+  if (varintEnd + length > buf.length) return 'QUIC packet length does not fit the datagram';
+  return { type, dcidAt, dcidLength, scidAt, scidLength, end: varintEnd + length };
+}
+
+/** Where the last `varintAt` ended. */
+let varintEnd = 0;
+
+/** The QUIC variable-length integer at `p` (its end in `varintEnd`), or -1 past the end of `buf`. */
+function varintAt(buf: Buffer, p: number): number {
+  if (p >= buf.length) return -1;
+  const length = 1 << (buf[p] >> 6);
+  if (p + length > buf.length) return -1;
+  let value = buf[p] & 0x3f;
+  for (let i = 1; i < length; i++) value = value * 256 + buf[p + i];
+  varintEnd = p + length;
+  return value;
+}
+
+function isZero(buf: Buffer, from: number): boolean {
+  for (let i = from; i < buf.length; i++) if (buf[i] !== 0) return false;
+  return true;
 }
 
 interface LongHeader {

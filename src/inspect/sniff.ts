@@ -1,7 +1,7 @@
 // What the first bytes of a TCP stream say about where it is going: a TLS ClientHello's SNI, an HTTP/1
-// request's host, or neither.
-import { looksLikeHttp, parseHttpHost } from './http.js';
-import { parseTlsClientHello } from './tls.js';
+// request's host, or neither. StreamSniffer reads them as they arrive, each byte once.
+import { HttpRequestFramer } from './http.js';
+import { TlsClientHelloReader } from './tls.js';
 
 export type StreamSniff =
   | { kind: 'incomplete' }
@@ -10,27 +10,49 @@ export type StreamSniff =
   | { kind: 'unknown' }
   | { kind: 'invalid'; reason: string };
 
-export function sniffStream(start: Buffer): StreamSniff {
-  if (start.length === 0) return { kind: 'incomplete' };
-  if (start[0] === 0x16) {
-    const hello = parseTlsClientHello(start);
-    if (hello.status === 'ok') return { kind: 'tls', sni: hello.sni, ech: hello.ech };
-    return hello.status === 'incomplete' ? { kind: 'incomplete' } : { kind: 'invalid', reason: hello.reason };
+export function sniffStream(start: Buffer, maxHead?: number): StreamSniff {
+  return new StreamSniffer(maxHead).push(start);
+}
+
+/**
+ * Sniffs a stream pushed in pieces. A first byte 0x16 is a TLS record; anything else is read as an
+ * HTTP/1 request by the framer (HttpRequestFramer) until its first line shows it is not one: a first
+ * byte that can't start a method, a method-like word not followed by a space, a NUL, or a whole first line
+ * with neither an HTTP version nor an absolute-form target (SSH's banner, SMTP's EHLO) is another
+ * protocol. Servers skip empty lines before a request line (RFC 9112 §2.2): so does this, or
+ * "\r\nGET ..." would pass as another protocol. A bare LF or CR in a request head is invalid at once.
+ */
+export class StreamSniffer {
+  private tls: TlsClientHelloReader | null = null;
+  private http: HttpRequestFramer | null = null;
+  private host: string | null = null;
+  private result: StreamSniff = { kind: 'incomplete' };
+
+  constructor(private readonly maxHead = 32 * 1024) {}
+
+  /** Bytes looked at so far (for tests: each byte once, however the stream is cut). */
+  get scanned(): number {
+    return (this.tls?.scanned ?? 0) + (this.http?.scanned ?? 0);
   }
-  // Servers skip empty lines before a request line (RFC 9112 §2.2): so do we, or "\r\nGET ..." would
-  // pass as another protocol.
-  let skip = 0;
-  while (skip < start.length && (start[skip] === 0x0d || start[skip] === 0x0a)) skip++;
-  if (skip === start.length) return { kind: 'incomplete' };
-  const text = start.subarray(skip);
-  if (looksLikeHttp(text)) {
-    const request = parseHttpHost(text);
-    if (request.status === 'ok') return { kind: 'http', host: request.host };
-    if (request.status === 'invalid') return { kind: 'invalid', reason: request.reason };
-    // A whole first line without an HTTP version is another line-based protocol (SMTP's EHLO, FTP's
-    // USER): an HTTP/1 server would not take it for a request naming a host.
-    const nl = text.indexOf(0x0a);
-    return nl >= 0 && !/HTTP\//i.test(text.toString('latin1', 0, nl)) ? { kind: 'unknown' } : { kind: 'incomplete' };
+
+  push(chunk: Buffer): StreamSniff {
+    if (this.result.kind !== 'incomplete' || chunk.length === 0) return this.result;
+    if (!this.tls && !this.http) {
+      if (chunk[0] === 0x16) this.tls = new TlsClientHelloReader();
+      else this.http = new HttpRequestFramer((host) => ((this.host ??= host), null), this.maxHead, true);
+    }
+    if (this.tls) {
+      const hello = this.tls.push(chunk);
+      if (hello.status === 'ok') this.result = { kind: 'tls', sni: hello.sni, ech: hello.ech };
+      else if (hello.status === 'invalid') this.result = { kind: 'invalid', reason: hello.reason };
+      return this.result;
+    }
+    const http = this.http!;
+    const error = http.push(chunk);
+    http.drain(); // nothing is relayed from here: the forwarder frames the bytes again
+    if (this.host !== null) this.result = { kind: 'http', host: this.host };
+    else if (error) this.result = { kind: 'invalid', reason: error.replace(/^malformed HTTP request: /, '') };
+    else if (http.done) this.result = { kind: 'unknown' };
+    return this.result;
   }
-  return { kind: 'unknown' };
 }

@@ -16,20 +16,74 @@ const MAX_RECORD = 16384 + 256;
 
 /** Parses a ClientHello from the start of a TLS stream; it may span several records. */
 export function parseTlsClientHello(stream: Buffer): HelloResult {
-  const fragments: Buffer[] = [];
-  let offset = 0;
-  for (;;) {
-    if (stream.length < offset + 5) return { status: 'incomplete' };
-    if (stream[offset] !== CONTENT_HANDSHAKE) return { status: 'invalid', reason: 'not a TLS handshake record' };
-    if (stream[offset + 1] !== 0x03) return { status: 'invalid', reason: 'not a TLS record version' };
-    const length = stream.readUInt16BE(offset + 3);
-    if (length === 0 || length > MAX_RECORD) return { status: 'invalid', reason: `bad TLS record length ${length}` };
-    if (stream.length < offset + 5 + length) return { status: 'incomplete' };
-    fragments.push(stream.subarray(offset + 5, offset + 5 + length));
-    offset += 5 + length;
-    const handshake = Buffer.concat(fragments);
-    const result = parseHandshakeMessage(handshake);
-    if (result.status !== 'incomplete') return result;
+  return new TlsClientHelloReader().push(stream);
+}
+
+/**
+ * Reads a ClientHello from a TLS stream as its bytes arrive, in any cuts: record payloads are appended
+ * to one handshake buffer, each byte copied once, and the hello is parsed once it is whole. So even a
+ * hello cut into 1-byte records costs time linear in its size.
+ */
+export class TlsClientHelloReader {
+  /** Bytes handled so far, counted once per look (for tests: the work stays linear in the input). */
+  scanned = 0;
+  private readonly header = Buffer.alloc(5);
+  private headerLen = 0;
+  private recordLeft = 0;
+  private handshake = Buffer.alloc(0);
+  private handshakeLen = 0;
+  private result: HelloResult = { status: 'incomplete' };
+
+  push(chunk: Buffer): HelloResult {
+    let pos = 0;
+    while (this.result.status === 'incomplete' && pos < chunk.length) {
+      if (this.recordLeft === 0) {
+        const n = Math.min(5 - this.headerLen, chunk.length - pos);
+        chunk.copy(this.header, this.headerLen, pos, pos + n);
+        this.headerLen += n;
+        this.scanned += n;
+        pos += n;
+        if (this.headerLen < 5) break;
+        this.headerLen = 0;
+        const header = this.header;
+        if (header[0] !== CONTENT_HANDSHAKE) this.result = { status: 'invalid', reason: 'not a TLS handshake record' };
+        else if (header[1] !== 0x03) this.result = { status: 'invalid', reason: 'not a TLS record version' };
+        else {
+          const length = header.readUInt16BE(3);
+          if (length === 0 || length > MAX_RECORD) this.result = { status: 'invalid', reason: `bad TLS record length ${length}` };
+          this.recordLeft = length;
+        }
+      } else {
+        const n = Math.min(this.recordLeft, chunk.length - pos);
+        this.append(chunk.subarray(pos, pos + n));
+        pos += n;
+        this.recordLeft -= n;
+        if (this.recordLeft === 0) this.result = this.parseIfWhole();
+      }
+    }
+    return this.result;
+  }
+
+  private append(bytes: Buffer): void {
+    if (this.handshakeLen + bytes.length > this.handshake.length) {
+      const grown = Buffer.alloc(Math.max(2 * this.handshake.length, this.handshakeLen + bytes.length, 1024));
+      this.handshake.copy(grown, 0, 0, this.handshakeLen);
+      this.scanned += this.handshakeLen;
+      this.handshake = grown;
+    }
+    bytes.copy(this.handshake, this.handshakeLen);
+    this.handshakeLen += bytes.length;
+    this.scanned += bytes.length;
+  }
+
+  /** After a whole record, as a hello may end with any record: parsed once all of it is there. */
+  private parseIfWhole(): HelloResult {
+    const msg = this.handshake.subarray(0, this.handshakeLen);
+    if (msg.length < 4) return { status: 'incomplete' };
+    if (msg[0] !== HANDSHAKE_CLIENT_HELLO) return { status: 'invalid', reason: 'first handshake message is not a ClientHello' };
+    if (msg.length < 4 + msg.readUIntBE(1, 3)) return { status: 'incomplete' };
+    this.scanned += msg.length;
+    return parseHandshakeMessage(msg);
   }
 }
 

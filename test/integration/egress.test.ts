@@ -69,6 +69,15 @@ describe.runIf(canMakeTestHost)('egress policy against a test host', () => {
     expect(r.stdout).toBe('hello from the test host: /cname');
   });
 
+  it('keeps a pinned UDP session QUIC unless the rule names the port for UDP', async () => {
+    const quic = (rule: string) => tapbox([...dnsFlags, '--allow', rule, '--', process.execPath, probe, 'quic-then', 'app.tapbox.test', '7']);
+    // The Initial (and its retransmission) pass; a datagram of another protocol ends the session.
+    const pinned = JSON.parse((await quic('app.tapbox.test')).stdout.trim());
+    expect(pinned).toMatchObject({ echoes: 2, error: 'EHOSTUNREACH' }); // ICMP administratively prohibited
+    // udp:NAME:PORT opens the port to any datagram.
+    expect(JSON.parse((await quic('udp:app.tapbox.test:7')).stdout.trim())).toMatchObject({ echoes: 3 });
+  });
+
   it('checks TLS SNI against the name the IP was pinned for', async () => {
     const good = await curl(['--allow', 'app.tapbox.test'], 'https://app.tapbox.test:8443/', ['-k', '-4']);
     expect(good.stdout).toBe('tls hello app.tapbox.test\n');
@@ -106,6 +115,17 @@ describe.runIf(canMakeTestHost)('egress policy against a test host', () => {
     expect(other.first).toContain('hello from the test host: /one');
     expect(other.second).not.toContain('hello from the test host');
     expect(other.error).toBe('ECONNRESET');
+  });
+
+  it('checks a request with a bare-LF head or a long method, even on an explicitly opened port', async () => {
+    const raw = (rule: string, requests: string[]) =>
+      tapbox([...dnsFlags, '--allow', rule, '--', 'sh', '-c', `getent ahostsv4 app.tapbox.test >/dev/null && ${process.execPath} ${probe} http-raw ${host.ip4} 8080 '${JSON.stringify(requests)}'`]);
+    const lf = JSON.parse((await raw('app.tapbox.test', ['GET /one HTTP/1.1\r\nHost: app.tapbox.test\r\n\r\n', 'GET /two HTTP/1.1\nHost: other.tapbox.test\n\n'])).stdout.trim());
+    expect(lf.responses).toHaveLength(1);
+    expect(lf.responses[0]).toContain('hello from the test host: /one');
+    expect(lf.error).toBe('ECONNRESET');
+    const long = JSON.parse((await raw('app.tapbox.test:8080', ['VERYLONGMETHODNAME /x HTTP/1.1\r\nHost: other.tapbox.test\r\n\r\n'])).stdout.trim());
+    expect(long).toMatchObject({ responses: [], error: 'ECONNRESET' });
   });
 
   it('dials a pinned address before accepting: a closed port is refused', async () => {

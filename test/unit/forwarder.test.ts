@@ -427,6 +427,41 @@ describe('TCP forwarder', () => {
     expect(ends[0].error).toMatch(/^refused: HTTP Host other\.example/);
   });
 
+  it('relays no byte of a later request head before it was checked: bare LF heads and long methods after an Upgrade are refused', async () => {
+    const server = await upperServer();
+    const { forwarder, policy } = setup('good.example\n');
+    policy.pin('good.example', '127.0.0.1', 60);
+    const sequences = [
+      ['GET / HTTP/1.1\r\nHost: good.example\r\n\r\n', 'GET /exfil HTTP/1.1\nHost: other.example\n\n'],
+      ['GET / HTTP/1.1\r\nHost: good.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n', 'VERYLONGMETHODNAME /exfil HTTP/1.1\r\nHost: other.example\r\n\r\n'],
+    ];
+    for (const [first, second] of sequences) {
+      server.received.length = 0;
+      const req = new FakeTcpRequest(flowId('127.0.0.1', server.port));
+      forwarder.tcp(req);
+      await req.outcome;
+      req.app!.write(first);
+      await expect.poll(() => Buffer.concat(server.received).toString('latin1')).toBe(first);
+      req.app!.write(second.slice(0, 10));
+      req.app!.write(second.slice(10));
+      await expect.poll(() => req.conn!.wasReset).toBe(true);
+      expect(Buffer.concat(server.received).toString('latin1')).toBe(first);
+    }
+  });
+
+  it('checks a first request with a long method on an explicit port', async () => {
+    const server = await upperServer();
+    const { forwarder, policy, flows } = setup(`good.example:${server.port}\n`);
+    policy.pin('good.example', '127.0.0.1', 60);
+    const req = new FakeTcpRequest(flowId('127.0.0.1', server.port));
+    forwarder.tcp(req);
+    await req.outcome;
+    req.app!.write('VERYLONGMETHODNAME /exfil HTTP/1.1\r\nHost: other.example\r\n\r\n');
+    await expect.poll(() => req.conn!.wasReset).toBe(true);
+    expect(flows[0]).toMatchObject({ verdict: 'deny', reason: 'HTTP Host other.example is not an allowed name resolved to 127.0.0.1' });
+    expect(server.received).toHaveLength(0);
+  });
+
   it('refuses flows past the connection limit', async () => {
     const server = await upperServer();
     const { forwarder, flows } = setup(`1\n127.0.0.1\n`);
@@ -532,6 +567,77 @@ describe('UDP forwarder', () => {
     await expect.poll(() => notQuic.conn?.icmp).toEqual(['admin-prohibited']);
     expect(echo.received).toHaveLength(1);
   });
+
+  it('keeps a pinned QUIC session QUIC: a later datagram of another shape resets it', async () => {
+    const echo = await udpEcho();
+    const { forwarder, policy, flows, ends } = setup('quic.example\n');
+    policy.pin('quic.example', '127.0.0.1', 60);
+    const req = new FakeUdpRequest(flowId('127.0.0.1', echo.port), quicInitial((await clientHello('quic.example')).subarray(5)));
+    forwarder.udp(req);
+    await expect.poll(() => echo.received.length).toBe(1);
+    req.conn!.fromSandbox(Buffer.from('\x01 any other protocol, secret=42'));
+    await expect.poll(() => req.conn!.icmp).toEqual(['admin-prohibited']);
+    expect(req.conn!.closed).toBe(true);
+    await expect.poll(() => ends.length).toBe(1);
+    expect(flows.map((f) => f.verdict)).toEqual(['allow', 'deny']);
+    expect(flows[1].reason).toBe('malformed: QUIC fixed bit not set');
+    expect(ends[0].error).toBe('refused: malformed: QUIC fixed bit not set');
+    expect(echo.received).toHaveLength(1);
+  });
+
+  it('checks the ClientHello of every QUIC connection started on a pinned session', async () => {
+    const echo = await udpEcho();
+    const { forwarder, policy, flows } = setup('quic.example\n');
+    policy.pin('quic.example', '127.0.0.1', 60);
+    const req = new FakeUdpRequest(flowId('127.0.0.1', echo.port), quicInitial((await clientHello('quic.example')).subarray(5)));
+    forwarder.udp(req);
+    await expect.poll(() => echo.received.length).toBe(1);
+    // A second connection with an allowed name passes; one naming another site resets the session.
+    const second = quicInitial((await clientHello('quic.example')).subarray(5), Buffer.from('b1b2b3b4b5b6b7b8', 'hex'));
+    req.conn!.fromSandbox(second);
+    await expect.poll(() => echo.received.length).toBe(2);
+    expect(echo.received[1].equals(second)).toBe(true);
+    req.conn!.fromSandbox(quicInitial((await clientHello('evil.example')).subarray(5), Buffer.from('c1c2c3c4c5c6c7c8', 'hex')));
+    await expect.poll(() => req.conn!.icmp).toEqual(['admin-prohibited']);
+    expect(flows.map((f) => f.verdict)).toEqual(['allow', 'deny']);
+    expect(flows[1].reason).toBe('later connection: QUIC SNI evil.example is not an allowed name resolved to 127.0.0.1');
+    expect(echo.received).toHaveLength(2);
+  });
+
+  it('lets short-header and Handshake packets through once the QUIC server answered, not before', async () => {
+    // A stand-in QUIC server: answers every datagram with an Initial from its connection ID 5e5e5e5e.
+    const server = dgram.createSocket('udp4');
+    const received: Buffer[] = [];
+    const answer = Buffer.concat([Buffer.from([0xc0, 0, 0, 0, 1, 0, 4, 0x5e, 0x5e, 0x5e, 0x5e, 0, 30]), Buffer.alloc(30, 0x77)]);
+    server.on('message', (m, r) => {
+      received.push(m);
+      server.send(answer, r.port, r.address);
+    });
+    await new Promise<void>((r) => server.bind(0, '127.0.0.1', r));
+    cleanups.push(() => server.close());
+    const port = server.address().port;
+    const { forwarder, policy, flows } = setup('quic.example\n');
+    policy.pin('quic.example', '127.0.0.1', 60);
+    const initial = quicInitial((await clientHello('quic.example')).subarray(5));
+    const oneRtt = Buffer.concat([Buffer.from([0x41, 0x5e, 0x5e, 0x5e, 0x5e]), Buffer.alloc(40, 3)]);
+    // Before any answer, a short-header packet can't be QUIC: refused with the first datagram.
+    const early = new FakeUdpRequest(flowId('127.0.0.1', port), Buffer.concat([initial, oneRtt]));
+    forwarder.udp(early);
+    await expect.poll(() => early.conn?.icmp).toEqual(['admin-prohibited']);
+    expect(flows[0].reason).toBe('malformed: QUIC short-header packet before the server answered');
+    const req = new FakeUdpRequest(flowId('127.0.0.1', port), initial);
+    forwarder.udp(req);
+    await expect.poll(() => req.conn?.sent.length).toBe(1);
+    // The client's Initial acknowledgements go to the server's ID; then Handshake and 1-RTT packets.
+    const ack = Buffer.concat([Buffer.from([0xc0, 0, 0, 0, 1, 4, 0x5e, 0x5e, 0x5e, 0x5e, 0, 0, 30]), Buffer.alloc(30, 1)]);
+    const handshake = Buffer.concat([Buffer.from([0xe0, 0, 0, 0, 1, 4, 0x5e, 0x5e, 0x5e, 0x5e, 0, 30]), Buffer.alloc(30, 2)]);
+    req.conn!.fromSandbox(Buffer.concat([ack, handshake]));
+    req.conn!.fromSandbox(oneRtt);
+    await expect.poll(() => received.length).toBe(3);
+    expect(received[2].equals(oneRtt)).toBe(true);
+    expect(req.conn!.icmp).toEqual([]);
+    expect(flows.map((f) => f.verdict)).toEqual(['deny', 'allow']);
+  });
 });
 
 function readAllBuffer(s: Duplex): Promise<Buffer> {
@@ -557,8 +663,7 @@ function withExtension(record: Buffer, type: number, data: Buffer): Buffer {
 }
 
 /** A protected QUIC v1 client Initial carrying `hello` in one CRYPTO frame (RFC 9001 §5). */
-function quicInitial(hello: Buffer): Buffer {
-  const dcid = Buffer.from('0102030405060708', 'hex');
+function quicInitial(hello: Buffer, dcid = Buffer.from('0102030405060708', 'hex')): Buffer {
   const frame = Buffer.concat([Buffer.from([0x06, 0x00, 0x40 | (hello.length >> 8), hello.length & 0xff]), hello]);
   const payload = Buffer.concat([frame, Buffer.alloc(Math.max(0, 1162 - frame.length))]);
   const length = 4 + payload.length + 16;

@@ -4,8 +4,8 @@ import tls from 'node:tls';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { HttpRequestFramer, parseHttpHost } from '../../src/inspect/http.js';
-import { clientInitialKeys, QuicClientHelloReader } from '../../src/inspect/quic.js';
-import { sniffStream } from '../../src/inspect/sniff.js';
+import { clientInitialKeys, QuicClientHelloReader, QuicSessionShape } from '../../src/inspect/quic.js';
+import { sniffStream, StreamSniffer } from '../../src/inspect/sniff.js';
 import { parseHandshakeMessage, parseTlsClientHello } from '../../src/inspect/tls.js';
 
 /** The bytes node:tls sends first when connecting with `servername` (a real ClientHello). */
@@ -75,6 +75,13 @@ function quicInitial(dcid: Buffer, frames: { offset: number; data: Buffer }[], p
   header[0] ^= mask[0] & 0x0f;
   for (let i = 0; i < 4; i++) header[header.length - 4 + i] ^= mask[1 + i];
   return Buffer.concat([header, sealed]);
+}
+
+/** A long-header packet of any type with `length` bytes after the Length field (opaque here). */
+function longPacket(first: number, version: number, dcid: Buffer, scid: Buffer, length: number, withToken: boolean): Buffer {
+  const v = Buffer.alloc(4);
+  v.writeUInt32BE(version);
+  return Buffer.concat([Buffer.from([first]), v, Buffer.from([dcid.length]), dcid, Buffer.from([scid.length]), scid, withToken ? varint(0) : Buffer.alloc(0), varint(length), Buffer.alloc(length, 0x5a)]);
 }
 
 describe('TLS ClientHello', () => {
@@ -223,11 +230,114 @@ describe('HTTP/1 request framer', () => {
     );
   });
 
+  it('lets bytes through in order, the same however they are cut', () => {
+    const piece = fc.constantFrom(
+      'GET / HTTP/1.1\r\nHost: good.example\r\n\r\n',
+      'POST / HTTP/1.1\r\nHost: also.example\r\nContent-Length: 5\r\n\r\nabcde',
+      'POST / HTTP/1.1\r\nHost: good.example\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
+      'GET / HTTP/1.1\r\nHost: good.example\r\nUpgrade: websocket\r\n\r\n',
+      '\r\n',
+      '\x81\x85mask',
+      'GET / HTTP/1.1\nHost: evil.example\n\n',
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 6 }), fc.array(fc.nat(), { maxLength: 8 }), (pieces, cuts) => {
+        const input = Buffer.from(pieces.join(''), 'latin1');
+        const run = (chunks: Buffer[]) => {
+          const { f } = framer();
+          const out: Buffer[] = [];
+          let result: string | null = null;
+          for (const c of chunks) {
+            result = f.push(c);
+            if (result !== null) break;
+            out.push(...f.drain());
+          }
+          return { result, out: Buffer.concat(out) };
+        };
+        const whole = run([input]);
+        const at = [...new Set(cuts.map((c) => c % (input.length + 1)))].sort((a, b) => a - b);
+        const cut = run([0, ...at, input.length].slice(1).map((end, i, ends) => input.subarray(i === 0 ? 0 : ends[i - 1], end)));
+        expect(cut.result).toBe(whole.result);
+        expect(input.subarray(0, whole.out.length).equals(whole.out)).toBe(true);
+        if (whole.result === null) expect(cut.out.equals(whole.out)).toBe(true);
+      }),
+    );
+  });
+
   it('sniffs a line protocol with a whole first line as unknown, and an HTTP request after empty lines as HTTP', () => {
     expect(sniffStream(Buffer.from('EHLO client.example\r\n'))).toEqual({ kind: 'unknown' });
     expect(sniffStream(Buffer.from('\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n'))).toEqual({ kind: 'http', host: 'evil.example' });
     expect(sniffStream(Buffer.from('get / HTTP/1.1\r\nHost: evil.example\r\n\r\n'))).toEqual({ kind: 'http', host: 'evil.example' });
-    expect(sniffStream(Buffer.from('GET / HTTP/1.1\nHost: evil.example\n\n'))).toEqual({ kind: 'incomplete' });
+    expect(sniffStream(Buffer.from('GET / HTTP/1.1\nHost: evil.example\n\n'))).toEqual({ kind: 'invalid', reason: 'bare LF in the request head' });
+  });
+
+  it('reads a request line by its shape whatever the method length, on the first request and after an Upgrade', () => {
+    const long = 'VERYLONGMETHODNAME /exfil HTTP/1.1\r\nHost: evil.example\r\n\r\n';
+    expect(sniffStream(Buffer.from(long))).toEqual({ kind: 'http', host: 'evil.example' });
+    expect(sniffStream(Buffer.from('VERYLONGMETHODNAME'))).toEqual({ kind: 'incomplete' });
+    expect(sniffStream(Buffer.from('SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n'))).toEqual({ kind: 'unknown' });
+    expect(sniffStream(Buffer.from('0032git-upload-pack /project.git\0host=git.example\0'))).toEqual({ kind: 'unknown' });
+    expect(sniffStream(Buffer.from('GET http://evil.example/\r\n\r\n'))).toMatchObject({ kind: 'invalid' });
+    const upgrade = 'GET / HTTP/1.1\r\nHost: good.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n';
+    expect(feed(upgrade + long)).toMatchObject({ result: 'evil.example not allowed', done: false });
+    expect(feed(upgrade + `${'X'.repeat(40)} / HTTP/1.1\r\nHost: good.example\r\n\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n`).result).toBe('evil.example not allowed');
+    expect(feed(upgrade + 'GET /x HTTP/1.1\nHost: evil.example\n\n').result).toBe('bare LF in the request head');
+    expect(feed(upgrade + 'GET /x HTTP/1.1 junk\r\n\r\n').result).toMatch(/malformed HTTP request/);
+    // A tunnelled line protocol is not HTTP: inspection ends.
+    expect(feed('CONNECT good.example:22 HTTP/1.1\r\nHost: good.example:22\r\n\r\nSSH-2.0-OpenSSH_9.2p1 Debian\r\n')).toMatchObject({ result: null, done: true });
+  });
+
+  it('lets no byte of a request head through before the whole head was checked; a bare LF or CR fails at once', () => {
+    const f = new HttpRequestFramer((h) => (allowed.has(h) ? null : `${h} not allowed`), 1024);
+    const first = 'POST / HTTP/1.1\r\nHost: good.example\r\nContent-Length: 3\r\n\r\n';
+    expect(f.push(Buffer.from(first + 'ab'))).toBeNull();
+    expect(Buffer.concat(f.drain()).toString()).toBe(first + 'ab'); // the body streams by count
+    expect(f.push(Buffer.from('cGET /next HTTP/1.1\r\nHost: go'))).toBeNull();
+    expect(Buffer.concat(f.drain()).toString()).toBe('c');
+    expect(f.push(Buffer.from('od.example\r\n\r'))).toBeNull();
+    expect(f.drain()).toEqual([]);
+    expect(f.push(Buffer.from('\n'))).toBeNull();
+    expect(Buffer.concat(f.drain()).toString()).toBe('GET /next HTTP/1.1\r\nHost: good.example\r\n\r\n');
+    // Lenient servers end lines at a bare LF: the request below is refused before its end, none of it relayed.
+    const lf = new HttpRequestFramer(() => null, 1024);
+    expect(lf.push(Buffer.from('GET /a HTTP/1.1\r\nHost: good.example\r\n\r\n'))).toBeNull();
+    lf.drain();
+    expect(lf.push(Buffer.from('GET /exfil HTTP/1.1\nHost: evil.example\n'))).toBe('bare LF in the request head');
+    expect(lf.drain()).toEqual([]);
+    expect(feed('GET / HTTP/1.1\r\nHost: good.example\rX: y\r\n\r\n').result).toBe('bare CR in the request head');
+    expect(feed('\nGET / HTTP/1.1\r\nHost: good.example\r\n\r\n').result).toBe('bare LF in the request head');
+  });
+
+  it('refuses a target or Host with userinfo or a backslash', () => {
+    expect(feed('GET http://evil.example\\@good.example/ HTTP/1.1\r\nHost: good.example\r\n\r\n').result).toBe('malformed HTTP request: malformed host');
+    expect(feed('GET http://evil.example@good.example/ HTTP/1.1\r\nHost: good.example\r\n\r\n').result).toBe('malformed HTTP request: malformed host');
+    expect(feed('GET / HTTP/1.1\r\nHost: evil.example@good.example\r\n\r\n').result).toBe('malformed HTTP request: malformed host');
+    expect(feed('GET http://good.example/ HTTP/1.1\r\nHost: good.example\r\n\r\n').result).toBeNull();
+  });
+
+  it('sniffs a stream cut anywhere with work linear in its length', async () => {
+    // A ClientHello cut into 1-byte TLS records, delivered in 60-byte segments.
+    const hello = (await captureClientHello('records.example.com')).subarray(5);
+    const stream = Buffer.concat([...hello].map((b) => Buffer.from([0x16, 3, 1, 0, 1, b])));
+    const sniffer = new StreamSniffer();
+    let result: unknown;
+    for (let o = 0; o < stream.length; o += 60) result = sniffer.push(stream.subarray(o, o + 60));
+    expect(result).toEqual({ kind: 'tls', sni: 'records.example.com', ech: false });
+    expect(sniffer.scanned).toBeLessThanOrEqual(2 * stream.length);
+    // One that never ends (its length says 16 MiB), up to the 32 KiB limit.
+    const endless = Buffer.alloc(5400);
+    endless[0] = 1;
+    endless.writeUIntBE(0xffffff, 1, 3);
+    const long = Buffer.concat([...endless].map((b) => Buffer.from([0x16, 3, 1, 0, 1, b]))).subarray(0, 32 * 1024 - 1);
+    const s2 = new StreamSniffer();
+    for (let o = 0; o < long.length; o += 60) expect(s2.push(long.subarray(o, o + 60))).toEqual({ kind: 'incomplete' });
+    expect(s2.scanned).toBeLessThanOrEqual(3 * long.length);
+    // An HTTP head, one byte at a time.
+    const head = Buffer.from(`GET / HTTP/1.1\r\nHost: good.example\r\nX: ${'a'.repeat(30000)}\r\n\r\n`);
+    const s3 = new StreamSniffer();
+    for (let i = 0; i < head.length; i++) result = s3.push(head.subarray(i, i + 1));
+    expect(result).toEqual({ kind: 'http', host: 'good.example' });
+    expect(s3.scanned).toBeLessThanOrEqual(head.length);
   });
 });
 
@@ -268,6 +378,104 @@ describe('QUIC Initial', () => {
         new QuicClientHelloReader().push(Buffer.concat([Buffer.from([0xc3, 0, 0, 0, 1]), Buffer.from(bytes)]));
       }),
     );
+  });
+
+  it('keeps the first CRYPTO bytes at an offset, like a server, and refuses different ones', async () => {
+    const dcid = Buffer.from('0102030405060708', 'hex');
+    const evil = (await captureClientHello('evil.example.com')).subarray(5);
+    const good = (await captureClientHello('good.example.com')).subarray(5);
+    // One datagram, two Initials of one connection: a server reads the first ClientHello.
+    const coalesced = Buffer.concat([quicInitial(dcid, [{ offset: 0, data: evil }], 0), quicInitial(dcid, [{ offset: 0, data: good }], 1)]);
+    expect(new QuicClientHelloReader().push(coalesced)).toEqual({ status: 'invalid', reason: 'QUIC CRYPTO data differs from data already received at the same offset' });
+    // A first datagram with the start of one ClientHello, a second with all of another.
+    const reader = new QuicClientHelloReader();
+    expect(reader.push(quicInitial(dcid, [{ offset: 0, data: evil.subarray(0, 100) }], 0))).toEqual({ status: 'incomplete' });
+    expect(reader.push(quicInitial(dcid, [{ offset: 0, data: good }], 1))).toMatchObject({ status: 'invalid' });
+    // A retransmission of the same bytes, overlapping what arrived, is fine.
+    const again = new QuicClientHelloReader();
+    expect(again.push(quicInitial(dcid, [{ offset: 0, data: good.subarray(0, 120) }], 0))).toEqual({ status: 'incomplete' });
+    expect(again.push(quicInitial(dcid, [{ offset: 50, data: good.subarray(50) }, { offset: 0, data: good.subarray(0, 60) }], 1))).toMatchObject({ status: 'ok', sni: 'good.example.com' });
+    expect(again.dcid).toEqual(dcid);
+  });
+
+  it('reads one connection: Initials of another connection in the same datagrams are refused', async () => {
+    const good = (await captureClientHello('good.example.com')).subarray(5);
+    const two = Buffer.concat([
+      quicInitial(Buffer.from('0102030405060708', 'hex'), [{ offset: 0, data: good }], 0),
+      quicInitial(Buffer.from('a1a2a3a4a5a6a7a8', 'hex'), [{ offset: 0, data: good }], 0),
+    ]);
+    expect(new QuicClientHelloReader().push(two)).toEqual({ status: 'invalid', reason: 'QUIC Initial packets of two connections' });
+  });
+
+  it('checks the shape of every packet of a datagram, and reports Initials of new connections', async () => {
+    const dcid = Buffer.from('0102030405060708', 'hex');
+    const initial = quicInitial(dcid, [{ offset: 0, data: (await captureClientHello('s.example.com')).subarray(5) }], 0);
+    const session = new QuicSessionShape();
+    expect(session.client(initial)).toEqual({ dcid: '0102030405060708' });
+    session.admit('0102030405060708');
+    expect(session.client(initial)).toBeNull();
+    expect(session.client(Buffer.concat([initial, Buffer.alloc(30)]))).toBeNull(); // padding
+    expect(session.client(Buffer.from('plain datagram'))).toBe('QUIC short-header packet too short'); // 'p' has the fixed bit
+    expect(session.client(Buffer.from('\x01 a datagram of another protocol'))).toBe('QUIC fixed bit not set');
+    expect(session.client(Buffer.concat([initial, Buffer.from('\x01 a datagram of another protocol')]))).toBe('QUIC fixed bit not set');
+    expect(session.client(Buffer.from([0x40, 1, 2, 3]))).toBe('QUIC short-header packet too short');
+    expect(session.client(Buffer.concat([initial.subarray(0, 5), Buffer.from([0, 0, 0, 2]), initial.subarray(9)]))).toBe('QUIC packet too short for header protection');
+    expect(session.client(initial.subarray(0, initial.length - 1))).toBe('QUIC packet length does not fit the datagram');
+    const v3 = Buffer.from(initial);
+    v3.writeUInt32BE(3, 1);
+    expect(session.client(v3)).toBe('QUIC version 0x3 is not 1 or 2');
+    const retry = Buffer.from(initial);
+    retry[0] |= 0x30;
+    expect(session.client(retry)).toBe('QUIC Retry packet from the client');
+    // Before the server answered, a client has no keys but the Initial ones (and 0-RTT).
+    const short = Buffer.concat([Buffer.from([0x41]), Buffer.alloc(40, 7)]);
+    expect(session.client(short)).toBe('QUIC short-header packet before the server answered');
+    // 'NOT-QUIC...' starts with 0x4e: the shape of a short-header packet.
+    expect(session.client(Buffer.from('NOT-QUIC: arbitrary datagram, secret=42'))).toBe('QUIC short-header packet before the server answered');
+    const handshake = longPacket(0xe0, 1, dcid, Buffer.alloc(0), 30, false);
+    expect(session.client(handshake)).toBe('QUIC Handshake packet before the server answered');
+    const zeroRtt = longPacket(0xd0, 1, dcid, Buffer.alloc(0), 30, false);
+    expect(session.client(Buffer.concat([initial, zeroRtt]))).toBeNull();
+    expect(session.client(longPacket(0xd0, 1, Buffer.from('cccc', 'hex'), Buffer.alloc(0), 30, false))).toEqual({ dcid: 'cccc' });
+    // Version 2 numbers the long-header types differently: 0b01 is its Initial, 0b11 its Handshake (RFC 9369).
+    expect(session.client(longPacket(0xc0 | (1 << 4), 0x6b3343cf, Buffer.from('bbbb', 'hex'), Buffer.alloc(0), 30, true))).toEqual({ dcid: 'bbbb' });
+    expect(session.client(longPacket(0xc0 | (3 << 4), 0x6b3343cf, dcid, Buffer.alloc(0), 30, false))).toBe('QUIC Handshake packet before the server answered');
+    // The server answers (to the client's empty source ID): Handshake and short headers may pass now,
+    // and the client's Initials to the ID the server chose.
+    session.server(Buffer.concat([longPacket(0xc0, 1, Buffer.alloc(0), Buffer.from('5e5e5e5e', 'hex'), 40, true), longPacket(0xe0, 1, Buffer.alloc(0), Buffer.from('5e5e5e5e', 'hex'), 40, false)]));
+    expect(session.client(short)).toBeNull();
+    expect(session.client(Buffer.concat([handshake, short]))).toBeNull();
+    expect(session.client(longPacket(0xc0, 1, Buffer.from('5e5e5e5e', 'hex'), Buffer.alloc(0), 30, true))).toBeNull();
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 1300 }), (bytes) => {
+        session.client(Buffer.from(bytes));
+        session.client(Buffer.concat([Buffer.from([0xc3, 0, 0, 0, 1]), Buffer.from(bytes)]));
+        new QuicSessionShape().server(Buffer.concat([Buffer.from([0xc3, 0, 0, 0, 1]), Buffer.from(bytes)]));
+      }),
+    );
+  });
+
+  it("learns the server's connection IDs only from its Initial and Handshake packets, not from a Retry or an echo", () => {
+    const fresh = () => {
+      const s = new QuicSessionShape();
+      s.admit('aaaa');
+      expect(s.client(longPacket(0xc0, 1, Buffer.from('aaaa', 'hex'), Buffer.from('c1', 'hex'), 30, true))).toBeNull();
+      return s;
+    };
+    const toServerId = longPacket(0xc0, 1, Buffer.from('5e5e', 'hex'), Buffer.from('c1', 'hex'), 30, true);
+    // A Retry: the client's next Initial, to the Retry's ID, is a new connection whose ClientHello must be read.
+    const retried = fresh();
+    retried.server(Buffer.concat([Buffer.from([0xf0, 0, 0, 0, 1, 1, 0xc1, 2, 0x5e, 0x5e]), Buffer.alloc(30, 9)]));
+    expect(retried.client(toServerId)).toEqual({ dcid: '5e5e' });
+    // A host echoing the client's own packet back teaches nothing.
+    const echoed = fresh();
+    echoed.server(longPacket(0xc0, 1, Buffer.from('aaaa', 'hex'), Buffer.from('c1', 'hex'), 30, true));
+    expect(echoed.client(Buffer.concat([Buffer.from([0x41]), Buffer.alloc(40, 7)]))).toBe('QUIC short-header packet before the server answered');
+    // A server's Initial to the client's source ID does.
+    const answered = fresh();
+    answered.server(longPacket(0xc0, 1, Buffer.from('c1', 'hex'), Buffer.from('5e5e', 'hex'), 30, true));
+    expect(answered.client(toServerId)).toBeNull();
+    expect(answered.client(Buffer.concat([Buffer.from([0x41]), Buffer.alloc(40, 7)]))).toBeNull();
   });
 
   it('parses a bare handshake message as QUIC carries it', async () => {

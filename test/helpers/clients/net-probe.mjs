@@ -13,10 +13,16 @@
 //                                   GET / → {ok, body} or {error}
 //   http-two HOST PORT NAME1 NAME2  one keep-alive connection: GET /one with Host NAME1, read its
 //                                   response, then GET /two with Host NAME2 → {first, second, error}
+//   http-raw HOST PORT JSON         one connection: sends each request of the JSON array of raw
+//                                   strings once the previous one was answered
+//                                   → {responses, error}
+//   quic-then NAME PORT             to a UDP echo server: a QUIC v1 Initial whose ClientHello names
+//                                   NAME, sent twice (each echo awaited), then a datagram of another
+//                                   protocol → {echoes, error} (error: how the third one failed)
 // Every outcome includes ms (elapsed).
 import net from 'node:net';
 import dgram from 'node:dgram';
-import { createHash } from 'node:crypto';
+import { createCipheriv, createHash, createHmac, hkdfSync } from 'node:crypto';
 import { promises as dns } from 'node:dns';
 import tls from 'node:tls';
 
@@ -146,7 +152,85 @@ if (action === 'tcp-upload') {
   });
   s.on('end', () => done({ first, second: buf }));
   s.on('error', (e) => done({ first, second: buf, error: e.code }));
+} else if (action === 'http-raw') {
+  const requests = JSON.parse(countText);
+  const responses = [];
+  let buf = '';
+  const s = net.connect({ host, port }, () => s.write(requests.shift()));
+  s.on('data', (d) => {
+    buf += d;
+    if (!buf.includes('\r\n\r\n')) return;
+    responses.push(buf);
+    buf = '';
+    if (requests.length) s.write(requests.shift());
+    else done({ responses });
+  });
+  s.on('end', () => done({ responses: buf ? [...responses, buf] : responses, error: 'EOF' }));
+  s.on('error', (e) => done({ responses, error: e.code }));
+  setTimeout(() => done({ responses, error: 'TIMEOUT' }), 8000);
+} else if (action === 'quic-then') {
+  const [address] = await dns.resolve4(host);
+  const initial = quicInitial(Buffer.from('0102030405060708', 'hex'), await clientHello(host));
+  const sock = dgram.createSocket('udp4');
+  const sends = [initial, initial, Buffer.from('\x01 another protocol: secret=42')];
+  let echoes = 0;
+  sock.on('message', () => {
+    echoes++;
+    if (echoes < sends.length) sock.send(sends[echoes]);
+    else done({ echoes });
+  });
+  sock.on('error', (e) => done({ echoes, error: e.code }));
+  sock.connect(port, address, () => sock.send(sends[0]));
+  setTimeout(() => done({ echoes, error: 'TIMEOUT' }), 8000);
 } else {
   console.error(`net-probe: unknown action ${action}`);
   process.exit(2);
+}
+
+/** A ClientHello handshake message naming `servername`, as node:tls writes it (record header removed). */
+async function clientHello(servername) {
+  const server = net.createServer();
+  const hello = new Promise((resolve) =>
+    server.on('connection', (s) => {
+      let got = Buffer.alloc(0);
+      s.on('data', (c) => {
+        got = Buffer.concat([got, c]);
+        if (got.length >= 5 && got.length >= 5 + got.readUInt16BE(3)) {
+          resolve(got.subarray(5, 5 + got.readUInt16BE(3)));
+          s.destroy();
+        }
+      });
+    }),
+  );
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const c = tls.connect({ host: '127.0.0.1', port: server.address().port, servername, rejectUnauthorized: false });
+  c.on('error', () => {});
+  const h = await hello;
+  c.destroy();
+  server.close();
+  return h;
+}
+
+/** A protected QUIC v1 client Initial carrying `hello` in one CRYPTO frame (RFC 9001 §5). */
+function quicInitial(dcid, hello) {
+  const label = (l, n) => {
+    const f = Buffer.from(`tls13 ${l}`);
+    return Buffer.concat([Buffer.from([n >> 8, n & 255, f.length]), f, Buffer.from([0])]);
+  };
+  const expand = (secret, l, n) => createHmac('sha256', secret).update(Buffer.concat([label(l, n), Buffer.from([1])])).digest().subarray(0, n);
+  const secret = Buffer.from(hkdfSync('sha256', dcid, Buffer.from('38762cf7f55934b34d179ae6a4c80cadccbb7f0a', 'hex'), label('client in', 32), 32));
+  const key = expand(secret, 'quic key', 16);
+  const iv = expand(secret, 'quic iv', 12);
+  const hp = expand(secret, 'quic hp', 16);
+  const frame = Buffer.concat([Buffer.from([0x06, 0x00, 0x40 | (hello.length >> 8), hello.length & 0xff]), hello]);
+  const payload = Buffer.concat([frame, Buffer.alloc(Math.max(0, 1162 - frame.length))]);
+  const length = 4 + payload.length + 16;
+  const header = Buffer.concat([Buffer.from([0xc3, 0, 0, 0, 1, dcid.length]), dcid, Buffer.from([0, 0, 0x40 | (length >> 8), length & 0xff, 0, 0, 0, 0])]);
+  const gcm = createCipheriv('aes-128-gcm', key, iv);
+  gcm.setAAD(header);
+  const sealed = Buffer.concat([gcm.update(payload), gcm.final(), gcm.getAuthTag()]);
+  const mask = createCipheriv('aes-128-ecb', hp, null).update(sealed.subarray(0, 16));
+  header[0] ^= mask[0] & 0x0f;
+  for (let i = 0; i < 4; i++) header[header.length - 4 + i] ^= mask[1 + i];
+  return Buffer.concat([header, sealed]);
 }
