@@ -27,6 +27,7 @@ import type { UdpProtocol } from '../netstack/transport/udp/index.js';
 import { TapboxError } from './errors.js';
 import { HOST_KEEPALIVE_MS } from './forwarder/dialer.js';
 import type { InboundFlow, InboundFlows } from './forwarder/inbound.js';
+import { linkFates } from './forwarder/linked.js';
 
 export interface PublishSpec {
   proto: 'tcp' | 'udp';
@@ -197,23 +198,7 @@ export class Publisher {
     conn.pipe(client);
     client.pipe(conn);
     client.resume();
-    client.on('error', (err: NodeJS.ErrnoException) => {
-      error ??= `host ${err.code ?? err.message}`;
-      conn.reset();
-    });
-    conn.on('error', (err: NodeJS.ErrnoException) => {
-      error ??= `sandbox ${err.code ?? err.message}`;
-      client.resetAndDestroy();
-    });
-    // A side that closes without having ended its stream went away abruptly: reset the other.
-    client.on('close', () => {
-      if (!conn.destroyed && !conn.writableEnded) conn.reset();
-      onClosed();
-    });
-    conn.on('close', () => {
-      if (!client.destroyed && !client.writableEnded) client.resetAndDestroy();
-      onClosed();
-    });
+    linkFates(conn, client, (text) => (error ??= text), onClosed);
   }
 
   private listenUdp(spec: PublishSpec, target: PublishTarget): Promise<void> {

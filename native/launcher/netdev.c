@@ -92,34 +92,19 @@ static void configure_tap(int rtnl, const struct net_plan *net)
 	check(rtnl_add_default_route(rtnl, index, AF_INET6, &net->gw6), "adding the IPv6 default route");
 }
 
-/* The command runs in a nested user namespace without CAP_NET_RAW over this network namespace, so
- * raw ICMP sockets are closed to it; ICMP datagram sockets (what ping uses when it may) are opened to
- * its group instead. Group 0 here is the only group mapped, and every uid mode of the command maps
- * onto it. Such sockets can only send echo requests, which our stack answers or drops. */
-static void allow_ping_sockets(void)
+/* Writes one net.ipv4 sysctl of the sandbox's own network namespace, or fails naming what it was for. */
+static void set_netns_sysctl(const char *name, const char *value, const char *what)
 {
-	static const char range[] = "0 0";
-	int fd = open("/proc/sys/net/ipv4/ping_group_range", O_WRONLY | O_CLOEXEC);
+	char path[128];
+	size_t len = strlen(value);
+	int fd;
 
-	if (fd < 0 || write(fd, range, sizeof range - 1) != (ssize_t)(sizeof range - 1))
-		fail("ENETCFG", EXIT_SETUP_FAILED, "enabling ping sockets inside the sandbox failed (%s); "
-						   "this kernel needs net.ipv4.ping_group_range to be writable in a network namespace",
-		     strerror(errno));
-	close(fd);
-}
-
-/* Ports below 1024 are privileged to the network namespace's owner, and the command runs in a
- * nested user namespace: without this, a server in the sandbox (e.g. published with -p 8080:80)
- * could not bind port 80. The ports belong to this sandbox's own network namespace only. */
-static void allow_low_ports(void)
-{
-	static const char start[] = "0";
-	int fd = open("/proc/sys/net/ipv4/ip_unprivileged_port_start", O_WRONLY | O_CLOEXEC);
-
-	if (fd < 0 || write(fd, start, sizeof start - 1) != (ssize_t)(sizeof start - 1))
-		fail("ENETCFG", EXIT_SETUP_FAILED, "opening ports below 1024 inside the sandbox failed (%s); "
-						   "this kernel needs net.ipv4.ip_unprivileged_port_start to be writable in a network namespace",
-		     strerror(errno));
+	snprintf(path, sizeof path, "/proc/sys/net/ipv4/%s", name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, value, len) != (ssize_t)len)
+		fail("ENETCFG", EXIT_SETUP_FAILED, "%s inside the sandbox failed (%s); "
+						   "this kernel needs net.ipv4.%s to be writable in a network namespace",
+		     what, strerror(errno), name);
 	close(fd);
 }
 
@@ -130,8 +115,14 @@ int netdev_setup(const struct net_plan *net)
 
 	check(rtnl, "opening rtnetlink");
 	check(rtnl_set_link(rtnl, LOOPBACK_INDEX, 0, 0, NULL, true), "bringing lo up");
-	allow_ping_sockets();
-	allow_low_ports();
+	/* The command runs in a nested user namespace without CAP_NET_RAW over this network namespace, so
+	 * raw ICMP sockets are closed to it; ICMP datagram sockets (what ping uses when it may) are opened
+	 * to its group instead. Group 0 here is the only group mapped, and every uid mode of the command
+	 * maps onto it. Such sockets can only send echo requests, which our stack answers or drops. */
+	set_netns_sysctl("ping_group_range", "0 0", "enabling ping sockets");
+	/* Ports below 1024 are privileged to the network namespace's owner, which the command is not:
+	 * without this a server inside (e.g. published with -p 8080:80) could not bind port 80. */
+	set_netns_sysctl("ip_unprivileged_port_start", "0", "opening ports below 1024");
 	if (net->mode == NET_TAP) {
 		tap = open_tap(net);
 		configure_tap(rtnl, net);

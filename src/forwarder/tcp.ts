@@ -26,6 +26,7 @@ import type { FlowDecision } from '../policy/policy.js';
 import { allowReason, type ForwarderContext } from './context.js';
 import { dial } from './dialer.js';
 import { hostLoopbackFor } from './host-loopback.js';
+import { linkFates } from './linked.js';
 
 export function forwardTcp(ctx: ForwarderContext, req: TcpForwarderRequest): void {
   const id = req.id;
@@ -329,23 +330,7 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.
   if (!o.hostPiped) host.pipe(conn);
   conn.on('data', (c: Buffer) => (up += c.length));
   host.on('data', (c: Buffer) => (down += c.length));
-  host.on('error', (err: NodeJS.ErrnoException) => {
-    error ??= `host ${err.code ?? err.message}`;
-    conn.reset();
-  });
-  conn.on('error', (err: NodeJS.ErrnoException) => {
-    error ??= `sandbox ${err.code ?? err.message}`;
-    host.resetAndDestroy();
-  });
-  // A side that closes without having ended its stream went away abruptly: reset the other.
-  host.on('close', () => {
-    if (!conn.destroyed && !conn.writableEnded) conn.reset();
-    onClosed();
-  });
-  conn.on('close', () => {
-    if (!host.destroyed && !host.writableEnded) host.resetAndDestroy();
-    onClosed();
-  });
+  linkFates(conn, host, (text) => (error ??= text), onClosed);
 }
 
 function ended(ctx: ForwarderContext, flow: FlowEvent, started: number, bytesUp: number, bytesDown: number, error?: string): void {
