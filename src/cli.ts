@@ -8,17 +8,10 @@ import { FORWARDED_SIGNALS, Sandbox } from './sandbox.js';
 import { addCommands, escapeCommandName, unescapeCommandName } from './commands.js';
 import { startProgress } from './progress.js';
 import type { SandboxOptions } from './options.js';
-import { hardeningFromFlags, hardeningOptions, type HardeningFlags } from './hardening-cli.js';
+import { hardeningFromFlags, hardeningOptions, integer, type HardeningFlags } from './hardening-cli.js';
 import { capsFromFlags, capsOptions, type CapsFlags } from './caps.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
-
-function parseInteger(flag: string) {
-  return (value: string) => {
-    if (!/^\d+$/.test(value)) throw new TapboxError('EUSAGE', `${flag} takes a whole number, not "${value}".`);
-    return Number(value);
-  };
-}
 
 export function buildProgram(): Command {
   const program = new Command('tapbox')
@@ -30,7 +23,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--net <mode>', 'network: tap (our stack and the allowlist), none (only lo), host (no isolation)').choices(['tap', 'none', 'host']))
     .option('-N, --host-net', 'the host\'s network, no isolation (same as --net host)')
     .option('-n, --net-none', 'no network but lo (same as --net none; mini-sandbox\'s -n)')
-    .option('--mtu <bytes>', 'MTU of tap0 (1280-65520, default 65520)', parseInteger('--mtu'))
+    .option('--mtu <bytes>', 'MTU of tap0 (1280-65520, default 65520)', integer('--mtu'))
     .option('--pcap <file>', 'write every frame on tap0 to a pcap file')
     .option('-F, --allow-file <file>', 'allowlist file (repeatable); @npm, @pypi, ... load a shipped list', collect, [])
     .option('--allow <rule>', 'allow rule, same syntax as a line of an allowlist (repeatable)', collect, [])

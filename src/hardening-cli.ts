@@ -40,7 +40,8 @@ export interface HardeningFlags {
 
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
-function integer(flag: string) {
+/** A commander argument parser for a whole-number flag. */
+export function integer(flag: string) {
   return (value: string) => {
     if (!/^\d+$/.test(value)) throw new TapboxError('EUSAGE', `${flag} takes a whole number, not "${value}".`);
     return Number(value);
