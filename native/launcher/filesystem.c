@@ -156,8 +156,8 @@ static int overlay_or_fail(int lower, const char *what)
 		mount_error("creating the throw-away overlay of %s failed: it has mounts inside it, which overlayfs "
 			    "can't take as a lower layer here; bind it with -M, or overlay a directory without mounts", what);
 	if (mnt < 0)
-		mount_error("creating the throw-away overlay of %s failed (%s); overlayfs needs Linux 6.13 or newer "
-			    "and a lower directory on a filesystem it supports", what, strerror(errno));
+		mount_error("creating the throw-away overlay of %s failed (%s); overlayfs in a user namespace needs "
+			    "Linux 5.11 or newer and a lower directory on a filesystem it supports", what, strerror(errno));
 	close(lower);
 	return mnt;
 }

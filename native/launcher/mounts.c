@@ -110,24 +110,54 @@ int mounts_new_fs(const char *fstype, const char *options[], unsigned attr, cons
 	return mnt;
 }
 
+/* How overlayfs is told its layers, decided by the kernel's answer to the run's first overlay.
+ * By descriptor (Linux 6.13+: "lowerdir+", "upperdir" and "workdir" take an fd). Older kernels take
+ * only paths; there each layer is named "/proc/self/fd/N", the magic link of the descriptor captured
+ * earlier, which the kernel resolves to that very directory (mount and dentry) without walking the
+ * host path again, so a path swapped or covered since the capture can't change the layer: the same
+ * guarantee as the descriptor. This serves Linux 5.11 (unprivileged overlayfs with userxattr) to 6.12.
+ * The host's /proc is still in view at this point (phase 2 runs before pivot_root). */
+static enum { LAYERS_UNDECIDED, LAYERS_BY_FD, LAYERS_BY_PATH } layer_naming;
+
+static int set_layer(int fs, const char *fd_key, const char *path_key, int fd)
+{
+	char path[32];
+
+	if (layer_naming == LAYERS_BY_FD)
+		return fsconfig(fs, FSCONFIG_SET_FD, fd_key, NULL, fd);
+	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	return fsconfig(fs, FSCONFIG_SET_STRING, path_key, path, 0);
+}
+
+/* Asks the kernel once whether overlayfs takes a lower layer by descriptor. */
+static void decide_layer_naming(int lower)
+{
+	int fs = fsopen("overlay", FSOPEN_CLOEXEC);
+
+	if (fs < 0)
+		mount_error("overlayfs is not available (%s); load the overlay module (modprobe overlay) or use the "
+			    "read-only mode", strerror(errno));
+	layer_naming = fsconfig(fs, FSCONFIG_SET_FD, "lowerdir+", NULL, lower) == 0 ? LAYERS_BY_FD : LAYERS_BY_PATH;
+	close(fs);
+}
+
 int mounts_overlay(int lower, int store, const char *layer, const char *what)
 {
 	char upper[64], work[64];
-	int fs = fsopen("overlay", FSOPEN_CLOEXEC);
 
+	if (layer_naming == LAYERS_UNDECIDED)
+		decide_layer_naming(lower);
 	/* Each overlay gets its own upper and work directory in the throw-away store. */
 	snprintf(upper, sizeof upper, "%s.upper", layer);
 	snprintf(work, sizeof work, "%s.work", layer);
 	if (mkdirat(store, upper, 0755) != 0 || mkdirat(store, work, 0700) != 0)
 		mount_error("creating the throw-away layer for %s failed (%s); is --storage too small?", what,
 			    strerror(errno));
+	int fs = fsopen("overlay", FSOPEN_CLOEXEC);
 	int upper_fd = openat(store, upper, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	int work_fd = openat(store, work, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	/* Layers given as descriptors (Linux 6.13+): the host path may be covered by now. */
-	if (fs < 0 || upper_fd < 0 || work_fd < 0 ||
-	    fsconfig(fs, FSCONFIG_SET_FD, "lowerdir+", NULL, lower) != 0 ||
-	    fsconfig(fs, FSCONFIG_SET_FD, "upperdir", NULL, upper_fd) != 0 ||
-	    fsconfig(fs, FSCONFIG_SET_FD, "workdir", NULL, work_fd) != 0 ||
+	if (fs < 0 || upper_fd < 0 || work_fd < 0 || set_layer(fs, "lowerdir+", "lowerdir", lower) != 0 ||
+	    set_layer(fs, "upperdir", "upperdir", upper_fd) != 0 || set_layer(fs, "workdir", "workdir", work_fd) != 0 ||
 	    fsconfig(fs, FSCONFIG_SET_FLAG, "userxattr", NULL, 0) != 0 ||
 	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) != 0) {
 		int err = errno;
