@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { TapboxError } from './errors.js';
 import { runDoctor } from './doctor.js';
+import { setupAppArmor } from './apparmor.js';
 import { packageRoot } from './launcher.js';
 import { DEFAULT_MTU, SANDBOX_NET } from './options.js';
 import { parse } from './policy/allowlist.js';
@@ -159,6 +160,14 @@ export function addCommands(program: Command, done: (status: number) => void): v
     .command('doctor')
     .description('check that this host can run tapbox, and name the fix for what fails')
     .action(() => done(runDoctor()));
+  program
+    .command('setup <what>')
+    .description('prepare this host: `setup apparmor` prints (or, as root, installs) the AppArmor profile that lets tapbox create user namespaces where AppArmor restricts them (Ubuntu 23.10+)')
+    .action((what: string) => {
+      if (what !== 'apparmor') throw new TapboxError('EUSAGE', `there is nothing called "${what}" to set up; the one thing is apparmor: tapbox setup apparmor.`);
+      setupAppArmor((text) => process.stdout.write(text));
+      done(0);
+    });
   program
     .command('allowlists')
     .description('list the allowlists shipped with tapbox (-F @NAME)')

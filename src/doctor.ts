@@ -1,14 +1,22 @@
-// `tapbox doctor`: checks each host requirement, says what passes, and for what fails, the fix.
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+// `tapbox doctor`: checks each host requirement by trying it as tapbox will (real sandboxes of each
+// kind, started through this CLI), says what works, and for what does not, why and the fix. Kernel
+// versions are never consulted: what the kernel answers is the truth on every distribution.
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { launcherPath, packageRoot } from './launcher.js';
+import { appArmorAdvice, appArmorRestrictsUserns } from './apparmor.js';
 
 export interface Check {
   name: string;
+  /** 'warn': tapbox works without it, with less (the detail says what and how to get it). */
+  status: 'ok' | 'warn' | 'fail';
+  /** status is not 'fail': what needs this check works. */
   ok: boolean;
   detail: string;
 }
+
+class Warning extends Error {}
 
 function readSysctl(path: string): string | undefined {
   try {
@@ -20,10 +28,62 @@ function readSysctl(path: string): string | undefined {
 
 function check(name: string, fn: () => string): Check {
   try {
-    return { name, ok: true, detail: fn() };
+    return { name, status: 'ok', ok: true, detail: fn() };
   } catch (e) {
-    return { name, ok: false, detail: (e as Error).message };
+    const status = e instanceof Warning ? 'warn' : 'fail';
+    return { name, status, ok: status !== 'fail', detail: (e as Error).message };
   }
+}
+
+/** Runs `tapbox ARGS` (this very CLI) and returns its stdout, or throws its one-sentence error. */
+function trySandbox(args: string[]): string {
+  const cli = join(packageRoot, 'dist', 'src', 'cli.js');
+  const r = spawnSync(process.execPath, [cli, '--log-level', 'silent', ...args], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (r.status !== 0) {
+    const sentence = r.stderr.split('\n').find((l) => l.startsWith('tapbox: ') && !l.startsWith('tapbox: warning'));
+    throw new Error(sentence?.slice('tapbox: '.length) ?? `the sandbox exited with ${r.status ?? r.signal} (${r.stderr.trim() || 'no message'})`);
+  }
+  return r.stdout;
+}
+
+function userNamespaces(): string {
+  if (readSysctl('/proc/sys/kernel/unprivileged_userns_clone') === '0') {
+    throw new Error('disabled by kernel.unprivileged_userns_clone=0; enable with `sudo sysctl -w kernel.unprivileged_userns_clone=1`.');
+  }
+  if (readSysctl('/proc/sys/user/max_user_namespaces') === '0') {
+    throw new Error('disabled by user.max_user_namespaces=0; enable with `sudo sysctl -w user.max_user_namespaces=15000`.');
+  }
+  const probe = spawnSync(launcherPath(), ['--probe'], { encoding: 'utf8', timeout: 10_000 });
+  if (probe.status !== 0) throw new Error((probe.stderr || 'the launcher could not create a user namespace').trim().replace(/^tapbox: /, ''));
+  if (appArmorRestrictsUserns()) return `a user namespace can be created (AppArmor lets tapbox-launcher through)`;
+  return 'a user namespace can be created';
+}
+
+/** Where this process's cgroup v2 is and whether the user may manage it (the limits need both). */
+function cgroupDelegation(): string {
+  const lines = (readSysctl('/proc/self/cgroup') ?? '').split('\n');
+  const unified = lines.find((l) => l.startsWith('0::'));
+  if (!unified || lines.some((l) => !l.startsWith('0::') && /^\d+:[^:]+:/.test(l) && !/:(name=|hugetlb|misc|rdma)/.test(l))) {
+    throw new Warning('this host uses cgroup v1 for its controllers, so --memory, --pids and --cpus apply per process (rlimits, CPU affinity), not to the sandbox as a whole; boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1) for whole-sandbox limits.');
+  }
+  const dir = join('/sys/fs/cgroup', unified.slice(3));
+  const uid = process.getuid?.() ?? 0;
+  let owner: number;
+  try {
+    owner = statSync(dir).uid;
+  } catch {
+    throw new Warning(`cgroup v2 is not mounted at /sys/fs/cgroup, so limits apply per process only; mount it (mount -t cgroup2 none /sys/fs/cgroup).`);
+  }
+  if (owner !== uid && uid !== 0) {
+    throw new Warning(`your cgroup ${unified.slice(3)} is not delegated to you, so limits apply per process only; run tapbox under \`systemd-run --user --scope tapbox ...\` (or in a session systemd delegates to you).`);
+  }
+  try {
+    accessSync(join(dir, 'cgroup.procs'), constants.W_OK);
+  } catch {
+    throw new Warning(`your cgroup ${unified.slice(3)} is not writable by you, so limits apply per process only; run tapbox under \`systemd-run --user --scope tapbox ...\`.`);
+  }
+  const controllers = readSysctl(join(dir, 'cgroup.controllers')) ?? '';
+  return `cgroup v2, ${unified.slice(3)} is yours (controllers: ${controllers || 'none'})`;
 }
 
 export function hostChecks(): Check[] {
@@ -31,7 +91,7 @@ export function hostChecks(): Check[] {
     check('Linux on x86_64 or aarch64', () => {
       if (process.platform !== 'linux') throw new Error(`tapbox needs Linux, this is ${process.platform}.`);
       if (!['x64', 'arm64'].includes(process.arch)) throw new Error(`tapbox supports x86_64 and aarch64, this is ${process.arch}.`);
-      return `${process.platform} ${process.arch}`;
+      return `${process.platform} ${process.arch}, kernel ${readSysctl('/proc/sys/kernel/osrelease') ?? 'unknown'}`;
     }),
     check('native parts built', () => {
       launcherPath();
@@ -39,19 +99,16 @@ export function hostChecks(): Check[] {
       if (!existsSync(addon)) throw new Error(`${addon} is missing; run \`npm install\` in ${packageRoot}.`);
       return 'launcher and addon present';
     }),
-    check('unprivileged user namespaces', () => {
-      if (readSysctl('/proc/sys/kernel/unprivileged_userns_clone') === '0') {
-        throw new Error('disabled by kernel.unprivileged_userns_clone=0; enable with `sudo sysctl -w kernel.unprivileged_userns_clone=1`.');
-      }
-      if (readSysctl('/proc/sys/user/max_user_namespaces') === '0') {
-        throw new Error('disabled by user.max_user_namespaces=0; enable with `sudo sysctl -w user.max_user_namespaces=15000`.');
-      }
-      if (readSysctl('/proc/sys/kernel/apparmor_restrict_unprivileged_userns') === '1') {
-        throw new Error('restricted by AppArmor (Ubuntu 23.10+); allow with `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` or an AppArmor profile for tapbox-launcher.');
-      }
-      const probe = spawnSync(launcherPath(), ['--probe'], { encoding: 'utf8', timeout: 10_000 });
-      if (probe.status !== 0) throw new Error((probe.stderr || 'the launcher could not create a user namespace').trim());
-      return 'a user namespace can be created';
+    check('unprivileged user namespaces', userNamespaces),
+    check('read-only mode, seccomp and no_new_privs', () => {
+      const status = trySandbox(['--net', 'none', '--', 'cat', '/proc/self/status']);
+      if (!/^Seccomp:\s+2$/m.test(status)) throw new Error('the sandbox ran without its seccomp filter; report this as a tapbox bug.');
+      if (!/^NoNewPrivs:\s+1$/m.test(status)) throw new Error('the sandbox ran without no_new_privs; report this as a tapbox bug.');
+      return 'a sandbox runs, with the seccomp filter and no_new_privs';
+    }),
+    check('overlayfs in a user namespace (for -x, --rootfs, -k)', () => {
+      trySandbox(['-x', '--net', 'none', '--', 'true']);
+      return '-x sandboxes run';
     }),
     check('/dev/net/tun usable (for --net tap)', () => {
       if (!existsSync('/dev/net/tun')) throw new Error('/dev/net/tun is missing; load the module with `sudo modprobe tun`.');
@@ -60,7 +117,8 @@ export function hostChecks(): Check[] {
       } catch {
         throw new Error('/dev/net/tun is not readable and writable by you; run `sudo chmod 0666 /dev/net/tun` (the mode Debian and Ubuntu ship).');
       }
-      return '/dev/net/tun is read-write';
+      trySandbox(['--net', 'tap', '--', 'true']);
+      return '/dev/net/tun is read-write and a sandbox gets its TAP device';
     }),
     check('DNS resolvers for the proxy', () => {
       const conf = readSysctl('/etc/resolv.conf') ?? '';
@@ -68,13 +126,17 @@ export function hostChecks(): Check[] {
       if (servers.length === 0) throw new Error('/etc/resolv.conf names no nameserver; add one, or give tapbox --dns-upstream ADDR.');
       return `upstream ${servers.join(', ')}`;
     }),
+    check('cgroup v2 delegation (for whole-sandbox limits)', cgroupDelegation),
   ];
 }
 
 export function runDoctor(): number {
   const checks = hostChecks();
-  for (const c of checks) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.name}: ${c.detail}\n`);
-  const failed = checks.filter((c) => !c.ok).length;
+  const label = { ok: 'ok  ', warn: 'warn', fail: 'FAIL' };
+  for (const c of checks) process.stdout.write(`${label[c.status]}  ${c.name}: ${c.detail}\n`);
+  const advice = appArmorAdvice();
+  if (advice) process.stdout.write(`\n${advice}\n`);
+  const failed = checks.filter((c) => c.status === 'fail').length;
   process.stdout.write(failed ? `\n${failed} check(s) failed; tapbox refuses what needs them (a check in parentheses is needed only there) until they are fixed.\n` : '\nAll checks passed.\n');
   return failed ? 1 : 0;
 }
