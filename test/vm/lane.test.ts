@@ -49,7 +49,8 @@ describe('VM lane: the portability subset on other kernels', () => {
     console.warn(`VM lane skipped: ${missing} (install qemu-system-x86 and run \`sudo bash test/vm/kernels.sh\`, then \`npm run test:vm\`).`);
   }
   for (const kernel of kernels) {
-    it.skipIf(missing !== null)(`passes on Linux ${kernel}`, async () => {
+    // The kernels boot side by side: each guest keeps about one of the host's cores busy.
+    it.concurrent.skipIf(missing !== null)(`passes on Linux ${kernel}`, async () => {
       const started = Date.now();
       const { code, output } = await boot(kernel);
       console.log(`VM lane, Linux ${kernel}: exit ${code} after ${Math.round((Date.now() - started) / 1000)} s\n${digest(output)}`);

@@ -9,7 +9,6 @@ export default defineConfig({
     include: [
       'test/integration/filesystem.test.ts',
       'test/integration/sandbox.test.ts',
-      'test/integration/egress.test.ts',
       'test/vm/guest/**/*.test.ts',
     ],
     testTimeout: 300_000,
