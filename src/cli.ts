@@ -7,6 +7,7 @@ import { TapboxError } from './errors.js';
 import { FORWARDED_SIGNALS, Sandbox } from './sandbox.js';
 import { addCommands, escapeCommandName, unescapeCommandName } from './commands.js';
 import { startProgress } from './progress.js';
+import { formatUsage } from './audit/summary.js';
 import type { SandboxOptions } from './options.js';
 import { hardeningFromFlags, hardeningOptions, integer, type HardeningFlags } from './hardening-cli.js';
 import { capsFromFlags, capsOptions, type CapsFlags } from './caps.js';
@@ -137,10 +138,14 @@ async function runSandbox(program: Command): Promise<number> {
   if ((hardening.mode === 'default' || hardening.mode === 'rootfs') && hardening.home && isInside(cwd, hardening.home)) {
     process.stderr.write(`tapbox: warning: the working directory is inside your home, so all of ${hardening.home} is writable in the sandbox and its writes persist (dotfiles included); run from a directory outside it, or use -o/-h, to keep your home out.\n`);
   }
+  sandbox.on('warning', (message) => process.stderr.write(`tapbox: warning: ${message}\n`));
   for (const signal of FORWARDED_SIGNALS) process.on(signal, () => sandbox.kill(signal === 'SIGINT' && flags.sigintAsSigterm ? 'SIGTERM' : signal));
   const progress = flags.progress ? startProgress(sandbox) : null;
   try {
-    const { code } = await sandbox.run();
+    const { code, usage } = await sandbox.run();
+    // What a limited sandbox used, next to the limits the user asked for.
+    const limited = Object.values({ ...hardening.limits, storage: undefined }).some((v) => v !== undefined);
+    if (usage && limited && options.summary !== false) process.stderr.write(`${formatUsage(usage)}\n`);
     return code;
   } finally {
     progress?.stop();

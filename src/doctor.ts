@@ -1,11 +1,12 @@
 // `tapbox doctor`: checks each host requirement by trying it as tapbox will (real sandboxes of each
 // kind, started through this CLI), says what works, and for what does not, why and the fix. Kernel
 // versions are never consulted: what the kernel answers is the truth on every distribution.
-import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { launcherPath, packageRoot } from './launcher.js';
 import { appArmorAdvice, appArmorRestrictsUserns } from './apparmor.js';
+import { findCgroupPlace, perProcessLimits } from './cgroup.js';
 
 export interface Check {
   name: string;
@@ -59,31 +60,12 @@ function userNamespaces(): string {
   return 'a user namespace can be created';
 }
 
-/** Where this process's cgroup v2 is and whether the user may manage it (the limits need both). */
+/** Whether this process's cgroup v2 is delegated to the user (whole-sandbox limits need it). */
 function cgroupDelegation(): string {
-  const lines = (readSysctl('/proc/self/cgroup') ?? '').split('\n');
-  const unified = lines.find((l) => l.startsWith('0::'));
-  if (!unified || lines.some((l) => !l.startsWith('0::') && /^\d+:[^:]+:/.test(l) && !/:(name=|hugetlb|misc|rdma)/.test(l))) {
-    throw new Warning('this host uses cgroup v1 for its controllers, so --memory, --pids and --cpus apply per process (rlimits, CPU affinity), not to the sandbox as a whole; boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1) for whole-sandbox limits.');
-  }
-  const dir = join('/sys/fs/cgroup', unified.slice(3));
-  const uid = process.getuid?.() ?? 0;
-  let owner: number;
-  try {
-    owner = statSync(dir).uid;
-  } catch {
-    throw new Warning(`cgroup v2 is not mounted at /sys/fs/cgroup, so limits apply per process only; mount it (mount -t cgroup2 none /sys/fs/cgroup).`);
-  }
-  if (owner !== uid && uid !== 0) {
-    throw new Warning(`your cgroup ${unified.slice(3)} is not delegated to you, so limits apply per process only; run tapbox under \`systemd-run --user --scope tapbox ...\` (or in a session systemd delegates to you).`);
-  }
-  try {
-    accessSync(join(dir, 'cgroup.procs'), constants.W_OK);
-  } catch {
-    throw new Warning(`your cgroup ${unified.slice(3)} is not writable by you, so limits apply per process only; run tapbox under \`systemd-run --user --scope tapbox ...\`.`);
-  }
-  const controllers = readSysctl(join(dir, 'cgroup.controllers')) ?? '';
-  return `cgroup v2, ${unified.slice(3)} is yours (controllers: ${controllers || 'none'})`;
+  const place = findCgroupPlace();
+  if (place.reason !== undefined) throw new Warning(perProcessLimits(place.reason));
+  const controllers = readSysctl(join(place.base, 'cgroup.controllers')) ?? '';
+  return `cgroup v2, ${place.base.slice('/sys/fs/cgroup'.length) || '/'} is yours (controllers: ${controllers || 'none'})`;
 }
 
 export function hostChecks(): Check[] {

@@ -11,6 +11,7 @@ import { Auditor } from './audit/auditor.js';
 import { formatLearnedAllowlist } from './audit/learn.js';
 import { createLogger } from './audit/logger.js';
 import { EgressStats, formatSummary, type EgressSummary } from './audit/summary.js';
+import type { Usage } from './cgroup.js';
 import { DnsProxy } from './dns/proxy.js';
 import { liveHostAddresses } from './dns/rebinding.js';
 import { hostResolvers, parseUpstream, Upstream } from './dns/upstream.js';
@@ -56,7 +57,8 @@ export interface Egress extends EventEmitter {
   /** Logs flows and cap hits: the stack's caps report to `auditor.limitHit` (rate-limited 'limit' events). */
   auditor: Auditor;
   /** Stops every flow and DNS query, writes the report and learned allowlist, prints the summary. */
-  close(): Promise<EgressSummary>;
+  /** Ends the egress path, writes the report and prints the summary, with `usage` when given. */
+  close(usage?: Usage | null): Promise<EgressSummary>;
 }
 
 /** Throws TapboxError EPOLICY on a bad rule or allowlist file. */
@@ -80,7 +82,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
   logger.debug({ rules: policy.rules.length, audit, maxFlows: policy.maxFlows }, `egress policy loaded: ${policy.rules.length} rules${audit ? ', audit mode' : ''}`);
 
   let closing: Promise<EgressSummary> | undefined;
-  const close = async (): Promise<EgressSummary> => {
+  const close = async (usage: Usage | null): Promise<EgressSummary> => {
     forwarder.close();
     dns.close();
     upstream.close();
@@ -89,7 +91,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     // phase, after this turn's setImmediate callbacks: wait two turns so that every flowEnd is in.
     for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
     const summary = stats.summary();
-    await writeOutput(opts.report, `${JSON.stringify({ mode: audit ? 'audit' : 'enforce', ...summary }, null, 2)}\n`, 'report', outputDirs.report);
+    await writeOutput(opts.report, `${JSON.stringify({ mode: audit ? 'audit' : 'enforce', ...summary, usage }, null, 2)}\n`, 'report', outputDirs.report);
     await writeOutput(opts.learn, formatLearnedAllowlist(stats.learnedFlows(), stats.lookedUp), 'learned allowlist', outputDirs.learn);
     // A run that never touched the network has nothing to summarize: stay quiet.
     if (opts.summary && summary.destinations.length > 0) process.stderr.write(formatSummary(summary, process.stderr.isTTY === true));
@@ -101,7 +103,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     logger,
     policy,
     auditor,
-    close: () => (closing ??= close()),
+    close: (usage?: Usage | null) => (closing ??= close(usage ?? null)),
   });
 }
 

@@ -32,13 +32,21 @@ export interface Mount {
 /** A byte count, or a string such as "512M", "2G", "64k". */
 export type Size = number | string;
 
+/**
+ * Resource limits. Where this process's cgroup v2 is delegated to the user they hold for the sandbox
+ * as a whole (./cgroup.ts); elsewhere per process (a warning says so; `requireLimits` refuses instead).
+ */
 export interface Limits {
-  /** Address space of each process (RLIMIT_AS). */
+  /** Memory of the whole sandbox (memory.max); per process its data segment (RLIMIT_DATA) without a cgroup. */
   memory?: Size;
-  /** Processes of the sandbox (RLIMIT_NPROC in its own user namespace). */
+  /** Swap the sandbox may use besides `memory` (memory.swap.max; default 0). Needs a cgroup. */
+  memorySwap?: Size;
+  /** Processes of the sandbox (pids.max; RLIMIT_NPROC in its own user namespace without a cgroup). */
   pids?: number;
-  /** CPUs the command may run on (affinity). */
+  /** CPU time as a number of CPUs, fractions allowed: 0.5 is half of one (cpu.max); without a cgroup, affinity to that many CPUs, rounded up. */
   cpus?: number;
+  /** CPUs the command may run on (affinity), e.g. "0,2-3". */
+  cpuset?: string;
   /** Size of the in-memory store of throw-away layers (/tmp, overlays, the empty home). */
   storage?: Size;
 }
@@ -55,6 +63,8 @@ export interface HardeningOptions {
   /** Extra mounts, applied in order after the mode's own. */
   mounts?: Mount[];
   limits?: Limits;
+  /** Refuse to run (ELIMIT) when the limits can't hold for the sandbox as a whole (no delegated cgroup v2). */
+  requireLimits?: boolean;
   /** Seconds before the command is stopped (SIGTERM, then SIGKILL after `grace`). */
   timeout?: number;
   /** Seconds between SIGTERM and SIGKILL once `timeout` has passed (default 10; 0: SIGKILL at once). */
@@ -76,7 +86,8 @@ export interface ResolvedHardening {
   store?: string;
   home?: string;
   mounts: Mount[];
-  limits: { memory?: number; pids?: number; cpus?: number; storage?: number };
+  limits: { memory?: number; memorySwap?: number; pids?: number; cpus?: number; cpuset?: number[]; storage?: number };
+  requireLimits: boolean;
   timeout?: number;
   grace?: number;
   seccomp: string;
@@ -111,6 +122,27 @@ function wholeNumber(value: number | undefined, flag: string, min: number): numb
   if (value === undefined) return undefined;
   if (!Number.isSafeInteger(value) || value < min) usage(`${flag} takes a whole number of at least ${min}, not "${value}".`);
   return value;
+}
+
+/** --cpus: CPUs' worth of time, fractions allowed, at most the CPUs this process may use. */
+function cpuCount(value: number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const available = availableParallelism();
+  if (!Number.isFinite(value) || value < 0.01) usage(`--cpus takes a number of CPUs of at least 0.01 (0.5 is half a CPU), not "${value}".`);
+  if (value > available) usage(`--cpus ${value} can't be enforced: only ${available} CPUs are available to you; ask for at most ${available}.`);
+  return value;
+}
+
+/** --cpuset "0,2-3" → [0, 2, 3], each a CPU this process may use. */
+function cpuList(text: string): number[] {
+  const cpus = new Set<number>();
+  for (const part of text.split(',')) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    const [first, last] = m ? [Number(m[1]), Number(m[2] ?? m[1])] : [NaN, NaN];
+    if (!m || last < first || last >= 4096) usage(`--cpuset takes CPU numbers and ranges such as 0,2-3, not "${text}".`);
+    for (let cpu = first; cpu <= last; cpu++) cpus.add(cpu);
+  }
+  return [...cpus].sort((a, b) => a - b);
 }
 
 function existing(path: string, flag: string, cwd: string): string {
@@ -167,10 +199,10 @@ export function resolveHardening(o: HardeningOptions, cwd: string): ResolvedHard
   const limits = o.limits ?? {};
   const storage = limits.storage === undefined ? undefined : parseSize(limits.storage, '--storage');
   if (storage !== undefined && store) usage('--storage caps the in-memory store of throw-away layers, but -o/-h/-d put them on disk; drop one.');
-  const cpus = wholeNumber(limits.cpus, '--cpus', 1);
-  if (cpus !== undefined && cpus > availableParallelism()) {
-    usage(`--cpus ${cpus} can't be enforced: only ${availableParallelism()} CPUs are available to you; ask for at most ${availableParallelism()}.`);
-  }
+  const cpus = cpuCount(limits.cpus);
+  const memory = limits.memory === undefined ? undefined : parseSize(limits.memory, '--memory');
+  const memorySwap = limits.memorySwap === undefined ? undefined : parseSize(limits.memorySwap, '--memory-swap');
+  if (memorySwap !== undefined && memory === undefined) usage('--memory-swap is the swap allowed besides --memory; give --memory too.');
   const seccomp = o.seccomp ?? 'default';
   const seccompFile = seccomp === 'default' || seccomp === 'off' ? seccomp : existing(seccomp, '--seccomp', cwd);
   const allowSyscalls = o.allowSyscalls ?? [];
@@ -189,11 +221,14 @@ export function resolveHardening(o: HardeningOptions, cwd: string): ResolvedHard
     home,
     mounts,
     limits: {
-      memory: limits.memory === undefined ? undefined : parseSize(limits.memory, '--memory'),
+      memory,
+      memorySwap,
       pids: wholeNumber(limits.pids, '--pids', 1),
       cpus,
+      cpuset: limits.cpuset === undefined ? undefined : cpuList(limits.cpuset),
       storage,
     },
+    requireLimits: o.requireLimits ?? false,
     timeout,
     grace,
     seccomp: seccompFile,
@@ -210,8 +245,11 @@ export function resolveEnv(env: NodeJS.ProcessEnv | undefined, clearEnv: boolean
   return clearEnv ? { PATH: DEFAULT_PATH } : process.env;
 }
 
-/** The launcher flags for h (see native/launcher/plan.c). */
-export function hardeningArgs(h: ResolvedHardening): string[] {
+/**
+ * The launcher flags for h (see native/launcher/plan.c). With `cgroup` (the sandbox's cgroup, its
+ * limits written) the launcher joins it; without, it applies the limits per process.
+ */
+export function hardeningArgs(h: ResolvedHardening, cgroup: string | null): string[] {
   const args: string[] = h.mode === 'rootfs' ? ['--rootfs', h.rootfs!] : ['--fs', h.mode];
   if (h.home) args.push('--home', h.home);
   if (h.store) args.push('--store', h.store);
@@ -219,11 +257,16 @@ export function hardeningArgs(h: ResolvedHardening): string[] {
     if (m.type === 'tmpfs') args.push('--tmpfs', m.target!);
     else args.push(`--${{ ro: 'bind-ro', rw: 'bind-rw', overlay: 'overlay' }[m.type]}`, m.target ? `${m.source}:${m.target}` : m.source!);
   }
-  const { memory, pids, cpus, storage } = h.limits;
+  const { memory, pids, cpus, cpuset, storage } = h.limits;
   if (storage !== undefined) args.push('--storage', String(storage));
-  if (memory !== undefined) args.push('--memory', String(memory));
-  if (pids !== undefined) args.push('--pids', String(pids));
-  if (cpus !== undefined) args.push('--cpus', String(cpus));
+  if (cgroup) {
+    args.push('--cgroup', cgroup);
+  } else {
+    if (memory !== undefined) args.push('--memory', String(memory));
+    if (pids !== undefined) args.push('--pids', String(pids));
+    if (cpus !== undefined) args.push('--cpus', String(Math.ceil(cpus)));
+  }
+  if (cpuset !== undefined) args.push('--cpuset', cpuset.join(','));
   if (h.timeout !== undefined) args.push('--timeout', String(h.timeout));
   if (h.grace !== undefined) args.push('--grace', String(h.grace));
   args.push('--seccomp', h.seccomp);

@@ -29,8 +29,11 @@ export interface HardeningFlags {
   clearEnv?: boolean;
   storage?: string;
   memory?: string;
+  memorySwap?: string;
   cpus?: number;
+  cpuset?: string;
   pids?: number;
+  requireLimits?: boolean;
   seccomp?: string;
   allowSyscall?: string[];
   denySyscall?: string[];
@@ -46,6 +49,11 @@ export function integer(flag: string) {
     if (!/^\d+$/.test(value)) throw new TapboxError('EUSAGE', `${flag} takes a whole number, not "${value}".`);
     return Number(value);
   };
+}
+
+function cpus(value: string): number {
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value)) throw new TapboxError('EUSAGE', `--cpus takes a number of CPUs such as 2 or 0.5, not "${value}".`);
+  return Number(value);
 }
 
 /** The options to add to the program; a fresh set (and mount counter) per program. */
@@ -68,9 +76,12 @@ export function hardeningOptions(): Option[] {
     new Option('--env <key=value>', 'set an environment variable for the command (repeatable)').argParser(collect),
     new Option('--clear-env', 'start the command with an empty environment (PATH only) plus --env'),
     new Option('--storage <size>', 'cap the in-memory throw-away layers (/tmp, overlays), e.g. 1G'),
-    new Option('--memory <size>', 'address space per process (RLIMIT_AS), e.g. 512M'),
-    new Option('--cpus <n>', 'run on N CPUs (affinity)').argParser(integer('--cpus')),
+    new Option('--memory <size>', 'memory of the whole sandbox (cgroup v2), e.g. 512M; per process without a delegated cgroup'),
+    new Option('--memory-swap <size>', 'swap the sandbox may use besides --memory (default 0)'),
+    new Option('--cpus <n>', 'CPU time as a number of CPUs, e.g. 0.5 (cgroup v2 quota)').argParser(cpus),
+    new Option('--cpuset <list>', 'run on these CPUs (affinity), e.g. 0,2-3'),
     new Option('--pids <n>', 'at most N processes in the sandbox').argParser(integer('--pids')),
+    new Option('--require-limits', 'refuse to run (exit 125) when the limits can\'t hold for the sandbox as a whole'),
     new Option('--seccomp <profile>', 'seccomp filter: default, off, or a FILE of syscall names to deny'),
     new Option('--allow-syscall <name>', 'let NAME through the seccomp filter (repeatable)').argParser(collect),
     new Option('--deny-syscall <name>', 'deny NAME with EPERM (repeatable)').argParser(collect),
@@ -115,7 +126,8 @@ export function hardeningFromFlags(f: HardeningFlags): HardeningOptions & { cwd?
     // -d names the store; otherwise -o DIR / -h DIR is where the throw-away layers live.
     store: f.store ?? f.custom ?? f.hermetic,
     mounts,
-    limits: { memory: f.memory, pids: f.pids, cpus: f.cpus, storage: f.storage },
+    limits: { memory: f.memory, memorySwap: f.memorySwap, pids: f.pids, cpus: f.cpus, cpuset: f.cpuset, storage: f.storage },
+    requireLimits: f.requireLimits,
     timeout: f.timeout,
     grace: f.grace,
     seccomp: f.seccomp,

@@ -11,5 +11,6 @@ export { parseSize, type FilesystemMode, type Mount, type MountType, type Limits
 export { allowlist, Policy, type Allowlist, type Rule, type Proto, type PortRange, type FlowDecision, type FlowQuery, type PolicyOptions } from './policy/index.js';
 // The live events (same fields as the audit log) and the report.
 export { describeFlow, type DnsEvent, type FlowEvent, type FlowEndEvent, type LimitEvent } from './audit/events.js';
-export { formatSummary, type EgressSummary, type DestinationSummary } from './audit/summary.js';
+export { formatSummary, formatUsage, type EgressSummary, type DestinationSummary } from './audit/summary.js';
+export { type Usage } from './cgroup.js';
 export { hostChecks, type Check } from './doctor.js';

@@ -39,7 +39,7 @@ export function useVnetHdr(o: ResolvedOptions): boolean {
   return o.net === 'tap' && !o.linkFaults && o.mtu < VNET_HDR_BELOW_MTU;
 }
 
-export function launcherArgs(o: ResolvedOptions, command: string[]): string[] {
+export function launcherArgs(o: ResolvedOptions, command: string[], cgroup: string | null = null): string[] {
   const args = ['--net', o.net, '--hostname', o.hostname, '--cwd', resolve(o.cwd)];
   if (o.uid === 'same') args.push('--same-uid');
   if (o.uid === 'nobody') args.push('--nobody');
@@ -51,5 +51,5 @@ export function launcherArgs(o: ResolvedOptions, command: string[]): string[] {
     args.push('--mac', SANDBOX_NET.sandboxMac);
     args.push('--resolv', SANDBOX_NET.dns4, '--resolv', SANDBOX_NET.dns6);
   }
-  return [...args, ...hardeningArgs(o.hardening), '--', ...command];
+  return [...args, ...hardeningArgs(o.hardening, cgroup), '--', ...command];
 }

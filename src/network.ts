@@ -1,6 +1,7 @@
 // The sandbox's network under --net tap: the egress policy (allowlists, DNS proxy, forwarder) is built
 // before the launcher starts, so a bad rule stops everything; the stack attaches to the TAP fd when the
 // launcher hands it over.
+import type { Usage } from './cgroup.js';
 import type { EventEmitter } from 'node:events';
 import { createEgress, type Egress, type EgressSummary } from './egress.js';
 import { SANDBOX_NET, type ResolvedOptions } from './options.js';
@@ -26,7 +27,8 @@ export interface Network {
   /** Bytes of the frames the sandbox sent on tap0 (up) and was sent (down), so far; 0 before attach. */
   traffic(): { bytesUp: number; bytesDown: number };
   /** Stops the stack and the egress; resolves with the egress summary. */
-  close(): Promise<EgressSummary>;
+  /** Ends the network; `usage` (from the sandbox's cgroup) goes into the report and the summary. */
+  close(usage?: Usage | null): Promise<EgressSummary>;
 }
 
 export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Promise<Network> {
@@ -127,12 +129,12 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
       tcp = createTcp({ clock: realClock, sender: stack, forwarder: egress.forwarder, onLimit: egress.auditor.limitHit }, tcpCapsConfig(o.caps));
       stack.registerTransport(tcp);
     },
-    async close() {
+    async close(usage) {
       publisher?.close();
       stopStats?.();
       stack?.close();
       link?.close();
-      return egress.close();
+      return egress.close(usage);
     },
   };
 }

@@ -18,6 +18,7 @@ import { finished } from 'node:stream/promises';
 import { launcherErrorCode, TapboxError } from './errors.js';
 import type { DnsEvent, FlowEndEvent, FlowEvent, LimitEvent } from './audit/events.js';
 import type { EgressSummary } from './audit/summary.js';
+import { findCgroupPlace, perProcessLimits, SandboxCgroup, type Usage } from './cgroup.js';
 import { launcherArgs, launcherPath } from './launcher.js';
 import { resolveOptions, type ResolvedOptions, type SandboxOptions } from './options.js';
 import { closeFd, recvMessage, sendMessage, socketpair } from '../netstack/link/control.js';
@@ -34,6 +35,8 @@ export interface SandboxResult {
   signal: NodeJS.Signals | null;
   /** The egress summary (what the command talked to) under --net tap; null for the other modes. */
   report: EgressSummary | null;
+  /** What the sandbox used (memory, CPU, OOM kills), from its cgroup; null where it had none. */
+  usage: Usage | null;
 }
 
 /** The events of a Sandbox. The egress ones carry the same fields as the audit log's lines. */
@@ -56,6 +59,8 @@ export interface SandboxEvents {
   flowEnd: [event: FlowEndEvent];
   /** A resource cap refused something (rate-limited: `count` hits per event). */
   limit: [event: LimitEvent];
+  /** Something the caller should know before the command runs (e.g. limits that hold per process only). */
+  warning: [message: string];
 }
 
 /** Signals the supervisor passes on to the command. */
@@ -77,6 +82,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   report: EgressSummary | null = null;
   private child: ChildProcess | null = null;
   private network: Network | null = null;
+  private cgroup: SandboxCgroup | null = null;
   private setupError: TapboxError | null = null;
   private started = false;
   private pendingSignal: NodeJS.Signals | null = null;
@@ -118,6 +124,11 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     return this.network?.traffic() ?? null;
   }
 
+  /** What the sandbox uses now, from its cgroup; null without one (or before it started). */
+  usage(): Usage | null {
+    return this.cgroup?.usage() ?? null;
+  }
+
   /** The launcher's pid (host PID namespace), once started. */
   get pid(): number | undefined {
     return this.child?.pid;
@@ -137,6 +148,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       try {
         checkOutputPaths(o);
         if (o.net === 'tap') checkTunDevice();
+        await this.openCgroup();
         network = o.net === 'tap' ? await startNetwork(o, this) : null;
       } catch (e) {
         throw asSetupError(e);
@@ -145,15 +157,35 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       const { code, signal } = this.pendingSignal ? { code: 128 + signalNumber(this.pendingSignal), signal: this.pendingSignal } : await this.launch(network);
       [this.exitCode, this.signalCode] = [code, signal];
       this.emit('exit', code, signal);
-      result = { code, signal, report: null };
+      result = { code, signal, report: null, usage: (await this.cgroup?.close()) ?? null };
     } catch (e) {
       this.endStreams();
+      await this.cgroup?.close();
       await network?.close().catch(() => undefined);
       throw asSetupError(e);
     }
-    result.report = this.report = (await network?.close()) ?? null;
+    result.report = this.report = (await network?.close(result.usage)) ?? null;
     void this.closeWhenDrained(result);
     return result;
+  }
+
+  /**
+   * The sandbox's cgroup, with its limits, where this user has a delegated cgroup v2; else the limits
+   * hold per process: a warning says so, or, with requireLimits, nothing runs.
+   */
+  private async openCgroup(): Promise<void> {
+    const { limits, requireLimits } = this.options.hardening;
+    const place = findCgroupPlace();
+    const created = place.base === undefined ? place.reason : await SandboxCgroup.create(place.base, limits);
+    if (created instanceof SandboxCgroup) {
+      this.cgroup = created;
+      return;
+    }
+    if (limits.memory === undefined && limits.pids === undefined && limits.cpus === undefined && !requireLimits) return;
+    if (requireLimits) {
+      throw new TapboxError('ELIMIT', `--require-limits: ${created}, so the limits can't hold for the sandbox as a whole; run where a cgroup v2 is delegated to you (tapbox doctor tells), e.g. under \`systemd-run --user --scope -p Delegate=yes tapbox ...\`, or drop --require-limits.`);
+    }
+    this.emit('warning', perProcessLimits(created));
   }
 
   /** Spawns the launcher and waits for the command's end. */
@@ -172,7 +204,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
           : ['inherit', 'inherit', 'inherit', theirs];
       // detached: the launcher gets its own process group, so a Ctrl-C on the caller's terminal reaches
       // only us, and we forward it once.
-      child = spawn(launcherPath(), launcherArgs(o, this.command), { stdio, detached: true, env: o.env, cwd: o.cwd });
+      child = spawn(launcherPath(), launcherArgs(o, this.command, this.cgroup?.path ?? null), { stdio, detached: true, env: o.env, cwd: o.cwd });
     } catch (e) {
       closeFd(ours);
       throw asSetupError(e);

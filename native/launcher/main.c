@@ -12,6 +12,7 @@
  *     - dies with the supervisor (PR_SET_PDEATHSIG), checking the parent did not die first;
  *     - clone()s the sandbox with new user, mount, PID, UTS, IPC and cgroup namespaces, and a new
  *       network namespace unless --net host;
+ *     - joins the sandbox's cgroup first when the supervisor prepared one (limits.c);
  *     - maps the invoking uid/gid to 0 in the new user namespace (userns.c), then lets it proceed;
  *     - with a store directory (-d), creates the run directory for the throw-away layers first and
  *       removes it after the sandbox exited (store.c);
@@ -36,6 +37,7 @@
  * The launcher is single-threaded, so after clone() the child may call anything the parent could.
  */
 #include "init.h"
+#include "limits.h"
 #include "mounts.h"
 #include "netdev.h"
 #include "plan.h"
@@ -129,6 +131,8 @@ int main(int argc, char **argv)
 		_exit(EXIT_SETUP_FAILED);
 
 	store_prepare(&plan);
+	if (plan.cgroup)
+		limits_join_cgroup(plan.cgroup);
 	signals_block(&signals);
 	if (pipe2(sync, O_CLOEXEC) != 0)
 		fail("EINIT", EXIT_SETUP_FAILED, "creating a pipe failed (%s)", strerror(errno));

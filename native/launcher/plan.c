@@ -6,7 +6,8 @@
  *                   [--fs read-only|default|custom|hermetic | --rootfs DIR] [--home DIR] [--store DIR]
  *                   [--cwd DIR] [--bind-ro SRC[:DEST]]... [--bind-rw SRC[:DEST]]...
  *                   [--overlay SRC[:DEST]]... [--tmpfs DIR]...
- *                   [--storage BYTES] [--memory BYTES] [--pids N] [--cpus N]
+ *                   [--storage BYTES] [--memory BYTES] [--pids N] [--cpus N] [--cpuset LIST]
+ *                   [--cgroup DIR]
  *                   [--timeout SECONDS] [--grace SECONDS]
  *                   [--seccomp default|off|FILE] [--allow-syscall NAME]... [--deny-syscall NAME]...
  *                   [--cap-add CAP]... [--cap-drop CAP]...
@@ -220,6 +221,7 @@ enum {
 	OPT_HOSTNAME, OPT_SAME_UID, OPT_NOBODY, OPT_CWD, OPT_BIND_RO, OPT_BIND_RW, OPT_TMPFS, OPT_PROBE,
 	OPT_FS, OPT_ROOTFS, OPT_HOME, OPT_STORE, OPT_OVERLAY, OPT_STORAGE, OPT_MEMORY, OPT_PIDS, OPT_CPUS,
 	OPT_TIMEOUT, OPT_GRACE, OPT_SECCOMP, OPT_ALLOW_SYSCALL, OPT_DENY_SYSCALL, OPT_CAP_ADD, OPT_CAP_DROP,
+	OPT_CPUSET, OPT_CGROUP,
 };
 
 static const struct option options[] = {
@@ -249,6 +251,8 @@ static const struct option options[] = {
 	{ "memory", required_argument, NULL, OPT_MEMORY },
 	{ "pids", required_argument, NULL, OPT_PIDS },
 	{ "cpus", required_argument, NULL, OPT_CPUS },
+	{ "cpuset", required_argument, NULL, OPT_CPUSET },
+	{ "cgroup", required_argument, NULL, OPT_CGROUP },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "grace", required_argument, NULL, OPT_GRACE },
 	{ "seccomp", required_argument, NULL, OPT_SECCOMP },
@@ -328,6 +332,12 @@ void plan_parse(struct launch_plan *plan, int argc, char **argv)
 		case OPT_MEMORY: plan->limits.memory_bytes = parse_number(optarg, "--memory", 1 << 20, ~0ULL >> 1); break;
 		case OPT_PIDS: plan->limits.pids = parse_number(optarg, "--pids", 1, 1 << 22); break;
 		case OPT_CPUS: plan->limits.cpus = parse_number(optarg, "--cpus", 1, CPU_SETSIZE); break;
+		case OPT_CPUSET:
+			if (optarg[0] == '\0' || strspn(optarg, "0123456789,") != strlen(optarg))
+				usage_error("--cpuset expects CPU numbers separated by commas, e.g. 0,2, not \"%s\"", optarg);
+			plan->limits.cpuset = optarg;
+			break;
+		case OPT_CGROUP: plan->cgroup = existing_directory(optarg, "--cgroup"); break;
 		case OPT_TIMEOUT: plan->timeout_s = parse_number(optarg, "--timeout", 1, 1u << 30); break;
 		case OPT_GRACE: plan->grace_s = parse_number(optarg, "--grace", 0, 1u << 30); break;
 		case OPT_SECCOMP: seccomp = optarg; break;

@@ -42,11 +42,12 @@ struct mount_entry {
 	const char *dest;   /* absolute path inside the sandbox */
 };
 
-/* Resource limits; 0 means none. */
+/* Per-process resource limits (the fallback where no cgroup can be had: limits.c); 0 means none. */
 struct limits {
 	unsigned long long memory_bytes;
 	unsigned long pids;
-	unsigned cpus;
+	unsigned cpus;           /* run on this many of the allowed CPUs */
+	const char *cpuset;      /* run on these CPUs: "0,2,5" (NULL: all allowed) */
 	unsigned long long storage_bytes; /* size of the tmpfs holding every throw-away layer */
 };
 
@@ -99,6 +100,9 @@ struct launch_plan {
 	struct mount_entry mounts[PLAN_MAX_MOUNTS];
 	size_t n_mounts;
 	struct limits limits;
+	/* The cgroup v2 directory the supervisor prepared with the sandbox's limits; the outer launcher
+	 * joins it before clone(), so every process of the sandbox starts inside it. NULL: none. */
+	const char *cgroup;
 	unsigned timeout_s; /* SIGTERM to the command after this many seconds; 0: none */
 	unsigned grace_s;   /* then SIGKILL this many seconds later (0: SIGKILL at once) */
 	unsigned long long keep_caps; /* capability bounding set of the command (bit per CAP_*) */

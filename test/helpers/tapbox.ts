@@ -25,9 +25,20 @@ function ids(): { uid: number; gid: number } {
 
 export const testIds = ids();
 
+/**
+ * In the VM lane's guests (test/vm/guest.sh), the cgroup v2 subtree delegated to the test user, as
+ * systemd's user@.service has it: each command of the test user starts in a leaf of its own there,
+ * owned by the user, as a login session's processes do.
+ */
+const userCgroup = process.env.TAPBOX_TEST_CGROUP;
+
 /** argv that runs `args` as the unprivileged test user. */
 export function asTestUser(argv: string[]): string[] {
-  return isRoot ? ['runuser', '-u', testUser, '--', ...argv] : argv;
+  if (!isRoot) return argv;
+  const asUser = ['runuser', '-u', testUser, '--', ...argv];
+  if (!userCgroup) return asUser;
+  const joinLeaf = 'leaf="$0/session-$$" && mkdir "$leaf" && chown -R "$1" "$leaf" && echo $$ > "$leaf/cgroup.procs" && shift && exec "$@"';
+  return ['sh', '-c', joinLeaf, userCgroup, testUser, ...asUser];
 }
 
 /** A scratch directory the test user owns; removed by the returned cleanup. */

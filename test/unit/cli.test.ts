@@ -15,7 +15,7 @@ describe('tapbox --help', () => {
     const r = await tapbox(['--help']);
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('');
-    expect(r.stdout).toMatch(/^Usage: tapbox \[options\] -- COMMAND \[ARGS\.\.\.\]\n {7}tapbox doctor \| allowlists \| help \[TOPIC\]\n/);
+    expect(r.stdout).toMatch(/^Usage: tapbox \[options\] -- COMMAND \[ARGS\.\.\.\]\n {7}tapbox doctor \| setup apparmor \| allowlists \| help \[TOPIC\]\n/);
     expect(r.stdout).toMatch(/\nCommands:\n {2}doctor +check that this host can run tapbox/);
     expect(r.stdout).toMatch(/\n {2}allowlists +list the allowlists shipped/);
     expect(r.stdout).toMatch(/\n {2}help \[topic\] +show help on a topic/);
@@ -73,7 +73,7 @@ describe('tapbox help TOPIC', () => {
     const r = await tapbox(['help', 'bogus']);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toBe('tapbox: there is no help topic "bogus"; the topics are allowlist, modes, network, exit, and the commands doctor, allowlists, help.\n');
+    expect(r.stderr).toBe('tapbox: there is no help topic "bogus"; the topics are allowlist, modes, network, exit, and the commands doctor, setup, allowlists, help.\n');
   });
 });
 
@@ -130,7 +130,7 @@ describe('tapbox doctor', () => {
   const cgroupV1 = /^\d+:[^:]*memory[^:]*:/m.test(readFileSync('/proc/self/cgroup', 'utf8'));
   it.runIf(cgroupV1)('warns, without failing, that limits are per process on a cgroup v1 host', async () => {
     const r = await tapbox(['doctor']);
-    expect(r.stdout).toMatch(/\nwarn {2}cgroup v2 delegation \(for whole-sandbox limits\): this host uses cgroup v1 for its controllers, so --memory, --pids and --cpus apply per process/);
+    expect(r.stdout).toMatch(/\nwarn {2}cgroup v2 delegation \(for whole-sandbox limits\): this host does not run cgroup v2 alone \(its controllers are on cgroup v1\), so --memory, --pids and --cpus hold per process/);
     expect(r.code).toBe(0);
   });
 

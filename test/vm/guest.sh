@@ -19,15 +19,16 @@ ip link set lo up
 hostname vm-lane
 
 # Delegation as systemd's user@.service does it: controllers enabled down to the user's service
-# cgroup, which the user owns; the user's session processes start in a leaf of it.
+# cgroup, which the user owns. The tests start each command of the test user in a leaf of it of its
+# own (TAPBOX_TEST_CGROUP, test/helpers/tapbox.ts), as a login session's processes are.
 for controller in cpu memory pids; do echo "+$controller" >/sys/fs/cgroup/cgroup.subtree_control; done
 service=/sys/fs/cgroup/user.slice/user-$uid.slice/user@$uid.service
-mkdir -p "$service/session.scope"
+mkdir -p "$service"
 for dir in /sys/fs/cgroup/user.slice /sys/fs/cgroup/user.slice/user-$uid.slice "$service"; do
   echo "+cpu +memory +pids" >"$dir/cgroup.subtree_control"
 done
 chown -R "$user" "$service"
-echo $$ >"$service/session.scope/cgroup.procs"
+export TAPBOX_TEST_CGROUP="$service"
 
 mkdir -p "/home/$user" && chown "$user:" "/home/$user"
 echo "vm-lane: $(uname -r), $(nproc) CPUs, cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"

@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { asTestUser, cliPath, repoRoot, tapbox } from '../../helpers/tapbox.js';
+import { cliPath, repoRoot, tapbox, testUser } from '../../helpers/tapbox.js';
 
 describe('tapbox doctor on this kernel', () => {
   it('passes every check, the overlay and the TAP device tried for real, and finds the delegated cgroup v2', async () => {
@@ -21,9 +21,9 @@ describe('tapbox doctor on this kernel', () => {
     mkdirSync(foreign);
     try {
       // Root moves the shell into a cgroup root owns, then becomes the test user there.
-      const script = `echo $$ > ${foreign}/cgroup.procs && exec ${asTestUser([process.execPath, cliPath, 'doctor']).join(' ')}`;
+      const script = `echo $$ > ${foreign}/cgroup.procs && exec runuser -u ${testUser} -- ${process.execPath} ${cliPath} doctor`;
       const r = spawnSync('sh', ['-c', script], { encoding: 'utf8', cwd: repoRoot });
-      expect(r.stdout).toMatch(/^warn {2}cgroup v2 delegation \(for whole-sandbox limits\): your cgroup \/not-delegated is not delegated to you, so limits apply per process only; run tapbox under `systemd-run --user --scope tapbox \.\.\.`/m);
+      expect(r.stdout).toMatch(/^warn {2}cgroup v2 delegation \(for whole-sandbox limits\): your cgroup \/not-delegated is not delegated to you, so --memory, --pids and --cpus hold per process, not for the sandbox as a whole; for whole-sandbox limits run tapbox under `systemd-run --user --scope -p Delegate=yes tapbox \.\.\.`/m);
       expect(r.status).toBe(0);
     } finally {
       rmdirSync(foreign);
