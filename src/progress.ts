@@ -1,5 +1,5 @@
 // --progress: while the sandbox runs, one status line on stderr when stderr is a terminal — flows
-// open, bytes on tap0 each way, denials so far — redrawn in place with \r and cleared when the command
+// open, bytes on tap0 each way, denials so far, memory in use (with a cgroup) — redrawn in place with \r and cleared when the command
 // exits (before the summary table). Never on stdout; on anything but a terminal, nothing at all.
 import type { WriteStream } from 'node:tty';
 import type { Sandbox } from './sandbox.js';
@@ -15,11 +15,14 @@ export interface ProgressCounts {
   denied: number;
   bytesUp: number;
   bytesDown: number;
+  /** Memory the sandbox uses now, from its cgroup; undefined without one. */
+  memoryBytes?: number;
 }
 
 /** The status line, cut to `columns - 1` characters so that it never wraps (a wrapped line can't be redrawn with \r). */
 export function formatProgress(c: ProgressCounts, columns: number): string {
-  const line = `tapbox: ${c.open} open / ${c.flows} flows, ↑ ${formatBytes(c.bytesUp)} ↓ ${formatBytes(c.bytesDown)}, ${c.denied} denied`;
+  const memory = c.memoryBytes === undefined ? '' : `, ${formatBytes(c.memoryBytes)} in use`;
+  const line = `tapbox: ${c.open} open / ${c.flows} flows, ↑ ${formatBytes(c.bytesUp)} ↓ ${formatBytes(c.bytesDown)}, ${c.denied} denied${memory}`;
   return line.slice(0, Math.max(0, columns - 1));
 }
 
@@ -48,6 +51,7 @@ export function startProgress(sandbox: Sandbox, stream: NodeJS.WriteStream = pro
     if (midLine) return;
     const traffic = sandbox.traffic;
     if (traffic) [counts.bytesUp, counts.bytesDown] = [traffic.bytesUp, traffic.bytesDown];
+    counts.memoryBytes = sandbox.usage()?.memoryBytes;
     tty.write(`\r${formatProgress(counts, tty.columns || 80)}\x1b[K`);
     shown = true;
     lastDraw = Date.now();

@@ -178,5 +178,6 @@ describe('the pieces', () => {
     const counts = { open: 3, flows: 12, denied: 2, bytesUp: 2048, bytesDown: 5 * 1024 * 1024 };
     expect(formatProgress(counts, 200)).toBe('tapbox: 3 open / 12 flows, ↑ 2.0 KiB ↓ 5.0 MiB, 2 denied');
     expect(formatProgress(counts, 20)).toBe('tapbox: 3 open / 12');
+    expect(formatProgress({ ...counts, memoryBytes: 3 * 1024 * 1024 }, 200)).toBe('tapbox: 3 open / 12 flows, ↑ 2.0 KiB ↓ 5.0 MiB, 2 denied, 3.0 MiB in use');
   });
 });
