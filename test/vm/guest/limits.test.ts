@@ -3,10 +3,9 @@
 // its cgroup is left behind. test/integration/filesystem.test.ts covers the per-process fallback.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cliPath, repoRoot, tapbox, testUser, userTempDir } from '../../helpers/tapbox.js';
-import { asTestUser } from '../../helpers/tapbox.js';
+import { asTestUser, cliPath, repoRoot, tapbox, testUser, userTempDir } from '../../helpers/tapbox.js';
 
 const userCgroup = process.env.TAPBOX_TEST_CGROUP!;
 const node = process.execPath;
@@ -71,7 +70,8 @@ describe('whole-sandbox limits on cgroup v2', () => {
     await tapbox(['--memory', '64M', '--', 'true']);
     expect(sandboxCgroups()).toEqual(before);
 
-    const child = spawn(asTestUser([node, cliPath, '--memory', '64M', '--', 'sleep', '600'])[0]!, asTestUser([node, cliPath, '--memory', '64M', '--', 'sleep', '600']).slice(1), { cwd: repoRoot, stdio: 'ignore' });
+    const argv = asTestUser([node, cliPath, '--memory', '64M', '--', 'sleep', '600']);
+    const child = spawn(argv[0]!, argv.slice(1), { cwd: repoRoot, stdio: 'ignore' });
     let left: string[] = [];
     for (let i = 0; i < 600 && left.length === 0; i++) {
       await new Promise((r) => setTimeout(r, 100));
@@ -81,8 +81,12 @@ describe('whole-sandbox limits on cgroup v2', () => {
     const supervisor = Number(/tapbox-(\d+)-/.exec(left[0]!)![1]);
     process.kill(supervisor, 'SIGKILL');
     await new Promise((r) => child.on('exit', r));
-    // The sandbox died with its supervisor (PR_SET_PDEATHSIG); its cgroup is still there, empty.
-    await tapbox(['--memory', '64M', '--', 'true']);
+    // The sandbox died with its supervisor (PR_SET_PDEATHSIG); its cgroup is still there, empty,
+    // until the next start from the same session (the same delegated cgroup) removes it.
+    expect(sandboxCgroups()).toContain(left[0]);
+    const session = join(userCgroup, dirname(left[0]!), 'tapbox-processes');
+    const next = spawnSync('sh', ['-c', `echo $$ > ${session}/cgroup.procs && exec runuser -u ${testUser} -- ${node} ${cliPath} --memory 64M -- true`], { encoding: 'utf8', cwd: repoRoot });
+    expect(next.status).toBe(0);
     expect(sandboxCgroups()).toEqual(before);
   });
 
