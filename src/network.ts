@@ -35,6 +35,7 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
     allow: o.allow,
     dnsUpstream: o.dnsUpstream,
     sniCheck: o.sniCheck,
+    httpAllowGetBody: o.httpAllowGetBody,
     audit: o.audit,
     learn: o.learn,
     report: o.report,

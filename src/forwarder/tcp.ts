@@ -156,7 +156,7 @@ function inspectFirstBytes(
       // Every later request on the connection is checked too (keep-alive, pipelining): from the start,
       // so that the framer knows where the first request's body ends. Only what it lets through goes
       // on: the start of a next request head waits for the rest of it.
-      framer = new HttpRequestFramer(hostCheck(ctx, req, decision), ctx.inspectMaxBytes);
+      framer = new HttpRequestFramer(hostCheck(ctx, req, decision), ctx.inspectMaxBytes, { allowGetBody: ctx.o.httpAllowGetBody });
       const refused = framer.push(first);
       if (refused) outcome = { ok: false, reason: refused };
       else first = Buffer.concat(framer.drain());
@@ -320,6 +320,15 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.
       error ??= `refused: ${err.message}`;
       conn.reset();
       host.resetAndDestroy();
+    });
+    // The server's answers tell whether it switched protocols after an Upgrade or CONNECT: the client's
+    // bytes held since then either pass or are framed as requests.
+    if (down > 0) framer.responsesUnknown();
+    host.on('data', (c: Buffer) => {
+      if (framer.done || inspector.destroyed) return;
+      const refused = framer.pushResponse(c);
+      if (refused !== null) return void inspector.destroy(Object.assign(new Error(refused), { code: 'EINSPECT' }));
+      for (const bytes of framer.drain()) inspector.push(bytes);
     });
     conn.pipe(inspector).pipe(host);
     if (conn.readableEnded) inspector.end();

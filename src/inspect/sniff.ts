@@ -39,7 +39,7 @@ export class StreamSniffer {
     if (this.result.kind !== 'incomplete' || chunk.length === 0) return this.result;
     if (!this.tls && !this.http) {
       if (chunk[0] === 0x16) this.tls = new TlsClientHelloReader();
-      else this.http = new HttpRequestFramer((host) => ((this.host ??= host), null), this.maxHead, true);
+      else this.http = new HttpRequestFramer((host) => ((this.host ??= host), null), this.maxHead, { sniffing: true });
     }
     if (this.tls) {
       const hello = this.tls.push(chunk);

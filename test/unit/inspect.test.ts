@@ -209,14 +209,43 @@ describe('HTTP/1 request framer', () => {
     for (const text of bad) expect(feed(text).result, JSON.stringify(text)).toMatch(/./);
   });
 
-  it('ends inspection after a switch of protocols only when the next bytes are not HTTP', () => {
+  /** The client's bytes, then the server's answer: what the framer says, and what it let through. */
+  const exchange = (client: string, server?: string) => {
+    const { f, hosts } = framer();
+    let result = f.push(Buffer.from(client, 'latin1'));
+    const out = [...f.drain()];
+    if (result === null && server !== undefined) {
+      result = f.pushResponse(Buffer.from(server, 'latin1'));
+      out.push(...f.drain());
+    }
+    return { result, hosts, done: f.done, out: Buffer.concat(out).toString('latin1') };
+  };
+
+  it('after a request that may switch protocols, holds what follows until the server answered', () => {
     const upgrade = 'GET /ws HTTP/1.1\r\nHost: good.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n';
-    const switched = feed(upgrade + '\x81\x85mask' + 'GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n');
-    expect(switched).toMatchObject({ result: null, done: true });
-    // The server did not switch: the next request is framed and checked as usual.
-    expect(feed(upgrade + '\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n').result).toBe('evil.example not allowed');
-    expect(feed('CONNECT also.example:443 HTTP/1.1\r\nHost: also.example:443\r\n\r\n\x16\x03\x01').done).toBe(true);
-    expect(feed('CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n').result).toBe('evil.example not allowed');
+    const frames = '\x81\x85mask' + 'GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n';
+    expect(exchange(upgrade + frames)).toEqual({ result: null, hosts: ['good.example'], done: false, out: upgrade });
+    // The server switched: the rest is another protocol.
+    expect(exchange(upgrade + frames, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n')).toMatchObject({ result: null, done: true, out: upgrade + frames });
+    // It did not (an Upgrade it ignores): the held bytes are read as requests, and refused.
+    expect(exchange(upgrade + frames, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok').result).toBe('malformed HTTP request: not an HTTP/1 request line');
+    expect(exchange(upgrade + 'GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n', 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n').result).toBe('evil.example not allowed');
+    expect(exchange(upgrade + 'GET / HTTP/1.1\r\nHost: also.example\r\n\r\n', 'HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n')).toMatchObject({ result: null, hosts: ['good.example', 'also.example'] });
+    // A 100 Continue is not the answer; a 101 to a request without Upgrade is not a switch.
+    expect(exchange(upgrade + frames, 'HTTP/1.1 100 Continue\r\n\r\n')).toMatchObject({ result: null, done: false, out: upgrade });
+    expect(exchange('GET / HTTP/1.1\r\nHost: good.example\r\n\r\n' + frames, 'HTTP/1.1 101 Switching Protocols\r\n\r\n').result).toMatch(/malformed/);
+    // Responses to earlier pipelined requests are skipped by their framing, bodies included.
+    const first = 'GET /a HTTP/1.1\r\nHost: good.example\r\n\r\nHEAD /b HTTP/1.1\r\nHost: good.example\r\n\r\n';
+    const answers = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n12\r\nHTTP/1.1 101 x\r\n\r\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n';
+    expect(exchange(first + upgrade + frames, answers + 'HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n').result).toMatch(/malformed/);
+    expect(exchange(first + upgrade + frames, answers + 'HTTP/1.1 101 Switching Protocols\r\n\r\n')).toMatchObject({ result: null, done: true });
+    // CONNECT: a 2xx opens the tunnel, anything else does not.
+    const connect = 'CONNECT also.example:443 HTTP/1.1\r\nHost: also.example:443\r\n\r\n';
+    expect(exchange(connect + '\x16\x03\x01', 'HTTP/1.1 200 Connection established\r\n\r\n')).toMatchObject({ result: null, done: true, out: connect + '\x16\x03\x01' });
+    expect(exchange(connect + 'GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n', 'HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n').result).toBe('evil.example not allowed');
+    expect(exchange('CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n').result).toBe('evil.example not allowed');
+    // A server whose responses can't be followed never counts as switched.
+    expect(exchange(upgrade + frames, 'SSH-2.0-x\r\n\r\n').result).toMatch(/malformed/);
   });
 
   it('never throws on arbitrary bytes after a good request', () => {
@@ -279,12 +308,13 @@ describe('HTTP/1 request framer', () => {
     expect(sniffStream(Buffer.from('0032git-upload-pack /project.git\0host=git.example\0'))).toEqual({ kind: 'unknown' });
     expect(sniffStream(Buffer.from('GET http://evil.example/\r\n\r\n'))).toMatchObject({ kind: 'invalid' });
     const upgrade = 'GET / HTTP/1.1\r\nHost: good.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n';
-    expect(feed(upgrade + long)).toMatchObject({ result: 'evil.example not allowed', done: false });
-    expect(feed(upgrade + `${'X'.repeat(40)} / HTTP/1.1\r\nHost: good.example\r\n\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n`).result).toBe('evil.example not allowed');
-    expect(feed(upgrade + 'GET /x HTTP/1.1\nHost: evil.example\n\n').result).toBe('bare LF in the request head');
-    expect(feed(upgrade + 'GET /x HTTP/1.1 junk\r\n\r\n').result).toMatch(/malformed HTTP request/);
-    // A tunnelled line protocol is not HTTP: inspection ends.
-    expect(feed('CONNECT good.example:22 HTTP/1.1\r\nHost: good.example:22\r\n\r\nSSH-2.0-OpenSSH_9.2p1 Debian\r\n')).toMatchObject({ result: null, done: true });
+    const ignored = 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n';
+    expect(exchange(upgrade + long, ignored)).toMatchObject({ result: 'evil.example not allowed', done: false });
+    expect(exchange(upgrade + `${'X'.repeat(40)} / HTTP/1.1\r\nHost: good.example\r\n\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n`, ignored).result).toBe('evil.example not allowed');
+    expect(exchange(upgrade + 'GET /x HTTP/1.1\nHost: evil.example\n\n', ignored).result).toBe('bare LF in the request head');
+    expect(exchange(upgrade + 'GET /x HTTP/1.1 junk\r\n\r\n', ignored).result).toMatch(/malformed HTTP request/);
+    // A tunnelled line protocol is not HTTP: inspection ends once the proxy opened the tunnel.
+    expect(exchange('CONNECT good.example:22 HTTP/1.1\r\nHost: good.example:22\r\n\r\nSSH-2.0-OpenSSH_9.2p1 Debian\r\n', 'HTTP/1.1 200 OK\r\n\r\n')).toMatchObject({ result: null, done: true });
   });
 
   it('lets no byte of a request head through before the whole head was checked; a bare LF or CR fails at once', () => {
