@@ -164,6 +164,11 @@ export class HttpRequestFramer {
     return this.state === 'passthrough';
   }
 
+  /** True while the client's bytes are held for the server's answer to a request that may switch protocols. */
+  get waitingForServer(): boolean {
+    return this.state === 'await-switch';
+  }
+
   /** The bytes pushed so far that passed inspection and may be relayed, in order (views, not copies). */
   drain(): Buffer[] {
     const out = this.out;
