@@ -16,6 +16,7 @@ import { createForwarder } from '../../src/forwarder/index.js';
 import { clientInitialKeys } from '../../src/inspect/quic.js';
 import { parse } from '../../src/policy/allowlist.js';
 import { Policy } from '../../src/policy/policy.js';
+import { HRR_RANDOM, serverHello } from '../helpers/tls-records.js';
 
 const SANDBOX = { dns4: '10.0.2.3', dns6: 'fd00::3', gateway4: '10.0.2.2', gateway6: 'fd00::2' };
 const cleanups: (() => void)[] = [];
@@ -314,6 +315,37 @@ describe('TCP forwarder', () => {
     await expect.poll(() => req2.conn!.wasReset).toBe(true);
     expect(flows[1]).toMatchObject({ verdict: 'deny', reason: 'encrypted ClientHello (ECH) hides the server name' });
     expect(server.received).toHaveLength(0); // the host was dialled, but heard nothing
+  });
+
+  it('checks the ClientHello a client sends after a HelloRetryRequest: another name resets the flow before it reaches the host', async () => {
+    // A server that asks every client for a retry, as one does when the first key share doesn't suit it.
+    const received: Buffer[] = [];
+    const server = net.createServer((s) => {
+      s.once('data', () => s.write(serverHello(HRR_RANDOM)));
+      s.on('data', (c: Buffer) => received.push(c));
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => server.close());
+    const port = (server.address() as net.AddressInfo).port;
+    const { forwarder, policy, flows, ends } = setup('good.example\nother.example\n');
+    policy.pin('good.example', '127.0.0.1', 60);
+    policy.pin('other.example', '127.0.0.2', 60);
+    const first = await clientHello('good.example');
+    const second = await clientHello('other.example');
+    const req = new FakeTcpRequest(flowId('127.0.0.1', port));
+    forwarder.tcp(req);
+    await req.outcome;
+    const fromServer: Buffer[] = [];
+    req.app!.on('data', (c: Buffer) => fromServer.push(c));
+    req.app!.write(first);
+    await expect.poll(() => Buffer.concat(fromServer).length).toBe(serverHello(HRR_RANDOM).length);
+    req.app!.write(second);
+    await expect.poll(() => req.conn!.wasReset).toBe(true);
+    await expect.poll(() => ends.length).toBe(1);
+    expect(Buffer.concat(received).equals(first)).toBe(true);
+    expect(flows.map((f) => f.verdict)).toEqual(['allow', 'deny']);
+    expect(flows[1].reason).toBe('a later ClientHello names other.example, the first named good.example');
   });
 
   it('resets a pinned flow that never completes its ClientHello', async () => {
