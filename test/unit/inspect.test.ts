@@ -59,13 +59,14 @@ function varint(n: number): Buffer {
 }
 
 /** A protected QUIC v1 client Initial carrying CRYPTO frames, built as a client would (RFC 9001 §5). */
-function quicInitial(dcid: Buffer, frames: { offset: number; data: Buffer }[], pn: number): Buffer {
+function quicInitial(dcid: Buffer, frames: { offset: number; data: Buffer }[], pn: number, o: { keysFrom?: Buffer; pad?: boolean } = {}): Buffer {
   let payload = Buffer.concat(frames.map((f) => Buffer.concat([Buffer.from([0x06]), varint(f.offset), varint(f.data.length), f.data])));
-  if (payload.length < 1162) payload = Buffer.concat([payload, Buffer.alloc(1162 - payload.length)]);
+  const fill = 1200 - 16 - (14 + dcid.length); // the datagram reaches 1200 bytes
+  if (payload.length < fill && o.pad !== false) payload = Buffer.concat([payload, Buffer.alloc(fill - payload.length)]);
   const pnBytes = Buffer.alloc(4);
   pnBytes.writeUInt32BE(pn);
   const header = Buffer.concat([Buffer.from([0xc3, 0, 0, 0, 1, dcid.length]), dcid, Buffer.from([0]), varint(0), varint(4 + payload.length + 16), pnBytes]);
-  const keys = clientInitialKeys(dcid);
+  const keys = clientInitialKeys(o.keysFrom ?? dcid);
   const nonce = Buffer.from(keys.iv);
   for (let i = 0; i < 4; i++) nonce[11 - i] ^= pnBytes[3 - i];
   const gcm = createCipheriv('aes-128-gcm', keys.key, nonce);
@@ -75,6 +76,11 @@ function quicInitial(dcid: Buffer, frames: { offset: number; data: Buffer }[], p
   header[0] ^= mask[0] & 0x0f;
   for (let i = 0; i < 4; i++) header[header.length - 4 + i] ^= mask[1 + i];
   return Buffer.concat([header, sealed]);
+}
+
+/** A datagram padded with zeros to the 1200 bytes a client's Initial needs. */
+function padded(datagram: Buffer): Buffer {
+  return Buffer.concat([datagram, Buffer.alloc(Math.max(0, 1200 - datagram.length))]);
 }
 
 /** A long-header packet of any type with `length` bytes after the Length field (opaque here). */
@@ -465,17 +471,20 @@ describe('QUIC Initial', () => {
     const handshake = longPacket(0xe0, 1, dcid, Buffer.alloc(0), 30, false);
     expect(session.client(handshake)).toBe('QUIC Handshake packet before the server answered');
     const zeroRtt = longPacket(0xd0, 1, dcid, Buffer.alloc(0), 30, false);
+    // 0-RTT only once a ClientHello offered early data (RFC 9001 §4.6.1).
+    expect(session.client(Buffer.concat([initial, zeroRtt]))).toBe('QUIC 0-RTT packet, but no ClientHello offered early data');
+    session.allowEarlyData();
     expect(session.client(Buffer.concat([initial, zeroRtt]))).toBeNull();
     expect(session.client(longPacket(0xd0, 1, Buffer.from('cccc', 'hex'), Buffer.alloc(0), 30, false))).toEqual({ dcid: 'cccc' });
     // Version 2 numbers the long-header types differently: 0b01 is its Initial, 0b11 its Handshake (RFC 9369).
-    expect(session.client(longPacket(0xc0 | (1 << 4), 0x6b3343cf, Buffer.from('bbbb', 'hex'), Buffer.alloc(0), 30, true))).toEqual({ dcid: 'bbbb' });
+    expect(session.client(padded(longPacket(0xc0 | (1 << 4), 0x6b3343cf, Buffer.from('bbbb', 'hex'), Buffer.alloc(0), 30, true)))).toEqual({ dcid: 'bbbb' });
     expect(session.client(longPacket(0xc0 | (3 << 4), 0x6b3343cf, dcid, Buffer.alloc(0), 30, false))).toBe('QUIC Handshake packet before the server answered');
     // The server answers (to the client's empty source ID): Handshake and short headers may pass now,
     // and the client's Initials to the ID the server chose.
     session.server(Buffer.concat([longPacket(0xc0, 1, Buffer.alloc(0), Buffer.from('5e5e5e5e', 'hex'), 40, true), longPacket(0xe0, 1, Buffer.alloc(0), Buffer.from('5e5e5e5e', 'hex'), 40, false)]));
     expect(session.client(short)).toBeNull();
     expect(session.client(Buffer.concat([handshake, short]))).toBeNull();
-    expect(session.client(longPacket(0xc0, 1, Buffer.from('5e5e5e5e', 'hex'), Buffer.alloc(0), 30, true))).toBeNull();
+    expect(session.client(padded(longPacket(0xc0, 1, Buffer.from('5e5e5e5e', 'hex'), Buffer.alloc(0), 30, true)))).toBeNull();
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 1300 }), (bytes) => {
         session.client(Buffer.from(bytes));
@@ -489,10 +498,10 @@ describe('QUIC Initial', () => {
     const fresh = () => {
       const s = new QuicSessionShape();
       s.admit('aaaa');
-      expect(s.client(longPacket(0xc0, 1, Buffer.from('aaaa', 'hex'), Buffer.from('c1', 'hex'), 30, true))).toBeNull();
+      expect(s.client(padded(longPacket(0xc0, 1, Buffer.from('aaaa', 'hex'), Buffer.from('c1', 'hex'), 30, true)))).toBeNull();
       return s;
     };
-    const toServerId = longPacket(0xc0, 1, Buffer.from('5e5e', 'hex'), Buffer.from('c1', 'hex'), 30, true);
+    const toServerId = padded(longPacket(0xc0, 1, Buffer.from('5e5e', 'hex'), Buffer.from('c1', 'hex'), 30, true));
     // A Retry: the client's next Initial, to the Retry's ID, is a new connection whose ClientHello must be read.
     const retried = fresh();
     retried.server(Buffer.concat([Buffer.from([0xf0, 0, 0, 0, 1, 1, 0xc1, 2, 0x5e, 0x5e]), Buffer.alloc(30, 9)]));
@@ -506,6 +515,37 @@ describe('QUIC Initial', () => {
     answered.server(longPacket(0xc0, 1, Buffer.from('c1', 'hex'), Buffer.from('5e5e', 'hex'), 30, true));
     expect(answered.client(toServerId)).toBeNull();
     expect(answered.client(Buffer.concat([Buffer.from([0x41]), Buffer.alloc(40, 7)]))).toBeNull();
+  });
+
+  it('refuses an Initial in a datagram under 1200 bytes, and reads every later ClientHello of the connection', async () => {
+    const dcid = Buffer.from('0102030405060708', 'hex');
+    const good = (await captureClientHello('good.example.com')).subarray(5);
+    const good2 = (await captureClientHello('good.example.com')).subarray(5);
+    const evil = (await captureClientHello('evil.example.com')).subarray(5);
+    const short = quicInitial(dcid, [{ offset: 0, data: good }], 0, { pad: false });
+    expect(new QuicClientHelloReader().push(short)).toEqual({ status: 'invalid', reason: `QUIC Initial in a datagram of ${short.length} bytes (clients pad them to 1200)` });
+    // After a HelloRetryRequest, the second ClientHello follows the first, to the server's ID with the first ID's keys.
+    const serverId = Buffer.from('5e5e5e5e', 'hex');
+    const reader = new QuicClientHelloReader();
+    expect(reader.push(quicInitial(dcid, [{ offset: 0, data: good }], 0))).toMatchObject({ status: 'ok', sni: 'good.example.com' });
+    const retry = quicInitial(serverId, [{ offset: good.length, data: good2 }], 1, { keysFrom: dcid });
+    expect(reader.owns(retry)).toBe(true);
+    expect(reader.owns(quicInitial(serverId, [{ offset: 0, data: good }], 0))).toBe(false);
+    expect(reader.push(retry)).toEqual({ status: 'ok', sni: 'good.example.com', ech: false });
+    expect(reader.push(quicInitial(serverId, [{ offset: good.length + good2.length, data: evil }], 2, { keysFrom: dcid }))).toEqual({
+      status: 'invalid',
+      reason: 'a later QUIC ClientHello names evil.example.com, the first named good.example.com',
+    });
+    // Cut anywhere, a later ClientHello is read once whole.
+    const cut = new QuicClientHelloReader();
+    cut.push(quicInitial(dcid, [{ offset: 0, data: good }], 0));
+    expect(cut.push(quicInitial(serverId, [{ offset: good.length, data: evil.subarray(0, 30) }], 1, { keysFrom: dcid }))).toMatchObject({ status: 'ok' });
+    expect(cut.push(quicInitial(serverId, [{ offset: good.length + 30, data: evil.subarray(30) }], 2, { keysFrom: dcid }))).toMatchObject({ status: 'invalid' });
+    // Whether the first ClientHello offers early data (0-RTT may follow only then).
+    expect(reader.earlyData).toBe(false);
+    const early = new QuicClientHelloReader();
+    early.push(quicInitial(dcid, [{ offset: 0, data: withExtension(await captureClientHello('good.example.com'), 0x002a, Buffer.alloc(0)).subarray(5) }], 0));
+    expect(early.earlyData).toBe(true);
   });
 
   it('parses a bare handshake message as QUIC carries it', async () => {
