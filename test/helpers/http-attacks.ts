@@ -2,6 +2,7 @@
 // trying to make a server read a request the HTTP check did not see (for evil.example, or without a
 // host). The differential test (test/integration/http-differential.test.ts) feeds them through the
 // framer to real servers; the fuzz properties (test/unit/fuzz-inspect.test.ts) start from them.
+import fc from 'fast-check';
 
 const good = 'GET /good HTTP/1.1\r\nHost: good.example\r\n\r\n';
 const evil = 'GET /evil HTTP/1.1\r\nHost: evil.example\r\n\r\n';
@@ -67,3 +68,25 @@ export const HTTP_ATTACKS: [string, string][] = [
   ['a bare LF before the first request', '\n' + evil],
   ['git protocol line', '0032git-upload-pack /project.git\x00host=evil.example\x00'],
 ];
+
+/** Bytes that some server reads leniently: line ends, whitespace of every kind, NUL, separators. */
+const LENIENT = fc.constantFrom(0x0d, 0x0a, 0x20, 0x09, 0x0b, 0x0c, 0x00, 0x1c, 0x85, 0xa0, 0x3a, 0x2c, 0x3b, 0x40, 0x5c, 0x2f);
+
+type Mutation = { at: number; kind: 'insert' | 'replace' | 'delete'; byte: number };
+const mutation = fc.record({ at: fc.nat(), kind: fc.constantFrom<'insert' | 'replace' | 'delete'>('insert', 'replace', 'delete'), byte: fc.oneof(LENIENT, fc.integer({ min: 0, max: 255 })) });
+
+function mutate(seed: Buffer, mutations: Mutation[]): Buffer {
+  let b = Buffer.from(seed);
+  for (const m of mutations) {
+    const at = b.length ? m.at % (b.length + (m.kind === 'insert' ? 1 : 0)) : 0;
+    if (m.kind === 'insert') b = Buffer.concat([b.subarray(0, at), Buffer.from([m.byte]), b.subarray(at)]);
+    else if (b.length && m.kind === 'replace') b[at] = m.byte;
+    else if (b.length) b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1)]);
+  }
+  return b;
+}
+
+const httpSeeds = HTTP_ATTACKS.map(([, text]) => Buffer.from(text, 'latin1'));
+/** An attack stream mutated with lenient bytes: what the fuzzers feed the framer. */
+export const mutatedHttp = fc.tuple(fc.constantFrom(...httpSeeds), fc.array(mutation, { maxLength: 4 })).map(([seed, ms]) => mutate(seed, ms));
+

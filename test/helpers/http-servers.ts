@@ -14,6 +14,8 @@ export interface SeenRequest {
   target: string;
   /** The Host the server routed by (null: none). */
   host: string | null;
+  /** The client's port: which connection the request came on. */
+  port: number;
 }
 
 export interface LoggingServer {
@@ -27,7 +29,7 @@ export interface LoggingServer {
 export async function startNodeServer(insecure: boolean): Promise<LoggingServer> {
   const seen: SeenRequest[] = [];
   const server = http.createServer({ insecureHTTPParser: insecure }, (req, res) => {
-    seen.push({ method: req.method ?? '', target: req.url ?? '', host: req.headers.host ?? null });
+    seen.push({ method: req.method ?? '', target: req.url ?? '', host: req.headers.host ?? null, port: req.socket.remotePort ?? 0 });
     req.resume();
     req.on('end', () => res.end('ok'));
   });
@@ -92,7 +94,7 @@ export async function startNginx(): Promise<LoggingServer> {
 events { worker_connections 64; }
 http {
   ${temps}
-  log_format seen escape=json '{"method":"$request_method","target":"$request_uri","host":"$host","header":"$http_host","status":"$status"}';
+  log_format seen escape=json '{"method":"$request_method","target":"$request_uri","host":"$host","header":"$http_host","status":"$status","port":"$remote_port"}';
   access_log ${log} seen;
   server {
     listen 127.0.0.1:${port};
@@ -119,9 +121,9 @@ http {
     // the host it routed by ($host: an absolute-form target's, else Host's).
     seen: () =>
       readLog(log)
-        .map((l) => JSON.parse(l) as { method: string; target: string; host: string; header: string; status: string })
+        .map((l) => JSON.parse(l) as { method: string; target: string; host: string; header: string; status: string; port: string })
         .filter((e) => e.status === '200')
-        .map((e) => ({ method: e.method, target: e.target, host: e.host === '_' || e.host === '' ? e.header || null : e.host })),
+        .map((e) => ({ method: e.method, target: e.target, host: e.host === '_' || e.host === '' ? e.header || null : e.host, port: Number(e.port) })),
     close: async () => {
       child.kill('SIGQUIT');
       await waitForExit(child);

@@ -1,5 +1,5 @@
 """An HTTP/1.1 server on http.server, as small apps write them: it appends one JSON line per request
-it handles (method, target, Host) to the file named by argv[1], then answers 200. Like
+it handles (method, target, Host, the client's port) to the file named by argv[1], then answers 200. Like
 SimpleHTTPRequestHandler it ignores the body of GET and HEAD; other methods read theirs by
 Content-Length, or chunked when Transfer-Encoding says so. Prints its port on stdout once listening."""
 import json
@@ -17,7 +17,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self):
         with open(LOG, 'a') as f:
-            f.write(json.dumps({'method': self.command, 'target': self.path, 'host': self.headers.get('Host')}) + '\n')
+            f.write(json.dumps({'method': self.command, 'target': self.path, 'host': self.headers.get('Host'), 'port': self.client_address[1]}) + '\n')
         if self.command not in ('GET', 'HEAD'):
             self.read_body()
         self.send_response(200)
