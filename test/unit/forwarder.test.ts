@@ -481,6 +481,58 @@ describe('TCP forwarder', () => {
     }
   });
 
+  it('after an Upgrade, holds the client until the server answered: frames pass after a 101, are framed as requests after a 200', async () => {
+    // A server that answers each request head with `answer`, and records every byte it gets.
+    const serverAnswering = async (answer: string) => {
+      const received: Buffer[] = [];
+      const server = net.createServer((s) => {
+        s.on('data', (c: Buffer) => {
+          received.push(c);
+          if (received.length === 1) s.write(answer);
+        });
+        s.on('error', () => {});
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      cleanups.push(() => server.close());
+      return { port: (server.address() as net.AddressInfo).port, received };
+    };
+    const upgrade = 'GET /ws HTTP/1.1\r\nHost: good.example\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n';
+    const after = '\x81\x85mask' + 'GET /evil HTTP/1.1\r\nHost: other.example\r\n\r\n';
+    for (const [answer, switched] of [['HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\n\r\n', true], ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', false]] as const) {
+      const server = await serverAnswering(answer);
+      const { forwarder, policy, flows } = setup('good.example\n');
+      policy.pin('good.example', '127.0.0.1', 60);
+      const req = new FakeTcpRequest(flowId('127.0.0.1', server.port));
+      forwarder.tcp(req);
+      await req.outcome;
+      req.app!.on('data', () => {});
+      req.app!.write(Buffer.from(upgrade + after, 'latin1')); // sent at once, before any answer
+      if (switched) {
+        await expect.poll(() => Buffer.concat(server.received).toString('latin1')).toBe(upgrade + after);
+        expect(req.conn!.wasReset).toBe(false);
+      } else {
+        await expect.poll(() => req.conn!.wasReset).toBe(true);
+        expect(Buffer.concat(server.received).toString('latin1')).toBe(upgrade);
+        expect(flows[1].reason).toBe('malformed HTTP request: not an HTTP/1 request line');
+      }
+    }
+  });
+
+  it('refuses a GET with a body before any of it reaches the host', async () => {
+    const server = await upperServer();
+    const { forwarder, policy, flows } = setup('good.example\n');
+    policy.pin('good.example', '127.0.0.1', 60);
+    const req = new FakeTcpRequest(flowId('127.0.0.1', server.port));
+    forwarder.tcp(req);
+    await req.outcome;
+    const evil = 'GET /evil HTTP/1.1\r\nHost: other.example\r\n\r\n';
+    req.app!.write(`GET / HTTP/1.1\r\nHost: good.example\r\nContent-Length: ${evil.length}\r\n\r\n${evil}`);
+    await expect.poll(() => req.conn!.wasReset).toBe(true);
+    expect(flows[0].verdict).toBe('deny');
+    expect(flows[0].reason).toMatch(/^malformed: a body on a GET request/);
+    expect(server.received).toHaveLength(0);
+  });
+
   it('checks a first request with a long method on an explicit port', async () => {
     const server = await upperServer();
     const { forwarder, policy, flows } = setup(`good.example:${server.port}\n`);

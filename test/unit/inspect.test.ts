@@ -254,6 +254,41 @@ describe('HTTP/1 request framer', () => {
     expect(exchange(upgrade + frames, 'SSH-2.0-x\r\n\r\n').result).toMatch(/malformed/);
   });
 
+  it('refuses a body on GET, HEAD, TRACE and CONNECT, and on a request that may switch protocols, unless GET bodies are allowed', () => {
+    const evilRequest = 'GET /evil HTTP/1.1\r\nHost: evil.example\r\n\r\n';
+    const withBody = (method: string, extra = '') => `${method} / HTTP/1.1\r\nHost: good.example\r\n${extra}Content-Length: ${evilRequest.length}\r\n\r\n${evilRequest}`;
+    for (const method of ['GET', 'HEAD', 'TRACE', 'get']) expect(feed(withBody(method)).result, method).toMatch(new RegExp(`^malformed HTTP request: a body on a ${method} request`));
+    expect(feed('GET / HTTP/1.1\r\nHost: good.example\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n').result).toMatch(/a body on a GET request/);
+    expect(feed(withBody('GET', 'Upgrade: websocket\r\n')).result).toBe('malformed HTTP request: a body on a request that may switch protocols');
+    expect(feed('GET / HTTP/1.1\r\nHost: good.example\r\nContent-Length: 0\r\n\r\n').result).toBeNull();
+    expect(feed(withBody('POST')).result).toBeNull();
+    // --http-allow-get-body: the body is read by its length, and what follows it is checked.
+    const lenient = new HttpRequestFramer((h) => (allowed.has(h) ? null : `${h} not allowed`), 1024, { allowGetBody: true });
+    expect(lenient.push(Buffer.from(withBody('GET')))).toBeNull();
+    expect(lenient.push(Buffer.from(evilRequest))).toBe('evil.example not allowed');
+    expect(new HttpRequestFramer(() => null, 1024, { allowGetBody: true }).push(Buffer.from(withBody('TRACE')))).toMatch(/a body on a TRACE request/);
+  });
+
+  it('sniffs as a request any first line a lenient server reads as one (leading whitespace, VT/FF/NBSP separators, no version, a NUL)', () => {
+    const lenient = [
+      ' GET /evil HTTP/1.1\r\nHost: evil.example\r\n\r\n',
+      '\nGET /evil HTTP/1.1\r\nHost: evil.example\r\n\r\n',
+      '\t\r\nGET /evil HTTP/1.1\r\nHost: evil.example\r\n\r\n',
+      'GET\x0b/evil\x0bHTTP/1.1\r\nHost: evil.example\r\n\r\n',
+      'GET\x0c/evil HTTP/1.1\r\nHost: evil.example\r\n\r\n',
+      'GET\xa0/evil\xa0HTTP/1.1\r\nHost: evil.example\r\n\r\n',
+      'GET /evil\r\nHost: evil.example\r\n\r\n',
+      'GET /evil\nHost: evil.example\n\n',
+      'POST\x1c/evil HTTP/1.1\r\nHost: evil.example\r\n\r\n',
+      'FOO\x0b/evil\x0bHTTP/1.0\r\nHost: evil.example\r\n\r\n',
+    ];
+    for (const text of lenient) expect(sniffStream(Buffer.from(text, 'latin1')).kind, JSON.stringify(text)).toBe('invalid');
+    expect(sniffStream(Buffer.from('GET /\0 HTTP/1.1\r\nHost: evil.example\r\n\r\n'))).toEqual({ kind: 'http', host: 'evil.example' });
+    // What no server reads as a request still passes as another protocol on an explicit port.
+    for (const other of ['SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n', 'EHLO client.example\r\n', '*2\r\n$3\r\nGET\r\n', '0032git-upload-pack /project.git\0host=x\0', '\x16\x03\x01'])
+      expect(sniffStream(Buffer.from(other, 'latin1')).kind, JSON.stringify(other)).toBe(other.startsWith('\x16') ? 'incomplete' : 'unknown');
+  });
+
   it('never throws on arbitrary bytes after a good request', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
