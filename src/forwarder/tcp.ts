@@ -8,8 +8,11 @@
 // ClientHello or HTTP/1 request head, whose SNI / Host must name an allowed name pinned to that address
 // (a CDN address serves many names: the pin alone would open all of them). An encrypted ClientHello
 // hides the real name and is refused. On plain HTTP every later request of the connection is framed
-// and its Host checked the same way (inspect/http.ts). Other protocols pass only when the name's rule
-// names the port explicitly (`git.example.com:22`): the user opened that port for that name knowingly.
+// and its Host checked the same way, the server's answers telling whether it switched protocols
+// (inspect/http.ts); on TLS the handshake is followed while in clear, so that a second ClientHello
+// (after a HelloRetryRequest) names the same server (inspect/tls-follow.ts). Other protocols pass only
+// when the name's rule names the port explicitly (`git.example.com:22`): the user opened that port for
+// that name knowingly.
 // There the server may speak first (SSH, SMTP): its bytes are relayed while the client is silent, and
 // the client's first bytes are still judged whenever they come.
 //

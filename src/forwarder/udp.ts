@@ -170,9 +170,11 @@ function helloVerdict(ctx: ForwarderContext, decision: Allowed, port: number, r:
 
 /**
  * Keeps a pinned QUIC session QUIC once its first ClientHello passed. Every datagram from the sandbox
- * must have the shape of QUIC packets that a client in its state may send (QuicSessionShape);
+ * must have the shape of QUIC packets that a client in its state may send (QuicSessionShape); the
+ * Initial packets of checked connections are read on by their readers (a retransmission must agree
+ * with what was read, a ClientHello after a HelloRetryRequest must name the same server);
  * short-header, Handshake and 0-RTT packets are encrypted with keys only the endpoints hold, so their
- * shape is all that can be checked. An Initial or 0-RTT packet addressed to a connection ID neither
+ * shape and the connection's state are all that can be checked. An Initial or 0-RTT packet addressed to a connection ID neither
  * the first connection's nor one the server chose starts another connection (after a Retry, or a
  * second connection from the same socket): its datagrams are held until its own ClientHello passed.
  * A datagram that may not pass ends the session.

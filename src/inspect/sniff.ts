@@ -16,11 +16,10 @@ export function sniffStream(start: Buffer, maxHead?: number): StreamSniff {
 
 /**
  * Sniffs a stream pushed in pieces. A first byte 0x16 is a TLS record; anything else is read as an
- * HTTP/1 request by the framer (HttpRequestFramer) until its first line shows it is not one: a first
- * byte that can't start a method, a method-like word not followed by a space, a NUL, or a whole first line
- * with neither an HTTP version nor an absolute-form target (SSH's banner, SMTP's EHLO) is another
- * protocol. Servers skip empty lines before a request line (RFC 9112 §2.2): so does this, or
- * "\r\nGET ..." would pass as another protocol. A bare LF or CR in a request head is invalid at once.
+ * HTTP/1 request by the framer (HttpRequestFramer) unless its first line shows that no common server
+ * would read it as one (RequestLineSniffer: SSH's banner, SMTP's EHLO, git's pkt-line are other
+ * protocols; leading whitespace, VT or NBSP between words, a version-less "GET /x" are requests, which
+ * must then frame strictly). A bare LF or CR in a request head is invalid at once.
  */
 export class StreamSniffer {
   private tls: TlsClientHelloReader | null = null;
