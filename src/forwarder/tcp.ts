@@ -129,7 +129,7 @@ function inspectFirstBytes(
 ): void {
   const serverFirst = decision.explicitPort;
   const chunks: Buffer[] = [];
-  const sniffer = new StreamSniffer(ctx.inspectMaxBytes);
+  const sniffer = new StreamSniffer(ctx.inspectMaxBytes, { allowGetBody: ctx.o.httpAllowGetBody });
   let total = 0;
   let down = 0;
   let settled = false;

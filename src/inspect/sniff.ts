@@ -1,6 +1,6 @@
 // What the first bytes of a TCP stream say about where it is going: a TLS ClientHello's SNI, an HTTP/1
 // request's host, or neither. StreamSniffer reads them as they arrive, each byte once.
-import { HttpRequestFramer } from './http.js';
+import { HttpRequestFramer, type HeadOptions } from './http.js';
 import { TlsClientHelloReader } from './tls.js';
 
 export type StreamSniff =
@@ -10,8 +10,8 @@ export type StreamSniff =
   | { kind: 'unknown' }
   | { kind: 'invalid'; reason: string };
 
-export function sniffStream(start: Buffer, maxHead?: number): StreamSniff {
-  return new StreamSniffer(maxHead).push(start);
+export function sniffStream(start: Buffer, maxHead?: number, o?: HeadOptions): StreamSniff {
+  return new StreamSniffer(maxHead, o).push(start);
 }
 
 /**
@@ -27,7 +27,11 @@ export class StreamSniffer {
   private host: string | null = null;
   private result: StreamSniff = { kind: 'incomplete' };
 
-  constructor(private readonly maxHead = 32 * 1024) {}
+  /** `o`: how request heads are judged (HeadOptions: whether GET may carry a body). */
+  constructor(
+    private readonly maxHead = 32 * 1024,
+    private readonly o: HeadOptions = {},
+  ) {}
 
   /** Bytes looked at so far (for tests: each byte once, however the stream is cut). */
   get scanned(): number {
@@ -38,7 +42,7 @@ export class StreamSniffer {
     if (this.result.kind !== 'incomplete' || chunk.length === 0) return this.result;
     if (!this.tls && !this.http) {
       if (chunk[0] === 0x16) this.tls = new TlsClientHelloReader();
-      else this.http = new HttpRequestFramer((host) => ((this.host ??= host), null), this.maxHead, { sniffing: true });
+      else this.http = new HttpRequestFramer((host) => ((this.host ??= host), null), this.maxHead, { ...this.o, sniffing: true });
     }
     if (this.tls) {
       const hello = this.tls.push(chunk);

@@ -128,6 +128,18 @@ describe.runIf(canMakeTestHost)('egress policy against a test host', () => {
     expect(long).toMatchObject({ responses: [], error: 'ECONNRESET' });
   });
 
+  it('refuses a GET with a body on a pinned flow, unless --http-allow-get-body', async () => {
+    const raw = (flags: string[], requests: string[]) =>
+      tapbox([...dnsFlags, ...flags, '--allow', 'app.tapbox.test', '--', 'sh', '-c', `getent ahostsv4 app.tapbox.test >/dev/null && ${process.execPath} ${probe} http-raw ${host.ip4} 8080 '${JSON.stringify(requests)}'`]);
+    // A server that ignores GET bodies would read this one as a request for other.tapbox.test.
+    const body = 'GET /two HTTP/1.1\r\nHost: other.tapbox.test\r\n\r\n';
+    const request = `GET /one HTTP/1.1\r\nHost: app.tapbox.test\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    expect(JSON.parse((await raw([], [request])).stdout.trim())).toMatchObject({ responses: [], error: 'ECONNRESET' });
+    const allowed = JSON.parse((await raw(['--http-allow-get-body'], [request])).stdout.trim());
+    expect(allowed.responses).toHaveLength(1);
+    expect(allowed.responses[0]).toContain('hello from the test host: /one');
+  });
+
   it('dials a pinned address before accepting: a closed port is refused', async () => {
     const r = await tapbox([...dnsFlags, '--allow', 'app.tapbox.test', '--', 'sh', '-c', `getent ahostsv4 app.tapbox.test >/dev/null && ${process.execPath} ${probe} tcp-connect ${host.ip4} 81`]);
     expect(JSON.parse(r.stdout.trim())).toMatchObject({ error: 'ECONNREFUSED' });
