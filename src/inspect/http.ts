@@ -1,7 +1,6 @@
 // The host an HTTP/1 request names: its Host header, or the authority of an absolute-form or CONNECT
 // target (RFC 9112 §3.2). parseHttpHost reads the first request of a connection; HttpRequestFramer
 // follows all the requests after it (keep-alive, pipelining), so that each one's host is checked.
-
 import { HttpResponseTracker } from './http-response.js';
 import { RequestLineSniffer } from './request-line.js';
 

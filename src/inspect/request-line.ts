@@ -11,7 +11,7 @@ export type LineVerdict = 'request' | 'other' | null;
 /** The bytes Python's str.split() separates words at, on a line decoded as ISO-8859-1; nginx and llhttp end lines at LF. */
 const WHITESPACE = new Uint8Array(256);
 for (const c of [0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0]) WHITESPACE[c] = 1;
-export const TOKEN = new Uint8Array(256);
+const TOKEN = new Uint8Array(256);
 for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TOKEN[c.charCodeAt(0)] = 1;
 
 /** Methods some server routes by name; with one of them, what follows is read as a request whatever it is. */
