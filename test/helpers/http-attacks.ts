@@ -67,6 +67,13 @@ export const HTTP_ATTACKS: [string, string][] = [
   ['VT-separated request first', 'GET\x0b/evil\x0bHTTP/1.1\r\nHost: evil.example\r\n\r\n'],
   ['a bare LF before the first request', '\n' + evil],
   ['git protocol line', '0032git-upload-pack /project.git\x00host=evil.example\x00'],
+  ['HTTP/2 prior-knowledge preface', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'],
+  ['h2c among other upgrades, upper case', 'GET / HTTP/1.1\r\nHost: good.example\r\nUpgrade: websocket, H2C\r\nConnection: Upgrade\r\n\r\n'],
+  ['a fragment hiding userinfo in an absolute-form target', 'GET http://evil.example#@good.example/ HTTP/1.1\r\nHost: good.example\r\n\r\n'],
+  ['HTTP/1.2 request line', 'GET / HTTP/1.2\r\nHost: evil.example\r\n\r\n'],
+  ['a Content-Length with leading zeros (read alike)', `POST /x HTTP/1.1\r\nHost: good.example\r\nContent-Length: 0003\r\n\r\nabc${good}`],
+  ['a GET then a request hidden in a POST chunk extension', `${good}POST /x HTTP/1.1\r\nHost: good.example\r\nTransfer-Encoding: chunked\r\n\r\n3;x="\r\nGET /evil HTTP/1.1\r\nHost: evil.example\r\n\r\n"\r\nabc\r\n0\r\n\r\n`],
+  ['Upgrade then a pipelined request before the answer', upgrade('websocket') + good + evil],
 ];
 
 /** Bytes that some server reads leniently: line ends, whitespace of every kind, NUL, separators. */
