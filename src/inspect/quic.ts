@@ -47,7 +47,8 @@ export const MIN_INITIAL_DATAGRAM = 1200;
  * protected with the same keys (those of the first Destination Connection ID, RFC 9001 §5.2), and
  * after a HelloRetryRequest its second ClientHello follows the first in the same CRYPTO stream. The
  * first ClientHello is the result; every later one must name the same server, without ECH. A datagram
- * carrying an Initial must be at least 1200 bytes, as servers drop smaller ones.
+ * carrying an Initial must be at least 1200 bytes, as servers drop smaller ones, and a connection's
+ * first Initial (when the reader learns its ID) must name an ID of at least 8 bytes.
  */
 export class QuicClientHelloReader {
   /** The CRYPTO stream received so far, and which of its bytes were received. */
@@ -87,7 +88,11 @@ export class QuicClientHelloReader {
       if (packet.version !== QUIC_V1) return this.sawCrypto ? { status: 'invalid', reason: 'a QUIC packet of another version on a version 1 connection' } : { status: 'not-quic' };
       if (packet.type === 'initial') {
         if (datagram.length < MIN_INITIAL_DATAGRAM) return { status: 'invalid', reason: `QUIC Initial in a datagram of ${datagram.length} bytes (clients pad them to ${MIN_INITIAL_DATAGRAM})` };
-        if (this.dcid === null) this.dcid = Buffer.from(packet.dcid);
+        if (this.dcid === null) {
+          // A client's first Initial names an unpredictable ID of at least 8 bytes (RFC 9000 §7.2).
+          if (packet.dcid.length < 8) return { status: 'invalid', reason: `QUIC first Initial to a ${packet.dcid.length}-byte connection ID (clients choose at least 8)` };
+          this.dcid = Buffer.from(packet.dcid);
+        }
         sawInitial = true;
         const mine = packet.dcid.equals(this.dcid);
         const payload = decryptInitial(datagram, packet, this.initialKeys());

@@ -7,10 +7,12 @@
 //
 // When the client's records stop being readable depends on the version the server chose:
 // - TLS 1.3 (the ServerHello's supported_versions says 0x0304): every later client handshake
-//   message is protected, in application_data records; the first such record ends the following. A
-//   handshake record in clear after the ServerHello is refused (a server must refuse it too).
+//   message is protected, in application_data records. From the first such record on, only record
+//   headers are read, without copying: a handshake record in clear, which could only be another
+//   ClientHello, is refused (a server must refuse it too, RFC 8446 §5; this does not count on it).
 // - TLS 1.2 and older: the client's handshake stays in clear (ClientKeyExchange...) until its
-//   ChangeCipherSpec; the record after that is encrypted, and the following ends there.
+//   ChangeCipherSpec; the records after that are encrypted, handshake ones included (a renegotiation
+//   ClientHello can't be read), and the following ends there.
 // - Until the server's ServerHello is read (or if it can't be read), application_data records pass
 //   (0-RTT early data) and the following goes on; every handshake record in clear must hold only
 //   ClientHellos.
@@ -104,7 +106,7 @@ class HandshakeMessages {
  * Follows one TLS connection: `push` the client's bytes and relay what `drain` gives (a record is held
  * until it is whole, and a handshake record until the ClientHellos it completes passed `check`);
  * `pushResponse` the server's bytes (its ServerHello tells the version and whether it asked for a
- * retry). `done` once the client's records are protected: later bytes need not be pushed.
+ * retry). `done` once a TLS 1.2 client's records are encrypted: later bytes need not be pushed.
  */
 export class TlsHandshakeFollower {
   private readonly clientRecords = new RecordReader((type, fragment, raw) => this.onClientRecord(type, fragment, raw));
@@ -114,6 +116,11 @@ export class TlsHandshakeFollower {
   private serverState: ServerState = 'unknown';
   private protectedNext = false;
   private passthrough = false;
+  /** TLS 1.3 records after the client's first protected one: only their headers are read. */
+  private skimming = false;
+  private skimHeaderLen = 0;
+  private skimLength = 0;
+  private skimLeft = 0;
   private failed: string | null = null;
   private held: Buffer[] = [];
   private out: Buffer[] = [];
@@ -145,12 +152,52 @@ export class TlsHandshakeFollower {
       this.out.push(chunk);
       return null;
     }
+    if (this.skimming) return this.skim(chunk);
     const { error, rest } = this.clientRecords.push(chunk, () => this.protectedNext);
     if (error) return this.fail(error);
-    if (rest) {
+    if (!rest) return null;
+    if (this.serverState === 'tls12') {
       this.passthrough = true;
       this.out.push(rest);
+      return null;
     }
+    this.skimming = true;
+    return this.skim(rest);
+  }
+
+  /**
+   * TLS 1.3 once protected: records pass as they come (no copy), but a handshake record in clear, which
+   * could only be another ClientHello, fails at its first byte: a server must refuse one (RFC 8446 §5),
+   * and this does not count on it.
+   */
+  private skim(chunk: Buffer): string | null {
+    let pos = 0;
+    while (pos < chunk.length) {
+      if (this.skimLeft > 0) {
+        const n = Math.min(this.skimLeft, chunk.length - pos);
+        pos += n;
+        this.skimLeft -= n;
+        continue;
+      }
+      const b = chunk[pos++];
+      switch (this.skimHeaderLen++) {
+        case 0:
+          if (b === HANDSHAKE) return this.fail('a TLS handshake record in clear after the TLS 1.3 keys');
+          break;
+        case 1:
+          if (b !== 0x03) return this.fail('not a TLS record version');
+          break;
+        case 3:
+          this.skimLength = b << 8;
+          break;
+        case 4:
+          this.skimLeft = this.skimLength | b;
+          if (this.skimLeft > MAX_RECORD) return this.fail(`TLS record of ${this.skimLeft} bytes`);
+          this.skimHeaderLen = 0;
+          break;
+      }
+    }
+    this.out.push(chunk);
     return null;
   }
 

@@ -552,11 +552,15 @@ describe('QUIC Initial', () => {
     expect(answered.client(Buffer.concat([Buffer.from([0x41]), Buffer.alloc(40, 7)]))).toBeNull();
   });
 
-  it('refuses an Initial in a datagram under 1200 bytes, and reads every later ClientHello of the connection', async () => {
+  it('refuses a first Initial to a short ID or in a datagram under 1200 bytes, and reads every later ClientHello of the connection', async () => {
     const dcid = Buffer.from('0102030405060708', 'hex');
     const good = (await captureClientHello('good.example.com')).subarray(5);
     const good2 = (await captureClientHello('good.example.com')).subarray(5);
     const evil = (await captureClientHello('evil.example.com')).subarray(5);
+    expect(new QuicClientHelloReader().push(quicInitial(Buffer.from('0102030405', 'hex'), [{ offset: 0, data: good }], 0))).toEqual({
+      status: 'invalid',
+      reason: 'QUIC first Initial to a 5-byte connection ID (clients choose at least 8)',
+    });
     const short = quicInitial(dcid, [{ offset: 0, data: good }], 0, { pad: false });
     expect(new QuicClientHelloReader().push(short)).toEqual({ status: 'invalid', reason: `QUIC Initial in a datagram of ${short.length} bytes (clients pad them to 1200)` });
     // After a HelloRetryRequest, the second ClientHello follows the first, to the server's ID with the first ID's keys.
