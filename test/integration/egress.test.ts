@@ -23,6 +23,7 @@ describe.runIf(canMakeTestHost)('egress policy against a test host', () => {
     const zone = {
       'app.tapbox.test': { A: [host.ip4], AAAA: [host.ip6] },
       'other.tapbox.test': { A: [host.ip4] },
+      'web.tapbox.test': { A: [host.ip4] }, // as long as app.tapbox.test: a ClientHello rewritten to name it keeps its lengths
       'blocked.tapbox.test': { A: [host.ip4] },
       'alias.tapbox.test': { CNAME: 'app.tapbox.test' },
       'rebind.tapbox.test': { A: ['127.0.0.1', '169.254.169.254'], AAAA: ['::1'] },
@@ -86,6 +87,15 @@ describe.runIf(canMakeTestHost)('egress policy against a test host', () => {
     const bad = await tapbox([...dnsFlags, '--allow', 'app.tapbox.test', '--', 'sh', '-c', script]);
     expect(bad.code).not.toBe(0);
     expect(bad.stdout).not.toContain('tls hello');
+  });
+
+  it('checks the ClientHello a client sends after a HelloRetryRequest', async () => {
+    // The server on 8444 asks every client offering X25519 first for a retry (test/helpers/servers/services.mjs).
+    const retry = (second: string) =>
+      tapbox([...dnsFlags, '--allow', 'app.tapbox.test', '--allow', 'web.tapbox.test', '--', 'sh', '-c', `getent ahostsv4 app.tapbox.test >/dev/null && ${process.execPath} ${probe} tls-retry ${host.ip4} 8444 app.tapbox.test ${second}`]);
+    expect(JSON.parse((await retry('app.tapbox.test')).stdout.trim())).toMatchObject({ ok: true, hellos: 2, body: 'tls hello app.tapbox.test\n' });
+    // web.tapbox.test is allowed but was never looked up: the second ClientHello must not reach the server.
+    expect(JSON.parse((await retry('web.tapbox.test')).stdout.trim())).toMatchObject({ error: 'ECONNRESET', hellos: 2 });
   });
 
   it('checks the HTTP Host header the same way', async () => {

@@ -16,6 +16,10 @@
 //   http-raw HOST PORT JSON         one connection: sends each request of the JSON array of raw
 //                                   strings once the previous one was answered
 //                                   → {responses, error}
+//   tls-retry HOST PORT SNI1 SNI2  a TLS 1.3 handshake naming SNI1 whose first ClientHello offers only an
+//                                   X25519 key share (a P-256-only server asks for a retry), relayed by
+//                                   hand: the second ClientHello is rewritten to name SNI2 (same length),
+//                                   then GET / → {ok, hellos, body} or {error, hellos}
 //   quic-then NAME PORT             to a UDP echo server: a QUIC v1 Initial whose ClientHello names
 //                                   NAME, sent twice (each echo awaited), then a datagram of another
 //                                   protocol → {echoes, error} (error: how the third one failed)
@@ -25,6 +29,7 @@ import dgram from 'node:dgram';
 import { createCipheriv, createHash, createHmac, hkdfSync } from 'node:crypto';
 import { promises as dns } from 'node:dns';
 import tls from 'node:tls';
+import { Duplex } from 'node:stream';
 
 const [action, host, portText, countText] = process.argv.slice(2);
 const port = Number(portText);
@@ -168,6 +173,33 @@ if (action === 'tcp-upload') {
   s.on('end', () => done({ responses: buf ? [...responses, buf] : responses, error: 'EOF' }));
   s.on('error', (e) => done({ responses, error: e.code }));
   setTimeout(() => done({ responses, error: 'TIMEOUT' }), 8000);
+} else if (action === 'tls-retry') {
+  const [sni, rewritten] = [countText, process.argv[6]];
+  // A real TLS client over an in-memory stream; this relays its bytes, rewriting its later ClientHellos.
+  const raw = net.connect({ host, port });
+  let hellos = 0;
+  const inner = new Duplex({
+    read() {},
+    write(chunk, _e, cb) {
+      let bytes = Buffer.from(chunk);
+      // Every write naming SNI1 carries a ClientHello in clear (after the first, the retry's).
+      if (bytes.includes(sni) && hellos++ > 0) bytes = Buffer.from(bytes.toString('latin1').replaceAll(sni, rewritten), 'latin1');
+      raw.write(bytes);
+      cb();
+    },
+  });
+  raw.on('data', (d) => inner.push(d));
+  raw.on('end', () => inner.push(null));
+  raw.on('error', (e) => done({ error: e.code, hellos }));
+  raw.on('connect', () => {
+    const t = tls.connect({ socket: inner, servername: sni, ecdhCurve: 'X25519:P-256', minVersion: 'TLSv1.3', rejectUnauthorized: false }, () =>
+      t.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+    );
+    let body = '';
+    t.on('data', (d) => (body += d));
+    t.on('end', () => done({ ok: true, hellos, body: body.slice(body.indexOf('\r\n\r\n') + 4) }));
+    t.on('error', (e) => setTimeout(() => done({ error: e.code, hellos }), 200));
+  });
 } else if (action === 'quic-then') {
   const [address] = await dns.resolve4(host);
   const initial = quicInitial(Buffer.from('0102030405060708', 'hex'), await clientHello(host));
