@@ -79,6 +79,16 @@ describe.runIf(canMakeTestHost)('egress policy against a test host', () => {
     expect(JSON.parse((await quic('udp:app.tapbox.test:7')).stdout.trim())).toMatchObject({ echoes: 3 });
   });
 
+  it('refuses a QUIC Initial under 1200 bytes, and reads every later Initial of the connection', async () => {
+    const two = (first: string, second: string, short = false) =>
+      tapbox([...dnsFlags, '--allow', 'app.tapbox.test', '--allow', 'web.tapbox.test', '--', process.execPath, probe, 'quic-two', first, second, '7', ...(short ? ['short'] : [])]);
+    expect(JSON.parse((await two('app.tapbox.test', 'app.tapbox.test')).stdout.trim())).toMatchObject({ echoes: 2 });
+    // A second Initial of the connection naming another allowed name (never looked up): its CRYPTO data contradicts the first's.
+    expect(JSON.parse((await two('app.tapbox.test', 'web.tapbox.test')).stdout.trim())).toMatchObject({ echoes: 1, error: 'EHOSTUNREACH' });
+    // A short Initial is never judged: a server would drop it.
+    expect(JSON.parse((await two('app.tapbox.test', 'web.tapbox.test', true)).stdout.trim())).toMatchObject({ echoes: 0, error: 'EHOSTUNREACH' });
+  });
+
   it('checks TLS SNI against the name the IP was pinned for', async () => {
     const good = await curl(['--allow', 'app.tapbox.test'], 'https://app.tapbox.test:8443/', ['-k', '-4']);
     expect(good.stdout).toBe('tls hello app.tapbox.test\n');
