@@ -8,7 +8,7 @@
 export interface SentRequest {
   method: string;
   /** It carried Upgrade, or is a CONNECT: its response may switch protocols. */
-  mayswitch: boolean;
+  maySwitch: boolean;
 }
 
 type State = 'head' | 'body' | 'chunk-size' | 'chunk-data' | 'chunk-end' | 'trailers' | 'to-close' | 'switched' | 'lost';
@@ -108,7 +108,7 @@ export class HttpResponseTracker {
     if (!status || !request) return this.lose();
     const code = Number(status[1]);
     if (code === 101) {
-      if (!request.mayswitch || request.method === 'CONNECT') return this.lose();
+      if (!request.maySwitch || request.method === 'CONNECT') return this.lose();
       this.state = 'switched';
       this.queue.shift();
       return this.decided(true);
@@ -119,7 +119,7 @@ export class HttpResponseTracker {
       this.state = 'switched';
       return this.decided(true);
     }
-    if (request.mayswitch) this.decided(false);
+    if (request.maySwitch) this.decided(false);
     const headers = lines.slice(1).map((l) => /^([^:]+):[ \t]*(.*?)[ \t]*$/.exec(l));
     if (headers.some((h) => h === null)) return this.lose();
     const values = (name: string) => headers.filter((h) => h![1].toLowerCase() === name).map((h) => h![2]);
@@ -140,7 +140,7 @@ export class HttpResponseTracker {
 
   /** No further response can be followed: every request that may switch counts as not switched. */
   private settleAll(): void {
-    const waiting = this.queue.splice(0).filter((r) => r.mayswitch);
+    const waiting = this.queue.splice(0).filter((r) => r.maySwitch);
     for (let i = 0; i < waiting.length; i++) this.decided(false);
   }
 }

@@ -356,7 +356,7 @@ export class HttpRequestFramer {
       this.left = head.body.length;
       this.state = 'body';
     } else this.state = 'head';
-    this.responses.sent({ method: head.method.toUpperCase(), mayswitch: head.switches });
+    this.responses.sent({ method: head.method.toUpperCase(), maySwitch: head.switches });
     return null;
   }
 
