@@ -78,6 +78,8 @@ export class HttpResponseTracker {
   }
 
   private onLine(line: string): void {
+    // The size limit is per head, per chunk line, per trailer section.
+    if (this.state === 'chunk-size' || this.state === 'chunk-end') this.headBytes = 0;
     if (this.state === 'head') {
       if (line !== '' || this.lines.length === 0) {
         if (line !== '') this.lines.push(line);
