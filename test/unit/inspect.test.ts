@@ -250,6 +250,9 @@ describe('HTTP/1 request framer', () => {
     expect(exchange(connect + '\x16\x03\x01', 'HTTP/1.1 200 Connection established\r\n\r\n')).toMatchObject({ result: null, done: true, out: connect + '\x16\x03\x01' });
     expect(exchange(connect + 'GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n', 'HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n').result).toBe('evil.example not allowed');
     expect(exchange('CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n').result).toBe('evil.example not allowed');
+    // A long chunked response (its size lines far past the head limit) is followed to its end.
+    const many = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n' + '1\r\na\r\n'.repeat(20000) + '0\r\n\r\n';
+    expect(exchange('GET /big HTTP/1.1\r\nHost: good.example\r\n\r\n' + upgrade + frames, many + 'HTTP/1.1 101 Switching Protocols\r\n\r\n')).toMatchObject({ result: null, done: true });
     // A server whose responses can't be followed never counts as switched.
     expect(exchange(upgrade + frames, 'SSH-2.0-x\r\n\r\n').result).toMatch(/malformed/);
   });
