@@ -174,10 +174,10 @@ function helloVerdict(ctx: ForwarderContext, decision: Allowed, port: number, r:
  * Initial packets of checked connections are read on by their readers (a retransmission must agree
  * with what was read, a ClientHello after a HelloRetryRequest must name the same server);
  * short-header, Handshake and 0-RTT packets are encrypted with keys only the endpoints hold, so their
- * shape and the connection's state are all that can be checked. An Initial or 0-RTT packet addressed to a connection ID neither
- * the first connection's nor one the server chose starts another connection (after a Retry, or a
- * second connection from the same socket): its datagrams are held until its own ClientHello passed.
- * A datagram that may not pass ends the session.
+ * shape and the connection's state are all that can be checked. An Initial or 0-RTT packet addressed
+ * to a connection ID neither the first connection's nor one the server chose starts another
+ * connection (after a Retry, or a second connection from the same socket): its datagrams are held
+ * until its own ClientHello passed. A datagram that may not pass ends the session.
  */
 class QuicSessionGuard {
   private readonly pending = new Map<string, { reader: QuicClientHelloReader; held: Buffer[] }>();
