@@ -91,7 +91,8 @@ ${column([
 ])}
 
 A denied TCP connection is refused at once; a denied UDP datagram gets ICMP unreachable. A flow
-allowed for a name must name it in its TLS SNI or HTTP Host (--no-sni-check turns that off).
+allowed for a name must name it in its TLS SNI or HTTP Host (--no-sni-check turns that off); a
+plain-HTTP GET or HEAD with a body resets the flow (--http-allow-get-body lets it through).
 
 Denials are logged on stderr (--log-level, --log-format json|pretty, --log-file). At exit a summary
 of every destination goes to stderr (--no-summary to leave it out; --report FILE writes it as JSON).

@@ -33,6 +33,7 @@ export interface EgressOptions {
   allow: string[];
   dnsUpstream: string[];
   sniCheck: boolean;
+  httpAllowGetBody?: boolean;
   audit: boolean;
   learn?: string;
   report?: string;
@@ -78,7 +79,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
   const stats = new EgressStats();
   const auditor = new Auditor(logger, emitter, stats, audit);
   const dns = new DnsProxy({ policy, upstream, hostAddrs, maxInFlight: opts.caps?.dnsInFlight, onEvent: (e) => auditor.dns(e), onLimit: auditor.limitHit });
-  const forwarder = createForwarder({ policy, dns, auditor, sandbox: opts.sandbox, sniCheck: opts.sniCheck, hostLoopback: opts.hostLoopback, upstreamProxy: opts.upstreamProxy });
+  const forwarder = createForwarder({ policy, dns, auditor, sandbox: opts.sandbox, sniCheck: opts.sniCheck, httpAllowGetBody: opts.httpAllowGetBody, hostLoopback: opts.hostLoopback, upstreamProxy: opts.upstreamProxy });
   logger.debug({ rules: policy.rules.length, audit, maxFlows: policy.maxFlows }, `egress policy loaded: ${policy.rules.length} rules${audit ? ', audit mode' : ''}`);
 
   let closing: Promise<EgressSummary> | undefined;

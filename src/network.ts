@@ -37,6 +37,7 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
     allow: o.allow,
     dnsUpstream: o.dnsUpstream,
     sniCheck: o.sniCheck,
+    httpAllowGetBody: o.httpAllowGetBody,
     audit: o.audit,
     learn: o.learn,
     report: o.report,

@@ -33,6 +33,8 @@ export interface SandboxOptions extends HardeningOptions {
   /** Allowed TCP flows leave through this proxy: http://HOST:PORT or socks5://HOST:PORT (`--upstream-proxy`). */
   upstreamProxy?: string;
   sniCheck?: boolean;
+  /** Let plain-HTTP GET and HEAD requests on checked flows carry a body (`--http-allow-get-body`); off: such requests reset the flow. */
+  httpAllowGetBody?: boolean;
   /** Resource caps (`--max-flows`, `--max-pending-dials`, `--max-udp-sessions`, `--max-dns-in-flight`, `--max-buffer`): see ./caps.ts. */
   caps?: CapsOptions;
   audit?: boolean;
@@ -107,6 +109,7 @@ export function resolveOptions(o: SandboxOptions): ResolvedOptions {
     hostLoopback: parseHostLoopback(o.hostLoopback ?? []),
     upstreamProxy: o.upstreamProxy ? parseProxyUrl(o.upstreamProxy) : undefined,
     sniCheck: o.sniCheck ?? true,
+    httpAllowGetBody: o.httpAllowGetBody ?? false,
     caps,
     audit: Boolean(o.audit || o.learn),
     learn: o.learn,

@@ -24,6 +24,8 @@ export interface ForwarderOptions {
   sandbox: SandboxAddresses;
   /** Verify TLS SNI / HTTP Host / QUIC SNI on flows allowed only through a DNS pin. */
   sniCheck: boolean;
+  /** Let checked plain-HTTP GET and HEAD requests carry a body. */
+  httpAllowGetBody?: boolean;
   /** Host connect timeout, ms (default 10 s). */
   connectTimeoutMs?: number;
   /** TCP keepalive idle time of the relayed host sockets, ms (default HOST_KEEPALIVE_MS, 60 s). */

@@ -8,8 +8,11 @@
 // ClientHello or HTTP/1 request head, whose SNI / Host must name an allowed name pinned to that address
 // (a CDN address serves many names: the pin alone would open all of them). An encrypted ClientHello
 // hides the real name and is refused. On plain HTTP every later request of the connection is framed
-// and its Host checked the same way (inspect/http.ts). Other protocols pass only when the name's rule
-// names the port explicitly (`git.example.com:22`): the user opened that port for that name knowingly.
+// and its Host checked the same way, the server's answers telling whether it switched protocols
+// (inspect/http.ts); on TLS the handshake is followed while in clear, so that a second ClientHello
+// (after a HelloRetryRequest) names the same server (inspect/tls-follow.ts). Other protocols pass only
+// when the name's rule names the port explicitly (`git.example.com:22`): the user opened that port for
+// that name knowingly.
 // There the server may speak first (SSH, SMTP): its bytes are relayed while the client is silent, and
 // the client's first bytes are still judged whenever they come.
 //
@@ -22,6 +25,7 @@ import type { Refusal, TcpConn, TcpForwarderRequest } from '../../netstack/stack
 import type { FlowEvent } from '../audit/events.js';
 import { HttpRequestFramer } from '../inspect/http.js';
 import { StreamSniffer, type StreamSniff } from '../inspect/sniff.js';
+import { TlsHandshakeFollower } from '../inspect/tls-follow.js';
 import type { FlowDecision } from '../policy/policy.js';
 import { allowReason, type ForwarderContext } from './context.js';
 import { dial } from './dialer.js';
@@ -125,7 +129,7 @@ function inspectFirstBytes(
 ): void {
   const serverFirst = decision.explicitPort;
   const chunks: Buffer[] = [];
-  const sniffer = new StreamSniffer(ctx.inspectMaxBytes);
+  const sniffer = new StreamSniffer(ctx.inspectMaxBytes, { allowGetBody: ctx.o.httpAllowGetBody });
   let total = 0;
   let down = 0;
   let settled = false;
@@ -151,15 +155,20 @@ function inspectFirstBytes(
     let first = Buffer.concat(chunks);
     const read = first.length;
     let outcome = verdict;
-    let framer: HttpRequestFramer | undefined;
+    let inspector: FlowInspector | undefined;
     if (outcome.ok && outcome.http) {
       // Every later request on the connection is checked too (keep-alive, pipelining): from the start,
       // so that the framer knows where the first request's body ends. Only what it lets through goes
       // on: the start of a next request head waits for the rest of it.
-      framer = new HttpRequestFramer(hostCheck(ctx, req, decision), ctx.inspectMaxBytes);
-      const refused = framer.push(first);
+      inspector = new HttpRequestFramer(hostCheck(ctx, req, decision), ctx.inspectMaxBytes, { allowGetBody: ctx.o.httpAllowGetBody });
+    } else if (outcome.ok && outcome.tls) {
+      // The handshake is followed while in clear: a ClientHello after a HelloRetryRequest must name the same server.
+      inspector = new TlsHandshakeFollower();
+    }
+    if (inspector) {
+      const refused = inspector.push(first);
       if (refused) outcome = { ok: false, reason: refused };
-      else first = Buffer.concat(framer.drain());
+      else first = Buffer.concat(inspector.drain());
     }
     const flow = ctx.event(flowId, 'tcp', req.id, outcome.ok ? 'allow' : 'deny', outcome.reason, decision, outcome.ok ? outcome.name : undefined);
     ctx.o.auditor.flow(flow);
@@ -169,7 +178,7 @@ function inspectFirstBytes(
       ctx.release();
       return;
     }
-    relay(ctx, flow, conn, host, first, started, { framer, down, hostPiped: serverFirst, read });
+    relay(ctx, flow, conn, host, first, started, { inspector, down, hostPiped: serverFirst, read });
   };
   const onData = (chunk: Buffer) => {
     chunks.push(chunk);
@@ -203,7 +212,7 @@ function inspectFirstBytes(
   ctx.closers.add(abort);
 }
 
-type Verdict = { ok: true; reason: string; name: string | null; http?: boolean } | { ok: false; reason: string };
+type Verdict = { ok: true; reason: string; name: string | null; http?: boolean; tls?: boolean } | { ok: false; reason: string };
 
 /** The check of the later requests of an HTTP flow: a name that passed once on the connection stays good. */
 function hostCheck(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDecision & { verdict: 'allow' }): (name: string) => string | null {
@@ -224,7 +233,7 @@ function judge(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDe
       if (sniff.ech) return { ok: false, reason: 'encrypted ClientHello (ECH) hides the server name' };
       if (sniff.sni === null) return { ok: false, reason: 'TLS ClientHello without a server name' };
       return ctx.o.policy.verifyName(sniff.sni, query)
-        ? { ok: true, reason: 'SNI matches an allowed name', name: sniff.sni }
+        ? { ok: true, reason: 'SNI matches an allowed name', name: sniff.sni, tls: true }
         : { ok: false, reason: `SNI ${sniff.sni} is not an allowed name resolved to ${decision.addr}` };
     case 'http':
       return ctx.o.policy.verifyName(sniff.host, query)
@@ -273,9 +282,21 @@ function refusalFor(err: NodeJS.ErrnoException): Refusal {
   }
 }
 
+/** Checks what follows `first` on a pinned flow: later HTTP requests, or the rest of a TLS handshake. */
+interface FlowInspector {
+  /** Client bytes; null, or why to reset. What may go on comes from drain(). */
+  push(chunk: Buffer): string | null;
+  /** Server bytes (read, never changed); null, or why to reset. Drain afterwards. */
+  pushResponse(chunk: Buffer): string | null;
+  /** The server spoke before the inspector started. */
+  responsesUnknown(): void;
+  drain(): Buffer[];
+  /** Inspection ended: later client bytes need not be pushed. */
+  readonly done: boolean;
+}
+
 interface RelayOptions {
-  /** Checks the requests that follow `first` on a plain-HTTP pinned flow. */
-  framer?: HttpRequestFramer;
+  inspector?: FlowInspector;
   /** Bytes the host sent during inspection (already relayed: `hostPiped`). */
   down?: number;
   hostPiped?: boolean;
@@ -301,17 +322,18 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.
   };
 
   if (first.length) host.write(first);
-  const framer = o.framer && !o.framer.done ? o.framer : undefined;
+  const checker = o.inspector && !o.inspector.done ? o.inspector : undefined;
   // The sandbox may have half-closed while its first bytes were inspected.
-  if (framer) {
-    // Bytes pass through untouched (no copy), request heads once whole and checked; a request that
-    // frames badly or names a host not allowed here resets both sides before any of it reaches the host.
+  if (checker) {
+    // Bytes pass through untouched (no copy), request heads (or ClientHellos) once whole and checked;
+    // one that frames badly or names a host not allowed here resets both sides before any of it
+    // reaches the host.
     const inspector = new Transform({
       transform(chunk: Buffer, _encoding, done) {
-        if (framer.done) return done(null, chunk);
-        const refused = framer.push(chunk);
+        if (checker.done) return done(null, chunk);
+        const refused = checker.push(chunk);
         if (refused !== null) return done(Object.assign(new Error(refused), { code: 'EINSPECT' }));
-        for (const bytes of framer.drain()) this.push(bytes);
+        for (const bytes of checker.drain()) this.push(bytes);
         done();
       },
     });
@@ -320,6 +342,15 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.
       error ??= `refused: ${err.message}`;
       conn.reset();
       host.resetAndDestroy();
+    });
+    // The server's answers tell whether it switched protocols after an Upgrade or CONNECT (the client's
+    // bytes held since then either pass or are framed as requests), or which TLS version it chose.
+    if (down > 0) checker.responsesUnknown();
+    host.on('data', (c: Buffer) => {
+      if (checker.done || inspector.destroyed) return;
+      const refused = checker.pushResponse(c);
+      if (refused !== null) return void inspector.destroy(Object.assign(new Error(refused), { code: 'EINSPECT' }));
+      for (const bytes of checker.drain()) inspector.push(bytes);
     });
     conn.pipe(inspector).pipe(host);
     if (conn.readableEnded) inspector.end();

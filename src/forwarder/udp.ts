@@ -108,7 +108,7 @@ function inspectThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, decis
       return;
     }
     // Later datagrams are checked too, unless the rule opened the port to any datagram.
-    const guard = shape ? new QuicSessionGuard(shape, (r) => helloVerdict(ctx, decision, req.id.dstPort, r)) : null;
+    const guard = shape ? new QuicSessionGuard(shape, (r) => helloVerdict(ctx, decision, req.id.dstPort, r), reader) : null;
     // Datagrams arriving while the host socket opens are held and sent (through the guard) first.
     let sessionEnded = false;
     conn.onMessage = (payload) => held.push(Buffer.from(payload));
@@ -128,14 +128,17 @@ function inspectThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, decis
   };
   const onDatagram = (payload: Buffer) => {
     held.push(Buffer.from(payload));
-    const r = reader.push(payload);
-    // A datagram about to be relayed as QUIC must be QUIC all through, not only its first packet.
-    if (shape && reader.dcid && (r.status === 'ok' || r.status === 'incomplete')) {
-      shape.admit(reader.dcid.toString('hex'));
-      const wrong = shape.client(payload);
-      if (wrong !== null) return settle({ ok: false, reason: `malformed: ${typeof wrong === 'string' ? wrong : 'QUIC packets of two connections'}` });
+    const verdict = helloVerdict(ctx, decision, req.id.dstPort, reader.push(payload));
+    if (verdict?.ok && shape) {
+      // Datagrams about to be relayed as QUIC must be QUIC all through, as a client may send them once
+      // its ClientHello was read (0-RTT only if it offered early data), not only their first packet.
+      shape.admit(reader.dcid!.toString('hex'));
+      if (reader.earlyData) shape.allowEarlyData();
+      for (const d of held) {
+        const wrong = shape.client(d);
+        if (wrong !== null) return settle({ ok: false, reason: `malformed: ${typeof wrong === 'string' ? wrong : 'QUIC packets of two connections'}` });
+      }
     }
-    const verdict = helloVerdict(ctx, decision, req.id.dstPort, r);
     if (verdict) settle(verdict);
     else if (held.length >= MAX_INSPECTED_DATAGRAMS) settle({ ok: false, reason: `no complete QUIC ClientHello in ${held.length} datagrams` });
   };
@@ -167,26 +170,41 @@ function helloVerdict(ctx: ForwarderContext, decision: Allowed, port: number, r:
 
 /**
  * Keeps a pinned QUIC session QUIC once its first ClientHello passed. Every datagram from the sandbox
- * must have the shape of QUIC packets that a client in its state may send (QuicSessionShape);
+ * must have the shape of QUIC packets that a client in its state may send (QuicSessionShape); the
+ * Initial packets of checked connections are read on by their readers (a retransmission must agree
+ * with what was read, a ClientHello after a HelloRetryRequest must name the same server);
  * short-header, Handshake and 0-RTT packets are encrypted with keys only the endpoints hold, so their
- * shape is all that can be checked. An Initial or 0-RTT packet addressed to a connection ID neither
- * the first connection's nor one the server chose starts another connection (after a Retry, or a
- * second connection from the same socket): its datagrams are held until its own ClientHello passed.
- * A datagram that may not pass ends the session.
+ * shape and the connection's state are all that can be checked. An Initial or 0-RTT packet addressed
+ * to a connection ID neither the first connection's nor one the server chose starts another
+ * connection (after a Retry, or a second connection from the same socket): its datagrams are held
+ * until its own ClientHello passed. A datagram that may not pass ends the session.
  */
 class QuicSessionGuard {
   private readonly pending = new Map<string, { reader: QuicClientHelloReader; held: Buffer[] }>();
+  /** The connections whose first ClientHello passed: their later Initials are read on. */
+  private readonly readers: QuicClientHelloReader[];
   private started = 0;
 
   constructor(
     private readonly shape: QuicSessionShape,
     private readonly verdictOf: (r: QuicResult) => Verdict | null,
-  ) {}
+    first: QuicClientHelloReader,
+  ) {
+    this.readers = [first];
+  }
 
   /** Passes a datagram from the sandbox to `send`, now or once it may; why the session must end instead. */
   fromSandbox(datagram: Buffer, send: (datagram: Buffer) => void): string | null {
     const shape = this.shape.client(datagram);
     if (shape === null) {
+      // An Initial of a connection already checked (a retransmission, the ClientHello after a
+      // HelloRetryRequest): read like its first ones, so that no ClientHello passes unread.
+      if (this.shape.lastHadInitial) {
+        const reader = this.readers.find((r) => r.owns(datagram));
+        if (!reader) return 'malformed: a QUIC Initial that no checked connection can have sent';
+        const r = reader.push(datagram);
+        if (r.status !== 'ok') return `malformed: ${r.status === 'invalid' ? r.reason : 'a QUIC Initial that is not one'}`;
+      }
       send(datagram);
       return null;
     }
@@ -203,6 +221,14 @@ class QuicSessionGuard {
     if (!verdict.ok) return `later connection: ${verdict.reason}`;
     this.pending.delete(shape.dcid);
     this.shape.admit(shape.dcid);
+    if (next.reader.earlyData) this.shape.allowEarlyData();
+    this.readers.push(next.reader);
+    // Checked again now that the connection is admitted (a 0-RTT packet needs early data offered).
+    for (const d of next.held) {
+      const wrong = this.shape.client(d);
+      if (typeof wrong === 'string') return `malformed: ${wrong}`;
+      if (wrong !== null) return 'malformed: QUIC packets of two connections';
+    }
     next.held.forEach(send);
     return null;
   }

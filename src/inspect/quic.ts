@@ -4,7 +4,7 @@
 // protection (§5.4.3). The payload's CRYPTO frames carry the TLS ClientHello, which may span several
 // Initial packets and arrive out of order, so the reader collects frames by offset across datagrams.
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync } from 'node:crypto';
-import { parseHandshakeMessage, type HelloResult } from './tls.js';
+import { offersEarlyData, parseHandshakeMessage, type HelloResult } from './tls.js';
 
 export type QuicResult = HelloResult | { status: 'not-quic' };
 
@@ -38,7 +38,18 @@ function expandLabel(secret: Buffer, label: string, length: number): Buffer {
     .subarray(0, length);
 }
 
-/** Reads the ClientHello out of the client's first datagrams of one QUIC connection. */
+/** The smallest UDP payload that may carry a client's Initial packet (RFC 9000 §14.1: servers drop smaller ones). */
+export const MIN_INITIAL_DATAGRAM = 1200;
+
+/**
+ * Reads the ClientHellos of one QUIC connection out of its client's Initial packets, from the first
+ * datagram to the last: the Initial packets it sends to the server's chosen connection IDs are
+ * protected with the same keys (those of the first Destination Connection ID, RFC 9001 §5.2), and
+ * after a HelloRetryRequest its second ClientHello follows the first in the same CRYPTO stream. The
+ * first ClientHello is the result; every later one must name the same server, without ECH. A datagram
+ * carrying an Initial must be at least 1200 bytes, as servers drop smaller ones, and a connection's
+ * first Initial (when the reader learns its ID) must name an ID of at least 8 bytes.
+ */
 export class QuicClientHelloReader {
   /** The CRYPTO stream received so far, and which of its bytes were received. */
   private stream = Buffer.alloc(0);
@@ -46,11 +57,25 @@ export class QuicClientHelloReader {
   private contiguous = 0;
   private cryptoBytes = 0;
   private sawCrypto = false;
+  private keys: InitialKeys | null = null;
+  /** Where the next whole handshake message starts in the stream. */
+  private parsed = 0;
+  private first: HelloResult = { status: 'incomplete' };
+  /** Whether the first ClientHello offers early data: only then may 0-RTT packets follow. */
+  earlyData = false;
   /**
-   * The Destination Connection ID of the connection's Initial packets: given, or that of the first
-   * one read. Initial packets addressed to another are refused.
+   * The Destination Connection ID whose keys protect the connection's Initial packets: given, or that
+   * of the first one read. Initial packets those keys don't open are refused.
    */
   constructor(public dcid: Buffer | null = null) {}
+
+  /** Whether `datagram`'s first Initial packet belongs to this connection: addressed to its ID, or protected with its keys. */
+  owns(datagram: Buffer): boolean {
+    if (this.dcid === null) return false;
+    const packet = parseLongHeader(datagram, 0);
+    if (packet === null || packet === 'invalid' || packet.type !== 'initial' || packet.version !== QUIC_V1) return false;
+    return packet.dcid.equals(this.dcid) || decryptInitial(datagram, packet, this.initialKeys()) !== null;
+  }
 
   /** Feeds one datagram from the client. */
   push(datagram: Buffer): QuicResult {
@@ -60,21 +85,56 @@ export class QuicClientHelloReader {
       const packet = parseLongHeader(datagram, offset);
       if (packet === null) break; // a short-header packet or padding ends the long-header packets
       if (packet === 'invalid') return sawInitial || this.sawCrypto ? { status: 'invalid', reason: 'malformed QUIC packet' } : { status: 'not-quic' };
-      if (packet.version !== QUIC_V1) return { status: 'not-quic' };
+      if (packet.version !== QUIC_V1) return this.sawCrypto ? { status: 'invalid', reason: 'a QUIC packet of another version on a version 1 connection' } : { status: 'not-quic' };
       if (packet.type === 'initial') {
-        // One connection per reader: a second connection's ClientHello must not mix with the first's.
-        if (this.dcid === null) this.dcid = Buffer.from(packet.dcid);
-        else if (!this.dcid.equals(packet.dcid)) return { status: 'invalid', reason: 'QUIC Initial packets of two connections' };
+        if (datagram.length < MIN_INITIAL_DATAGRAM) return { status: 'invalid', reason: `QUIC Initial in a datagram of ${datagram.length} bytes (clients pad them to ${MIN_INITIAL_DATAGRAM})` };
+        if (this.dcid === null) {
+          // A client's first Initial names an unpredictable ID of at least 8 bytes (RFC 9000 §7.2).
+          if (packet.dcid.length < 8) return { status: 'invalid', reason: `QUIC first Initial to a ${packet.dcid.length}-byte connection ID (clients choose at least 8)` };
+          this.dcid = Buffer.from(packet.dcid);
+        }
         sawInitial = true;
-        const payload = decryptInitial(datagram, packet);
-        if (!payload) return { status: 'invalid', reason: 'QUIC Initial packet does not decrypt' };
+        const mine = packet.dcid.equals(this.dcid);
+        const payload = decryptInitial(datagram, packet, this.initialKeys());
+        // One connection per reader: a second connection's ClientHello must not mix with the first's.
+        if (!payload) return { status: 'invalid', reason: mine ? 'QUIC Initial packet does not decrypt' : 'QUIC Initial packets of two connections' };
         const error = this.collectCrypto(payload);
         if (error) return { status: 'invalid', reason: error };
       }
       offset = packet.end;
     }
     if (!sawInitial && !this.sawCrypto) return { status: 'not-quic' };
-    return parseHandshakeMessage(this.stream.subarray(0, this.contiguous));
+    return this.readHellos();
+  }
+
+  private initialKeys(): InitialKeys {
+    return (this.keys ??= clientInitialKeys(this.dcid!));
+  }
+
+  /** Reads the whole handshake messages received so far: ClientHellos only, later ones like the first. */
+  private readHellos(): QuicResult {
+    for (;;) {
+      if (this.first.status === 'invalid') return this.first;
+      const rest = this.stream.subarray(this.parsed, this.contiguous);
+      if (rest.length < 4) break;
+      const length = 4 + rest.readUIntBE(1, 3);
+      if (rest[0] !== 1) return (this.first = { status: 'invalid', reason: 'a QUIC Initial carries a handshake message other than a ClientHello' });
+      if (rest.length < length) break;
+      const message = rest.subarray(0, length);
+      const hello = parseHandshakeMessage(message);
+      this.parsed += length;
+      if (hello.status !== 'ok') return (this.first = hello.status === 'invalid' ? hello : { status: 'invalid', reason: 'truncated ClientHello' });
+      if (this.first.status === 'incomplete') {
+        this.first = hello;
+        this.earlyData = offersEarlyData(message);
+      } else if (hello.ech) {
+        return (this.first = { status: 'invalid', reason: 'a later QUIC ClientHello with an encrypted ClientHello (ECH)' });
+      } else if (hello.sni !== this.first.sni) {
+        return (this.first = { status: 'invalid', reason: `a later QUIC ClientHello names ${hello.sni ?? 'no server'}, the first named ${this.first.sni ?? 'none'}` });
+      }
+    }
+    if (this.first.status === 'incomplete' && this.contiguous > 0 && this.stream[0] !== 1) return { status: 'invalid', reason: 'first handshake message is not a ClientHello' };
+    return this.first;
   }
 
   /** Records the CRYPTO frames of a decrypted Initial payload; an error text when it is malformed. */
@@ -158,6 +218,9 @@ export interface NewQuicConnection {
  * - an Initial or 0-RTT packet must be addressed to an admitted connection ID (the first
  *   connection's, once read, and those the server chose); one addressed to another is reported as a
  *   new connection, whose own ClientHello must then be read before anything of it passes;
+ * - a datagram carrying an Initial packet has at least 1200 bytes (RFC 9000 §14.1); its Initial
+ *   packets are then read by the connection's QuicClientHelloReader (`lastHadInitial`);
+ * - 0-RTT packets only once a ClientHello offered early data (RFC 9001 §4.6.1);
  * - Handshake and short-header (1-RTT) packets only once the server sent an Initial or Handshake
  *   packet: before that a client has no keys for them.
  * The server's connection IDs come from its Initial and Handshake packets addressed to an ID the
@@ -169,16 +232,25 @@ export class QuicSessionShape {
   private readonly clientSource = new Set<string>();
   private readonly clientAny = new Set<string>();
   private serverSpoke = false;
+  private earlyData = false;
+  /** Whether the last datagram `client` passed carries an Initial packet (whose ClientHellos must be read). */
+  lastHadInitial = false;
 
   /** Lets Initial and 0-RTT packets addressed to `dcid` (hex) pass. */
   admit(dcid: string): void {
     this.admitted.add(dcid);
   }
 
+  /** Lets 0-RTT packets pass: a ClientHello of the session offered early data. */
+  allowEarlyData(): void {
+    this.earlyData = true;
+  }
+
   /** Checks a datagram from the client: null when it may pass, else a reason or a new connection. */
   client(buf: Buffer): string | NewQuicConnection | null {
     let offset = 0;
     let found: NewQuicConnection | null = null;
+    this.lastHadInitial = false;
     while (offset < buf.length) {
       const first = buf[offset];
       if ((first & 0x80) === 0) {
@@ -192,10 +264,16 @@ export class QuicSessionShape {
       if (typeof p === 'string') return p;
       if (p.type === 'retry') return 'QUIC Retry packet from the client';
       if (p.type === 'handshake' && !this.serverSpoke) return 'QUIC Handshake packet before the server answered';
+      if (p.type === 'initial') {
+        if (buf.length < MIN_INITIAL_DATAGRAM) return `QUIC Initial in a datagram of ${buf.length} bytes (clients pad them to ${MIN_INITIAL_DATAGRAM})`;
+        this.lastHadInitial = true;
+      }
       const dcid = buf.toString('hex', p.dcidAt, p.dcidAt + p.dcidLength);
       const scid = buf.toString('hex', p.scidAt, p.scidAt + p.scidLength);
       if (!remember(this.clientSource, scid) || !remember(this.clientAny, scid) || !remember(this.clientAny, dcid)) return 'too many QUIC connection IDs on one session';
       if (p.type !== 'handshake' && !this.admitted.has(dcid)) found ??= { dcid };
+      // A new connection's 0-RTT waits for its ClientHello, and is checked again then.
+      else if (p.type === '0rtt' && !this.earlyData) return 'QUIC 0-RTT packet, but no ClientHello offered early data';
       offset = p.end;
     }
     return found;
@@ -321,9 +399,8 @@ function parseLongHeader(buf: Buffer, offset: number): LongHeader | null | 'inva
   return { version, type: kind === 0 ? 'initial' : 'other', dcid, pnOffset, end, start: offset };
 }
 
-/** Removes header protection and decrypts an Initial packet's payload; null when it fails. */
-function decryptInitial(buf: Buffer, p: LongHeader): Buffer | null {
-  const keys = clientInitialKeys(p.dcid);
+/** Removes header protection and decrypts an Initial packet's payload with `keys`; null when it fails. */
+function decryptInitial(buf: Buffer, p: LongHeader, keys: InitialKeys): Buffer | null {
   const sample = buf.subarray(p.pnOffset + 4, p.pnOffset + 20);
   const ecb = createCipheriv('aes-128-ecb', keys.hp, null);
   const mask = ecb.update(sample);

@@ -1,6 +1,6 @@
 // What the first bytes of a TCP stream say about where it is going: a TLS ClientHello's SNI, an HTTP/1
 // request's host, or neither. StreamSniffer reads them as they arrive, each byte once.
-import { HttpRequestFramer } from './http.js';
+import { HttpRequestFramer, type HeadOptions } from './http.js';
 import { TlsClientHelloReader } from './tls.js';
 
 export type StreamSniff =
@@ -10,17 +10,16 @@ export type StreamSniff =
   | { kind: 'unknown' }
   | { kind: 'invalid'; reason: string };
 
-export function sniffStream(start: Buffer, maxHead?: number): StreamSniff {
-  return new StreamSniffer(maxHead).push(start);
+export function sniffStream(start: Buffer, maxHead?: number, o?: HeadOptions): StreamSniff {
+  return new StreamSniffer(maxHead, o).push(start);
 }
 
 /**
  * Sniffs a stream pushed in pieces. A first byte 0x16 is a TLS record; anything else is read as an
- * HTTP/1 request by the framer (HttpRequestFramer) until its first line shows it is not one: a first
- * byte that can't start a method, a method-like word not followed by a space, a NUL, or a whole first line
- * with neither an HTTP version nor an absolute-form target (SSH's banner, SMTP's EHLO) is another
- * protocol. Servers skip empty lines before a request line (RFC 9112 §2.2): so does this, or
- * "\r\nGET ..." would pass as another protocol. A bare LF or CR in a request head is invalid at once.
+ * HTTP/1 request by the framer (HttpRequestFramer) unless its first line shows that no common server
+ * would read it as one (RequestLineSniffer: SSH's banner, SMTP's EHLO, git's pkt-line are other
+ * protocols; leading whitespace, VT or NBSP between words, a version-less "GET /x" are requests, which
+ * must then frame strictly). A bare LF or CR in a request head is invalid at once.
  */
 export class StreamSniffer {
   private tls: TlsClientHelloReader | null = null;
@@ -28,7 +27,11 @@ export class StreamSniffer {
   private host: string | null = null;
   private result: StreamSniff = { kind: 'incomplete' };
 
-  constructor(private readonly maxHead = 32 * 1024) {}
+  /** `o`: how request heads are judged (HeadOptions: whether GET may carry a body). */
+  constructor(
+    private readonly maxHead = 32 * 1024,
+    private readonly o: HeadOptions = {},
+  ) {}
 
   /** Bytes looked at so far (for tests: each byte once, however the stream is cut). */
   get scanned(): number {
@@ -39,7 +42,7 @@ export class StreamSniffer {
     if (this.result.kind !== 'incomplete' || chunk.length === 0) return this.result;
     if (!this.tls && !this.http) {
       if (chunk[0] === 0x16) this.tls = new TlsClientHelloReader();
-      else this.http = new HttpRequestFramer((host) => ((this.host ??= host), null), this.maxHead, true);
+      else this.http = new HttpRequestFramer((host) => ((this.host ??= host), null), this.maxHead, { ...this.o, sniffing: true });
     }
     if (this.tls) {
       const hello = this.tls.push(chunk);

@@ -12,6 +12,7 @@ const CONTENT_HANDSHAKE = 0x16;
 const HANDSHAKE_CLIENT_HELLO = 0x01;
 const EXT_SERVER_NAME = 0x0000;
 const EXT_ENCRYPTED_CLIENT_HELLO = 0xfe0d;
+const EXT_EARLY_DATA = 0x002a;
 const MAX_RECORD = 16384 + 256;
 
 /** Parses a ClientHello from the start of a TLS stream; it may span several records. */
@@ -121,6 +122,22 @@ function parseClientHelloBody(body: Buffer): HelloResult {
     }
   }
   return { status: 'ok', sni, ech };
+}
+
+/** Whether a whole ClientHello handshake message offers early data (0-RTT: RFC 8446 §4.2.10, RFC 9001 §4.6.1). */
+export function offersEarlyData(msg: Buffer): boolean {
+  const r = new Reader(msg.subarray(4));
+  r.skip(2 + 32);
+  r.skip(r.u8());
+  r.skip(r.u16());
+  r.skip(r.u8());
+  const extensions = new Reader(r.bytes(r.u16()));
+  while (!r.failed && !extensions.failed && extensions.remaining > 0) {
+    const type = extensions.u16();
+    extensions.skip(extensions.u16());
+    if (type === EXT_EARLY_DATA && !extensions.failed) return true;
+  }
+  return false;
 }
 
 /** The host_name entry of a server_name extension; null when malformed. */

@@ -23,6 +23,7 @@ describe.runIf(canMakeTestHost)('egress policy against a test host', () => {
     const zone = {
       'app.tapbox.test': { A: [host.ip4], AAAA: [host.ip6] },
       'other.tapbox.test': { A: [host.ip4] },
+      'web.tapbox.test': { A: [host.ip4] }, // as long as app.tapbox.test: a ClientHello rewritten to name it keeps its lengths
       'blocked.tapbox.test': { A: [host.ip4] },
       'alias.tapbox.test': { CNAME: 'app.tapbox.test' },
       'rebind.tapbox.test': { A: ['127.0.0.1', '169.254.169.254'], AAAA: ['::1'] },
@@ -78,6 +79,16 @@ describe.runIf(canMakeTestHost)('egress policy against a test host', () => {
     expect(JSON.parse((await quic('udp:app.tapbox.test:7')).stdout.trim())).toMatchObject({ echoes: 3 });
   });
 
+  it('refuses a QUIC Initial under 1200 bytes, and reads every later Initial of the connection', async () => {
+    const two = (first: string, second: string, short = false) =>
+      tapbox([...dnsFlags, '--allow', 'app.tapbox.test', '--allow', 'web.tapbox.test', '--', process.execPath, probe, 'quic-two', first, second, '7', ...(short ? ['short'] : [])]);
+    expect(JSON.parse((await two('app.tapbox.test', 'app.tapbox.test')).stdout.trim())).toMatchObject({ echoes: 2 });
+    // A second Initial of the connection naming another allowed name (never looked up): its CRYPTO data contradicts the first's.
+    expect(JSON.parse((await two('app.tapbox.test', 'web.tapbox.test')).stdout.trim())).toMatchObject({ echoes: 1, error: 'EHOSTUNREACH' });
+    // A short Initial is never judged: a server would drop it.
+    expect(JSON.parse((await two('app.tapbox.test', 'web.tapbox.test', true)).stdout.trim())).toMatchObject({ echoes: 0, error: 'EHOSTUNREACH' });
+  });
+
   it('checks TLS SNI against the name the IP was pinned for', async () => {
     const good = await curl(['--allow', 'app.tapbox.test'], 'https://app.tapbox.test:8443/', ['-k', '-4']);
     expect(good.stdout).toBe('tls hello app.tapbox.test\n');
@@ -86,6 +97,15 @@ describe.runIf(canMakeTestHost)('egress policy against a test host', () => {
     const bad = await tapbox([...dnsFlags, '--allow', 'app.tapbox.test', '--', 'sh', '-c', script]);
     expect(bad.code).not.toBe(0);
     expect(bad.stdout).not.toContain('tls hello');
+  });
+
+  it('checks the ClientHello a client sends after a HelloRetryRequest', async () => {
+    // The server on 8444 asks every client offering X25519 first for a retry (test/helpers/servers/services.mjs).
+    const retry = (second: string) =>
+      tapbox([...dnsFlags, '--allow', 'app.tapbox.test', '--allow', 'web.tapbox.test', '--', 'sh', '-c', `getent ahostsv4 app.tapbox.test >/dev/null && ${process.execPath} ${probe} tls-retry ${host.ip4} 8444 app.tapbox.test ${second}`]);
+    expect(JSON.parse((await retry('app.tapbox.test')).stdout.trim())).toMatchObject({ ok: true, hellos: 2, body: 'tls hello app.tapbox.test\n' });
+    // web.tapbox.test is allowed but was never looked up: the second ClientHello must not reach the server.
+    expect(JSON.parse((await retry('web.tapbox.test')).stdout.trim())).toMatchObject({ error: 'ECONNRESET', hellos: 2 });
   });
 
   it('checks the HTTP Host header the same way', async () => {
@@ -126,6 +146,18 @@ describe.runIf(canMakeTestHost)('egress policy against a test host', () => {
     expect(lf.error).toBe('ECONNRESET');
     const long = JSON.parse((await raw('app.tapbox.test:8080', ['VERYLONGMETHODNAME /x HTTP/1.1\r\nHost: other.tapbox.test\r\n\r\n'])).stdout.trim());
     expect(long).toMatchObject({ responses: [], error: 'ECONNRESET' });
+  });
+
+  it('refuses a GET with a body on a pinned flow, unless --http-allow-get-body', async () => {
+    const raw = (flags: string[], requests: string[]) =>
+      tapbox([...dnsFlags, ...flags, '--allow', 'app.tapbox.test', '--', 'sh', '-c', `getent ahostsv4 app.tapbox.test >/dev/null && ${process.execPath} ${probe} http-raw ${host.ip4} 8080 '${JSON.stringify(requests)}'`]);
+    // A server that ignores GET bodies would read this one as a request for other.tapbox.test.
+    const body = 'GET /two HTTP/1.1\r\nHost: other.tapbox.test\r\n\r\n';
+    const request = `GET /one HTTP/1.1\r\nHost: app.tapbox.test\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    expect(JSON.parse((await raw([], [request])).stdout.trim())).toMatchObject({ responses: [], error: 'ECONNRESET' });
+    const allowed = JSON.parse((await raw(['--http-allow-get-body'], [request])).stdout.trim());
+    expect(allowed.responses).toHaveLength(1);
+    expect(allowed.responses[0]).toContain('hello from the test host: /one');
   });
 
   it('dials a pinned address before accepting: a closed port is refused', async () => {

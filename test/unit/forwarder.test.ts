@@ -16,6 +16,7 @@ import { createForwarder } from '../../src/forwarder/index.js';
 import { clientInitialKeys } from '../../src/inspect/quic.js';
 import { parse } from '../../src/policy/allowlist.js';
 import { Policy } from '../../src/policy/policy.js';
+import { HRR_RANDOM, serverHello } from '../helpers/tls-records.js';
 
 const SANDBOX = { dns4: '10.0.2.3', dns6: 'fd00::3', gateway4: '10.0.2.2', gateway6: 'fd00::2' };
 const cleanups: (() => void)[] = [];
@@ -316,6 +317,37 @@ describe('TCP forwarder', () => {
     expect(server.received).toHaveLength(0); // the host was dialled, but heard nothing
   });
 
+  it('checks the ClientHello a client sends after a HelloRetryRequest: another name resets the flow before it reaches the host', async () => {
+    // A server that asks every client for a retry, as one does when the first key share doesn't suit it.
+    const received: Buffer[] = [];
+    const server = net.createServer((s) => {
+      s.once('data', () => s.write(serverHello(HRR_RANDOM)));
+      s.on('data', (c: Buffer) => received.push(c));
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => server.close());
+    const port = (server.address() as net.AddressInfo).port;
+    const { forwarder, policy, flows, ends } = setup('good.example\nother.example\n');
+    policy.pin('good.example', '127.0.0.1', 60);
+    policy.pin('other.example', '127.0.0.2', 60);
+    const first = await clientHello('good.example');
+    const second = await clientHello('other.example');
+    const req = new FakeTcpRequest(flowId('127.0.0.1', port));
+    forwarder.tcp(req);
+    await req.outcome;
+    const fromServer: Buffer[] = [];
+    req.app!.on('data', (c: Buffer) => fromServer.push(c));
+    req.app!.write(first);
+    await expect.poll(() => Buffer.concat(fromServer).length).toBe(serverHello(HRR_RANDOM).length);
+    req.app!.write(second);
+    await expect.poll(() => req.conn!.wasReset).toBe(true);
+    await expect.poll(() => ends.length).toBe(1);
+    expect(Buffer.concat(received).equals(first)).toBe(true);
+    expect(flows.map((f) => f.verdict)).toEqual(['allow', 'deny']);
+    expect(flows[1].reason).toBe('a later ClientHello names other.example, the first named good.example');
+  });
+
   it('resets a pinned flow that never completes its ClientHello', async () => {
     const server = await upperServer();
     const { forwarder, policy, flows } = setup('good.example\n');
@@ -447,6 +479,58 @@ describe('TCP forwarder', () => {
       await expect.poll(() => req.conn!.wasReset).toBe(true);
       expect(Buffer.concat(server.received).toString('latin1')).toBe(first);
     }
+  });
+
+  it('after an Upgrade, holds the client until the server answered: frames pass after a 101, are framed as requests after a 200', async () => {
+    // A server that answers each request head with `answer`, and records every byte it gets.
+    const serverAnswering = async (answer: string) => {
+      const received: Buffer[] = [];
+      const server = net.createServer((s) => {
+        s.on('data', (c: Buffer) => {
+          received.push(c);
+          if (received.length === 1) s.write(answer);
+        });
+        s.on('error', () => {});
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      cleanups.push(() => server.close());
+      return { port: (server.address() as net.AddressInfo).port, received };
+    };
+    const upgrade = 'GET /ws HTTP/1.1\r\nHost: good.example\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n';
+    const after = '\x81\x85mask' + 'GET /evil HTTP/1.1\r\nHost: other.example\r\n\r\n';
+    for (const [answer, switched] of [['HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\n\r\n', true], ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', false]] as const) {
+      const server = await serverAnswering(answer);
+      const { forwarder, policy, flows } = setup('good.example\n');
+      policy.pin('good.example', '127.0.0.1', 60);
+      const req = new FakeTcpRequest(flowId('127.0.0.1', server.port));
+      forwarder.tcp(req);
+      await req.outcome;
+      req.app!.on('data', () => {});
+      req.app!.write(Buffer.from(upgrade + after, 'latin1')); // sent at once, before any answer
+      if (switched) {
+        await expect.poll(() => Buffer.concat(server.received).toString('latin1')).toBe(upgrade + after);
+        expect(req.conn!.wasReset).toBe(false);
+      } else {
+        await expect.poll(() => req.conn!.wasReset).toBe(true);
+        expect(Buffer.concat(server.received).toString('latin1')).toBe(upgrade);
+        expect(flows[1].reason).toBe('malformed HTTP request: not an HTTP/1 request line');
+      }
+    }
+  });
+
+  it('refuses a GET with a body before any of it reaches the host', async () => {
+    const server = await upperServer();
+    const { forwarder, policy, flows } = setup('good.example\n');
+    policy.pin('good.example', '127.0.0.1', 60);
+    const req = new FakeTcpRequest(flowId('127.0.0.1', server.port));
+    forwarder.tcp(req);
+    await req.outcome;
+    const evil = 'GET /evil HTTP/1.1\r\nHost: other.example\r\n\r\n';
+    req.app!.write(`GET / HTTP/1.1\r\nHost: good.example\r\nContent-Length: ${evil.length}\r\n\r\n${evil}`);
+    await expect.poll(() => req.conn!.wasReset).toBe(true);
+    expect(flows[0].verdict).toBe('deny');
+    expect(flows[0].reason).toMatch(/^malformed: a body on a GET request/);
+    expect(server.received).toHaveLength(0);
   });
 
   it('checks a first request with a long method on an explicit port', async () => {
@@ -604,6 +688,90 @@ describe('UDP forwarder', () => {
     expect(echo.received).toHaveLength(2);
   });
 
+  it('refuses a QUIC Initial in a datagram smaller than 1200 bytes (servers drop it, so it must not be judged)', async () => {
+    const echo = await udpEcho();
+    const { forwarder, policy, flows } = setup('quic.example\n');
+    policy.pin('quic.example', '127.0.0.1', 60);
+    const short = quicInitial((await clientHello('quic.example')).subarray(5), undefined, { pad: false });
+    expect(short.length).toBeLessThan(1200);
+    const req = new FakeUdpRequest(flowId('127.0.0.1', echo.port), short);
+    forwarder.udp(req);
+    await expect.poll(() => req.conn?.icmp).toEqual(['admin-prohibited']);
+    expect(flows[0].reason).toMatch(/^malformed: QUIC Initial in a datagram of \d+ bytes \(clients pad them to 1200\)$/);
+    expect(echo.received).toHaveLength(0);
+  });
+
+  it('reads every later Initial of a checked QUIC connection: contradicting CRYPTO data, or a second ClientHello for another name, resets it', async () => {
+    const echo = await udpEcho();
+    const { forwarder, policy, flows } = setup('quic.example\nevil.example\n');
+    policy.pin('quic.example', '127.0.0.1', 60);
+    const good = (await clientHello('quic.example')).subarray(5);
+    const evil = (await clientHello('evil.example')).subarray(5);
+    const req = new FakeUdpRequest(flowId('127.0.0.1', echo.port), quicInitial(good));
+    forwarder.udp(req);
+    await expect.poll(() => echo.received.length).toBe(1);
+    // A retransmission of the same bytes passes; other bytes at the same offsets do not.
+    req.conn!.fromSandbox(quicInitial(good));
+    await expect.poll(() => echo.received.length).toBe(2);
+    req.conn!.fromSandbox(quicInitial(evil));
+    await expect.poll(() => req.conn!.icmp).toEqual(['admin-prohibited']);
+    expect(flows[1].reason).toBe('malformed: QUIC CRYPTO data differs from data already received at the same offset');
+    expect(echo.received).toHaveLength(2);
+  });
+
+  it("checks the ClientHello a QUIC client sends after a HelloRetryRequest, to the server's connection ID", async () => {
+    // A stand-in server: answers with an Initial from its connection ID 5e5e5e5e (as a retry request would come).
+    const server = dgram.createSocket('udp4');
+    const received: Buffer[] = [];
+    const answer = Buffer.concat([Buffer.from([0xc0, 0, 0, 0, 1, 0, 4, 0x5e, 0x5e, 0x5e, 0x5e, 0, 30]), Buffer.alloc(30, 0x77)]);
+    server.on('message', (m, r) => {
+      received.push(m);
+      server.send(answer, r.port, r.address);
+    });
+    await new Promise<void>((r) => server.bind(0, '127.0.0.1', r));
+    cleanups.push(() => server.close());
+    const { forwarder, policy, flows } = setup('quic.example\nevil.example\n');
+    policy.pin('quic.example', '127.0.0.1', 60);
+    const good = (await clientHello('quic.example')).subarray(5);
+    const good2 = (await clientHello('quic.example')).subarray(5);
+    const evil = (await clientHello('evil.example')).subarray(5);
+    const first = Buffer.from('0102030405060708', 'hex');
+    const serverId = Buffer.from('5e5e5e5e', 'hex');
+    const req = new FakeUdpRequest(flowId('127.0.0.1', server.address().port), quicInitial(good, first));
+    forwarder.udp(req);
+    await expect.poll(() => received.length).toBe(1);
+    await expect.poll(() => req.conn!.sent.length).toBe(1);
+    // The second ClientHello follows the first in the CRYPTO stream, protected with the first ID's keys.
+    req.conn!.fromSandbox(quicInitial(good2, serverId, { offset: good.length, keysFrom: first }));
+    await expect.poll(() => received.length).toBe(2);
+    req.conn!.fromSandbox(quicInitial(evil, serverId, { offset: good.length + good2.length, keysFrom: first }));
+    await expect.poll(() => req.conn!.icmp).toEqual(['admin-prohibited']);
+    expect(flows[1].reason).toBe('malformed: a later QUIC ClientHello names evil.example, the first named quic.example');
+    expect(received).toHaveLength(2);
+  });
+
+  it('lets 0-RTT packets through only when the ClientHello offered early data', async () => {
+    const echo = await udpEcho();
+    const { forwarder, policy, flows } = setup('quic.example\n');
+    policy.pin('quic.example', '127.0.0.1', 60);
+    const dcid = Buffer.from('0102030405060708', 'hex');
+    const zeroRtt = Buffer.concat([Buffer.from([0xd0, 0, 0, 0, 1, 8]), dcid, Buffer.from([0, 0x40, 60]), Buffer.from('NOT QUIC: arbitrary payload to any port, secret=42 .........')]);
+    const plain = (await clientHello('quic.example')).subarray(5);
+    const req = new FakeUdpRequest(flowId('127.0.0.1', echo.port), quicInitial(plain, dcid));
+    forwarder.udp(req);
+    await expect.poll(() => echo.received.length).toBe(1);
+    req.conn!.fromSandbox(zeroRtt);
+    await expect.poll(() => req.conn!.icmp).toEqual(['admin-prohibited']);
+    expect(flows[1].reason).toBe('malformed: QUIC 0-RTT packet, but no ClientHello offered early data');
+    expect(echo.received).toHaveLength(1);
+    // With early_data offered (a resumption), 0-RTT packets pass: their payload is encrypted for the server.
+    const early = withExtension(await clientHello('quic.example'), 0x002a, Buffer.alloc(0)).subarray(5);
+    const req2 = new FakeUdpRequest(flowId('127.0.0.1', echo.port), Buffer.concat([quicInitial(early, dcid), zeroRtt]));
+    forwarder.udp(req2);
+    await expect.poll(() => echo.received.length).toBe(2);
+    expect(req2.conn!.icmp).toEqual([]);
+  });
+
   it('lets short-header and Handshake packets through once the QUIC server answered, not before', async () => {
     // A stand-in QUIC server: answers every datagram with an Initial from its connection ID 5e5e5e5e.
     const server = dgram.createSocket('udp4');
@@ -629,7 +797,7 @@ describe('UDP forwarder', () => {
     forwarder.udp(req);
     await expect.poll(() => req.conn?.sent.length).toBe(1);
     // The client's Initial acknowledgements go to the server's ID; then Handshake and 1-RTT packets.
-    const ack = Buffer.concat([Buffer.from([0xc0, 0, 0, 0, 1, 4, 0x5e, 0x5e, 0x5e, 0x5e, 0, 0, 30]), Buffer.alloc(30, 1)]);
+    const ack = quicInitialPacket(Buffer.from([0x02, 0, 0, 0, 0]), Buffer.from('5e5e5e5e', 'hex'), Buffer.from('0102030405060708', 'hex'));
     const handshake = Buffer.concat([Buffer.from([0xe0, 0, 0, 0, 1, 4, 0x5e, 0x5e, 0x5e, 0x5e, 0, 30]), Buffer.alloc(30, 2)]);
     req.conn!.fromSandbox(Buffer.concat([ack, handshake]));
     req.conn!.fromSandbox(oneRtt);
@@ -662,13 +830,20 @@ function withExtension(record: Buffer, type: number, data: Buffer): Buffer {
   return Buffer.concat([Buffer.from([0x16, 0x03, 0x01, hs.length >> 8, hs.length & 0xff]), hs]);
 }
 
-/** A protected QUIC v1 client Initial carrying `hello` in one CRYPTO frame (RFC 9001 §5). */
-function quicInitial(hello: Buffer, dcid = Buffer.from('0102030405060708', 'hex')): Buffer {
-  const frame = Buffer.concat([Buffer.from([0x06, 0x00, 0x40 | (hello.length >> 8), hello.length & 0xff]), hello]);
-  const payload = Buffer.concat([frame, Buffer.alloc(Math.max(0, 1162 - frame.length))]);
+/** A protected QUIC v1 client Initial carrying `hello` in one CRYPTO frame at `offset` (RFC 9001 §5), padded to 1200 bytes unless `pad` is false. */
+function quicInitial(hello: Buffer, dcid = Buffer.from('0102030405060708', 'hex'), o: { offset?: number; keysFrom?: Buffer; pad?: boolean } = {}): Buffer {
+  const at = o.offset ?? 0;
+  const frame = Buffer.concat([Buffer.from([0x06, 0x40 | (at >> 8), at & 0xff, 0x40 | (hello.length >> 8), hello.length & 0xff]), hello]);
+  return quicInitialPacket(frame, dcid, o.keysFrom ?? dcid, o.pad ?? true);
+}
+
+/** A protected QUIC v1 client Initial with `frames`, addressed to `dcid`, protected with the keys of `keysFrom`. */
+function quicInitialPacket(frames: Buffer, dcid: Buffer, keysFrom: Buffer, pad = true): Buffer {
+  const headerLength = 6 + dcid.length + 1 + 1 + 2 + 4;
+  const payload = Buffer.concat([frames, Buffer.alloc(pad ? Math.max(0, 1200 - headerLength - 16 - frames.length) : 0)]);
   const length = 4 + payload.length + 16;
   const header = Buffer.concat([Buffer.from([0xc3, 0, 0, 0, 1, dcid.length]), dcid, Buffer.from([0, 0, 0x40 | (length >> 8), length & 0xff, 0, 0, 0, 0])]);
-  const keys = clientInitialKeys(dcid);
+  const keys = clientInitialKeys(keysFrom);
   const gcm = createCipheriv('aes-128-gcm', keys.key, keys.iv);
   gcm.setAAD(header);
   const sealed = Buffer.concat([gcm.update(payload), gcm.final(), gcm.getAuthTag()]);

@@ -59,13 +59,14 @@ function varint(n: number): Buffer {
 }
 
 /** A protected QUIC v1 client Initial carrying CRYPTO frames, built as a client would (RFC 9001 §5). */
-function quicInitial(dcid: Buffer, frames: { offset: number; data: Buffer }[], pn: number): Buffer {
+function quicInitial(dcid: Buffer, frames: { offset: number; data: Buffer }[], pn: number, o: { keysFrom?: Buffer; pad?: boolean } = {}): Buffer {
   let payload = Buffer.concat(frames.map((f) => Buffer.concat([Buffer.from([0x06]), varint(f.offset), varint(f.data.length), f.data])));
-  if (payload.length < 1162) payload = Buffer.concat([payload, Buffer.alloc(1162 - payload.length)]);
+  const fill = 1200 - 16 - (14 + dcid.length); // the datagram reaches 1200 bytes
+  if (payload.length < fill && o.pad !== false) payload = Buffer.concat([payload, Buffer.alloc(fill - payload.length)]);
   const pnBytes = Buffer.alloc(4);
   pnBytes.writeUInt32BE(pn);
   const header = Buffer.concat([Buffer.from([0xc3, 0, 0, 0, 1, dcid.length]), dcid, Buffer.from([0]), varint(0), varint(4 + payload.length + 16), pnBytes]);
-  const keys = clientInitialKeys(dcid);
+  const keys = clientInitialKeys(o.keysFrom ?? dcid);
   const nonce = Buffer.from(keys.iv);
   for (let i = 0; i < 4; i++) nonce[11 - i] ^= pnBytes[3 - i];
   const gcm = createCipheriv('aes-128-gcm', keys.key, nonce);
@@ -75,6 +76,11 @@ function quicInitial(dcid: Buffer, frames: { offset: number; data: Buffer }[], p
   header[0] ^= mask[0] & 0x0f;
   for (let i = 0; i < 4; i++) header[header.length - 4 + i] ^= mask[1 + i];
   return Buffer.concat([header, sealed]);
+}
+
+/** A datagram padded with zeros to the 1200 bytes a client's Initial needs. */
+function padded(datagram: Buffer): Buffer {
+  return Buffer.concat([datagram, Buffer.alloc(Math.max(0, 1200 - datagram.length))]);
 }
 
 /** A long-header packet of any type with `length` bytes after the Length field (opaque here). */
@@ -209,14 +215,81 @@ describe('HTTP/1 request framer', () => {
     for (const text of bad) expect(feed(text).result, JSON.stringify(text)).toMatch(/./);
   });
 
-  it('ends inspection after a switch of protocols only when the next bytes are not HTTP', () => {
+  /** The client's bytes, then the server's answer: what the framer says, and what it let through. */
+  const exchange = (client: string, server?: string) => {
+    const { f, hosts } = framer();
+    let result = f.push(Buffer.from(client, 'latin1'));
+    const out = [...f.drain()];
+    if (result === null && server !== undefined) {
+      result = f.pushResponse(Buffer.from(server, 'latin1'));
+      out.push(...f.drain());
+    }
+    return { result, hosts, done: f.done, out: Buffer.concat(out).toString('latin1') };
+  };
+
+  it('after a request that may switch protocols, holds what follows until the server answered', () => {
     const upgrade = 'GET /ws HTTP/1.1\r\nHost: good.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n';
-    const switched = feed(upgrade + '\x81\x85mask' + 'GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n');
-    expect(switched).toMatchObject({ result: null, done: true });
-    // The server did not switch: the next request is framed and checked as usual.
-    expect(feed(upgrade + '\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n').result).toBe('evil.example not allowed');
-    expect(feed('CONNECT also.example:443 HTTP/1.1\r\nHost: also.example:443\r\n\r\n\x16\x03\x01').done).toBe(true);
-    expect(feed('CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n').result).toBe('evil.example not allowed');
+    const frames = '\x81\x85mask' + 'GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n';
+    expect(exchange(upgrade + frames)).toEqual({ result: null, hosts: ['good.example'], done: false, out: upgrade });
+    // The server switched: the rest is another protocol.
+    expect(exchange(upgrade + frames, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n')).toMatchObject({ result: null, done: true, out: upgrade + frames });
+    // It did not (an Upgrade it ignores): the held bytes are read as requests, and refused.
+    expect(exchange(upgrade + frames, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok').result).toBe('malformed HTTP request: not an HTTP/1 request line');
+    expect(exchange(upgrade + 'GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n', 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n').result).toBe('evil.example not allowed');
+    expect(exchange(upgrade + 'GET / HTTP/1.1\r\nHost: also.example\r\n\r\n', 'HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n')).toMatchObject({ result: null, hosts: ['good.example', 'also.example'] });
+    // A 100 Continue is not the answer; a 101 to a request without Upgrade is not a switch.
+    expect(exchange(upgrade + frames, 'HTTP/1.1 100 Continue\r\n\r\n')).toMatchObject({ result: null, done: false, out: upgrade });
+    expect(exchange('GET / HTTP/1.1\r\nHost: good.example\r\n\r\n' + frames, 'HTTP/1.1 101 Switching Protocols\r\n\r\n').result).toMatch(/malformed/);
+    // Responses to earlier pipelined requests are skipped by their framing, bodies included.
+    const first = 'GET /a HTTP/1.1\r\nHost: good.example\r\n\r\nHEAD /b HTTP/1.1\r\nHost: good.example\r\n\r\n';
+    const answers = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n12\r\nHTTP/1.1 101 x\r\n\r\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n';
+    expect(exchange(first + upgrade + frames, answers + 'HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n').result).toMatch(/malformed/);
+    expect(exchange(first + upgrade + frames, answers + 'HTTP/1.1 101 Switching Protocols\r\n\r\n')).toMatchObject({ result: null, done: true });
+    // CONNECT: a 2xx opens the tunnel, anything else does not.
+    const connect = 'CONNECT also.example:443 HTTP/1.1\r\nHost: also.example:443\r\n\r\n';
+    expect(exchange(connect + '\x16\x03\x01', 'HTTP/1.1 200 Connection established\r\n\r\n')).toMatchObject({ result: null, done: true, out: connect + '\x16\x03\x01' });
+    expect(exchange(connect + 'GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n', 'HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n').result).toBe('evil.example not allowed');
+    expect(exchange('CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n').result).toBe('evil.example not allowed');
+    // A long chunked response (its size lines far past the head limit) is followed to its end.
+    const many = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n' + '1\r\na\r\n'.repeat(20000) + '0\r\n\r\n';
+    expect(exchange('GET /big HTTP/1.1\r\nHost: good.example\r\n\r\n' + upgrade + frames, many + 'HTTP/1.1 101 Switching Protocols\r\n\r\n')).toMatchObject({ result: null, done: true });
+    // A server whose responses can't be followed never counts as switched.
+    expect(exchange(upgrade + frames, 'SSH-2.0-x\r\n\r\n').result).toMatch(/malformed/);
+  });
+
+  it('refuses a body on GET, HEAD, TRACE and CONNECT, and on a request that may switch protocols, unless GET bodies are allowed', () => {
+    const evilRequest = 'GET /evil HTTP/1.1\r\nHost: evil.example\r\n\r\n';
+    const withBody = (method: string, extra = '') => `${method} / HTTP/1.1\r\nHost: good.example\r\n${extra}Content-Length: ${evilRequest.length}\r\n\r\n${evilRequest}`;
+    for (const method of ['GET', 'HEAD', 'TRACE', 'get']) expect(feed(withBody(method)).result, method).toMatch(new RegExp(`^malformed HTTP request: a body on a ${method} request`));
+    expect(feed('GET / HTTP/1.1\r\nHost: good.example\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n').result).toMatch(/a body on a GET request/);
+    expect(feed(withBody('GET', 'Upgrade: websocket\r\n')).result).toBe('malformed HTTP request: a body on a request that may switch protocols');
+    expect(feed('GET / HTTP/1.1\r\nHost: good.example\r\nContent-Length: 0\r\n\r\n').result).toBeNull();
+    expect(feed(withBody('POST')).result).toBeNull();
+    // --http-allow-get-body: the body is read by its length, and what follows it is checked.
+    const lenient = new HttpRequestFramer((h) => (allowed.has(h) ? null : `${h} not allowed`), 1024, { allowGetBody: true });
+    expect(lenient.push(Buffer.from(withBody('GET')))).toBeNull();
+    expect(lenient.push(Buffer.from(evilRequest))).toBe('evil.example not allowed');
+    expect(new HttpRequestFramer(() => null, 1024, { allowGetBody: true }).push(Buffer.from(withBody('TRACE')))).toMatch(/a body on a TRACE request/);
+  });
+
+  it('sniffs as a request any first line a lenient server reads as one (leading whitespace, VT/FF/NBSP separators, no version, a NUL)', () => {
+    const lenient = [
+      ' GET /evil HTTP/1.1\r\nHost: evil.example\r\n\r\n',
+      '\nGET /evil HTTP/1.1\r\nHost: evil.example\r\n\r\n',
+      '\t\r\nGET /evil HTTP/1.1\r\nHost: evil.example\r\n\r\n',
+      'GET\x0b/evil\x0bHTTP/1.1\r\nHost: evil.example\r\n\r\n',
+      'GET\x0c/evil HTTP/1.1\r\nHost: evil.example\r\n\r\n',
+      'GET\xa0/evil\xa0HTTP/1.1\r\nHost: evil.example\r\n\r\n',
+      'GET /evil\r\nHost: evil.example\r\n\r\n',
+      'GET /evil\nHost: evil.example\n\n',
+      'POST\x1c/evil HTTP/1.1\r\nHost: evil.example\r\n\r\n',
+      'FOO\x0b/evil\x0bHTTP/1.0\r\nHost: evil.example\r\n\r\n',
+    ];
+    for (const text of lenient) expect(sniffStream(Buffer.from(text, 'latin1')).kind, JSON.stringify(text)).toBe('invalid');
+    expect(sniffStream(Buffer.from('GET /\0 HTTP/1.1\r\nHost: evil.example\r\n\r\n'))).toEqual({ kind: 'http', host: 'evil.example' });
+    // What no server reads as a request still passes as another protocol on an explicit port.
+    for (const other of ['SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n', 'EHLO client.example\r\n', '*2\r\n$3\r\nGET\r\n', '0032git-upload-pack /project.git\0host=x\0', '\x16\x03\x01'])
+      expect(sniffStream(Buffer.from(other, 'latin1')).kind, JSON.stringify(other)).toBe(other.startsWith('\x16') ? 'incomplete' : 'unknown');
   });
 
   it('never throws on arbitrary bytes after a good request', () => {
@@ -279,12 +352,13 @@ describe('HTTP/1 request framer', () => {
     expect(sniffStream(Buffer.from('0032git-upload-pack /project.git\0host=git.example\0'))).toEqual({ kind: 'unknown' });
     expect(sniffStream(Buffer.from('GET http://evil.example/\r\n\r\n'))).toMatchObject({ kind: 'invalid' });
     const upgrade = 'GET / HTTP/1.1\r\nHost: good.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n';
-    expect(feed(upgrade + long)).toMatchObject({ result: 'evil.example not allowed', done: false });
-    expect(feed(upgrade + `${'X'.repeat(40)} / HTTP/1.1\r\nHost: good.example\r\n\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n`).result).toBe('evil.example not allowed');
-    expect(feed(upgrade + 'GET /x HTTP/1.1\nHost: evil.example\n\n').result).toBe('bare LF in the request head');
-    expect(feed(upgrade + 'GET /x HTTP/1.1 junk\r\n\r\n').result).toMatch(/malformed HTTP request/);
-    // A tunnelled line protocol is not HTTP: inspection ends.
-    expect(feed('CONNECT good.example:22 HTTP/1.1\r\nHost: good.example:22\r\n\r\nSSH-2.0-OpenSSH_9.2p1 Debian\r\n')).toMatchObject({ result: null, done: true });
+    const ignored = 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n';
+    expect(exchange(upgrade + long, ignored)).toMatchObject({ result: 'evil.example not allowed', done: false });
+    expect(exchange(upgrade + `${'X'.repeat(40)} / HTTP/1.1\r\nHost: good.example\r\n\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n`, ignored).result).toBe('evil.example not allowed');
+    expect(exchange(upgrade + 'GET /x HTTP/1.1\nHost: evil.example\n\n', ignored).result).toBe('bare LF in the request head');
+    expect(exchange(upgrade + 'GET /x HTTP/1.1 junk\r\n\r\n', ignored).result).toMatch(/malformed HTTP request/);
+    // A tunnelled line protocol is not HTTP: inspection ends once the proxy opened the tunnel.
+    expect(exchange('CONNECT good.example:22 HTTP/1.1\r\nHost: good.example:22\r\n\r\nSSH-2.0-OpenSSH_9.2p1 Debian\r\n', 'HTTP/1.1 200 OK\r\n\r\n')).toMatchObject({ result: null, done: true });
   });
 
   it('lets no byte of a request head through before the whole head was checked; a bare LF or CR fails at once', () => {
@@ -435,17 +509,20 @@ describe('QUIC Initial', () => {
     const handshake = longPacket(0xe0, 1, dcid, Buffer.alloc(0), 30, false);
     expect(session.client(handshake)).toBe('QUIC Handshake packet before the server answered');
     const zeroRtt = longPacket(0xd0, 1, dcid, Buffer.alloc(0), 30, false);
+    // 0-RTT only once a ClientHello offered early data (RFC 9001 §4.6.1).
+    expect(session.client(Buffer.concat([initial, zeroRtt]))).toBe('QUIC 0-RTT packet, but no ClientHello offered early data');
+    session.allowEarlyData();
     expect(session.client(Buffer.concat([initial, zeroRtt]))).toBeNull();
     expect(session.client(longPacket(0xd0, 1, Buffer.from('cccc', 'hex'), Buffer.alloc(0), 30, false))).toEqual({ dcid: 'cccc' });
     // Version 2 numbers the long-header types differently: 0b01 is its Initial, 0b11 its Handshake (RFC 9369).
-    expect(session.client(longPacket(0xc0 | (1 << 4), 0x6b3343cf, Buffer.from('bbbb', 'hex'), Buffer.alloc(0), 30, true))).toEqual({ dcid: 'bbbb' });
+    expect(session.client(padded(longPacket(0xc0 | (1 << 4), 0x6b3343cf, Buffer.from('bbbb', 'hex'), Buffer.alloc(0), 30, true)))).toEqual({ dcid: 'bbbb' });
     expect(session.client(longPacket(0xc0 | (3 << 4), 0x6b3343cf, dcid, Buffer.alloc(0), 30, false))).toBe('QUIC Handshake packet before the server answered');
     // The server answers (to the client's empty source ID): Handshake and short headers may pass now,
     // and the client's Initials to the ID the server chose.
     session.server(Buffer.concat([longPacket(0xc0, 1, Buffer.alloc(0), Buffer.from('5e5e5e5e', 'hex'), 40, true), longPacket(0xe0, 1, Buffer.alloc(0), Buffer.from('5e5e5e5e', 'hex'), 40, false)]));
     expect(session.client(short)).toBeNull();
     expect(session.client(Buffer.concat([handshake, short]))).toBeNull();
-    expect(session.client(longPacket(0xc0, 1, Buffer.from('5e5e5e5e', 'hex'), Buffer.alloc(0), 30, true))).toBeNull();
+    expect(session.client(padded(longPacket(0xc0, 1, Buffer.from('5e5e5e5e', 'hex'), Buffer.alloc(0), 30, true)))).toBeNull();
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 1300 }), (bytes) => {
         session.client(Buffer.from(bytes));
@@ -459,10 +536,10 @@ describe('QUIC Initial', () => {
     const fresh = () => {
       const s = new QuicSessionShape();
       s.admit('aaaa');
-      expect(s.client(longPacket(0xc0, 1, Buffer.from('aaaa', 'hex'), Buffer.from('c1', 'hex'), 30, true))).toBeNull();
+      expect(s.client(padded(longPacket(0xc0, 1, Buffer.from('aaaa', 'hex'), Buffer.from('c1', 'hex'), 30, true)))).toBeNull();
       return s;
     };
-    const toServerId = longPacket(0xc0, 1, Buffer.from('5e5e', 'hex'), Buffer.from('c1', 'hex'), 30, true);
+    const toServerId = padded(longPacket(0xc0, 1, Buffer.from('5e5e', 'hex'), Buffer.from('c1', 'hex'), 30, true));
     // A Retry: the client's next Initial, to the Retry's ID, is a new connection whose ClientHello must be read.
     const retried = fresh();
     retried.server(Buffer.concat([Buffer.from([0xf0, 0, 0, 0, 1, 1, 0xc1, 2, 0x5e, 0x5e]), Buffer.alloc(30, 9)]));
@@ -476,6 +553,41 @@ describe('QUIC Initial', () => {
     answered.server(longPacket(0xc0, 1, Buffer.from('c1', 'hex'), Buffer.from('5e5e', 'hex'), 30, true));
     expect(answered.client(toServerId)).toBeNull();
     expect(answered.client(Buffer.concat([Buffer.from([0x41]), Buffer.alloc(40, 7)]))).toBeNull();
+  });
+
+  it('refuses a first Initial to a short ID or in a datagram under 1200 bytes, and reads every later ClientHello of the connection', async () => {
+    const dcid = Buffer.from('0102030405060708', 'hex');
+    const good = (await captureClientHello('good.example.com')).subarray(5);
+    const good2 = (await captureClientHello('good.example.com')).subarray(5);
+    const evil = (await captureClientHello('evil.example.com')).subarray(5);
+    expect(new QuicClientHelloReader().push(quicInitial(Buffer.from('0102030405', 'hex'), [{ offset: 0, data: good }], 0))).toEqual({
+      status: 'invalid',
+      reason: 'QUIC first Initial to a 5-byte connection ID (clients choose at least 8)',
+    });
+    const short = quicInitial(dcid, [{ offset: 0, data: good }], 0, { pad: false });
+    expect(new QuicClientHelloReader().push(short)).toEqual({ status: 'invalid', reason: `QUIC Initial in a datagram of ${short.length} bytes (clients pad them to 1200)` });
+    // After a HelloRetryRequest, the second ClientHello follows the first, to the server's ID with the first ID's keys.
+    const serverId = Buffer.from('5e5e5e5e', 'hex');
+    const reader = new QuicClientHelloReader();
+    expect(reader.push(quicInitial(dcid, [{ offset: 0, data: good }], 0))).toMatchObject({ status: 'ok', sni: 'good.example.com' });
+    const retry = quicInitial(serverId, [{ offset: good.length, data: good2 }], 1, { keysFrom: dcid });
+    expect(reader.owns(retry)).toBe(true);
+    expect(reader.owns(quicInitial(serverId, [{ offset: 0, data: good }], 0))).toBe(false);
+    expect(reader.push(retry)).toEqual({ status: 'ok', sni: 'good.example.com', ech: false });
+    expect(reader.push(quicInitial(serverId, [{ offset: good.length + good2.length, data: evil }], 2, { keysFrom: dcid }))).toEqual({
+      status: 'invalid',
+      reason: 'a later QUIC ClientHello names evil.example.com, the first named good.example.com',
+    });
+    // Cut anywhere, a later ClientHello is read once whole.
+    const cut = new QuicClientHelloReader();
+    cut.push(quicInitial(dcid, [{ offset: 0, data: good }], 0));
+    expect(cut.push(quicInitial(serverId, [{ offset: good.length, data: evil.subarray(0, 30) }], 1, { keysFrom: dcid }))).toMatchObject({ status: 'ok' });
+    expect(cut.push(quicInitial(serverId, [{ offset: good.length + 30, data: evil.subarray(30) }], 2, { keysFrom: dcid }))).toMatchObject({ status: 'invalid' });
+    // Whether the first ClientHello offers early data (0-RTT may follow only then).
+    expect(reader.earlyData).toBe(false);
+    const early = new QuicClientHelloReader();
+    early.push(quicInitial(dcid, [{ offset: 0, data: withExtension(await captureClientHello('good.example.com'), 0x002a, Buffer.alloc(0)).subarray(5) }], 0));
+    expect(early.earlyData).toBe(true);
   });
 
   it('parses a bare handshake message as QUIC carries it', async () => {

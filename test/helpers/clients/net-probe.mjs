@@ -16,6 +16,14 @@
 //   http-raw HOST PORT JSON         one connection: sends each request of the JSON array of raw
 //                                   strings once the previous one was answered
 //                                   → {responses, error}
+//   tls-retry HOST PORT SNI1 SNI2  a TLS 1.3 handshake naming SNI1 whose first ClientHello offers only an
+//                                   X25519 key share (a P-256-only server asks for a retry), relayed by
+//                                   hand: the second ClientHello is rewritten to name SNI2 (same length),
+//                                   then GET / → {ok, hellos, body} or {error, hellos}
+//   quic-two NAME1 NAME2 PORT [short]  to a UDP echo server: a QUIC v1 Initial naming NAME1 (under
+//                                   1200 bytes with 'short'), then, once echoed, one to the same
+//                                   connection ID naming NAME2 (the first again, a retransmission,
+//                                   when NAME2 is NAME1) → {echoes, error}
 //   quic-then NAME PORT             to a UDP echo server: a QUIC v1 Initial whose ClientHello names
 //                                   NAME, sent twice (each echo awaited), then a datagram of another
 //                                   protocol → {echoes, error} (error: how the third one failed)
@@ -25,6 +33,7 @@ import dgram from 'node:dgram';
 import { createCipheriv, createHash, createHmac, hkdfSync } from 'node:crypto';
 import { promises as dns } from 'node:dns';
 import tls from 'node:tls';
+import { Duplex } from 'node:stream';
 
 const [action, host, portText, countText] = process.argv.slice(2);
 const port = Number(portText);
@@ -168,6 +177,49 @@ if (action === 'tcp-upload') {
   s.on('end', () => done({ responses: buf ? [...responses, buf] : responses, error: 'EOF' }));
   s.on('error', (e) => done({ responses, error: e.code }));
   setTimeout(() => done({ responses, error: 'TIMEOUT' }), 8000);
+} else if (action === 'tls-retry') {
+  const [sni, rewritten] = [countText, process.argv[6]];
+  // A real TLS client over an in-memory stream; this relays its bytes, rewriting its later ClientHellos.
+  const raw = net.connect({ host, port });
+  let hellos = 0;
+  const inner = new Duplex({
+    read() {},
+    write(chunk, _e, cb) {
+      let bytes = Buffer.from(chunk);
+      // Every write naming SNI1 carries a ClientHello in clear (after the first, the retry's).
+      if (bytes.includes(sni) && hellos++ > 0) bytes = Buffer.from(bytes.toString('latin1').replaceAll(sni, rewritten), 'latin1');
+      raw.write(bytes);
+      cb();
+    },
+  });
+  raw.on('data', (d) => inner.push(d));
+  raw.on('end', () => inner.push(null));
+  raw.on('error', (e) => done({ error: e.code, hellos }));
+  raw.on('connect', () => {
+    const t = tls.connect({ socket: inner, servername: sni, ecdhCurve: 'X25519:P-256', minVersion: 'TLSv1.3', rejectUnauthorized: false }, () =>
+      t.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+    );
+    let body = '';
+    t.on('data', (d) => (body += d));
+    t.on('end', () => done({ ok: true, hellos, body: body.slice(body.indexOf('\r\n\r\n') + 4) }));
+    t.on('error', (e) => setTimeout(() => done({ error: e.code, hellos }), 200));
+  });
+} else if (action === 'quic-two') {
+  const [second, udpPort, short] = process.argv.slice(4);
+  const [address] = await dns.resolve4(host);
+  const dcid = Buffer.from('0102030405060708', 'hex');
+  const first = quicInitial(dcid, await clientHello(host), short !== 'short');
+  const sends = [first, second === host ? first : quicInitial(dcid, await clientHello(second))];
+  const sock = dgram.createSocket('udp4');
+  let echoes = 0;
+  sock.on('message', () => {
+    echoes++;
+    if (echoes < sends.length) sock.send(sends[echoes]);
+    else done({ echoes });
+  });
+  sock.on('error', (e) => done({ echoes, error: e.code }));
+  sock.connect(Number(udpPort), address, () => sock.send(sends[0]));
+  setTimeout(() => done({ echoes, error: 'TIMEOUT' }), 3000);
 } else if (action === 'quic-then') {
   const [address] = await dns.resolve4(host);
   const initial = quicInitial(Buffer.from('0102030405060708', 'hex'), await clientHello(host));
@@ -212,7 +264,7 @@ async function clientHello(servername) {
 }
 
 /** A protected QUIC v1 client Initial carrying `hello` in one CRYPTO frame (RFC 9001 §5). */
-function quicInitial(dcid, hello) {
+function quicInitial(dcid, hello, pad = true) {
   const label = (l, n) => {
     const f = Buffer.from(`tls13 ${l}`);
     return Buffer.concat([Buffer.from([n >> 8, n & 255, f.length]), f, Buffer.from([0])]);
@@ -223,7 +275,7 @@ function quicInitial(dcid, hello) {
   const iv = expand(secret, 'quic iv', 12);
   const hp = expand(secret, 'quic hp', 16);
   const frame = Buffer.concat([Buffer.from([0x06, 0x00, 0x40 | (hello.length >> 8), hello.length & 0xff]), hello]);
-  const payload = Buffer.concat([frame, Buffer.alloc(Math.max(0, 1162 - frame.length))]);
+  const payload = Buffer.concat([frame, Buffer.alloc(pad ? Math.max(0, 1162 - frame.length) : 0)]);
   const length = 4 + payload.length + 16;
   const header = Buffer.concat([Buffer.from([0xc3, 0, 0, 0, 1, dcid.length]), dcid, Buffer.from([0, 0, 0x40 | (length >> 8), length & 0xff, 0, 0, 0, 0])]);
   const gcm = createCipheriv('aes-128-gcm', key, iv);

@@ -7,7 +7,8 @@
 //   --udp-echo PORT   echoes datagrams
 //   --dns PORT ZONE   DNS over UDP from a JSON zone {"name": {"A": [...], "AAAA": [...], "CNAME": "x"}};
 //                     every query it sees is printed as a JSON line {"query": name, "type": T}
-//   --tls PORT        HTTPS (self-signed, any name): answers "tls hello <SNI>\n"
+//   --tls PORT        HTTPS (self-signed, any name): answers "tls hello <SNI>\n"; PORT + 1 the same,
+//                     taking only P-256 key shares (a HelloRetryRequest for clients offering X25519 first)
 // It binds on :: (v4 and v6), prints "ready" once listening; later lines are the DNS query log.
 import net from 'node:net';
 import http from 'node:http';
@@ -105,6 +106,10 @@ for (let i = 0; i < args.length; i += 2) {
     const server = https.createServer(options, (req, res) => res.end(`tls hello ${req.socket.servername}\n`));
     server.on('tlsClientError', () => {});
     listening.push(listen(server, port));
+    // PORT + 1 takes only P-256 key shares: a client offering X25519 first gets a HelloRetryRequest.
+    const retrying = https.createServer({ ...options, ecdhCurve: 'P-256' }, (req, res) => res.end(`tls hello ${req.socket.servername}\n`));
+    retrying.on('tlsClientError', () => {});
+    listening.push(listen(retrying, port + 1));
   } else {
     console.error(`services.mjs: unknown flag ${flag}`);
     process.exit(2);
