@@ -22,7 +22,7 @@ import { launcherArgs, launcherPath } from './launcher.js';
 import { resolveOptions, type ResolvedOptions, type SandboxOptions } from './options.js';
 import { closeFd, recvMessage, sendMessage, socketpair } from '../netstack/link/control.js';
 import { startNetwork, type Network } from './network.js';
-import { closePtySlave, openPty, relayTerminal, type Pty } from './terminal.js';
+import { closePtySlave, openPty, relayTerminal, terminalFds, type Pty, type Terminals } from './terminal.js';
 
 export interface SandboxResult {
   /** The command's exit code; 128+N when a signal N ended it. */
@@ -161,15 +161,14 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     const o = this.options;
     const [ours, theirs] = socketpair();
     let pty: Pty | null = null;
+    let terminals: Terminals = [false, false, false];
     let child: ChildProcess;
     try {
-      const interactive = o.stdio === 'inherit' && process.stdin.isTTY === true && process.stdout.isTTY === true;
-      pty = interactive ? openPty(process.stdout.rows, process.stdout.columns) : null;
-      const stdio: StdioOptions = pty
-        ? [pty.slave, pty.slave, pty.slave, theirs]
-        : o.stdio === 'pipe'
-          ? ['pipe', 'pipe', 'pipe', theirs]
-          : ['inherit', 'inherit', 'inherit', theirs];
+      // Each of the caller's stdin, stdout, stderr that is a terminal is replaced by a pty of our own.
+      terminals = o.stdio === 'inherit' ? terminalFds() : [false, false, false];
+      const slave = terminals.some(Boolean) ? (pty = openPty(terminals)).slave : null;
+      const stdio: StdioOptions =
+        o.stdio === 'pipe' ? ['pipe', 'pipe', 'pipe', theirs] : [...terminals.map((isTerminal) => (isTerminal ? slave! : 'inherit')), theirs];
       // detached: the launcher gets its own process group, so a Ctrl-C on the caller's terminal reaches
       // only us, and we forward it once.
       child = spawn(launcherPath(), launcherArgs(o, this.command), { stdio, detached: true, env: o.env, cwd: o.cwd });
@@ -182,7 +181,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     }
     this.child = child;
     if (o.stdio === 'pipe') this.connectStreams(child);
-    const relay = pty ? relayTerminal(pty) : null;
+    const relay = pty ? relayTerminal(pty, terminals) : null;
     const exited = new Promise<{ code: number; signal: NodeJS.Signals | null }>((resolveExit) => {
       child.on('exit', (code, signal) => {
         if (signal) resolveExit({ code: 128 + signalNumber(signal), signal });

@@ -1,7 +1,14 @@
-// Interactive use: the command gets a pseudo-terminal of its own, never the caller's terminal. The
-// launcher makes the pty slave the controlling terminal of the command's new session, so job control
-// works inside while TIOCSTI can only push input into the sandbox's own pty. The supervisor relays
-// bytes between the caller's terminal (in raw mode) and the pty master, and copies window size changes.
+// The command never gets the caller's terminal: wherever the caller's stdin, stdout or stderr is a
+// terminal, the command gets the slave of a pseudo-terminal of its own instead (the others stay as
+// they are). Handed the caller's terminal, it could reopen it through /proc/self/fd/N with another
+// access mode (read what the user types from an fd given for writing) or change its settings. The
+// launcher makes the pty slave the controlling terminal of the command's new session when it is the
+// command's stdin, so job control works while TIOCSTI can only push input into the sandbox's own pty.
+//
+// The supervisor relays: what is typed on a terminal stdin (put in raw mode: the pty's own line
+// discipline echoes and edits) goes to the pty master; what the pty outputs goes to the caller's
+// stdout if it is a terminal, else stderr, else stdin's terminal (where the echo of typing shows).
+// The pty takes the window size of that terminal, and follows it on SIGWINCH.
 import { closeSync, writeSync } from 'node:fs';
 import tty from 'node:tty';
 import koffi from 'koffi';
@@ -9,7 +16,9 @@ import koffi from 'koffi';
 const libc = koffi.load('libc.so.6');
 const Winsize = koffi.struct('tapbox_winsize', { ws_row: 'uint16', ws_col: 'uint16', ws_xpixel: 'uint16', ws_ypixel: 'uint16' });
 const openpty = libc.func('int openpty(_Out_ int *master, _Out_ int *slave, void *name, void *termp, const tapbox_winsize *winp)');
-const ioctl = libc.func('int ioctl(int fd, unsigned long request, ...)');
+const setWinsize = libc.func('int ioctl(int fd, unsigned long request, const tapbox_winsize *winp)');
+const getWinsize = libc.func('int ioctl(int fd, unsigned long request, _Out_ tapbox_winsize *winp)');
+const TIOCGWINSZ = 0x5413;
 const TIOCSWINSZ = 0x5414;
 
 export interface Pty {
@@ -17,30 +26,65 @@ export interface Pty {
   slave: number;
 }
 
-function winsize(rows: number, cols: number) {
-  return { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+/** For fds 0, 1 and 2: whether it is a terminal (then the command gets the pty slave in its place). */
+export type Terminals = readonly [boolean, boolean, boolean];
+
+export function terminalFds(): Terminals {
+  return [tty.isatty(0), tty.isatty(1), tty.isatty(2)];
 }
 
-export function openPty(rows: number, cols: number): Pty {
+/** The caller's terminal the pty's output goes to, and whose size it takes. */
+function outputFd(terminals: Terminals): 0 | 1 | 2 {
+  return terminals[1] ? 1 : terminals[2] ? 2 : 0;
+}
+
+interface Winsize {
+  ws_row: number;
+  ws_col: number;
+  ws_xpixel: number;
+  ws_ypixel: number;
+}
+
+/** fd's window size, or 24x80 when it has none (a terminal that never set one). */
+function windowSize(fd: number): Winsize {
+  const size: Winsize = { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+  if (getWinsize(fd, TIOCGWINSZ, size) !== 0 || size.ws_row === 0 || size.ws_col === 0) return { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
+  return size;
+}
+
+/** A pty for the command, the size of the caller's terminal it will be relayed to. */
+export function openPty(terminals: Terminals): Pty {
   const master = [0];
   const slave = [0];
-  if (openpty(master, slave, null, null, winsize(rows, cols)) !== 0) throw new Error('openpty failed');
+  if (openpty(master, slave, null, null, windowSize(outputFd(terminals))) !== 0) throw new Error('openpty failed');
   return { master: master[0]!, slave: slave[0]! };
 }
 
-function resize(fd: number, rows: number, cols: number): void {
-  ioctl(fd, TIOCSWINSZ, koffi.pointer(Winsize), winsize(rows, cols));
-}
-
 /**
- * Relays the caller's terminal to the pty master until the sandbox side closes. Returns a function that
- * stops the relay and restores the caller's terminal; `done` resolves when the sandbox's output ended.
+ * Relays between the caller's terminals and the pty master until the sandbox side closes. Returns a
+ * function that stops the relay and restores the caller's terminal; `done` resolves when the
+ * sandbox's output ended (every slave closed).
  */
-export function relayTerminal(pty: Pty): { done: Promise<void>; restore: () => void } {
-  const stdin = process.stdin as tty.ReadStream;
-  const stdout = process.stdout as tty.WriteStream;
+export function relayTerminal(pty: Pty, terminals: Terminals): { done: Promise<void>; restore: () => void } {
+  const out = outputFd(terminals);
+  // A tty stdout or stderr writes synchronously; stdin's terminal (when neither is one) takes the
+  // echo of what is typed, and loses it if that fd was opened for reading only.
+  const write =
+    out === 1
+      ? (chunk: Buffer) => process.stdout.write(chunk)
+      : out === 2
+        ? (chunk: Buffer) => process.stderr.write(chunk)
+        : (chunk: Buffer) => {
+            try {
+              writeSync(0, chunk);
+            } catch {
+              // Not writable: the typed text is not shown, as with stty -echo.
+            }
+          };
   const master = new tty.ReadStream(pty.master);
-  const onResize = () => resize(pty.master, stdout.rows, stdout.columns);
+  const onResize = () => setWinsize(pty.master, TIOCSWINSZ, windowSize(out));
+  process.on('SIGWINCH', onResize);
+  const stdin = terminals[0] ? (process.stdin as tty.ReadStream) : null;
   const onInput = (chunk: Buffer) => {
     try {
       writeSync(pty.master, chunk);
@@ -48,12 +92,13 @@ export function relayTerminal(pty: Pty): { done: Promise<void>; restore: () => v
       // The sandbox side is gone; its exit ends the run.
     }
   };
-  stdin.setRawMode(true);
-  stdin.on('data', onInput);
-  stdin.resume();
-  stdout.on('resize', onResize);
+  if (stdin) {
+    stdin.setRawMode(true);
+    stdin.on('data', onInput);
+    stdin.resume();
+  }
   const done = new Promise<void>((resolveDone) => {
-    master.on('data', (chunk: Buffer) => stdout.write(chunk));
+    master.on('data', write);
     // EIO on the master is how Linux says every slave fd closed: the normal end.
     master.on('error', () => resolveDone());
     master.on('end', () => resolveDone());
@@ -63,10 +108,12 @@ export function relayTerminal(pty: Pty): { done: Promise<void>; restore: () => v
   const restore = () => {
     if (restored) return;
     restored = true;
-    stdout.off('resize', onResize);
-    stdin.off('data', onInput);
-    stdin.setRawMode(false);
-    stdin.pause();
+    process.off('SIGWINCH', onResize);
+    if (stdin) {
+      stdin.off('data', onInput);
+      stdin.setRawMode(false);
+      stdin.pause();
+    }
     master.destroy();
   };
   return { done, restore };

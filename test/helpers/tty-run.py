@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Runs a command with some of its stdin, stdout and stderr on a fresh pseudo-terminal (the "outer"
+terminal, 40x100, the command's controlling terminal) and the others on pipes, as when a person at a
+terminal runs `echo x | cmd` or `cmd > file`. Prints the JSON
+  {"code", "terminal": what the terminal showed, "stdout", "stderr": the pipes,
+   "rows", "cols": the terminal's size afterwards, "pending": input still unread on it,
+   "other": {"path", "output", "pending"}}
+when the command exits. Environment:
+  TTY_FDS        which of 0,1,2 are the terminal (default "0,1,2")
+  TTY_TYPED      typed on the terminal before the command starts
+  TTY_NOECHO     "1": the terminal does not echo (as at a password prompt)
+  STDIN_DATA     the stdin pipe's content (when 0 is not the terminal)
+  OTHER_TERMINAL "1": also opens another terminal of the same user with echo off and a password typed
+                 into it (OTHER_PASSWORD); its path is passed to the command in $OTHER_TERMINAL.
+Used to test that a sandbox can't reach the user's terminals."""
+import fcntl, json, os, pty, select, struct, subprocess, sys, termios, time
+
+fds = [int(f) for f in os.environ.get("TTY_FDS", "0,1,2").split(",") if f]
+master, slave = pty.openpty()
+fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+
+
+def echo_off(fd):
+    attrs = termios.tcgetattr(fd)
+    attrs[3] &= ~termios.ECHO
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+def drain(fd):
+    """Everything readable from fd now, without waiting."""
+    os.set_blocking(fd, False)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except (BlockingIOError, OSError):
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+if os.environ.get("TTY_NOECHO") == "1":
+    echo_off(slave)
+env = dict(os.environ)
+other = None
+if os.environ.get("OTHER_TERMINAL") == "1":
+    other_master, other_slave = pty.openpty()
+    echo_off(other_slave)
+    os.write(other_master, os.environ.get("OTHER_PASSWORD", "hunter2\n").encode())
+    other = {"path": os.ttyname(other_slave)}
+    env["OTHER_TERMINAL"] = other["path"]
+typed = os.environ.get("TTY_TYPED", "")
+if typed:
+    os.write(master, typed.encode())
+
+
+def controlling_terminal():
+    fcntl.ioctl(fds[0], termios.TIOCSCTTY, 0)
+
+
+proc = subprocess.Popen(
+    sys.argv[1:],
+    stdin=slave if 0 in fds else subprocess.PIPE,
+    stdout=slave if 1 in fds else subprocess.PIPE,
+    stderr=slave if 2 in fds else subprocess.PIPE,
+    start_new_session=True,
+    preexec_fn=controlling_terminal if fds else None,
+    env=env,
+)
+if proc.stdin:
+    proc.stdin.write(os.environ.get("STDIN_DATA", "").encode())
+    proc.stdin.close()
+pipes = {p.fileno(): p for p in (proc.stdout, proc.stderr) if p}
+out = {fd: b"" for fd in pipes}
+terminal = b""
+deadline = time.time() + 60
+# The slave stays open here (to read the terminal's state afterwards), so the master never reads EOF:
+# the command's end is its exit, after which all it wrote is already in the master's buffer.
+while (pipes or proc.poll() is None) and time.time() < deadline:
+    ready, _, _ = select.select([master, *pipes], [], [], 0.05)
+    for fd in ready:
+        if fd == master:
+            terminal += drain(master)
+            continue
+        chunk = os.read(fd, 65536)
+        if chunk:
+            out[fd] += chunk
+        else:
+            del pipes[fd]
+if proc.poll() is None:
+    proc.kill()
+code = proc.wait()
+terminal += drain(master)
+rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(slave, termios.TIOCGWINSZ, b"\0" * 8))
+result = {
+    "code": code,
+    "terminal": terminal.decode("utf-8", "replace"),
+    "stdout": out.get(proc.stdout.fileno(), b"").decode("utf-8", "replace") if proc.stdout else "",
+    "stderr": out.get(proc.stderr.fileno(), b"").decode("utf-8", "replace") if proc.stderr else "",
+    "rows": rows,
+    "cols": cols,
+    "pending": drain(slave).decode("utf-8", "replace"),
+}
+if other:
+    other["output"] = drain(other_master).decode("utf-8", "replace")
+    other["pending"] = drain(other_slave).decode("utf-8", "replace")
+    result["other"] = other
+print(json.dumps(result))
