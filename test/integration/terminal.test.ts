@@ -96,6 +96,18 @@ describe('the terminal tapbox was started from', () => {
   });
 });
 
+describe('--progress with only stderr on a terminal', () => {
+  it("steps aside for the command's output relayed there: no status line left in front of a line", () => {
+    const { dir } = scratch();
+    const script = 'for i in 1 2 3; do echo "line $i" >&2; sleep 0.5; done';
+    const r = ttyRun(['--allow', '198.18.0.0/15', '--progress', '--', 'sh', '-c', script], { TTY_FDS: '2' }, dir);
+    expect(r.code).toBe(0);
+    expect(r.terminal).toMatch(/\rtapbox: 0 open \/ 0 flows, .*0 denied\x1b\[K/);
+    for (const i of [1, 2, 3]) expect(r.terminal).toMatch(new RegExp(`(^|\\n|\\r\\x1b\\[K)line ${i}\\r+\\n`));
+    expect(r.terminal).not.toMatch(/denied(\x1b\[K)?line/);
+  });
+});
+
 describe('the user\'s other terminals', () => {
   it.each([['read-only', []], ['-x', ['-x']]] as const)(
     '%s: a terminal of the same user open on the host can\'t be opened by any path',
