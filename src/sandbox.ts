@@ -195,7 +195,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     try {
       const status = await Promise.race([exited, spawnFailed]);
       await control;
-      if (relay) await Promise.race([relay.done, delay(200)]);
+      // All the command's output is relayed before we return, unless the pty stays open and silent.
+      if (relay) await relay.settled(200);
       // The command never started when the stack could not attach (we killed the launcher before GO).
       if (this.setupError && (this.attachFailed || status.code === SETUP_FAILED || status.code === 126 || status.code === 127)) throw this.setupError;
       return status;
@@ -332,8 +333,4 @@ function asSetupError(e: unknown): TapboxError {
   if (e instanceof TapboxError) return e;
   const err = e as NodeJS.ErrnoException;
   return new TapboxError('EINTERNAL', `setting up the sandbox failed: ${err?.message ?? String(e)}; run \`tapbox doctor\` to check this host.`);
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
 }

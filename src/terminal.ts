@@ -60,12 +60,17 @@ export function openPty(terminals: Terminals): Pty {
   return { master: master[0]!, slave: slave[0]! };
 }
 
-/**
- * Relays between the caller's terminals and the pty master until the sandbox side closes. Returns a
- * function that stops the relay and restores the caller's terminal; `done` resolves when the
- * sandbox's output ended (every slave closed).
- */
-export function relayTerminal(pty: Pty, terminals: Terminals): { done: Promise<void>; restore: () => void } {
+export interface Relay {
+  /** Resolves once the sandbox's output ended: every slave closed, all it wrote relayed. */
+  done: Promise<void>;
+  /** Resolves at `done`, or once no output came for idleMs (a slave fd kept open somewhere). */
+  settled(idleMs: number): Promise<void>;
+  /** Stops the relay and restores the caller's terminal. */
+  restore(): void;
+}
+
+/** Relays between the caller's terminals and the pty master until the sandbox side closes. */
+export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
   const out = outputFd(terminals);
   // A tty stdout or stderr writes synchronously; stdin's terminal (when neither is one) takes the
   // echo of what is typed, and loses it if that fd was opened for reading only.
@@ -83,7 +88,8 @@ export function relayTerminal(pty: Pty, terminals: Terminals): { done: Promise<v
           };
   const master = new tty.ReadStream(pty.master);
   const onResize = () => setWinsize(pty.master, TIOCSWINSZ, windowSize(out));
-  process.on('SIGWINCH', onResize);
+  // First, so that the pty has its new size before the CLI forwards SIGWINCH to the command.
+  process.prependListener('SIGWINCH', onResize);
   const stdin = terminals[0] ? (process.stdin as tty.ReadStream) : null;
   const onInput = (chunk: Buffer) => {
     try {
@@ -104,6 +110,20 @@ export function relayTerminal(pty: Pty, terminals: Terminals): { done: Promise<v
     master.on('end', () => resolveDone());
     master.on('close', () => resolveDone());
   });
+  const settled = (idleMs: number) =>
+    new Promise<void>((resolveSettled) => {
+      let timer = setTimeout(resolveSettled, idleMs);
+      const onData = () => {
+        clearTimeout(timer);
+        timer = setTimeout(resolveSettled, idleMs);
+      };
+      master.on('data', onData);
+      void done.then(() => {
+        clearTimeout(timer);
+        master.off('data', onData);
+        resolveSettled();
+      });
+    });
   let restored = false;
   const restore = () => {
     if (restored) return;
@@ -116,7 +136,7 @@ export function relayTerminal(pty: Pty, terminals: Terminals): { done: Promise<v
     }
     master.destroy();
   };
-  return { done, restore };
+  return { done, settled, restore };
 }
 
 export function closePtySlave(pty: Pty): void {

@@ -10,6 +10,7 @@ when the command exits. Environment:
   TTY_TYPED      typed on the terminal before the command starts
   TTY_NOECHO     "1": the terminal does not echo (as at a password prompt)
   STDIN_DATA     the stdin pipe's content (when 0 is not the terminal)
+  TTY_RESIZE_ON  once the terminal showed this text, it is resized to 50x120 (SIGWINCH to tapbox)
   OTHER_TERMINAL "1": also opens another terminal of the same user with echo off and a password typed
                  into it (OTHER_PASSWORD); its path is passed to the command in $OTHER_TERMINAL.
 Used to test that a sandbox can't reach the user's terminals."""
@@ -74,6 +75,7 @@ if proc.stdin:
 pipes = {p.fileno(): p for p in (proc.stdout, proc.stderr) if p}
 out = {fd: b"" for fd in pipes}
 terminal = b""
+resize_on = os.environ.get("TTY_RESIZE_ON", "").encode()
 deadline = time.time() + 60
 # The slave stays open here (to read the terminal's state afterwards), so the master never reads EOF:
 # the command's end is its exit, after which all it wrote is already in the master's buffer.
@@ -82,6 +84,9 @@ while (pipes or proc.poll() is None) and time.time() < deadline:
     for fd in ready:
         if fd == master:
             terminal += drain(master)
+            if resize_on and resize_on in terminal:
+                resize_on = b""
+                fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
             continue
         chunk = os.read(fd, 65536)
         if chunk:

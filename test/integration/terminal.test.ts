@@ -87,6 +87,23 @@ describe('the terminal tapbox was started from', () => {
     expect(r.terminal.replace(/\r+\n/g, '\n')).toBe('piped in\nstdout-tty\nto-stderr\n40 100\n');
   });
 
+  it('relays all of the command\'s output before tapbox exits', () => {
+    const { dir } = scratch();
+    const r = ttyRun(['--', 'sh', '-c', 'yes line | head -n 50000; echo END'], { TTY_FDS: '1,2' }, dir);
+    expect(r.code).toBe(0);
+    const lines = r.terminal.split(/\r+\n/);
+    expect(lines.filter((l) => l === 'line')).toHaveLength(50000);
+    expect(lines.slice(-2)).toEqual(['END', '']);
+  });
+
+  it('the pty follows the terminal\'s size when it changes', () => {
+    const { dir } = scratch();
+    const script = 'trap "stty size <&1; exit 0" WINCH; stty size <&1; echo ready; while :; do sleep 0.1; done';
+    const r = ttyRun(['-T', '30', '--', 'sh', '-c', script], { TTY_FDS: '1,2', TTY_RESIZE_ON: 'ready' }, dir);
+    expect(r.code).toBe(0);
+    expect(r.terminal.replace(/\r+\n/g, '\n')).toBe('40 100\nready\n50 120\n');
+  });
+
   it('with only stderr on a terminal: stdout stays the pipe, stderr reaches the terminal', () => {
     const { dir } = scratch();
     const r = ttyRun(['--', 'sh', '-c', 'echo to-stdout; echo to-stderr >&2; test -t 2 && echo stderr-tty'], { TTY_FDS: '2' }, dir);
