@@ -3,9 +3,10 @@
 ./attack.json. (1) Each of its stdin, stdout, stderr that is a terminal: reopened through
 /proc/self/fd/N for reading (what the user types), and resized (a change that would outlive the
 command). (2) Every path to another terminal it can find: $OTHER_TERMINAL, /dev/pts/*, /dev/char/*,
-/dev/tty, /dev/console, /proc/*/fd/*, /proc/*/root/..., every devpts mounted anywhere: each one that
+/dev/tty, /dev/console, /proc/*/fd/*, /proc/*/root/..., every devpts mounted anywhere, a device node
+made with its number ($OTHER_TERMINAL_DEV) in ., /tmp and /dev/shm: each one that
 opens and is not one of its own std terminals is read (a typed password) and written (a fake prompt)."""
-import fcntl, glob, json, os, struct, termios
+import fcntl, glob, json, os, stat, struct, termios
 
 result = {"own": {}, "opened": [], "tried": 0}
 
@@ -47,6 +48,19 @@ with open("/proc/self/mountinfo") as mountinfo:
         fields = line.split()
         if fields[fields.index("-") + 1] == "devpts":
             candidates |= set(glob.glob(os.path.join(fields[4], "*")))
+# A device node of its own for that terminal, in the writable places (needs CAP_MKNOD of the host).
+device = os.environ.get("OTHER_TERMINAL_DEV")
+result["mknod"] = {}
+for node in ("./tty-node", "/tmp/tty-node", "/dev/shm/tty-node"):
+    if not device:
+        break
+    major, minor = (int(n) for n in device.split(":"))
+    try:
+        os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(major, minor))
+        result["mknod"][node] = "made"
+        candidates.add(node)
+    except OSError as e:
+        result["mknod"][node] = e.strerror
 for path in sorted(candidates):
     if os.path.basename(path) == "ptmx":
         continue  # a new pty of the sandbox's own

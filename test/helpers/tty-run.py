@@ -12,7 +12,8 @@ when the command exits. Environment:
   STDIN_DATA     the stdin pipe's content (when 0 is not the terminal)
   TTY_RESIZE_ON  once the terminal showed this text, it is resized to 50x120 (SIGWINCH to tapbox)
   OTHER_TERMINAL "1": also opens another terminal of the same user with echo off and a password typed
-                 into it (OTHER_PASSWORD); its path is passed to the command in $OTHER_TERMINAL.
+                 into it (OTHER_PASSWORD); its path and device number (MAJOR:MINOR) are passed to the command in
+                 $OTHER_TERMINAL and $OTHER_TERMINAL_DEV.
 Used to test that a sandbox can't reach the user's terminals."""
 import fcntl, json, os, pty, select, struct, subprocess, sys, termios, time
 
@@ -51,6 +52,8 @@ if os.environ.get("OTHER_TERMINAL") == "1":
     os.write(other_master, os.environ.get("OTHER_PASSWORD", "hunter2\n").encode())
     other = {"path": os.ttyname(other_slave)}
     env["OTHER_TERMINAL"] = other["path"]
+    rdev = os.stat(other["path"]).st_rdev
+    env["OTHER_TERMINAL_DEV"] = f"{os.major(rdev)}:{os.minor(rdev)}"
 typed = os.environ.get("TTY_TYPED", "")
 if typed:
     os.write(master, typed.encode())

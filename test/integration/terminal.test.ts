@@ -24,6 +24,7 @@ interface Attack {
   own: Record<string, { read: string; resized: boolean | string }>;
   opened: { path: string; read: string }[];
   tried: number;
+  mknod: Record<string, string>;
 }
 
 /** Runs `tapbox ARGS` under tty-run.py (env: which fds are the terminal, what is typed, ...). */
@@ -136,6 +137,8 @@ describe('the user\'s other terminals', () => {
       const a = attack();
       expect(a.opened).toEqual([]);
       expect(a.tried).toBeGreaterThan(0);
+      expect(Object.keys(a.mknod)).toHaveLength(3);
+      expect(Object.values(a.mknod)).not.toContain('made');
       // The password typed into it is still there, unread, and nothing was written onto it.
       expect(r.other!.pending).toBe(PASSWORD);
       expect(r.other!.output).toBe('');
