@@ -14,7 +14,7 @@ import tty from 'node:tty';
 import koffi from 'koffi';
 
 const libc = koffi.load('libc.so.6');
-const Winsize = koffi.struct('tapbox_winsize', { ws_row: 'uint16', ws_col: 'uint16', ws_xpixel: 'uint16', ws_ypixel: 'uint16' });
+koffi.struct('tapbox_winsize', { ws_row: 'uint16', ws_col: 'uint16', ws_xpixel: 'uint16', ws_ypixel: 'uint16' });
 const openpty = libc.func('int openpty(_Out_ int *master, _Out_ int *slave, void *name, void *termp, const tapbox_winsize *winp)');
 const setWinsize = libc.func('int ioctl(int fd, unsigned long request, const tapbox_winsize *winp)');
 const getWinsize = libc.func('int ioctl(int fd, unsigned long request, _Out_ tapbox_winsize *winp)');
