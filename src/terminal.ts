@@ -18,6 +18,8 @@ koffi.struct('tapbox_winsize', { ws_row: 'uint16', ws_col: 'uint16', ws_xpixel: 
 const openpty = libc.func('int openpty(_Out_ int *master, _Out_ int *slave, void *name, void *termp, const tapbox_winsize *winp)');
 const setWinsize = libc.func('int ioctl(int fd, unsigned long request, const tapbox_winsize *winp)');
 const getWinsize = libc.func('int ioctl(int fd, unsigned long request, _Out_ tapbox_winsize *winp)');
+const fcntl = libc.func('int fcntl(int fd, int cmd, int arg)');
+const [F_GETFL, F_SETFL, O_NONBLOCK] = [3, 4, 0o4000];
 const TIOCGWINSZ = 0x5413;
 const TIOCSWINSZ = 0x5414;
 
@@ -60,6 +62,41 @@ export function openPty(terminals: Terminals): Pty {
   return { master: master[0]!, slave: slave[0]! };
 }
 
+/**
+ * Writes to a non-blocking fd without ever blocking the event loop: what the fd can't take now
+ * (EAGAIN) waits, in order, and is retried shortly. Any other error drops it all (the reader is gone).
+ */
+function queuedWriter(fd: number): { write: (chunk: Buffer) => void; stop: () => void } {
+  let queue: Buffer[] = [];
+  let retry: NodeJS.Timeout | null = null;
+  const flush = () => {
+    retry = null;
+    while (queue.length > 0) {
+      const chunk = queue[0]!;
+      let n: number;
+      try {
+        n = writeSync(fd, chunk);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EAGAIN') retry = setTimeout(flush, 10);
+        else queue = [];
+        return;
+      }
+      if (n < chunk.length) queue[0] = chunk.subarray(n);
+      else queue.shift();
+    }
+  };
+  return {
+    write: (chunk) => {
+      queue.push(chunk);
+      if (!retry) flush();
+    },
+    stop: () => {
+      if (retry) clearTimeout(retry);
+      queue = [];
+    },
+  };
+}
+
 export interface Relay {
   /** Resolves once the sandbox's output ended: every slave closed, all it wrote relayed. */
   done: Promise<void>;
@@ -73,34 +110,21 @@ export interface Relay {
 export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
   const out = outputFd(terminals);
   // A tty stdout or stderr writes synchronously; stdin's terminal (when neither is one) takes the
-  // echo of what is typed, and loses it if that fd was opened for reading only.
-  const write =
-    out === 1
-      ? (chunk: Buffer) => process.stdout.write(chunk)
-      : out === 2
-        ? (chunk: Buffer) => process.stderr.write(chunk)
-        : (chunk: Buffer) => {
-            try {
-              writeSync(0, chunk);
-            } catch {
-              // Not writable: the typed text is not shown, as with stty -echo.
-            }
-          };
+  // echo of what is typed (none if that fd was opened for reading only).
+  const echo = out === 0 ? queuedWriter(0) : null;
+  const write = out === 1 ? (chunk: Buffer) => process.stdout.write(chunk) : out === 2 ? (chunk: Buffer) => process.stderr.write(chunk) : echo!.write;
+  // Non-blocking: typing into a command that does not read must not stall the event loop, and with
+  // it the output relay (the command, blocked on its output, would never read: a deadlock).
+  fcntl(pty.master, F_SETFL, fcntl(pty.master, F_GETFL, 0) | O_NONBLOCK);
+  const input = queuedWriter(pty.master);
   const master = new tty.ReadStream(pty.master);
   const onResize = () => setWinsize(pty.master, TIOCSWINSZ, windowSize(out));
   // First, so that the pty has its new size before the CLI forwards SIGWINCH to the command.
   process.prependListener('SIGWINCH', onResize);
   const stdin = terminals[0] ? (process.stdin as tty.ReadStream) : null;
-  const onInput = (chunk: Buffer) => {
-    try {
-      writeSync(pty.master, chunk);
-    } catch {
-      // The sandbox side is gone; its exit ends the run.
-    }
-  };
   if (stdin) {
     stdin.setRawMode(true);
-    stdin.on('data', onInput);
+    stdin.on('data', input.write);
     stdin.resume();
   }
   const done = new Promise<void>((resolveDone) => {
@@ -130,10 +154,12 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
     restored = true;
     process.off('SIGWINCH', onResize);
     if (stdin) {
-      stdin.off('data', onInput);
+      stdin.off('data', input.write);
       stdin.setRawMode(false);
       stdin.pause();
     }
+    input.stop();
+    echo?.stop();
     master.destroy();
   };
   return { done, settled, restore };

@@ -10,6 +10,7 @@ when the command exits. Environment:
   TTY_TYPED      typed on the terminal before the command starts
   TTY_NOECHO     "1": the terminal does not echo (as at a password prompt)
   STDIN_DATA     the stdin pipe's content (when 0 is not the terminal)
+  TTY_TYPE_ON    MARKER:N: once the terminal showed MARKER, types N bytes (lines of 99 x's) on it
   TTY_RESIZE_ON  once the terminal showed this text, it is resized to 50x120 (SIGWINCH to tapbox)
   OTHER_TERMINAL "1": also opens another terminal of the same user with echo off and a password typed
                  into it (OTHER_PASSWORD); its path and device number (MAJOR:MINOR) are passed to the command in
@@ -79,17 +80,31 @@ pipes = {p.fileno(): p for p in (proc.stdout, proc.stderr) if p}
 out = {fd: b"" for fd in pipes}
 terminal = b""
 resize_on = os.environ.get("TTY_RESIZE_ON", "").encode()
+type_marker, _, type_count = os.environ.get("TTY_TYPE_ON", "").partition(":")
+type_marker = type_marker.encode()
+to_type = (b"x" * 99 + b"\n") * (int(type_count or 0) // 100)
 deadline = time.time() + 60
 # The slave stays open here (to read the terminal's state afterwards), so the master never reads EOF:
 # the command's end is its exit, after which all it wrote is already in the master's buffer.
+typing = False
 while (pipes or proc.poll() is None) and time.time() < deadline:
-    ready, _, _ = select.select([master, *pipes], [], [], 0.05)
+    # Typing never blocks: the terminal's output (the echo included) must keep being read meanwhile.
+    if typing and to_type:
+        os.set_blocking(master, False)
+        try:
+            to_type = to_type[os.write(master, to_type[:4096]):]
+        except BlockingIOError:
+            pass
+    ready, _, _ = select.select([master, *pipes], [], [], 0.01 if typing and to_type else 0.05)
     for fd in ready:
         if fd == master:
             terminal += drain(master)
             if resize_on and resize_on in terminal:
                 resize_on = b""
                 fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
+            if type_marker and type_marker in terminal:
+                type_marker = b""
+                typing = True
             continue
         chunk = os.read(fd, 65536)
         if chunk:

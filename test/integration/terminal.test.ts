@@ -30,7 +30,7 @@ interface Attack {
 /** Runs `tapbox ARGS` under tty-run.py (env: which fds are the terminal, what is typed, ...). */
 function ttyRun(args: string[], env: Record<string, string>, cwd: string): TtyRun {
   const argv = asTestUser(['python3', join(repoRoot, 'test', 'helpers', 'tty-run.py'), process.execPath, cliPath, ...args]);
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', cwd, env: { ...process.env, ...env }, timeout: 90_000 });
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', cwd, env: { ...process.env, ...env }, timeout: 90_000, maxBuffer: 64 << 20 });
   expect(r.status, r.stderr).toBe(0);
   return JSON.parse(r.stdout) as TtyRun;
 }
@@ -95,6 +95,15 @@ describe('the terminal tapbox was started from', () => {
     const lines = r.terminal.split(/\r+\n/);
     expect(lines.filter((l) => l === 'line')).toHaveLength(50000);
     expect(lines.slice(-2)).toEqual(['END', '']);
+  });
+
+  it('passes on a paste larger than the pty\'s buffers while the command, not reading yet, writes a lot', () => {
+    const { dir } = scratch();
+    // Relaying the paste must not stall relaying the output, or neither side would ever move again.
+    const script = 'echo ready; sleep 1; yes | head -n 200000 > /dev/tty; head -c 60000 | wc -c';
+    const r = ttyRun(['-T', '30', '--', 'sh', '-c', script], { TTY_TYPE_ON: 'ready:60000' }, dir);
+    expect(r.code, r.terminal.slice(-200)).toBe(0);
+    expect(r.terminal).toMatch(/\n60000\r*\n$/);
   });
 
   it('the pty follows the terminal\'s size when it changes', () => {
