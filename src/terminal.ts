@@ -12,6 +12,7 @@
 import { closeSync, writeSync } from 'node:fs';
 import tty from 'node:tty';
 import koffi from 'koffi';
+import { TapboxError } from './errors.js';
 
 const libc = koffi.load('libc.so.6');
 koffi.struct('tapbox_winsize', { ws_row: 'uint16', ws_col: 'uint16', ws_xpixel: 'uint16', ws_ypixel: 'uint16' });
@@ -58,7 +59,10 @@ function windowSize(fd: number): Winsize {
 export function openPty(terminals: Terminals): Pty {
   const master = [0];
   const slave = [0];
-  if (openpty(master, slave, null, null, windowSize(outputFd(terminals))) !== 0) throw new Error('openpty failed');
+  if (openpty(master, slave, null, null, windowSize(outputFd(terminals))) !== 0) {
+    // Never the caller's terminal instead: nothing runs.
+    throw new TapboxError('EINTERNAL', 'cannot open a pseudo-terminal for the command (/dev/ptmx refused one); close some terminals or raise kernel.pty.max, or redirect its stdin, stdout and stderr away from the terminal.');
+  }
   return { master: master[0]!, slave: slave[0]! };
 }
 
