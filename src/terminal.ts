@@ -20,6 +20,9 @@ const openpty = libc.func('int openpty(_Out_ int *master, _Out_ int *slave, void
 const setWinsize = libc.func('int ioctl(int fd, unsigned long request, const tapbox_winsize *winp)');
 const getWinsize = libc.func('int ioctl(int fd, unsigned long request, _Out_ tapbox_winsize *winp)');
 const fcntl = libc.func('int fcntl(int fd, int cmd, int arg)');
+koffi.struct('tapbox_pollfd', { fd: 'int', events: 'short', revents: 'short' });
+const poll = libc.func('int poll(_Inout_ tapbox_pollfd *fds, unsigned long nfds, int timeout)');
+const POLLIN = 1;
 const [F_GETFL, F_SETFL, O_NONBLOCK] = [3, 4, 0o4000];
 const TIOCGWINSZ = 0x5413;
 const TIOCSWINSZ = 0x5414;
@@ -104,7 +107,7 @@ function queuedWriter(fd: number): { write: (chunk: Buffer) => void; stop: () =>
 export interface Relay {
   /** Resolves once the sandbox's output ended: every slave closed, all it wrote relayed. */
   done: Promise<void>;
-  /** Resolves at `done`, or once no output came for idleMs (a slave fd kept open somewhere). */
+  /** Resolves at `done`, or once the pty had nothing to read and no hang-up for idleMs (a slave fd kept open somewhere). */
   settled(idleMs: number): Promise<void>;
   /** Stops the relay and restores the caller's terminal. */
   restore(): void;
@@ -138,17 +141,14 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
     master.on('end', () => resolveDone());
     master.on('close', () => resolveDone());
   });
+  // Asked of the kernel, not of our 'data' events: a write blocked on a slow terminal delays those.
+  const pending = () => poll({ fd: pty.master, events: POLLIN, revents: 0 }, 1, 0) > 0; // output, or every slave closed
   const settled = (idleMs: number) =>
     new Promise<void>((resolveSettled) => {
-      let timer = setTimeout(resolveSettled, idleMs);
-      const onData = () => {
-        clearTimeout(timer);
-        timer = setTimeout(resolveSettled, idleMs);
-      };
-      master.on('data', onData);
+      const check = () => (pending() ? (timer = setTimeout(check, idleMs)) : resolveSettled());
+      let timer = setTimeout(check, idleMs);
       void done.then(() => {
         clearTimeout(timer);
-        master.off('data', onData);
         resolveSettled();
       });
     });
