@@ -4,6 +4,7 @@ terminal, 40x100, the command's controlling terminal) and the others on pipes, a
 terminal runs `echo x | cmd` or `cmd > file`. Prints the JSON
   {"code", "terminal": what the terminal showed, "stdout", "stderr": the pipes,
    "rows", "cols": the terminal's size afterwards, "pending": input still unread on it,
+   "canonical": whether it is back in canonical (cooked) mode,
    "other": {"path", "output", "pending"}}
 when the command exits. Environment:
   TTY_FDS        which of 0,1,2 are the terminal (default "0,1,2")
@@ -124,6 +125,7 @@ result = {
     "rows": rows,
     "cols": cols,
     "pending": drain(slave).decode("utf-8", "replace"),
+    "canonical": bool(termios.tcgetattr(slave)[3] & termios.ICANON),
 }
 if other:
     other["output"] = drain(other_master).decode("utf-8", "replace")

@@ -17,6 +17,7 @@ interface TtyRun {
   rows: number;
   cols: number;
   pending: string;
+  canonical: boolean;
   other?: { path: string; output: string; pending: string };
 }
 
@@ -79,6 +80,7 @@ describe('the terminal tapbox was started from', () => {
     // The terminal has echo off: what shows is the pty's own echo, relayed.
     expect(r.terminal).toContain('typed words');
     expect(r.pending).toBe('');
+    expect(r.canonical).toBe(true); // out of raw mode again
   });
 
   it('with stdin from a pipe and stdout on a terminal: output and exit status come through, stdin stays the pipe', () => {
