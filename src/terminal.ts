@@ -9,7 +9,7 @@
 // discipline echoes and edits) goes to the pty master; what the pty outputs goes to the caller's
 // stdout if it is a terminal, else stderr, else stdin's terminal (where the echo of typing shows).
 // The pty takes the window size of that terminal, and follows it on SIGWINCH.
-import { closeSync, writeSync } from 'node:fs';
+import { closeSync, readSync, writeSync } from 'node:fs';
 import tty from 'node:tty';
 import koffi from 'koffi';
 import { TapboxError } from './errors.js';
@@ -23,7 +23,7 @@ const fcntl = libc.func('int fcntl(int fd, int cmd, int arg)');
 koffi.struct('tapbox_pollfd', { fd: 'int', events: 'short', revents: 'short' });
 const poll = libc.func('int poll(_Inout_ tapbox_pollfd *fds, unsigned long nfds, int timeout)');
 const POLLIN = 1;
-const [F_GETFL, F_SETFL, O_NONBLOCK] = [3, 4, 0o4000];
+const [F_DUPFD_CLOEXEC, F_SETFD, F_GETFL, F_SETFL, FD_CLOEXEC, O_NONBLOCK] = [1030, 2, 3, 4, 1, 0o4000];
 const TIOCGWINSZ = 0x5413;
 const TIOCSWINSZ = 0x5414;
 
@@ -66,6 +66,9 @@ export function openPty(terminals: Terminals): Pty {
     // Never the caller's terminal instead: nothing runs.
     throw new TapboxError('EINTERNAL', 'cannot open a pseudo-terminal for the command (/dev/ptmx refused one); close some terminals or raise kernel.pty.max, or redirect its stdin, stdout and stderr away from the terminal.');
   }
+  // Neither leaks into the launcher under its own number: it gets the slave as its stdio only.
+  fcntl(master[0]!, F_SETFD, FD_CLOEXEC);
+  fcntl(slave[0]!, F_SETFD, FD_CLOEXEC);
   return { master: master[0]!, slave: slave[0]! };
 }
 
@@ -124,6 +127,23 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
   // it the output relay (the command, blocked on its output, would never read: a deadlock).
   fcntl(pty.master, F_SETFL, fcntl(pty.master, F_GETFL, 0) | O_NONBLOCK);
   const input = queuedWriter(pty.master);
+  // libuv ends a stream at the hang-up (every slave closed) once a read came back short, which a pty
+  // read always does: what the command wrote last may still be in the pty. A second descriptor of it
+  // reads that rest; the kernel says EIO only once nothing is left.
+  const rest = fcntl(pty.master, F_DUPFD_CLOEXEC, 0);
+  const readRest = () => {
+    const buffer = Buffer.allocUnsafe(65536);
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(rest, buffer, 0, buffer.length, null);
+      } catch {
+        return; // EIO: all read (or the relay was stopped)
+      }
+      if (n <= 0) return;
+      write(Buffer.from(buffer.subarray(0, n)));
+    }
+  };
   const master = new tty.ReadStream(pty.master);
   const onResize = () => setWinsize(pty.master, TIOCSWINSZ, windowSize(out));
   // First, so that the pty has its new size before the CLI forwards SIGWINCH to the command.
@@ -138,7 +158,10 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
     master.on('data', write);
     // EIO on the master is how Linux says every slave fd closed: the normal end.
     master.on('error', () => resolveDone());
-    master.on('end', () => resolveDone());
+    master.on('end', () => {
+      readRest();
+      resolveDone();
+    });
     master.on('close', () => resolveDone());
   });
   // Asked of the kernel, not of our 'data' events: a write blocked on a slow terminal delays those.
@@ -165,6 +188,7 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
     input.stop();
     echo?.stop();
     master.destroy();
+    if (rest >= 0) closeSync(rest);
   };
   return { done, settled, restore };
 }
