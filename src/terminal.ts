@@ -24,6 +24,8 @@ koffi.struct('tapbox_pollfd', { fd: 'int', events: 'short', revents: 'short' });
 const poll = libc.func('int poll(_Inout_ tapbox_pollfd *fds, unsigned long nfds, int timeout)');
 const POLLIN = 1;
 const [F_DUPFD_CLOEXEC, F_SETFD, F_GETFL, F_SETFL, FD_CLOEXEC, O_NONBLOCK] = [1030, 2, 3, 4, 1, 0o4000];
+const tcgetpgrp = libc.func('int tcgetpgrp(int fd)');
+const getpgrp = libc.func('int getpgrp(void)');
 const TIOCGWINSZ = 0x5413;
 const TIOCSWINSZ = 0x5414;
 
@@ -148,12 +150,20 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
   const onResize = () => setWinsize(pty.master, TIOCSWINSZ, windowSize(out));
   // First, so that the pty has its new size before the CLI forwards SIGWINCH to the command.
   process.prependListener('SIGWINCH', onResize);
+  // Typing is relayed only while we are the terminal's foreground job: a background job that set its
+  // mode or read it would be stopped (SIGTTOU, SIGTTIN). Brought to the foreground (fg sends SIGCONT),
+  // we start.
   const stdin = terminals[0] ? (process.stdin as tty.ReadStream) : null;
-  if (stdin) {
+  let relaying = false;
+  const startInput = () => {
+    if (relaying || !stdin || tcgetpgrp(0) !== getpgrp()) return;
+    relaying = true;
     stdin.setRawMode(true);
     stdin.on('data', input.write);
     stdin.resume();
-  }
+  };
+  startInput();
+  if (stdin) process.on('SIGCONT', startInput);
   const done = new Promise<void>((resolveDone) => {
     master.on('data', write);
     // EIO on the master is how Linux says every slave fd closed: the normal end.
@@ -180,7 +190,8 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
     if (restored) return;
     restored = true;
     process.off('SIGWINCH', onResize);
-    if (stdin) {
+    process.off('SIGCONT', startInput);
+    if (stdin && relaying) {
       stdin.off('data', input.write);
       stdin.setRawMode(false);
       stdin.pause();

@@ -83,6 +83,31 @@ describe('the terminal tapbox was started from', () => {
     expect(r.canonical).toBe(true); // out of raw mode again
   });
 
+  it('as a background job with stdin on the terminal: tapbox leaves the terminal alone (no SIGTTOU stop), the command still gets a pty', () => {
+    const { dir } = scratch();
+    // A shell with job control runs tapbox in the background: the terminal's foreground stays the shell's.
+    const argv = asTestUser(['python3', join(repoRoot, 'test', 'helpers', 'tty-run.py'), 'sh', '-c', 'set -m; "$@" & wait $!', 'sh', process.execPath, cliPath,
+      '--', 'sh', '-c', 'test -t 0 && echo stdin-tty; echo done']);
+    const run = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', cwd: dir, env: { ...process.env, TTY_FDS: '0' }, timeout: 90_000 });
+    const r = JSON.parse(run.stdout) as TtyRun;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('stdin-tty\ndone\n');
+    expect(r.canonical).toBe(true);
+  });
+
+  it('brought to the foreground (fg), it starts passing typing on', () => {
+    const { dir } = scratch();
+    // fg only once the command runs, so tapbox surely started in the background.
+    const shell = 'set -m; "$@" & while [ ! -e started ]; do sleep 0.1; done; fg %1';
+    const argv = asTestUser(['python3', join(repoRoot, 'test', 'helpers', 'tty-run.py'), 'sh', '-c', shell, 'sh', process.execPath, cliPath,
+      '--', 'sh', '-c', 'touch started; read line; echo "got $line"']);
+    const run = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', cwd: dir, env: { ...process.env, TTY_FDS: '0,1,2', TTY_TYPED: 'hello\n' }, timeout: 90_000 });
+    const r = JSON.parse(run.stdout) as TtyRun;
+    expect(r.code).toBe(0);
+    expect(r.terminal).toMatch(/got hello\r*\n$/);
+    expect(r.canonical).toBe(true);
+  });
+
   it('with stdin from a pipe and stdout on a terminal: output and exit status come through, stdin stays the pipe', () => {
     const { dir } = scratch();
     const r = ttyRun(['--', 'sh', '-c', 'cat; test -t 1 && echo stdout-tty; echo to-stderr >&2; stty size <&1; exit 3'], { TTY_FDS: '1,2', STDIN_DATA: 'piped in\n' }, dir);
