@@ -138,7 +138,9 @@ async function runSandbox(program: Command): Promise<number> {
   }
   const sandbox = new Sandbox(unescapeCommandName(program.args), options);
   const { hardening, cwd } = sandbox.options;
-  if ((hardening.mode === 'default' || hardening.mode === 'rootfs') && hardening.home && isInside(cwd, hardening.home)) {
+  if (hardening.exposedHome) {
+    process.stderr.write(`tapbox: warning: --expose-home: the working directory holds your home, so all of ${hardening.exposedHome} is writable in the sandbox and its writes persist (dotfiles included).\n`);
+  } else if ((hardening.mode === 'default' || hardening.mode === 'rootfs') && hardening.home && isInside(cwd, hardening.home)) {
     process.stderr.write(`tapbox: warning: the working directory is inside your home, so all of ${hardening.home} is writable in the sandbox and its writes persist (dotfiles included); run from a directory outside it, or use -o/-h, to keep your home out.\n`);
   }
   sandbox.on('warning', (message) => process.stderr.write(`tapbox: warning: ${message}\n`));

@@ -80,6 +80,9 @@ ${column([
   ['--rootfs DIR', 'a root of your own (a directory or a tarball), as a throw-away overlay'],
 ])}
 
+Every mode: a minimal /dev with a private devpts; a working directory that is your home or holds
+it (/home) is refused unless --expose-home.
+
 User inside: -R root (the default), -U nobody, --same-uid your own.`,
   },
   network: {

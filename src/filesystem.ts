@@ -5,8 +5,8 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { availableParallelism, userInfo } from 'node:os';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { TapboxError } from './errors.js';
 
 /**
@@ -78,6 +78,12 @@ export interface HardeningOptions {
   capDrop?: string[];
   /** Start the command with an empty environment (PATH only) unless `env` gives one. */
   clearEnv?: boolean;
+  /**
+   * Run even when the working directory is your home or holds it (e.g. /home): the cwd is bound
+   * writable, so all of the home is, and a dotfile written there runs outside the sandbox at your next
+   * login. Without it that is refused (`--expose-home`).
+   */
+  exposeHome?: boolean;
 }
 
 export interface ResolvedHardening {
@@ -85,6 +91,8 @@ export interface ResolvedHardening {
   rootfs?: string;
   store?: string;
   home?: string;
+  /** The home the working directory is or holds, writable inside: only with `exposeHome`. */
+  exposedHome?: string;
   mounts: Mount[];
   limits: { memory?: number; memorySwap?: number; pids?: number; cpus?: number; cpuset?: number[]; storage?: number };
   requireLimits: boolean;
@@ -175,6 +183,11 @@ export function resolveHardening(o: HardeningOptions, cwd: string): ResolvedHard
   }
   if (!existsSync(cwd) || !statSync(cwd).isDirectory()) usage(`-W ${cwd}: no such directory; pass an existing working directory.`);
   if (resolve(cwd) === '/') usage('the working directory is /, which would make the whole filesystem writable; cd to a project directory or pass -W DIR.');
+  const exposedHome = homeHeldBy(cwd, o.home);
+  if (exposedHome && !o.exposeHome) {
+    const where = realpathSync(cwd) === realpathSync(exposedHome) ? 'is your home' : `holds your home ${exposedHome}`;
+    usage(`the working directory ${resolve(cwd)} ${where}, which the sandbox could then write (dotfiles that run outside it at your next login included); cd into a project directory, or pass --expose-home if you mean it.`);
+  }
   const store = o.store === undefined ? undefined : writableDirectory(o.store, '-d', cwd);
   const mounts: Mount[] = (o.mounts ?? []).map((m) => {
     const flag = FLAG_OF[m.type];
@@ -219,6 +232,7 @@ export function resolveHardening(o: HardeningOptions, cwd: string): ResolvedHard
     rootfs: o.rootfs === undefined ? undefined : rootfsDirectory(existing(o.rootfs, '--rootfs', cwd), home),
     store,
     home,
+    exposedHome,
     mounts,
     limits: {
       memory,
@@ -237,6 +251,39 @@ export function resolveHardening(o: HardeningOptions, cwd: string): ResolvedHard
     capAdd: o.capAdd ?? [],
     capDrop: o.capDrop ?? [],
   };
+}
+
+/**
+ * The caller's home that the working directory is or holds (the cwd is bound writable in every mode,
+ * so all of that home would be): $HOME (or the `home` option) and the home of the caller's passwd
+ * entry, compared without symlinks.
+ */
+function homeHeldBy(cwd: string, home: string | null | undefined): string | undefined {
+  const real = (path: string) => {
+    try {
+      return realpathSync(path);
+    } catch {
+      return undefined;
+    }
+  };
+  let passwdHome: string | undefined;
+  try {
+    passwdHome = userInfo().homedir;
+  } catch {
+    // No passwd entry for this uid: $HOME is all there is.
+  }
+  const dir = real(cwd);
+  for (const candidate of [home === undefined ? process.env.HOME : home, passwdHome]) {
+    const h = candidate && isAbsolute(candidate) ? real(candidate) : undefined;
+    if (dir && h && isWithin(h, dir)) return candidate!;
+  }
+  return undefined;
+}
+
+/** Whether path is dir or inside it (both absolute, without symlinks). */
+function isWithin(path: string, dir: string): boolean {
+  const rel = relative(dir, path);
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
 }
 
 /** The command's environment: `env`, else the caller's, else (clearEnv) PATH only. */

@@ -27,6 +27,7 @@ export interface HardeningFlags {
   grace?: number;
   env?: string[];
   clearEnv?: boolean;
+  exposeHome?: boolean;
   storage?: string;
   memory?: string;
   memorySwap?: string;
@@ -71,6 +72,7 @@ export function hardeningOptions(): Option[] {
     new Option('-w, --bind-rw <path[:dest]>', 'bind a host path writable (repeatable)').argParser(mount('rw')),
     new Option('-e, --tmpfs <dir>', 'an empty tmpfs at DIR inside (repeatable)').argParser(mount('tmpfs')),
     new Option('-W, --workdir <dir>', 'working directory (bound writable; default: the current directory)'),
+    new Option('--expose-home', 'run even when the working directory is your home or holds it (e.g. /home): all of the home is then writable inside'),
     new Option('-T, --timeout <seconds>', 'stop the command after SECONDS (SIGTERM, then SIGKILL after the grace period)').argParser(integer('-T')),
     new Option('-t, --grace <seconds>', 'seconds between SIGTERM and SIGKILL after -T (default 10; 0: SIGKILL at once)').argParser(integer('-t')),
     new Option('--env <key=value>', 'set an environment variable for the command (repeatable)').argParser(collect),
@@ -136,6 +138,7 @@ export function hardeningFromFlags(f: HardeningFlags): HardeningOptions & { cwd?
     capAdd: f.capAdd,
     capDrop: f.capDrop,
     clearEnv: f.clearEnv,
+    exposeHome: f.exposeHome,
     ...(f.workdir !== undefined ? { cwd: f.workdir } : {}),
     ...(env ? { env } : {}),
   };

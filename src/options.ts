@@ -48,7 +48,7 @@ export interface SandboxOptions extends HardeningOptions {
   logFile?: string;
   /** Print the egress summary table on stderr at exit. */
   summary?: boolean;
-  /** stdio of the command: the caller's own (a pseudo-terminal when it is a terminal), or pipes. */
+  /** stdio of the command: the caller's own (a pseudo-terminal of its own in place of each that is a terminal), or pipes. */
   stdio?: StdioMode;
   env?: NodeJS.ProcessEnv;
 }

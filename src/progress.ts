@@ -1,6 +1,6 @@
 // --progress: while the sandbox runs, one status line on stderr when stderr is a terminal — flows
-// open, bytes on tap0 each way, denials so far, memory in use (with a cgroup) — redrawn in place with \r and cleared when the command
-// exits (before the summary table). Never on stdout; on anything but a terminal, nothing at all.
+// open, bytes on tap0 each way, denials so far, memory in use (with a cgroup) — redrawn in place with
+// \r and cleared when the command exits (before the summary table). Never on stdout; on anything but a terminal, nothing at all.
 import type { WriteStream } from 'node:tty';
 import type { Sandbox } from './sandbox.js';
 import { formatBytes } from './audit/summary.js';
@@ -33,13 +33,15 @@ export interface Progress {
 
 /**
  * Starts the status line on `stream` if it is a terminal and the sandbox has a network to report on;
- * else null. When the command's output reaches the terminal through this process's stdout (under a
- * pseudo-terminal it does), the line steps aside: cleared before each write, drawn again only once the
- * command's line is complete. Output the command writes to the terminal directly shares the line.
+ * else null. The command's terminal output reaches the terminal through this process (src/terminal.ts
+ * relays its pty): through stdout when that is a terminal, else through `stream` itself. The line steps
+ * aside for it: cleared before each write, drawn again only once the written line is complete.
  */
 export function startProgress(sandbox: Sandbox, stream: NodeJS.WriteStream = process.stderr): Progress | null {
   if (stream.isTTY !== true || sandbox.options.net !== 'tap') return null;
   const tty = stream as WriteStream;
+  // The status line's own writes, never taken for output to step aside for.
+  const put = stream.write.bind(stream) as (text: string) => boolean;
   const counts: ProgressCounts = { open: 0, flows: 0, denied: 0, bytesUp: 0, bytesDown: 0 };
   /** The status is on screen, the cursor at its end. */
   let shown = false;
@@ -52,12 +54,12 @@ export function startProgress(sandbox: Sandbox, stream: NodeJS.WriteStream = pro
     const traffic = sandbox.traffic;
     if (traffic) [counts.bytesUp, counts.bytesDown] = [traffic.bytesUp, traffic.bytesDown];
     counts.memoryBytes = sandbox.usage()?.memoryBytes;
-    tty.write(`\r${formatProgress(counts, tty.columns || 80)}\x1b[K`);
+    put(`\r${formatProgress(counts, tty.columns || 80)}\x1b[K`);
     shown = true;
     lastDraw = Date.now();
   };
   const clear = () => {
-    if (shown) tty.write('\r\x1b[K');
+    if (shown) put('\r\x1b[K');
     shown = false;
   };
   // An event shows at once, unless one was just drawn: then at the end of that short window.
@@ -91,19 +93,17 @@ export function startProgress(sandbox: Sandbox, stream: NodeJS.WriteStream = pro
   const timer = setInterval(draw, REDRAW_MS);
   timer.unref();
 
-  // The command's output through our stdout, when stdout is the terminal too: step aside for it.
-  const stdout = process.stdout;
-  const write = stdout.write;
-  if (stdout.isTTY === true) {
-    stdout.write = function (this: typeof stdout, chunk: string | Uint8Array, ...rest: unknown[]): boolean {
-      clear();
-      if (chunk.length > 0) {
-        const last = typeof chunk === 'string' ? chunk.charCodeAt(chunk.length - 1) : chunk[chunk.length - 1];
-        midLine = last !== 0x0a;
-      }
-      return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
-    } as typeof stdout.write;
-  }
+  // The command's output through our stdout when that is a terminal, else through stream: step aside for it.
+  const out = process.stdout.isTTY === true ? process.stdout : stream;
+  const write = out.write;
+  out.write = function (this: typeof out, chunk: string | Uint8Array, ...rest: unknown[]): boolean {
+    clear();
+    if (chunk.length > 0) {
+      const last = typeof chunk === 'string' ? chunk.charCodeAt(chunk.length - 1) : chunk[chunk.length - 1];
+      midLine = last !== 0x0a;
+    }
+    return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as typeof out.write;
 
   let stopped = false;
   const stop = () => {
@@ -115,7 +115,7 @@ export function startProgress(sandbox: Sandbox, stream: NodeJS.WriteStream = pro
     sandbox.off('flowEnd', onFlowEnd);
     sandbox.off('deny', onDeny);
     sandbox.off('exit', stop);
-    if (stdout.write !== write) stdout.write = write;
+    if (out.write !== write) out.write = write;
     clear();
   };
   sandbox.on('exit', stop);

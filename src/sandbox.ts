@@ -23,7 +23,7 @@ import { launcherArgs, launcherPath } from './launcher.js';
 import { resolveOptions, type ResolvedOptions, type SandboxOptions } from './options.js';
 import { closeFd, recvMessage, sendMessage, socketpair } from '../netstack/link/control.js';
 import { startNetwork, type Network } from './network.js';
-import { closePtySlave, openPty, relayTerminal, type Pty } from './terminal.js';
+import { closePtySlave, openPty, relayTerminal, terminalFds, type Pty, type Terminals } from './terminal.js';
 
 export interface SandboxResult {
   /** The command's exit code; 128+N when a signal N ended it. */
@@ -193,15 +193,14 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     const o = this.options;
     const [ours, theirs] = socketpair();
     let pty: Pty | null = null;
+    let terminals: Terminals = [false, false, false];
     let child: ChildProcess;
     try {
-      const interactive = o.stdio === 'inherit' && process.stdin.isTTY === true && process.stdout.isTTY === true;
-      pty = interactive ? openPty(process.stdout.rows, process.stdout.columns) : null;
-      const stdio: StdioOptions = pty
-        ? [pty.slave, pty.slave, pty.slave, theirs]
-        : o.stdio === 'pipe'
-          ? ['pipe', 'pipe', 'pipe', theirs]
-          : ['inherit', 'inherit', 'inherit', theirs];
+      // Each of the caller's stdin, stdout, stderr that is a terminal is replaced by a pty of our own.
+      terminals = o.stdio === 'inherit' ? terminalFds() : [false, false, false];
+      const slave = terminals.some(Boolean) ? (pty = openPty(terminals)).slave : null;
+      const stdio: StdioOptions =
+        o.stdio === 'pipe' ? ['pipe', 'pipe', 'pipe', theirs] : [...terminals.map((isTerminal) => (isTerminal ? slave! : 'inherit')), theirs];
       // detached: the launcher gets its own process group, so a Ctrl-C on the caller's terminal reaches
       // only us, and we forward it once.
       child = spawn(launcherPath(), launcherArgs(o, this.command, this.cgroup?.path ?? null), { stdio, detached: true, env: o.env, cwd: o.cwd });
@@ -214,7 +213,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     }
     this.child = child;
     if (o.stdio === 'pipe') this.connectStreams(child);
-    const relay = pty ? relayTerminal(pty) : null;
+    const relay = pty ? relayTerminal(pty, terminals) : null;
     const exited = new Promise<{ code: number; signal: NodeJS.Signals | null }>((resolveExit) => {
       child.on('exit', (code, signal) => {
         if (signal) resolveExit({ code: 128 + signalNumber(signal), signal });
@@ -228,7 +227,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     try {
       const status = await Promise.race([exited, spawnFailed]);
       await control;
-      if (relay) await Promise.race([relay.done, delay(200)]);
+      // All the command's output is relayed before we return, unless the pty stays open and silent.
+      if (relay) await relay.settled(200);
       // The command never started when the stack could not attach (we killed the launcher before GO).
       if (this.setupError && (this.attachFailed || status.code === SETUP_FAILED || status.code === 126 || status.code === 127)) throw this.setupError;
       return status;
@@ -365,8 +365,4 @@ function asSetupError(e: unknown): TapboxError {
   if (e instanceof TapboxError) return e;
   const err = e as NodeJS.ErrnoException;
   return new TapboxError('EINTERNAL', `setting up the sandbox failed: ${err?.message ?? String(e)}; run \`tapbox doctor\` to check this host.`);
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
 }

@@ -17,7 +17,9 @@
  *
  * The modes:
  *  read-only  the host's root, read-only all the way down; /run hidden by an empty read-only tmpfs
- *             (no D-Bus, docker.sock, systemd sockets); a private /tmp; cwd writable.
+ *             (no D-Bus, docker.sock, systemd sockets); fresh /proc, minimal /dev over the host's
+ *             (whose devpts holds the user's other terminals, writable by the same uid); a private
+ *             /tmp; cwd writable.
  *  -x         a tmpfs root; every top-level host directory except /proc /sys /dev /run /tmp /home
  *             /root and the cwd's top directory as an overlay whose writes are thrown away
  *             (top-level symlinks such as /bin -> usr/bin recreated); the cwd's top directory stays
@@ -30,8 +32,9 @@
  *  -h         a tmpfs root with only -M / -w / -e, the cwd, /dev and /tmp.
  *  --rootfs   an overlay of the user's root directory; fresh /proc, read-only /sys, minimal /dev,
  *             private /tmp, the home as under -x, the cwd writable.
- * The minimal /dev (every mode but read-only): null, zero, full, random, urandom, tty, a private devpts
- * and /dev/shm, and the caller's terminal as /dev/console when stdin is one.
+ * The minimal /dev (every mode): null, zero, full, random, urandom, tty, a private devpts and /dev/shm,
+ * and the command's terminal as /dev/console when stdin is one (the supervisor's pty, never the
+ * caller's own terminal: see src/terminal.ts).
  * When a host directory can't be an overlay's lower layer (a filesystem overlayfs refuses, or mounts
  * inside it: the kernel won't clone a lower layer with locked submounts), -x binds it read-only
  * instead: stricter, never more open. -k on such a directory fails with that reason.
@@ -77,8 +80,9 @@ static int hidden_proc = -1;
 
 static const char *const device_nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
 static int device_trees[sizeof device_nodes / sizeof device_nodes[0]];
-/* The caller's terminal (a pty slave of the host's devpts), shown as /dev/console so that ttyname()
- * finds it in the minimal /dev, as container runtimes do; -1 when stdin is not a terminal. */
+/* The command's terminal (the slave of the supervisor's pty, in the host's devpts), shown as
+ * /dev/console so that ttyname() finds it in the minimal /dev, as container runtimes do; -1 when
+ * stdin is not a terminal. */
 static int console_tree = -1;
 
 static void add_step(enum step_kind kind, int fd, const char *dest, const char *target)
@@ -399,8 +403,7 @@ void filesystem_setup(const struct launch_plan *plan)
 		hidden_proc = fresh_proc(); /* never attached: only for the command's uid map */
 	if (mode == FS_DEFAULT || mode == FS_ROOTFS)
 		sys_tree = mounts_copy_tree(AT_FDCWD, "/sys", true);
-	if (mode != FS_READ_ONLY)
-		capture_devices();
+	capture_devices();
 	if (has_home && home_holds_cwd(plan))
 		home_tree = mounts_copy_tree(AT_FDCWD, plan->home, false);
 	if (parent)
@@ -449,8 +452,7 @@ void filesystem_setup(const struct launch_plan *plan)
 		add_step(STEP_ATTACH, proc, "/proc", NULL);
 	if (sys_tree >= 0)
 		add_step(STEP_ATTACH, sys_tree, "/sys", NULL);
-	if (mode != FS_READ_ONLY)
-		add_step(STEP_DEVICES, -1, "/dev", NULL);
+	add_step(STEP_DEVICES, -1, "/dev", NULL);
 	add_step(STEP_ATTACH, tmp_tree, "/tmp", NULL);
 	if (mode == FS_READ_ONLY)
 		add_step(STEP_TMPFS, 1, "/run", NULL);

@@ -70,7 +70,7 @@ describe('read-only mode (no mode flag)', () => {
   });
 
   // Making the host-side submount takes root (CI runs the suite as root; a user run skips this one).
-  it.runIf(isRoot)('keeps a writable submount of the read-only tree read-only (/dev/shm, a tmpfs under a -M path)', async () => {
+  it.runIf(isRoot)('keeps a writable submount of the read-only tree read-only (a tmpfs under the root, under a -M path); /dev/shm is the sandbox\'s own', async () => {
     const ro = userPath(`/var/tmp/tapbox-ro-${tag}`);
     const sub = userPath(join(ro, 'sub'));
     cleanups.push(() => rmSync(ro, { recursive: true, force: true }));
@@ -83,8 +83,10 @@ describe('read-only mode (no mode flag)', () => {
       const outside = spawnSync(outsideArgv[0]!, outsideArgv.slice(1));
       rmSync(`/dev/shm/tapbox-fs-${tag}`, { force: true });
       expect(outside.status).toBe(0);
-      const readOnly = await tapbox(['--', ...sh(`touch /dev/shm/x-${tag}; touch ${sub}/inside`)], { cwd: wd });
-      expect(readOnly.stderr).toContain(`cannot touch '/dev/shm/x-${tag}': Read-only file system`);
+      // The minimal /dev has a private /dev/shm: a write there never reaches the host's.
+      const readOnly = await tapbox(['--', ...sh(`touch /dev/shm/x-${tag} && echo shm-ok; touch ${sub}/inside`)], { cwd: wd });
+      expect(readOnly.stdout).toBe('shm-ok\n');
+      expect(existsSync(`/dev/shm/x-${tag}`)).toBe(false);
       expect(readOnly.stderr).toContain(`cannot touch '${sub}/inside': Read-only file system`);
       const bound = await tapbox(['-x', '-M', ro, '--', ...sh(`ls ${sub}; touch ${sub}/inside`)], { cwd: wd });
       expect(bound.stdout).toBe('outside\n');
@@ -616,5 +618,54 @@ describe('mistakes: one sentence, exit 2, nothing runs', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.code).toBe(2);
     expect(existsSync(marker)).toBe(false);
+  });
+});
+
+// The cwd is bound writable in every mode: from $HOME or /home, all of the home would be, and a dotfile
+// written there runs outside the sandbox at the next login.
+describe('a working directory that is $HOME or holds it', () => {
+  const store = () => scratch();
+  const modes: [string, () => string[]][] = [
+    ['read-only', () => []],
+    ['-x', () => ['-x']],
+    ['-o', () => ['-o', store(), '-M', '/usr', '-M', '/bin', '-M', '/lib', '-M', '/lib64']],
+    ['-h', () => ['-h', store(), '-M', '/usr', '-M', '/bin', '-M', '/lib', '-M', '/lib64']],
+    ['--rootfs', () => ['--rootfs', store()]],
+  ];
+  const cwds: [string, () => string, (cwd: string) => RegExp][] = [
+    ['$HOME', () => HOME, (cwd) => new RegExp(`^tapbox: the working directory ${cwd} is your home, which the sandbox could then write \\(dotfiles that run outside it at your next login included\\); cd into a project directory, or pass --expose-home if you mean it\\.$`)],
+    ['its parent', () => dirname(HOME), (cwd) => new RegExp(`^tapbox: the working directory ${cwd} holds your home ${HOME}, which the sandbox could then write .*; cd into a project directory, or pass --expose-home if you mean it\\.$`)],
+  ];
+  const cases = modes.flatMap(([mode, args]) => cwds.map(([where, cwd, sentence]) => [mode, where, args, cwd, sentence] as const));
+
+  it.each(cases)('%s from %s: refused with one sentence, exit 2, nothing runs', async (_, __, args, cwd, sentence) => {
+    const marker = join(HOME, `.tapbox-home-marker-${Math.random().toString(36).slice(2)}`);
+    cleanups.push(() => rmSync(marker, { force: true }));
+    const r = await tapbox([...args(), '--', 'touch', marker], { cwd: cwd() });
+    expect(r.stderr.trim()).toMatch(sentence(cwd()));
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.code).toBe(2);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('--expose-home lets it run, with a warning: the home is then writable', async () => {
+    const marker = join(HOME, `.tapbox-home-exposed-${tag}`);
+    cleanups.push(() => rmSync(marker, { force: true }));
+    const r = await tapbox(['--expose-home', '--', 'touch', marker], { cwd: dirname(HOME) });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe(`tapbox: warning: --expose-home: the working directory holds your home, so all of ${HOME} is writable in the sandbox and its writes persist (dotfiles included).\n`);
+    expect(existsSync(marker)).toBe(true);
+    const x = await tapbox(['-x', '--expose-home', '--', ...sh('pwd; ls -A | grep -c tapbox-home-exposed')], { cwd: HOME });
+    expect(x.code, x.stderr).toBe(0);
+    expect(x.stdout).toBe(`${HOME}\n1\n`);
+  });
+
+  it('a project directory inside $HOME still runs, only it writable in read-only mode', async () => {
+    const project = userPath(join(HOME, `tapbox-project-ro-${tag}`));
+    cleanups.push(() => rmSync(project, { recursive: true, force: true }));
+    const r = await tapbox(['--', ...sh(`echo made > f; touch $HOME/.tapbox-dotfile-${tag}`)], { cwd: project });
+    expect(r.stderr).toContain('Read-only file system');
+    expect(readFileSync(join(project, 'f'), 'utf8')).toBe('made\n');
+    expect(existsSync(join(HOME, `.tapbox-dotfile-${tag}`))).toBe(false);
   });
 });

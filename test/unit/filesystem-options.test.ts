@@ -1,6 +1,10 @@
 // The filesystem and hardening options without a sandbox: sizes, the flags' order, the launcher flags.
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { Command } from 'commander';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveOptions } from '../../src/options.js';
 import { hardeningArgs, parseSize, resolveHardening, resolveEnv } from '../../src/filesystem.js';
 import { hardeningFromFlags, hardeningOptions, type HardeningFlags } from '../../src/hardening-cli.js';
 import { TapboxError } from '../../src/errors.js';
@@ -47,6 +51,7 @@ describe('the flags', () => {
     expect(parse(['-o', '/tmp'])).toMatchObject({ mode: 'custom', store: '/tmp' });
     expect(parse(['-h', '/tmp', '-d', '/var/tmp'])).toMatchObject({ mode: 'hermetic', store: '/var/tmp' });
     expect(parse([])).toMatchObject({ mode: undefined });
+    expect(parse(['--expose-home'])).toMatchObject({ exposeHome: true });
     expect(() => parse(['-x', '-h', '/tmp'])).toThrowError('-x and -h each choose the filesystem mode; give one.');
   });
 
@@ -57,6 +62,36 @@ describe('the flags', () => {
     expect(hardeningArgs(h)).toEqual(['--fs', 'read-only', '--memory', String(1024 ** 3), '--pids', '64', '--cpus', '1',
       '--timeout', '30', '--grace', '0', '--seccomp', 'default', '--allow-syscall', 'keyctl', '--deny-syscall', 'ptrace',
       '--cap-add', 'NET_RAW', '--cap-drop', 'ALL']);
+  });
+});
+
+describe('a working directory that is the home or holds it', () => {
+  const base = mkdtempSync(join(tmpdir(), 'tapbox-home-'));
+  const home = join(base, 'home', 'someone');
+  mkdirSync(join(home, 'project'), { recursive: true });
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+  it('is refused (the cwd would make all of it writable) unless exposeHome says so', () => {
+    for (const cwd of [home, join(base, 'home'), base]) {
+      expect(() => resolveHardening({ home }, cwd)).toThrowError(TapboxError);
+      expect(() => resolveHardening({ home }, cwd)).toThrowError(/; cd into a project directory, or pass --expose-home if you mean it\.$/);
+      expect(resolveHardening({ home, exposeHome: true }, cwd).exposedHome).toBe(home);
+    }
+    expect(() => resolveHardening({ home }, home)).toThrowError(`the working directory ${home} is your home, which`);
+    expect(() => resolveHardening({ home }, base)).toThrowError(`the working directory ${base} holds your home ${home}, which`);
+  });
+
+  it('sees through a symlink to it, and leaves a project inside it or a sibling alone', () => {
+    symlinkSync(home, join(base, 'link'));
+    expect(() => resolveHardening({ home }, join(base, 'link'))).toThrowError(/is your home/);
+    expect(resolveHardening({ home }, join(home, 'project')).exposedHome).toBeUndefined();
+    mkdirSync(join(base, 'home', 'other'));
+    expect(resolveHardening({ home }, join(base, 'home', 'other')).exposedHome).toBeUndefined();
+  });
+
+  it('is checked by the library too (the same options)', () => {
+    expect(() => resolveOptions({ home, cwd: home })).toThrowError(/is your home/);
+    expect(resolveOptions({ home, cwd: home, exposeHome: true }).hardening.exposedHome).toBe(home);
   });
 });
 
