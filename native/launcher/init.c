@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -150,15 +151,25 @@ static struct timespec deadline_remaining(const struct deadline *d)
 	return left;
 }
 
+/* The message only if stderr takes it now: a command that filled a stderr pipe nobody reads must
+ * not keep PID 1 blocked past its deadline (and the signal already went). */
+static void say_if_writable(const char *fmt, unsigned a, unsigned b)
+{
+	struct pollfd err = { .fd = STDERR_FILENO, .events = POLLOUT };
+
+	if (poll(&err, 1, 0) == 1 && (err.revents & POLLOUT))
+		dprintf(STDERR_FILENO, fmt, a, b);
+}
+
 /* From PID 1, kill(-1) reaches every other process of the sandbox's PID namespace. */
 static void deadline_expired(struct deadline *d)
 {
-	if (d->signal == SIGTERM)
-		dprintf(STDERR_FILENO, "tapbox: the command ran past --timeout %us; stopping it (SIGTERM, SIGKILL in %us)\n",
-			d->timeout_s, d->grace_s);
-	else if (d->grace_s == 0)
-		dprintf(STDERR_FILENO, "tapbox: the command ran past --timeout %us; killing it\n", d->timeout_s);
 	kill(-1, d->signal);
+	if (d->signal == SIGTERM)
+		say_if_writable("tapbox: the command ran past --timeout %us; stopping it (SIGTERM, SIGKILL in %us)\n",
+				d->timeout_s, d->grace_s);
+	else if (d->grace_s == 0)
+		say_if_writable("tapbox: the command ran past --timeout %us; killing it\n", d->timeout_s, 0);
 	if (d->signal == SIGTERM) {
 		d->signal = SIGKILL;
 		d->at.tv_sec += d->grace_s;
