@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { asTestUser, cliPath, repoRoot, tapbox, userTempDir } from '../helpers/tapbox.js';
+import { wholeSandboxLimits } from '../helpers/limits.js';
 import { canMakeTestHost, TestHost } from '../helpers/testhost.js';
 
 const driver = join(repoRoot, 'test', 'helpers', 'library-spawn.mjs');
@@ -58,7 +59,9 @@ describe('the package entry point', () => {
 describe('run()', () => {
   it('resolves with the exit code, stdout and stderr; input goes to stdin', async () => {
     const { lines } = await drive({ api: 'run', command: 'sh', args: ['-c', 'read x; echo "out $x"; echo "err $x" >&2; exit 3'], input: 'hello\n' });
-    expect(lines).toEqual([{ event: 'result', code: 3, signal: null, stdout: 'out hello\n', stderr: 'err hello\n', report: null }]);
+    // usage: what the sandbox's cgroup measured, where it has one (a delegated cgroup v2).
+    const usage = wholeSandboxLimits ? expect.objectContaining({ cpuSeconds: expect.any(Number), oomKills: 0 }) : null;
+    expect(lines).toEqual([{ event: 'result', code: 3, signal: null, stdout: 'out hello\n', stderr: 'err hello\n', report: null, usage }]);
   });
 
   it('reads a status of 128+N as signal N', async () => {

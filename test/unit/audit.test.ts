@@ -269,7 +269,7 @@ describe('createEgress', () => {
     expect(log).toMatch(/tapbox: denied tcp 198\.51\.100\.7:443: not in allowlist/);
     expect(log).not.toMatch(/good\.example/); // allowed lookups are debug-level when enforcing
     const written = JSON.parse(readFileSync(report, 'utf8'));
-    expect(written).toEqual({ mode: 'enforce', ...JSON.parse(JSON.stringify(summary)) });
+    expect(written).toEqual({ mode: 'enforce', ...JSON.parse(JSON.stringify(summary)), usage: null });
     expect(written.destinations.map((d: { destination: string }) => d.destination)).toEqual(['198.51.100.7', 'good.example']);
   });
 
