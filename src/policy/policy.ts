@@ -1,5 +1,6 @@
 // The egress policy: the rules, and the pins the DNS proxy adds. Decisions, in order:
-//  1. a deny rule for the address (IP/subnet) covering the flow's protocol and port → denied;
+//  1. a deny rule for the address (IP/subnet), or for a name pinned to it, covering the flow's
+//     protocol and port → denied;
 //  1b. a guarded address (link-local: the cloud metadata service; multicast; the host's own addresses)
 //     → allowed only by an IP rule at least as specific as its range (a /16 inside 169.254.0.0/16,
 //     the exact host address), never by audit mode, a DNS pin, 0.0.0.0/0 or ::/0;
@@ -8,6 +9,10 @@
 //  4. a name pinned to the address whose allow rule covers protocol and port, and no deny rule for
 //     that name covers them → allowed "via pin" (the forwarder then checks SNI/Host against the names);
 //  5. otherwise denied. "Any IP of any allowed name" is never enough: the pin carries the name.
+// Precedence when several rules match (README "Rule precedence"): deny rules decide first, whatever
+// their order or kind; then, among allow rules, any one that opens this protocol and port decides, and
+// the most explicit of them wins (one naming the port, and for UDP also udp:, lets any protocol pass
+// rather than only those whose names tapbox can check), so a broader rule never hides a narrower one.
 import type { Clock } from '../../netstack/stack/transport.js';
 import { realClock } from '../../netstack/stack/transport.js';
 import { formatIp, parseIp, parseSubnet, subnetContains, type IpAddr, type Subnet } from './address.js';
@@ -115,12 +120,16 @@ export class Policy {
   /** Does a rule allow a flow of this protocol and port to `name`? (deny rules win) */
   nameAllows(name: string, proto: Proto, port: number): NameVerdict {
     const n = normalizeName(name);
-    const deny = this.rules.find((r) => r.deny && ruleMatchesName(r, n) && ruleCovers(r, proto, port));
+    const deny = this.denyRuleFor(n, proto, port);
     if (deny) return { allowed: false, reason: `denied by rule "${deny.text}" (${deny.origin})` };
-    const allow = this.rules.find((r) => !r.deny && ruleMatchesName(r, n) && ruleCovers(r, proto, port));
-    if (allow) return { allowed: true, rule: allow };
+    const allows = this.rules.filter((r) => !r.deny && ruleMatchesName(r, n) && ruleCovers(r, proto, port));
+    if (allows.length) return { allowed: true, rule: allows.find((r) => opensPortExplicitly(r, proto)) ?? allows[0] };
     const anyPort = this.rules.some((r) => !r.deny && ruleMatchesName(r, n));
     return { allowed: false, reason: anyPort ? `${proto} port ${port} is not allowed for ${n}` : 'not in allowlist' };
+  }
+
+  private denyRuleFor(normalizedName: string, proto: Proto, port: number): Rule | undefined {
+    return this.rules.find((r) => r.deny && ruleMatchesName(r, normalizedName) && ruleCovers(r, proto, port));
   }
 
   /** Records that the DNS proxy answered `name` with `addr` (called for allowed names only). */
@@ -148,7 +157,9 @@ export class Policy {
     const pinned = this.pins.names(addr);
     const covering = (deny: boolean) => this.rules.find((r) => r.deny === deny && ruleMatchesAddress(r, ip) && ruleCovers(r, q.proto, q.port));
 
-    const denyRule = covering(true);
+    // Deny rules first: one for the address, or for any name pinned to it (the flow may be meant for
+    // that name, and which one it is cannot be told here).
+    const denyRule = covering(true) ?? pinned.map((n) => this.denyRuleFor(n, q.proto, q.port)).find((r) => r !== undefined);
     if (denyRule) return { verdict: 'deny', addr, names: pinned, reason: `denied by rule "${denyRule.text}" (${denyRule.origin})` };
     const guard = this.guarded(ip, addr);
     if (guard) {
@@ -168,9 +179,7 @@ export class Policy {
       const v = this.nameAllows(name, q.proto, q.port);
       if (v.allowed) {
         allowedNames.push(name);
-        // For UDP the rule must also say udp: "name:443" is about HTTPS, and must not open arbitrary
-        // datagrams to a CDN's port 443 (QUIC is still checked by its SNI).
-        if (v.rule?.ports && (q.proto === 'tcp' || v.rule.proto === 'udp')) explicitPort = true;
+        if (v.rule && opensPortExplicitly(v.rule, q.proto)) explicitPort = true;
       } else {
         reason = v.reason;
       }
@@ -178,4 +187,13 @@ export class Policy {
     if (allowedNames.length) return { verdict: 'allow', via: 'pin', addr, names: allowedNames, explicitPort };
     return { verdict: 'deny', addr, names: pinned, reason };
   }
+}
+
+/**
+ * Does this (covering) allow rule open its port to any protocol, not only to TLS/HTTP/QUIC whose names
+ * are checked? It must name the port, and for UDP the protocol too: "name:443" is about HTTPS and must
+ * not open arbitrary datagrams to a CDN's port 443 (QUIC is still checked by its SNI).
+ */
+function opensPortExplicitly(rule: Rule, proto: Proto): boolean {
+  return rule.ports !== null && (proto === 'tcp' || rule.proto === 'udp');
 }
