@@ -32,6 +32,7 @@ export function buildProgram(): Command {
     .option('--host-loopback <ports>', 'let the sandbox reach these host loopback ports at 10.0.2.2 / fd00::2: PORT[/udp][,PORT...] (repeatable)', collect, [])
     .option('--upstream-proxy <url>', 'send allowed TCP flows through this proxy: http://[USER:PASS@]HOST:PORT (CONNECT) or socks5://[USER:PASS@]HOST:PORT')
     .option('--no-sni-check', 'do not check TLS SNI / HTTP Host against the name a flow was allowed for')
+    .option('--no-attribution', 'do not name the sandbox process behind each flow and DNS query in the audit')
     .option('--audit', 'allow everything, log every DNS query and flow')
     .option('--learn <file>', 'audit mode that writes an allowlist of what the command used to FILE')
     .option('--report <file>', 'write the egress summary as JSON to FILE')
@@ -68,6 +69,7 @@ interface CliFlags extends HardeningFlags, CapsFlags {
   hostLoopback: string[];
   upstreamProxy?: string;
   sniCheck: boolean;
+  attribution: boolean;
   audit?: boolean;
   learn?: string;
   report?: string;
@@ -99,6 +101,7 @@ export function toOptions(flags: CliFlags): SandboxOptions {
     hostLoopback: flags.hostLoopback,
     upstreamProxy: flags.upstreamProxy,
     sniCheck: flags.sniCheck,
+    attribution: flags.attribution,
     caps: capsFromFlags(flags),
     audit: flags.audit,
     learn: flags.learn,

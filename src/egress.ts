@@ -7,6 +7,7 @@ import { open, realpath, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type pino from 'pino';
 import type { Forwarder } from '../netstack/stack/forwarding.js';
+import { Attributor } from './audit/attribution.js';
 import { Auditor } from './audit/auditor.js';
 import { formatLearnedAllowlist } from './audit/learn.js';
 import { createLogger } from './audit/logger.js';
@@ -32,6 +33,8 @@ export interface EgressOptions {
   allow: string[];
   dnsUpstream: string[];
   sniCheck: boolean;
+  /** The launcher's pid once it runs: set, the process behind each flow and DNS query is named (attribution.ts). */
+  launcherPid?: () => number | undefined;
   audit: boolean;
   learn?: string;
   report?: string;
@@ -76,7 +79,8 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
   const stats = new EgressStats();
   const auditor = new Auditor(logger, emitter, stats, audit);
   const dns = new DnsProxy({ policy, upstream, hostAddrs, maxInFlight: opts.caps?.dnsInFlight, onEvent: (e) => auditor.dns(e), onLimit: auditor.limitHit });
-  const forwarder = createForwarder({ policy, dns, auditor, sandbox: opts.sandbox, sniCheck: opts.sniCheck, hostLoopback: opts.hostLoopback, upstreamProxy: opts.upstreamProxy });
+  const attributor = opts.launcherPid ? new Attributor(opts.launcherPid) : undefined;
+  const forwarder = createForwarder({ policy, dns, auditor, attributor, sandbox: opts.sandbox, sniCheck: opts.sniCheck, hostLoopback: opts.hostLoopback, upstreamProxy: opts.upstreamProxy });
   logger.debug({ rules: policy.rules.length, audit, maxFlows: policy.maxFlows }, `egress policy loaded: ${policy.rules.length} rules${audit ? ', audit mode' : ''}`);
 
   let closing: Promise<EgressSummary> | undefined;
@@ -85,6 +89,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     dns.close();
     upstream.close();
     auditor.close();
+    if (attributor) logger.debug({ attribution: attributor.stats }, `attribution: ${attributor.stats.lookups} lookups, ${attributor.stats.totalMs.toFixed(1)} ms in all`);
     // Closed sockets report their last bytes on their 'close' events, which libuv runs in the close
     // phase, after this turn's setImmediate callbacks: wait two turns so that every flowEnd is in.
     for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));

@@ -29,12 +29,14 @@ export interface Network {
   close(): Promise<EgressSummary>;
 }
 
-export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Promise<Network> {
+/** `launcherPid`: the launcher's pid once it runs (attribution finds the sandbox's processes from it). */
+export async function startNetwork(o: ResolvedOptions, events: EventEmitter, launcherPid: () => number | undefined = () => undefined): Promise<Network> {
   const egress = await createEgress({
     allowFiles: o.allowFiles,
     allow: o.allow,
     dnsUpstream: o.dnsUpstream,
     sniCheck: o.sniCheck,
+    launcherPid: o.attribution ? launcherPid : undefined,
     audit: o.audit,
     learn: o.learn,
     report: o.report,

@@ -33,6 +33,12 @@ export interface SandboxOptions extends HardeningOptions {
   /** Allowed TCP flows leave through this proxy: http://HOST:PORT or socks5://HOST:PORT (`--upstream-proxy`). */
   upstreamProxy?: string;
   sniCheck?: boolean;
+  /**
+   * Name the sandbox process (and the package whose script it runs) behind every flow and DNS query in
+   * the audit events, the summary and --learn (default true; `--no-attribution`). For the audit only:
+   * the sandboxed code controls its own argv and files.
+   */
+  attribution?: boolean;
   /** Resource caps (`--max-flows`, `--max-pending-dials`, `--max-udp-sessions`, `--max-dns-in-flight`, `--max-buffer`): see ./caps.ts. */
   caps?: CapsOptions;
   audit?: boolean;
@@ -107,6 +113,7 @@ export function resolveOptions(o: SandboxOptions): ResolvedOptions {
     hostLoopback: parseHostLoopback(o.hostLoopback ?? []),
     upstreamProxy: o.upstreamProxy ? parseProxyUrl(o.upstreamProxy) : undefined,
     sniCheck: o.sniCheck ?? true,
+    attribution: o.attribution ?? true,
     caps,
     audit: Boolean(o.audit || o.learn),
     learn: o.learn,

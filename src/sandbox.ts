@@ -137,7 +137,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       try {
         checkOutputPaths(o);
         if (o.net === 'tap') checkTunDevice();
-        network = o.net === 'tap' ? await startNetwork(o, this) : null;
+        network = o.net === 'tap' ? await startNetwork(o, this, () => this.pid) : null;
       } catch (e) {
         throw asSetupError(e);
       }

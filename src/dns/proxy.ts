@@ -11,6 +11,7 @@
 import type { Duplex } from 'node:stream';
 import dnsPacket from 'dns-packet';
 import type { UdpConn } from '../../netstack/stack/forwarding.js';
+import type { Attribution } from '../audit/attribution.js';
 import type { Policy } from '../policy/policy.js';
 import { normalizeName } from '../policy/rule.js';
 import { isHostName, printable } from './names.js';
@@ -30,6 +31,8 @@ export interface DnsEvent {
   dropped: string[];
   reason?: string;
   transport: 'udp' | 'tcp';
+  /** The sandbox process that asked (attribution.ts); null: unknown. Absent when attribution is off. */
+  by?: Attribution | null;
 }
 
 export interface DnsResolver {
@@ -72,7 +75,7 @@ export class DnsProxy {
   }
 
   /** Answers one DNS message; null when it deserves no answer (not a query, or unparseable). */
-  async answer(message: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | null> {
+  async answer(message: Buffer, transport: 'udp' | 'tcp', by?: Attribution | null): Promise<Buffer | null> {
     let query: dnsPacket.DecodedPacket;
     try {
       query = dnsPacket.decode(message);
@@ -88,12 +91,12 @@ export class DnsProxy {
     const type = TYPE_NAMES[q.type] ?? q.type;
     const odd = ODD_TYPES.has(q.type) || (q.class ?? 'IN') !== 'IN';
     const event = (verdict: DnsVerdict, rcode: Rcode, extra: Partial<DnsEvent> = {}) =>
-      this.opts.onEvent?.({ name, type, verdict, rcode, answers: [], dropped: [], transport, ...extra });
+      this.opts.onEvent?.({ name, type, verdict, rcode, answers: [], dropped: [], transport, ...extra, ...(by !== undefined ? { by } : {}) });
 
     // Not a host name (a control character, a space, a label too long...): refused before the policy
     // or the upstream sees it, and logged escaped (it would otherwise reach logs, the summary, --learn).
     if (!isHostName(name)) {
-      this.opts.onEvent?.({ name: printable(name), type, verdict: 'refuse', rcode: 'REFUSED', answers: [], dropped: [], transport, reason: 'not a host name' });
+      this.opts.onEvent?.({ name: printable(name), type, verdict: 'refuse', rcode: 'REFUSED', answers: [], dropped: [], transport, reason: 'not a host name', ...(by !== undefined ? { by } : {}) });
       return this.reply(query, 'REFUSED', transport);
     }
     const verdict = this.opts.policy.resolvable(name);
@@ -135,10 +138,10 @@ export class DnsProxy {
     return this.reply(query, rcode, transport, kept, authorities);
   }
 
-  /** Serves DNS over one UDP session (any address, port 53). */
-  serveUdp(conn: UdpConn): void {
+  /** Serves DNS over one UDP session (any address, port 53); `by`: the process whose socket it is. */
+  serveUdp(conn: UdpConn, by?: Attribution | null): void {
     conn.onMessage = (payload) => {
-      void this.answer(payload, 'udp').then((reply) => reply && conn.send(reply));
+      void this.answer(payload, 'udp', by).then((reply) => reply && conn.send(reply));
     };
   }
 
@@ -146,7 +149,7 @@ export class DnsProxy {
    * Serves DNS over one TCP connection: two-byte length-prefixed messages, answered as they complete,
    * with bounded memory (MAX_TCP_PIPELINE, MAX_TCP_UNSENT; the sandbox's unread answers pause reading).
    */
-  serveTcp(conn: Duplex): void {
+  serveTcp(conn: Duplex, by?: Attribution | null): void {
     if (this.tcpConns.size >= MAX_TCP_CONNECTIONS) {
       this.opts.onLimit?.('dns-tcp', MAX_TCP_CONNECTIONS, 'DNS-over-TCP connections at the cap: new connection reset');
       conn.destroy();
@@ -163,7 +166,7 @@ export class DnsProxy {
         const message = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
         buffered = buffered.subarray(2 + message.length);
         pending++;
-        void this.answer(message, 'tcp').then((reply) => {
+        void this.answer(message, 'tcp', by).then((reply) => {
           pending--;
           if (reply && reply.length <= MAX_TCP_MESSAGE && !conn.destroyed) {
             const length = Buffer.alloc(2);

@@ -1,6 +1,7 @@
 // What the TCP and UDP forwarders share: the policy, the DNS proxy, the auditor, the flow limit, and
 // the sandbox's own addresses (the resolver, the gateway).
 import type { FlowId } from '../../netstack/stack/forwarding.js';
+import type { Attribution, Attributor } from '../audit/attribution.js';
 import type { Auditor } from '../audit/auditor.js';
 import type { FlowEvent } from '../audit/events.js';
 import type { DnsProxy } from '../dns/proxy.js';
@@ -36,6 +37,8 @@ export interface ForwarderOptions {
   hostLoopback?: HostLoopbackPort[];
   /** Allowed TCP flows leave through this proxy instead of a direct host socket (--upstream-proxy). */
   upstreamProxy?: ProxySpec;
+  /** Names the sandbox process behind each new flow and DNS query (--no-attribution: absent). */
+  attributor?: Attributor;
   /**
    * Refuse flows whose destination is loopback or unspecified before the policy is asked (default
    * true). Only unit tests that stand 127.0.0.1 in for a remote host turn it off.
@@ -66,6 +69,8 @@ export class ForwarderContext {
   readonly closers = new Set<() => void>();
   /** Set by Egress.close: host connections still being made are dropped when they complete. */
   closed = false;
+  /** Who opened the recent flows, by 4-tuple (set at their start, read by `event`); bounded. */
+  private readonly owners = new Map<string, Attribution | null>();
 
   constructor(readonly o: ForwarderOptions) {
     this.connectTimeoutMs = o.connectTimeoutMs ?? 10_000;
@@ -90,6 +95,20 @@ export class ForwarderContext {
     if (this.gatewayAddrs.has(dst)) return this.hostLoopback.has(`${proto}/${id.dstPort}`) ? 'host-loopback' : 'gateway';
     if (this.o.refuseHostInternal !== false && isHostInternal(dst)) return 'host-internal';
     return 'policy';
+  }
+
+  /**
+   * Looks up the sandbox process behind a flow that starts now (its first SYN or datagram), while its
+   * socket still exists; the flow's events carry it. undefined when attribution is off.
+   */
+  attribute(proto: Proto, id: FlowId): Attribution | null | undefined {
+    if (!this.o.attributor) return undefined;
+    const by = this.o.attributor.lookup({ proto, src: id.srcAddr, srcPort: id.srcPort, dst: id.dstAddr, dstPort: id.dstPort });
+    const key = tupleKey(proto, id);
+    this.owners.delete(key);
+    if (this.owners.size >= MAX_REMEMBERED_OWNERS) this.owners.delete(this.owners.keys().next().value!);
+    this.owners.set(key, by);
+    return by;
   }
 
   /** The limit on open flows: the policy's (allowlist files, options), else DEFAULT_MAX_FLOWS. */
@@ -131,6 +150,7 @@ export class ForwarderContext {
       verdict,
       reason,
       via,
+      ...(this.owners.has(tupleKey(proto, id)) ? { by: this.owners.get(tupleKey(proto, id)) } : {}),
     };
   }
 
@@ -138,6 +158,11 @@ export class ForwarderContext {
     this.o.auditor.flow(this.event(this.flowId(), proto, id, 'deny', reason, decision));
   }
 }
+
+/** Flows whose owner is remembered for their later events (far more than are ever open at once). */
+const MAX_REMEMBERED_OWNERS = 16_384;
+
+const tupleKey = (proto: Proto, id: FlowId) => `${proto} ${id.srcAddr} ${id.srcPort} ${id.dstAddr} ${id.dstPort}`;
 
 export function allowReason(d: FlowDecision & { verdict: 'allow' }): string {
   if (d.via === 'audit') return 'audit mode';

@@ -30,9 +30,10 @@ import { linkFates } from './linked.js';
 
 export function forwardTcp(ctx: ForwarderContext, req: TcpForwarderRequest): void {
   const id = req.id;
+  const by = ctx.attribute('tcp', id);
   switch (ctx.route(id, 'tcp')) {
     case 'dns':
-      ctx.o.dns.serveTcp(req.accept());
+      ctx.o.dns.serveTcp(req.accept(), by);
       return;
     case 'resolver-closed':
       req.reject('reset');

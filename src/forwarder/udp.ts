@@ -27,9 +27,10 @@ type Verdict = { ok: true; reason: string; name: string | null } | { ok: false; 
 
 export function forwardUdp(ctx: ForwarderContext, req: UdpForwarderRequest): void {
   const id = req.id;
+  const by = ctx.attribute('udp', id);
   switch (ctx.route(id, 'udp')) {
     case 'dns':
-      ctx.o.dns.serveUdp(req.accept());
+      ctx.o.dns.serveUdp(req.accept(), by);
       return;
     case 'resolver-closed':
       req.reject('port-unreachable');

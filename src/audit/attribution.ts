@@ -1,0 +1,293 @@
+// Which sandbox process a flow or DNS query comes from (README "Who did it"). When a flow starts, the
+// 4-tuple is looked up in the sandbox's own socket tables (/proc/<a sandbox process>/net/*: the
+// sandbox's network namespace), which give the socket's inode; the sandbox's processes' fd tables
+// (/proc/<pid>/fd, readable by the supervisor: same uid, in a child user namespace) give the process
+// holding it. The sandbox's processes are those in its PID namespace (/proc/<pid>/ns/pid), learnt from
+// a child of its PID 1 (PID 1 itself, the launcher, is not dumpable: its /proc entries are closed to us).
+//
+// The cost is paid only when a flow or a query starts, never per packet; a lookup reads at most
+// MAX_PROCESSES processes and MAX_FDS descriptors and gives up after BUDGET_MS; results are cached by
+// socket inode. A process that is gone before it was read, or that changed while it was read (checked
+// again after: the descriptor still names the socket, the start time is the same), is unknown (null),
+// never some other process.
+//
+// All of it is the sandboxed code's own data (argv, environment, executable names it chose): the audit
+// can be lied to, so it is not a boundary.
+import { closeSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { describeProcess, ENV_NAMES, packageContext, type PackageContext, type ProcessFacts } from './package-context.js';
+import { findSocketInode, type FlowTuple } from './socket-table.js';
+
+export type { FlowTuple } from './socket-table.js';
+export type { PackageContext } from './package-context.js';
+
+export interface ProcessSummary {
+  /** The pid inside the sandbox (its PID namespace). */
+  pid: number;
+  exe: string;
+  argv: string[];
+}
+
+export interface Attribution extends ProcessSummary {
+  cwd: string;
+  /** The parents, nearest first, up to the sandbox's PID 1 (not included). */
+  parents: ProcessSummary[];
+  package: PackageContext | null;
+  /** One line for tables and messages: "node (esbuild postinstall)". */
+  label: string;
+}
+
+/** Bounds of one lookup. */
+const MAX_PROCESSES = 2048;
+const MAX_FDS = 65_536;
+const BUDGET_MS = 50;
+const MAX_PARENTS = 32;
+/** Command lines: this many arguments of at most ARG_CHARS characters, read from at most CMDLINE_BYTES. */
+const MAX_ARGS = 16;
+const ARG_CHARS = 200;
+const CMDLINE_BYTES = 4096;
+const ENVIRON_BYTES = 128 * 1024;
+/** Environments read looking for a package manager's variables (the owner and its nearest parents). */
+const ENV_DEPTH = 8;
+const CACHE_SIZE = 4096;
+
+interface Stat {
+  ppid: number;
+  startTime: string;
+}
+
+export class Attributor {
+  private readonly cache = new Map<number, Attribution | null>();
+  private init: { pid: number; pidNs: string } | null = null;
+  /** Lookups done and the time they took (for the bench and the debug log). */
+  readonly stats = { lookups: 0, cached: 0, unknown: 0, totalMs: 0 };
+
+  /**
+   * @param launcherPid the launcher's pid (its child is the sandbox's PID 1); undefined until it runs.
+   * @param proc where procfs is mounted (tests may point elsewhere).
+   */
+  constructor(
+    private readonly launcherPid: () => number | undefined,
+    private readonly proc = '/proc',
+  ) {}
+
+  /** The process owning the socket of `flow`, or null when it can't be told (gone, not found, over budget). */
+  lookup(flow: FlowTuple): Attribution | null {
+    const started = performance.now();
+    this.stats.lookups++;
+    try {
+      const init = this.sandboxInit();
+      if (!init) return null;
+      const members = this.members(init);
+      const inode = this.socketInode(members, flow);
+      if (!inode) return null;
+      if (this.cache.has(inode)) {
+        this.stats.cached++;
+        return this.cache.get(inode)!;
+      }
+      const found = this.ownerOf(inode, members, init.pid, started);
+      this.remember(inode, found);
+      return found;
+    } finally {
+      this.stats.totalMs += performance.now() - started;
+    }
+  }
+
+  private remember(inode: number, a: Attribution | null): void {
+    if (!a) {
+      this.stats.unknown++;
+      return; // a later look may find it (say, over budget now)
+    }
+    if (this.cache.size >= CACHE_SIZE) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(inode, a);
+  }
+
+  /**
+   * The sandbox's PID 1 (the launcher's child) and its PID namespace, read from one of PID 1's
+   * children (the command), found once.
+   */
+  private sandboxInit(): { pid: number; pidNs: string } | null {
+    if (this.init) return this.init;
+    const launcher = this.launcherPid();
+    if (launcher === undefined) return null;
+    const pids = this.pids();
+    const init = pids.find((pid) => this.stat(pid)?.ppid === launcher);
+    if (init === undefined) return null;
+    const outside = this.link(`${launcher}/ns/pid`);
+    for (const pid of pids) {
+      if (this.stat(pid)?.ppid !== init) continue;
+      const pidNs = this.link(`${pid}/ns/pid`);
+      if (pidNs && pidNs !== outside) return (this.init = { pid: init, pidNs });
+    }
+    return null;
+  }
+
+  /** The sandbox's processes but PID 1, at most MAX_PROCESSES. */
+  private members(init: { pid: number; pidNs: string }): number[] {
+    const members: number[] = [];
+    for (const pid of this.pids()) {
+      if (pid !== init.pid && this.link(`${pid}/ns/pid`) === init.pidNs && members.push(pid) >= MAX_PROCESSES) break;
+    }
+    return members;
+  }
+
+  /** The socket's inode, from the tables of the sandbox's network namespace (read through any member). */
+  private socketInode(members: number[], flow: FlowTuple): number {
+    const v6Flow = flow.src.includes(':') || flow.dst.includes(':');
+    const tables: [string, 4 | 6][] = v6Flow ? [[`${flow.proto}6`, 6]] : [[flow.proto, 4], [`${flow.proto}6`, 6]];
+    for (const [table, family] of tables) {
+      for (const pid of members) {
+        const text = this.read(`${pid}/net/${table}`, 4 * 1024 * 1024);
+        if (text === null) continue; // gone: the next one shares the namespace
+        const inode = findSocketInode(text, family, flow);
+        if (inode) return inode;
+        break;
+      }
+    }
+    return 0;
+  }
+
+  /** The sandbox process holding socket `inode`: the deepest holder when a parent shares it with a child. */
+  private ownerOf(inode: number, members: number[], initPid: number, started: number): Attribution | null {
+    const target = `socket:[${inode}]`;
+    const holders: { pid: number; fd: string }[] = [];
+    let fds = 0;
+    for (const pid of members) {
+      if (performance.now() - started > BUDGET_MS) return null;
+      let entries: string[];
+      try {
+        entries = readdirSync(`${this.proc}/${pid}/fd`);
+      } catch {
+        continue; // gone
+      }
+      for (const fd of entries) {
+        if (++fds > MAX_FDS) return null;
+        if (this.link(`${pid}/fd/${fd}`) === target) {
+          holders.push({ pid, fd });
+          break;
+        }
+      }
+    }
+    if (holders.length === 0) return null;
+    const chains = holders.map((h) => ({ ...h, chain: this.ancestors(h.pid, initPid) }));
+    // A holder whose ancestor also holds the socket inherited it or was handed it: the descendant is
+    // the one using it. Among unrelated holders, the one started last.
+    const leaves = chains.filter((h) => !chains.some((o) => o !== h && o.chain.includes(h.pid)));
+    const owner = (leaves.length ? leaves : chains).sort((a, b) => Number(this.stat(b.pid)?.startTime ?? 0) - Number(this.stat(a.pid)?.startTime ?? 0))[0]!;
+    return this.describe(owner.pid, owner.fd, target, owner.chain);
+  }
+
+  /** Reads who `pid` is, then checks it is still the process holding `target` on `fd`. */
+  private describe(pid: number, fd: string, target: string, parentPids: number[]): Attribution | null {
+    const before = this.stat(pid);
+    if (!before) return null;
+    const owner = this.facts(pid);
+    const nsPid = this.nsPid(pid);
+    if (!owner || nsPid === null) return null;
+    const parents: (ProcessSummary & { facts: ProcessFacts | null })[] = [];
+    for (const ppid of parentPids) {
+      const facts = this.facts(ppid, parents.length < ENV_DEPTH);
+      const parentNsPid = this.nsPid(ppid);
+      if (!facts || parentNsPid === null) break; // gone: the chain stops there, as far as it is known
+      parents.push({ pid: parentNsPid, exe: facts.exe, argv: facts.argv.slice(0, 8), facts });
+    }
+    const after = this.stat(pid);
+    if (this.link(`${pid}/fd/${fd}`) !== target || after?.startTime !== before.startTime) return null;
+    const pkg = packageContext([owner, ...parents.flatMap((p) => (p.facts ? [p.facts] : []))]);
+    return {
+      pid: nsPid,
+      exe: owner.exe,
+      argv: owner.argv,
+      cwd: owner.cwd,
+      parents: parents.map(({ pid: p, exe, argv }) => ({ pid: p, exe, argv })),
+      package: pkg,
+      label: describeProcess(owner.exe, owner.argv, pkg),
+    };
+  }
+
+  /** The parents of `pid` (host pids), nearest first, up to `initPid` (excluded). */
+  private ancestors(pid: number, initPid: number): number[] {
+    const chain: number[] = [];
+    let p = this.stat(pid)?.ppid;
+    while (p !== undefined && p !== initPid && p > 1 && chain.length < MAX_PARENTS) {
+      chain.push(p);
+      p = this.stat(p)?.ppid;
+    }
+    return chain;
+  }
+
+  private facts(pid: number, withEnv = true): ProcessFacts | null {
+    const cmdline = this.read(`${pid}/cmdline`, CMDLINE_BYTES);
+    if (cmdline === null) return null;
+    const argv = cmdline.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1).slice(0, MAX_ARGS).map((a) => (a.length > ARG_CHARS ? `${a.slice(0, ARG_CHARS)}…` : a));
+    const exe = this.link(`${pid}/exe`) ?? argv[0] ?? '';
+    const cwd = this.link(`${pid}/cwd`) ?? '';
+    const env = new Map<string, string>();
+    if (withEnv) {
+      for (const entry of (this.read(`${pid}/environ`, ENVIRON_BYTES) ?? '').split('\0')) {
+        const eq = entry.indexOf('=');
+        const name = entry.slice(0, eq);
+        if (eq > 0 && (ENV_NAMES as readonly string[]).includes(name)) env.set(name, entry.slice(eq + 1, eq + 1 + ARG_CHARS));
+      }
+    }
+    return { exe: exe.replace(/ \(deleted\)$/, ''), argv, cwd, env };
+  }
+
+  /** The pid in the sandbox's PID namespace (the last NSpid of /proc/PID/status). */
+  private nsPid(pid: number): number | null {
+    const status = this.read(`${pid}/status`, 8192);
+    const m = status && /^NSpid:\s*([\d\s]+)$/m.exec(status);
+    const ids = m ? m[1]!.trim().split(/\s+/) : [];
+    return ids.length ? Number(ids[ids.length - 1]) : null;
+  }
+
+  private stat(pid: number): Stat | null {
+    const text = this.read(`${pid}/stat`, 4096);
+    if (!text) return null;
+    // The command name is in parentheses and may hold anything: fields follow its last ')'.
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(f[1]), startTime: f[19] ?? '' };
+  }
+
+  private pids(): number[] {
+    try {
+      return readdirSync(this.proc).filter((n) => /^\d+$/.test(n)).map(Number);
+    } catch {
+      return [];
+    }
+  }
+
+  private link(path: string): string | null {
+    try {
+      return readlinkSync(`${this.proc}/${path}`);
+    } catch {
+      return null;
+    }
+  }
+
+  /** At most `max` bytes of a /proc file, or null when it can't be read (gone, not ours). */
+  private read(path: string, max: number): string | null {
+    let fd: number;
+    try {
+      fd = openSync(`${this.proc}/${path}`, 'r');
+    } catch {
+      return null;
+    }
+    try {
+      const buf = Buffer.allocUnsafe(Math.min(max, 64 * 1024));
+      const chunks: Buffer[] = [];
+      let total = 0;
+      while (total < max) {
+        const n = readSync(fd, buf, 0, Math.min(buf.length, max - total), null);
+        if (n <= 0) break;
+        chunks.push(Buffer.from(buf.subarray(0, n)));
+        total += n;
+      }
+      return Buffer.concat(chunks).toString('utf8');
+    } catch {
+      return null;
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
