@@ -186,14 +186,19 @@ export class Attributor {
     if (!owner || nsPid === null) return null;
     const parents: (ProcessSummary & { facts: ProcessFacts | null })[] = [];
     for (const ppid of parentPids) {
-      const facts = this.facts(ppid, parents.length < ENV_DEPTH);
+      // The environments of the nearest parents, and of the top one (the sandbox's command: the
+      // environment tapbox was started with, see packageContext).
+      const facts = this.facts(ppid, parents.length < ENV_DEPTH || ppid === parentPids[parentPids.length - 1]);
       const parentNsPid = this.nsPid(ppid);
       if (!facts || parentNsPid === null) break; // gone: the chain stops there, as far as it is known
       parents.push({ pid: parentNsPid, exe: facts.exe, argv: facts.argv.slice(0, 8), facts });
     }
     const after = this.stat(pid);
     if (this.link(`${pid}/fd/${fd}`) !== target || after?.startTime !== before.startTime) return null;
-    const pkg = packageContext([owner, ...parents.flatMap((p) => (p.facts ? [p.facts] : []))]);
+    const chain = [owner, ...parents.flatMap((p) => (p.facts ? [p.facts] : []))];
+    const top = parents.length === parentPids.length ? chain[chain.length - 1]! : null;
+    // A top process that can't be read (gone): nothing tells what came from outside; no package then.
+    const pkg = top ? packageContext(chain, top.env) : null;
     return {
       pid: nsPid,
       exe: owner.exe,
@@ -219,7 +224,10 @@ export class Attributor {
   private facts(pid: number, withEnv = true): ProcessFacts | null {
     const cmdline = this.read(`${pid}/cmdline`, CMDLINE_BYTES);
     if (cmdline === null) return null;
-    const argv = cmdline.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1).slice(0, MAX_ARGS).map((a) => (a.length > ARG_CHARS ? `${a.slice(0, ARG_CHARS)}…` : a));
+    const args = cmdline.split('\0');
+    // A program that set its title (npm does) leaves its cmdline padded with NULs.
+    while (args.length && args[args.length - 1] === '') args.pop();
+    const argv = args.slice(0, MAX_ARGS).map((a) => (a.length > ARG_CHARS ? `${a.slice(0, ARG_CHARS)}…` : a));
     const exe = this.link(`${pid}/exe`) ?? argv[0] ?? '';
     const cwd = this.link(`${pid}/cwd`) ?? '';
     const env = new Map<string, string>();

@@ -27,10 +27,15 @@ export interface ProcessFacts {
 /** The environment variables package detection reads. */
 export const ENV_NAMES = ['npm_package_name', 'npm_lifecycle_event', 'npm_config_user_agent', 'CARGO_PKG_NAME', 'GOPACKAGE', 'GOFILE'] as const;
 
-/** The package context of the nearest process in `chain` (the owner first, then its parents) showing one. */
-export function packageContext(chain: ProcessFacts[]): PackageContext | null {
+/**
+ * The package context of the nearest process in `chain` (the owner first, then its parents) showing
+ * one. `outside`: the environment the sandbox's command started with; a variable with the same value
+ * there was inherited from tapbox's caller (say `npx vitest`), not set by a package manager inside.
+ */
+export function packageContext(chain: ProcessFacts[], outside: Map<string, string> = new Map()): PackageContext | null {
   for (const p of chain) {
-    const found = fromEnvironment(p) ?? fromPipBuild(p);
+    const inside = new Map([...p.env].filter(([name, value]) => outside.get(name) !== value));
+    const found = fromEnvironment({ ...p, env: inside }) ?? fromPipBuild(p);
     if (found) return found;
   }
   return null;

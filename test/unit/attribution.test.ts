@@ -1,4 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Attributor } from '../../src/audit/attribution.js';
 import { describeProcess, packageContext, type ProcessFacts } from '../../src/audit/package-context.js';
 import { findSocketInode, kernelHex } from '../../src/audit/socket-table.js';
 import { parseIp } from '../../src/policy/address.js';
@@ -65,5 +69,82 @@ describe('package context', () => {
     expect(pkg).toEqual({ manager: 'pip', name: 'phonehome', script: 'build' });
     expect(describeProcess('/usr/bin/python3.11', [], pkg)).toBe('python3.11 (pip build of phonehome)');
     expect(packageContext([facts('/usr/bin/python3', ['python3', 'app.py'])])).toBeNull();
+  });
+});
+
+describe('package context from outside the sandbox', () => {
+  it('ignores a package manager variable the sandbox was started with', () => {
+    const outside = new Map(Object.entries({ npm_package_name: 'tapbox', npm_lifecycle_event: 'npx' }));
+    const npm = facts('/usr/bin/node', ['npm', 'install'], { npm_package_name: 'tapbox', npm_lifecycle_event: 'npx' });
+    expect(packageContext([npm], outside)).toBeNull();
+    const script = facts('/usr/bin/node', ['node', 'x.js'], { npm_package_name: 'phonehome', npm_lifecycle_event: 'postinstall' });
+    expect(packageContext([script, npm], outside)).toMatchObject({ name: 'phonehome', script: 'postinstall' });
+  });
+});
+
+describe('Attributor over a /proc tree', () => {
+  // A fake procfs: the launcher (10), the sandbox's PID 1 (11, not dumpable: no ns link), the command
+  // (12, sh) and its child (13, node) holding socket 55; socket 56 is in the table but nobody holds it.
+  function fakeProc(): { root: string; cleanup: () => void } {
+    const root = mkdtempSync(join(tmpdir(), 'tapbox-fakeproc-'));
+    const proc = (pid: number, p: { ppid: number; nspid?: number[]; ns?: string; argv?: string[]; exe?: string; env?: string[]; fds?: Record<string, string> }) => {
+      const dir = join(root, String(pid));
+      mkdirSync(join(dir, 'fd'), { recursive: true });
+      mkdirSync(join(dir, 'ns'));
+      mkdirSync(join(dir, 'net'));
+      writeFileSync(join(dir, 'stat'), `${pid} (odd) name) S ${p.ppid} 1 1 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 1 0 ${1000 + pid} 0 0\n`);
+      writeFileSync(join(dir, 'status'), `Name:\tx\nPPid:\t${p.ppid}\nNSpid:\t${(p.nspid ?? [pid]).join('\t')}\n`);
+      writeFileSync(join(dir, 'cmdline'), (p.argv ?? ['x']).join('\0') + '\0\0\0');
+      writeFileSync(join(dir, 'environ'), (p.env ?? []).join('\0'));
+      if (p.ns) symlinkSync(p.ns, join(dir, 'ns', 'pid'));
+      if (p.exe) symlinkSync(p.exe, join(dir, 'exe'));
+      symlinkSync('/work/app', join(dir, 'cwd'));
+      for (const [fd, target] of Object.entries(p.fds ?? {})) symlinkSync(target, join(dir, 'fd', fd));
+      const tcp = HEADER + row(`${hex4('10.0.2.100')}:${port(40000)}`, `${hex4('198.18.0.5')}:${port(443)}`, 55) + row(`${hex4('10.0.2.100')}:${port(40001)}`, `${hex4('198.18.0.5')}:${port(443)}`, 56);
+      writeFileSync(join(dir, 'net', 'tcp'), tcp);
+      writeFileSync(join(dir, 'net', 'tcp6'), HEADER);
+    };
+    proc(10, { ppid: 1, ns: 'pid:[1]' });
+    proc(11, { ppid: 10, nspid: [11, 1] });
+    proc(12, { ppid: 11, nspid: [12, 2], ns: 'pid:[99]', argv: ['sh', '-c', 'npm install'], exe: '/bin/dash', env: ['npm_package_name=outer', 'npm_lifecycle_event=npx'] });
+    proc(13, { ppid: 12, nspid: [13, 3], ns: 'pid:[99]', argv: ['node', 'phone.js'], exe: '/usr/bin/node', env: ['npm_package_name=phonehome', 'npm_lifecycle_event=postinstall'], fds: { 0: '/dev/null', 3: 'socket:[55]' } });
+    proc(20, { ppid: 1, ns: 'pid:[1]', fds: { 3: 'socket:[56]' } }); // outside the sandbox
+    return { root, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+  }
+  const flow = (srcPort: number) => ({ proto: 'tcp' as const, src: '10.0.2.100', srcPort, dst: '198.18.0.5', dstPort: 443 });
+
+  it('names the holder of the socket with its parents, its package, and its pid inside the sandbox', () => {
+    const { root, cleanup } = fakeProc();
+    try {
+      const a = new Attributor(() => 10, root);
+      expect(a.lookup(flow(40000))).toEqual({
+        pid: 3,
+        exe: '/usr/bin/node',
+        argv: ['node', 'phone.js'],
+        cwd: '/work/app',
+        parents: [{ pid: 2, exe: '/bin/dash', argv: ['sh', '-c', 'npm install'] }],
+        package: { manager: 'npm', name: 'phonehome', script: 'postinstall' },
+        label: 'node (phonehome postinstall)',
+      });
+      // Cached by inode: a second flow on the same socket costs no scan.
+      a.lookup(flow(40000));
+      expect(a.stats).toMatchObject({ lookups: 2, cached: 1 });
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('gives unknown for a socket nobody in the sandbox holds (its process is gone), a process outside included', () => {
+    const { root, cleanup } = fakeProc();
+    try {
+      const a = new Attributor(() => 10, root);
+      expect(a.lookup(flow(40001))).toBeNull();
+      expect(a.lookup(flow(40002))).toBeNull(); // not in the table at all
+      rmSync(join(root, '13', 'fd', '3'));
+      expect(new Attributor(() => 10, root).lookup(flow(40000))).toBeNull();
+      expect(new Attributor(() => undefined, root).lookup(flow(40000))).toBeNull(); // not started yet
+    } finally {
+      cleanup();
+    }
   });
 });
