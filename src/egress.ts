@@ -24,6 +24,7 @@ import type { InboundFlows } from './forwarder/inbound.js';
 import { load } from './policy/allowlist.js';
 import { Policy } from './policy/policy.js';
 import { parseRule } from './policy/rule.js';
+import { LivePolicy } from './live-policy.js';
 
 export type { EgressSummary } from './audit/summary.js';
 export type { DnsEvent, FlowEndEvent, FlowEvent } from './audit/events.js';
@@ -58,6 +59,8 @@ export interface Egress extends EventEmitter {
   policy: Policy;
   /** Logs flows and cap hits: the stack's caps report to `auditor.limitHit` (rate-limited 'limit' events). */
   auditor: Auditor;
+  /** Changes the policy while the sandbox runs (emits 'policy' events). */
+  live: LivePolicy;
   /** Stops every flow and DNS query, writes the report and learned allowlist, prints the summary. */
   close(): Promise<EgressSummary>;
 }
@@ -106,6 +109,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     logger,
     policy,
     auditor,
+    live: new LivePolicy(policy, forwarder, auditor),
     close: () => (closing ??= close()),
   });
 }

@@ -10,6 +10,9 @@ export { parseSize, type FilesystemMode, type Mount, type MountType, type Limits
 // Rules, for programs that build or check allowlists: allowlist.parse(text, source), allowlist.load(path).
 export { allowlist, Policy, type Allowlist, type Rule, type Proto, type PortRange, type FlowDecision, type FlowQuery, type PolicyOptions } from './policy/index.js';
 // The live events (same fields as the audit log) and the report.
-export { describeFlow, type DnsEvent, type FlowEvent, type FlowEndEvent, type LimitEvent } from './audit/events.js';
+export { describeFlow, type DnsEvent, type FlowEvent, type FlowEndEvent, type LimitEvent, type Attribution } from './audit/events.js';
+export type { PackageContext } from './audit/package-context.js';
+// Changing the policy while it runs (sandbox.allow / deny / rules) and its audit event.
+export type { PolicyChangeEvent, DenyOptions } from './live-policy.js';
 export { formatSummary, type EgressSummary, type DestinationSummary } from './audit/summary.js';
 export { hostChecks, type Check } from './doctor.js';

@@ -49,7 +49,7 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter, lau
     upstreamProxy: o.upstreamProxy,
     caps: o.caps,
   });
-  for (const name of ['dns', 'flow', 'deny', 'flowEnd', 'limit'] as const) egress.on(name, (e: unknown) => events.emit(name, e));
+  for (const name of ['dns', 'flow', 'deny', 'flowEnd', 'limit', 'policy'] as const) egress.on(name, (e: unknown) => events.emit(name, e));
   let link: LinkEndpoint | null = null;
   let stack: Stack | null = null;
   let tcp: TcpProtocol | null = null;

@@ -18,6 +18,8 @@ import { finished } from 'node:stream/promises';
 import { launcherErrorCode, TapboxError } from './errors.js';
 import type { DnsEvent, FlowEndEvent, FlowEvent, LimitEvent } from './audit/events.js';
 import type { EgressSummary } from './audit/summary.js';
+import type { DenyOptions, LivePolicy, PolicyChangeEvent } from './live-policy.js';
+import type { Rule } from './policy/rule.js';
 import { launcherArgs, launcherPath } from './launcher.js';
 import { resolveOptions, type ResolvedOptions, type SandboxOptions } from './options.js';
 import { closeFd, recvMessage, sendMessage, socketpair } from '../netstack/link/control.js';
@@ -56,6 +58,8 @@ export interface SandboxEvents {
   flowEnd: [event: FlowEndEvent];
   /** A resource cap refused something (rate-limited: `count` hits per event). */
   limit: [event: LimitEvent];
+  /** The policy changed while the command runs (allow(), deny(), an ask answer). */
+  policy: [event: PolicyChangeEvent];
 }
 
 /** Signals the supervisor passes on to the command. */
@@ -116,6 +120,34 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   /** Bytes on tap0 so far, up (from the sandbox) and down; null unless --net tap. */
   get traffic(): { bytesUp: number; bytesDown: number } | null {
     return this.network?.traffic() ?? null;
+  }
+
+  /**
+   * Allows RULE (allowlist syntax) from now on, while the command runs: lookups and new flows see it at
+   * once; a deny rule of the same scope is replaced. An audit event ('policy'). Throws TapboxError:
+   * EPOLICY for a bad rule, EUSAGE before the network is up ('spawn') or without --net tap.
+   */
+  allow(rule: string): Rule {
+    return this.livePolicy('allow').allow(rule);
+  }
+
+  /**
+   * Denies RULE ("!" optional) from now on; with `resetFlows`, the open flows it covers are reset (TCP)
+   * or refused (UDP) too. An allow rule of the same scope is replaced. An audit event ('policy').
+   */
+  deny(rule: string, options: DenyOptions = {}): Rule {
+    return this.livePolicy('deny').deny(rule, options);
+  }
+
+  /** The egress rules in force now (from -F, --allow, and changes made while it runs). */
+  rules(): readonly Rule[] {
+    return this.livePolicy('rules').rules();
+  }
+
+  private livePolicy(method: string): LivePolicy {
+    if (this.options.net !== 'tap') throw new TapboxError('EUSAGE', `${method}(): this sandbox has no egress policy (--net ${this.options.net}); give it allow rules or net: 'tap'.`);
+    if (!this.network) throw new TapboxError('EUSAGE', `${method}(): the sandbox's network is not up yet; call it once the sandbox emitted 'spawn'.`);
+    return this.network.egress.live;
   }
 
   /** The launcher's pid (host PID namespace), once started. */

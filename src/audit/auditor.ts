@@ -6,6 +6,7 @@ import type { EventEmitter } from 'node:events';
 import type pino from 'pino';
 import { printable } from '../dns/names.js';
 import type { Attribution } from './attribution.js';
+import type { PolicyChangeEvent } from '../live-policy.js';
 import { byLabel, describeFlow, type DnsEvent, type FlowEndEvent, type FlowEvent } from './events.js';
 import { LimitReporter, type AuditLimitName, type LimitEvent } from './limits.js';
 import type { EgressStats } from './summary.js';
@@ -48,6 +49,14 @@ export class Auditor {
     }
     this.logger[this.allowedLevel]({ event: 'flow', ...e }, `allowed ${describeFlow(e)}${by(e)}: ${e.reason}`);
     this.events.emit('flow', e);
+  }
+
+  /** The policy changed while the sandbox runs (live-policy.ts): always logged, at info. */
+  policyChange(e: PolicyChangeEvent): void {
+    const replaced = e.replaced.length ? `, replacing ${e.replaced.map((r) => `"${r}"`).join(', ')}` : '';
+    const reset = e.reset ? `; ${e.reset} open flow${e.reset === 1 ? '' : 's'} reset` : '';
+    this.logger.info({ event: 'policy', ...e }, `policy: ${e.action} rule "${e.rule}" added by ${e.origin}${replaced}${reset}`);
+    this.events.emit('policy', e);
   }
 
   /** A cap refused something; logged and emitted as a 'limit' event, rate-limited per cap. */

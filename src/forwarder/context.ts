@@ -67,6 +67,8 @@ export class ForwarderContext {
   private readonly hostLoopback: Set<string>;
   /** Closes every open flow (Egress.close). */
   readonly closers = new Set<() => void>();
+  /** The flows being relayed, by flowId, and how to cut one (a live deny rule, Egress.deny). */
+  readonly relayed = new Map<number, { flow: FlowEvent; cut: (reason: string) => void }>();
   /** Set by Egress.close: host connections still being made are dropped when they complete. */
   closed = false;
   /** Who opened the recent flows, by 4-tuple (set at their start, read by `event`); bounded. */

@@ -295,9 +295,16 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.
     host.destroy();
   };
   ctx.closers.add(closeBoth);
+  const cut = (reason: string) => {
+    error ??= `reset: ${reason}`;
+    conn.reset();
+    host.resetAndDestroy();
+  };
+  ctx.relayed.set(flow.flowId, { flow, cut });
   const onClosed = () => {
     if (--open > 0) return;
     ctx.closers.delete(closeBoth);
+    ctx.relayed.delete(flow.flowId);
     ended(ctx, flow, started, up, down, error);
   };
 

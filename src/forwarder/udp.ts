@@ -240,6 +240,7 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, socket: dg
     if (closed) return;
     closed = true;
     ctx.closers.delete(closeFromHere);
+    ctx.relayed.delete(flow.flowId);
     socket.close();
     if (!byStack) conn.close();
     ctx.release();
@@ -258,6 +259,7 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, socket: dg
     conn.sendIcmp('admin-prohibited');
     close(false);
   };
+  ctx.relayed.set(flow.flowId, { flow, cut: refuse });
   const fromSandbox = guard
     ? (payload: Buffer) => {
         if (closed) return;

@@ -72,11 +72,10 @@ export class Policy {
   readonly maxFlows: number | undefined;
   private readonly pins: PinTable;
   private readonly hostAddrs: { has(addr: string): boolean } | undefined;
+  private list: Rule[];
 
-  constructor(
-    readonly rules: readonly Rule[],
-    opts: PolicyOptions = {},
-  ) {
+  constructor(rules: readonly Rule[], opts: PolicyOptions = {}) {
+    this.list = [...rules];
     this.audit = opts.audit ?? false;
     this.maxFlows = opts.maxFlows;
     this.pins = new PinTable(opts.clock ?? realClock, opts.pinGraceMs);
@@ -97,6 +96,31 @@ export class Policy {
     return null;
   }
 
+  /** The rules in force, in the order they were given (the order decides nothing: see decide). */
+  get rules(): readonly Rule[] {
+    return this.list;
+  }
+
+  /**
+   * Changes the policy while the sandbox runs: adds `rule`, after removing the rules it contradicts
+   * exactly (same target, protocol and ports, the other verdict), so that allowing what was denied, or
+   * the reverse, takes effect. Returns the rules removed. Decisions made from now on see the change;
+   * open flows are the caller's (LivePolicy.deny can reset those the new rule covers). The same rule
+   * given twice is kept once.
+   */
+  change(rule: Rule): Rule[] {
+    const replaced = this.list.filter((r) => r.deny !== rule.deny && sameScope(r, rule));
+    this.list = [...this.list.filter((r) => !sameScope(r, rule)), rule];
+    return replaced;
+  }
+
+  /** Does `rule` apply to this flow: its address, or one of the names it goes to, on its protocol and port? */
+  appliesTo(rule: Rule, q: FlowQuery, names: readonly string[]): boolean {
+    const ip = parseIp(q.addr);
+    if (!ip || !ruleCovers(rule, q.proto, q.port)) return false;
+    return ruleMatchesAddress(rule, ip) || names.some((n) => ruleMatchesName(rule, normalizeName(n)));
+  }
+
   /** One policy from several allowlists; the smallest connection limit among them applies. */
   static fromAllowlists(lists: Allowlist[], opts: PolicyOptions = {}): Policy {
     const limits = lists.map((l) => l.maxFlows).filter((n): n is number => n !== undefined);
@@ -110,10 +134,10 @@ export class Policy {
   /** May the DNS proxy resolve `name`? Only when an allow rule names it, and no port-less deny rule. */
   resolvable(name: string): NameVerdict {
     const n = normalizeName(name);
-    const deny = this.rules.find((r) => r.deny && !r.proto && !r.ports && ruleMatchesName(r, n));
+    const deny = this.list.find((r) => r.deny && !r.proto && !r.ports && ruleMatchesName(r, n));
     if (deny) return { allowed: false, reason: `denied by rule "${deny.text}" (${deny.origin})` };
     if (this.audit) return { allowed: true, rule: null };
-    const allow = this.rules.find((r) => !r.deny && ruleMatchesName(r, n));
+    const allow = this.list.find((r) => !r.deny && ruleMatchesName(r, n));
     return allow ? { allowed: true, rule: allow } : { allowed: false, reason: 'not in allowlist' };
   }
 
@@ -122,14 +146,14 @@ export class Policy {
     const n = normalizeName(name);
     const deny = this.denyRuleFor(n, proto, port);
     if (deny) return { allowed: false, reason: `denied by rule "${deny.text}" (${deny.origin})` };
-    const allows = this.rules.filter((r) => !r.deny && ruleMatchesName(r, n) && ruleCovers(r, proto, port));
+    const allows = this.list.filter((r) => !r.deny && ruleMatchesName(r, n) && ruleCovers(r, proto, port));
     if (allows.length) return { allowed: true, rule: allows.find((r) => opensPortExplicitly(r, proto)) ?? allows[0] };
-    const anyPort = this.rules.some((r) => !r.deny && ruleMatchesName(r, n));
+    const anyPort = this.list.some((r) => !r.deny && ruleMatchesName(r, n));
     return { allowed: false, reason: anyPort ? `${proto} port ${port} is not allowed for ${n}` : 'not in allowlist' };
   }
 
   private denyRuleFor(normalizedName: string, proto: Proto, port: number): Rule | undefined {
-    return this.rules.find((r) => r.deny && ruleMatchesName(r, normalizedName) && ruleCovers(r, proto, port));
+    return this.list.find((r) => r.deny && ruleMatchesName(r, normalizedName) && ruleCovers(r, proto, port));
   }
 
   /** Records that the DNS proxy answered `name` with `addr` (called for allowed names only). */
@@ -155,7 +179,7 @@ export class Policy {
     if (!ip) return { verdict: 'deny', addr: q.addr, names: [], reason: 'not an IP address' };
     const addr = formatIp(ip);
     const pinned = this.pins.names(addr);
-    const covering = (deny: boolean) => this.rules.find((r) => r.deny === deny && ruleMatchesAddress(r, ip) && ruleCovers(r, q.proto, q.port));
+    const covering = (deny: boolean) => this.list.find((r) => r.deny === deny && ruleMatchesAddress(r, ip) && ruleCovers(r, q.proto, q.port));
 
     // Deny rules first: one for the address, or for any name pinned to it (the flow may be meant for
     // that name, and which one it is cannot be told here).
@@ -163,7 +187,7 @@ export class Policy {
     if (denyRule) return { verdict: 'deny', addr, names: pinned, reason: `denied by rule "${denyRule.text}" (${denyRule.origin})` };
     const guard = this.guarded(ip, addr);
     if (guard) {
-      const explicit = this.rules.find(
+      const explicit = this.list.find(
         (r) => !r.deny && r.target.kind === 'subnet' && r.target.subnet.prefix >= guard.prefix && ruleMatchesAddress(r, ip) && ruleCovers(r, q.proto, q.port),
       );
       if (explicit) return { verdict: 'allow', via: 'ip-rule', addr, names: pinned, explicitPort: false };
@@ -196,4 +220,15 @@ export class Policy {
  */
 function opensPortExplicitly(rule: Rule, proto: Proto): boolean {
   return rule.ports !== null && (proto === 'tcp' || rule.proto === 'udp');
+}
+
+/** Same target, protocol and ports (the verdict aside). */
+function sameScope(a: Rule, b: Rule): boolean {
+  const t = a.target;
+  const u = b.target;
+  const target =
+    t.kind === 'name' ? u.kind === 'name' && u.name === t.name
+    : t.kind === 'wildcard' ? u.kind === 'wildcard' && u.suffix === t.suffix
+    : u.kind === 'subnet' && u.subnet.family === t.subnet.family && u.subnet.network === t.subnet.network && u.subnet.prefix === t.subnet.prefix;
+  return target && a.proto === b.proto && a.ports?.from === b.ports?.from && a.ports?.to === b.ports?.to;
 }
