@@ -34,6 +34,9 @@ export function buildProgram(): Command {
     .option('--no-sni-check', 'do not check TLS SNI / HTTP Host against the name a flow was allowed for')
     .option('--no-attribution', 'do not name the sandbox process behind each flow and DNS query in the audit')
     .option('--audit', 'allow everything, log every DNS query and flow')
+    .option('--ask', 'ask on your terminal before a lookup or connection no rule allows: once, for this run, save, or deny')
+    .option('--ask-save <file>', 'with --ask: the allowlist file "allow and add" appends the rule to')
+    .option('--ask-timeout <seconds>', 'with --ask: seconds to wait for an answer before denying (1-25, default 20)', integer('--ask-timeout'))
     .option('--learn <file>', 'audit mode that writes an allowlist of what the command used to FILE')
     .option('--report <file>', 'write the egress summary as JSON to FILE')
     .option('--no-summary', 'do not print the egress summary table at exit')
@@ -71,6 +74,9 @@ interface CliFlags extends HardeningFlags, CapsFlags {
   sniCheck: boolean;
   attribution: boolean;
   audit?: boolean;
+  ask?: boolean;
+  askSave?: string;
+  askTimeout?: number;
   learn?: string;
   report?: string;
   summary: boolean;
@@ -104,6 +110,9 @@ export function toOptions(flags: CliFlags): SandboxOptions {
     attribution: flags.attribution,
     caps: capsFromFlags(flags),
     audit: flags.audit,
+    ask: flags.ask,
+    askSave: flags.askSave,
+    askTimeout: flags.askTimeout,
     learn: flags.learn,
     report: flags.report,
     summary: flags.summary,

@@ -25,6 +25,7 @@ import { load } from './policy/allowlist.js';
 import { Policy } from './policy/policy.js';
 import { parseRule } from './policy/rule.js';
 import { LivePolicy } from './live-policy.js';
+import { Asker, type Prompter } from './ask/asker.js';
 
 export type { EgressSummary } from './audit/summary.js';
 export type { DnsEvent, FlowEndEvent, FlowEvent } from './audit/events.js';
@@ -37,6 +38,8 @@ export interface EgressOptions {
   /** The launcher's pid once it runs: set, the process behind each flow and DNS query is named (attribution.ts). */
   launcherPid?: () => number | undefined;
   audit: boolean;
+  /** Ask mode: who answers, how long to wait, where "allow and save" appends (ask/asker.ts). */
+  ask?: { prompt: Prompter; timeoutMs: number; saveFile?: string };
   learn?: string;
   report?: string;
   logLevel: string;
@@ -81,13 +84,20 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
   const emitter = new EventEmitter();
   const stats = new EgressStats();
   const auditor = new Auditor(logger, emitter, stats, audit);
-  const dns = new DnsProxy({ policy, upstream, hostAddrs, maxInFlight: opts.caps?.dnsInFlight, onEvent: (e) => auditor.dns(e), onLimit: auditor.limitHit });
+  // Ask mode's questions (made once the live policy exists, which needs the forwarder).
+  let asker: Asker | undefined;
+  const ask = opts.ask ? (...args: Parameters<Asker['ask']>) => asker!.ask(...args) : undefined;
+  const dns = new DnsProxy({ policy, upstream, hostAddrs, maxInFlight: opts.caps?.dnsInFlight, onEvent: (e) => auditor.dns(e), onLimit: auditor.limitHit, ask });
   const attributor = opts.launcherPid ? new Attributor(opts.launcherPid) : undefined;
-  const forwarder = createForwarder({ policy, dns, auditor, attributor, sandbox: opts.sandbox, sniCheck: opts.sniCheck, hostLoopback: opts.hostLoopback, upstreamProxy: opts.upstreamProxy });
+  const forwarder = createForwarder({ policy, dns, auditor, attributor, ask, sandbox: opts.sandbox, sniCheck: opts.sniCheck, hostLoopback: opts.hostLoopback, upstreamProxy: opts.upstreamProxy });
   logger.debug({ rules: policy.rules.length, audit, maxFlows: policy.maxFlows }, `egress policy loaded: ${policy.rules.length} rules${audit ? ', audit mode' : ''}`);
+
+  const live = new LivePolicy(policy, forwarder, auditor);
+  if (opts.ask) asker = new Asker({ ...opts.ask, live, auditor });
 
   let closing: Promise<EgressSummary> | undefined;
   const close = async (): Promise<EgressSummary> => {
+    asker?.close();
     forwarder.close();
     dns.close();
     upstream.close();
@@ -109,7 +119,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     logger,
     policy,
     auditor,
-    live: new LivePolicy(policy, forwarder, auditor),
+    live,
     close: () => (closing ??= close()),
   });
 }

@@ -14,5 +14,8 @@ export { describeFlow, type DnsEvent, type FlowEvent, type FlowEndEvent, type Li
 export type { PackageContext } from './audit/package-context.js';
 // Changing the policy while it runs (sandbox.allow / deny / rules) and its audit event.
 export type { PolicyChangeEvent, DenyOptions } from './live-policy.js';
+// Ask mode's questions, the library's answers (onRequest) and the 'ask' event.
+export type { AskRequest, RequestDecision, AskAnswer } from './ask/request.js';
+export type { AskEvent } from './ask/asker.js';
 export { formatSummary, type EgressSummary, type DestinationSummary } from './audit/summary.js';
 export { hostChecks, type Check } from './doctor.js';

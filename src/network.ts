@@ -3,6 +3,8 @@
 // launcher hands it over.
 import type { EventEmitter } from 'node:events';
 import { createEgress, type Egress, type EgressSummary } from './egress.js';
+import { callbackPrompter } from './ask/asker.js';
+import { terminalPrompter } from './ask/terminal-prompt.js';
 import { SANDBOX_NET, type ResolvedOptions } from './options.js';
 import { Stack } from '../netstack/stack/stack.js';
 import { TapEndpoint } from '../netstack/link/tap.js';
@@ -38,6 +40,9 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter, lau
     sniCheck: o.sniCheck,
     launcherPid: o.attribution ? launcherPid : undefined,
     audit: o.audit,
+    ask: o.ask
+      ? { prompt: o.onRequest ? callbackPrompter(o.onRequest) : terminalPrompter(o.askTimeout * 1000, o.askSave), timeoutMs: o.askTimeout * 1000, saveFile: o.askSave }
+      : undefined,
     learn: o.learn,
     report: o.report,
     logLevel: o.logLevel,
@@ -49,7 +54,7 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter, lau
     upstreamProxy: o.upstreamProxy,
     caps: o.caps,
   });
-  for (const name of ['dns', 'flow', 'deny', 'flowEnd', 'limit', 'policy'] as const) egress.on(name, (e: unknown) => events.emit(name, e));
+  for (const name of ['dns', 'flow', 'deny', 'flowEnd', 'limit', 'policy', 'ask'] as const) egress.on(name, (e: unknown) => events.emit(name, e));
   let link: LinkEndpoint | null = null;
   let stack: Stack | null = null;
   let tcp: TcpProtocol | null = null;

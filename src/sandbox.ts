@@ -19,6 +19,7 @@ import { launcherErrorCode, TapboxError } from './errors.js';
 import type { DnsEvent, FlowEndEvent, FlowEvent, LimitEvent } from './audit/events.js';
 import type { EgressSummary } from './audit/summary.js';
 import type { DenyOptions, LivePolicy, PolicyChangeEvent } from './live-policy.js';
+import type { AskEvent } from './ask/asker.js';
 import type { Rule } from './policy/rule.js';
 import { launcherArgs, launcherPath } from './launcher.js';
 import { resolveOptions, type ResolvedOptions, type SandboxOptions } from './options.js';
@@ -60,6 +61,8 @@ export interface SandboxEvents {
   limit: [event: LimitEvent];
   /** The policy changed while the command runs (allow(), deny(), an ask answer). */
   policy: [event: PolicyChangeEvent];
+  /** Ask mode answered a question (onRequest's or the terminal's answer, or no answer in time). */
+  ask: [event: AskEvent];
 }
 
 /** Signals the supervisor passes on to the command. */

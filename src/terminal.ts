@@ -41,7 +41,10 @@ export function relayTerminal(pty: Pty): { done: Promise<void>; restore: () => v
   const stdout = process.stdout as tty.WriteStream;
   const master = new tty.ReadStream(pty.master);
   const onResize = () => resize(pty.master, stdout.rows, stdout.columns);
+  let diverted: ((chunk: Buffer) => void) | null = null;
   const onInput = (chunk: Buffer) => {
+    // Ask mode's prompt has the keyboard: what is typed goes to it, never to the sandbox.
+    if (diverted) return diverted(chunk);
     try {
       writeSync(pty.master, chunk);
     } catch {
@@ -59,10 +62,21 @@ export function relayTerminal(pty: Pty): { done: Promise<void>; restore: () => v
     master.on('end', () => resolveDone());
     master.on('close', () => resolveDone());
   });
+  activeRelay = {
+    takeTerminal(onKey) {
+      diverted = onKey;
+      master.pause(); // the sandbox can't draw over the prompt: its output waits
+      return () => {
+        diverted = null;
+        master.resume();
+      };
+    },
+  };
   let restored = false;
   const restore = () => {
     if (restored) return;
     restored = true;
+    activeRelay = null;
     stdout.off('resize', onResize);
     stdin.off('data', onInput);
     stdin.setRawMode(false);
@@ -70,6 +84,17 @@ export function relayTerminal(pty: Pty): { done: Promise<void>; restore: () => v
     master.destroy();
   };
   return { done, restore };
+}
+
+/** The relay running now, if any: ask mode's prompt takes the keyboard (and holds the sandbox's output) through it. */
+export interface TerminalRelay {
+  /** Sends what is typed to `onKey` instead of the sandbox, and holds the sandbox's output, until the returned function is called. */
+  takeTerminal(onKey: (chunk: Buffer) => void): () => void;
+}
+let activeRelay: TerminalRelay | null = null;
+
+export function terminalRelay(): TerminalRelay | null {
+  return activeRelay;
 }
 
 export function closePtySlave(pty: Pty): void {

@@ -7,6 +7,8 @@ import type pino from 'pino';
 import { printable } from '../dns/names.js';
 import type { Attribution } from './attribution.js';
 import type { PolicyChangeEvent } from '../live-policy.js';
+import type { AskEvent } from '../ask/asker.js';
+import { describeRequest } from '../ask/request.js';
 import { byLabel, describeFlow, type DnsEvent, type FlowEndEvent, type FlowEvent } from './events.js';
 import { LimitReporter, type AuditLimitName, type LimitEvent } from './limits.js';
 import type { EgressStats } from './summary.js';
@@ -57,6 +59,13 @@ export class Auditor {
     const reset = e.reset ? `; ${e.reset} open flow${e.reset === 1 ? '' : 's'} reset` : '';
     this.logger.info({ event: 'policy', ...e }, `policy: ${e.action} rule "${e.rule}" added by ${e.origin}${replaced}${reset}`);
     this.events.emit('policy', e);
+  }
+
+  /** Ask mode answered a question (ask/asker.ts), at info; a no at warn. */
+  ask(e: AskEvent): void {
+    const what = describeRequest(e.request);
+    this.logger[e.answer === 'deny' ? 'warn' : 'info']({ event: 'ask', ...e }, `ask: ${printable(what)}${by(e.request)}: ${e.note}`);
+    this.events.emit('ask', e);
   }
 
   /** A cap refused something; logged and emitted as a 'limit' event, rate-limited per cap. */

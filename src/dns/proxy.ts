@@ -12,6 +12,8 @@ import type { Duplex } from 'node:stream';
 import dnsPacket from 'dns-packet';
 import type { UdpConn } from '../../netstack/stack/forwarding.js';
 import type { Attribution } from '../audit/attribution.js';
+import type { AskOutcome } from '../ask/asker.js';
+import { dnsRequest, type AskRequest } from '../ask/request.js';
 import type { Policy } from '../policy/policy.js';
 import { normalizeName } from '../policy/rule.js';
 import { isHostName, printable } from './names.js';
@@ -47,6 +49,8 @@ export interface DnsProxyOptions {
   /** Upstream queries in flight at most; past it: REFUSED. Default 256. */
   maxInFlight?: number;
   onEvent?: (e: DnsEvent) => void;
+  /** Ask mode (ask/asker.ts): asks about a name no rule allows; the query waits for the answer. */
+  ask?: (request: AskRequest, allowedNow: () => boolean) => Promise<AskOutcome>;
   /** Told when a query is refused because `maxInFlight` queries wait for the upstream. */
   onLimit?: (limit: 'dns-in-flight' | 'dns-tcp', value: number, detail: string) => void;
 }
@@ -99,7 +103,13 @@ export class DnsProxy {
       this.opts.onEvent?.({ name: printable(name), type, verdict: 'refuse', rcode: 'REFUSED', answers: [], dropped: [], transport, reason: 'not a host name', ...(by !== undefined ? { by } : {}) });
       return this.reply(query, 'REFUSED', transport);
     }
-    const verdict = this.opts.policy.resolvable(name);
+    let verdict = this.opts.policy.resolvable(name);
+    // Ask mode: a name only unlisted (no deny rule) is held here, never sent upstream before a yes.
+    if (!verdict.allowed && verdict.askable && this.opts.ask && !odd) {
+      const outcome = await this.opts.ask(dnsRequest(name, by), () => this.opts.policy.resolvable(name).allowed);
+      const now = this.opts.policy.resolvable(name); // a deny rule added meanwhile still wins
+      verdict = !outcome.allowed ? { allowed: false, reason: `${verdict.reason}; ${outcome.note}` } : now.allowed || now.askable ? { allowed: true, rule: null } : now;
+    }
     if (!verdict.allowed) {
       const rcode = odd ? 'REFUSED' : 'NXDOMAIN';
       event('deny', rcode, { reason: verdict.reason });

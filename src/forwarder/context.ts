@@ -1,6 +1,8 @@
 // What the TCP and UDP forwarders share: the policy, the DNS proxy, the auditor, the flow limit, and
 // the sandbox's own addresses (the resolver, the gateway).
 import type { FlowId } from '../../netstack/stack/forwarding.js';
+import type { AskOutcome } from '../ask/asker.js';
+import { flowRequest, type AskRequest } from '../ask/request.js';
 import type { Attribution, Attributor } from '../audit/attribution.js';
 import type { Auditor } from '../audit/auditor.js';
 import type { FlowEvent } from '../audit/events.js';
@@ -37,6 +39,8 @@ export interface ForwarderOptions {
   hostLoopback?: HostLoopbackPort[];
   /** Allowed TCP flows leave through this proxy instead of a direct host socket (--upstream-proxy). */
   upstreamProxy?: ProxySpec;
+  /** Ask mode (ask/asker.ts): asks about a flow no rule allows; the flow waits for the answer. */
+  ask?: (request: AskRequest, allowedNow: () => boolean) => Promise<AskOutcome>;
   /** Names the sandbox process behind each new flow and DNS query (--no-attribution: absent). */
   attributor?: Attributor;
   /**
@@ -113,6 +117,24 @@ export class ForwarderContext {
     return by;
   }
 
+  /**
+   * The policy's decision about a new flow. In ask mode a flow denied only because no rule allows it is
+   * asked about (a promise: the flow is held meanwhile): "once" allows this flow alone (via 'ask'),
+   * "for this run" / "save" add a rule and the policy decides again; no, or no answer, denies it.
+   */
+  decide(proto: Proto, id: FlowId, by: Attribution | null | undefined): FlowDecision | Promise<FlowDecision> {
+    const q = { proto, addr: id.dstAddr, port: id.dstPort };
+    const d = this.o.policy.decide(q);
+    if (d.verdict === 'allow' || !d.askable || !this.o.ask) return d;
+    return this.o.ask(flowRequest(proto, d.addr, id.dstPort, d.names, by), () => this.o.policy.decide(q).verdict === 'allow').then((outcome): FlowDecision => {
+      if (!outcome.allowed) return { verdict: 'deny', addr: d.addr, names: d.names, reason: `${d.reason}; ${outcome.note}` };
+      // Decided again: a rule added meanwhile ("for this run", or a deny rule, which still wins).
+      const again = this.o.policy.decide(q);
+      if (again.verdict === 'allow' || !again.askable) return again;
+      return { verdict: 'allow', via: 'ask', addr: d.addr, names: d.names, explicitPort: true };
+    });
+  }
+
   /** The limit on open flows: the policy's (allowlist files, options), else DEFAULT_MAX_FLOWS. */
   get maxFlows(): number {
     return this.o.policy.maxFlows ?? DEFAULT_MAX_FLOWS;
@@ -169,5 +191,6 @@ const tupleKey = (proto: Proto, id: FlowId) => `${proto} ${id.srcAddr} ${id.srcP
 export function allowReason(d: FlowDecision & { verdict: 'allow' }): string {
   if (d.via === 'audit') return 'audit mode';
   if (d.via === 'ip-rule') return 'address rule';
+  if (d.via === 'ask') return 'allowed once when asked';
   return 'allowed name';
 }

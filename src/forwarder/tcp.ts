@@ -56,7 +56,15 @@ export function forwardTcp(ctx: ForwarderContext, req: TcpForwarderRequest): voi
       connectThenAccept(ctx, req, ctx.event(ctx.flowId(), 'tcp', id, 'allow', 'host loopback port (--host-loopback)'), hostLoopbackFor(id.family), false);
       return;
   }
-  const decision = ctx.o.policy.decide({ proto: 'tcp', addr: id.dstAddr, port: id.dstPort });
+  const decided = ctx.decide('tcp', id, by);
+  // Ask mode holds the SYN while the user answers (the sandbox's stack retransmits it meanwhile).
+  if (decided instanceof Promise) void decided.then((d) => (ctx.closed ? req.reject('reset') : admit(ctx, req, d)));
+  else admit(ctx, req, decided);
+}
+
+/** Refuses or starts a flow by the policy's decision. */
+function admit(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDecision): void {
+  const id = req.id;
   if (decision.verdict === 'deny') {
     req.reject('reset');
     ctx.deny('tcp', id, decision.reason, decision);

@@ -53,7 +53,15 @@ export function forwardUdp(ctx: ForwarderContext, req: UdpForwarderRequest): voi
       openThenRelay(ctx, req, ctx.event(ctx.flowId(), 'udp', id, 'allow', 'host loopback port (--host-loopback)'), hostLoopbackFor(id.family));
       return;
   }
-  const decision = ctx.o.policy.decide({ proto: 'udp', addr: id.dstAddr, port: id.dstPort });
+  const decided = ctx.decide('udp', id, by);
+  // Ask mode holds the session's first datagrams while the user answers.
+  if (decided instanceof Promise) void decided.then((d) => (ctx.closed ? req.reject('admin-prohibited') : admit(ctx, req, d)));
+  else admit(ctx, req, decided);
+}
+
+/** Refuses or starts a session by the policy's decision. */
+function admit(ctx: ForwarderContext, req: UdpForwarderRequest, decision: FlowDecision): void {
+  const id = req.id;
   if (decision.verdict === 'deny') {
     req.reject('admin-prohibited');
     ctx.deny('udp', id, decision.reason, decision);

@@ -47,7 +47,8 @@ export interface FlowQuery {
   port: number;
 }
 
-export type FlowVia = 'audit' | 'ip-rule' | 'pin';
+/** 'ask': allowed once by an answer in ask mode (this flow only). */
+export type FlowVia = 'audit' | 'ip-rule' | 'pin' | 'ask';
 
 export type FlowDecision =
   | {
@@ -63,9 +64,16 @@ export type FlowDecision =
        */
       explicitPort: boolean;
     }
-  | { verdict: 'deny'; addr: string; names: string[]; reason: string };
+  | {
+      verdict: 'deny';
+      addr: string;
+      names: string[];
+      reason: string;
+      /** Only because no rule allows it (no deny rule, not a guarded address): ask mode may ask. */
+      askable?: boolean;
+    };
 
-export type NameVerdict = { allowed: true; rule: Rule | null } | { allowed: false; reason: string };
+export type NameVerdict = { allowed: true; rule: Rule | null } | { allowed: false; reason: string; askable?: boolean };
 
 export class Policy {
   readonly audit: boolean;
@@ -138,7 +146,7 @@ export class Policy {
     if (deny) return { allowed: false, reason: `denied by rule "${deny.text}" (${deny.origin})` };
     if (this.audit) return { allowed: true, rule: null };
     const allow = this.list.find((r) => !r.deny && ruleMatchesName(r, n));
-    return allow ? { allowed: true, rule: allow } : { allowed: false, reason: 'not in allowlist' };
+    return allow ? { allowed: true, rule: allow } : { allowed: false, reason: 'not in allowlist', askable: true };
   }
 
   /** Does a rule allow a flow of this protocol and port to `name`? (deny rules win) */
@@ -209,7 +217,8 @@ export class Policy {
       }
     }
     if (allowedNames.length) return { verdict: 'allow', via: 'pin', addr, names: allowedNames, explicitPort };
-    return { verdict: 'deny', addr, names: pinned, reason };
+    // Deny rules for the address and its names were checked above: what is left is only unlisted.
+    return { verdict: 'deny', addr, names: pinned, reason, askable: true };
   }
 }
 
