@@ -325,7 +325,7 @@ function sendGo(fd: number): void {
 
 /** The files tapbox writes (--report, --learn, --log-file, --pcap) must be writable before anything runs. */
 function checkOutputPaths(o: ResolvedOptions): void {
-  const outputs: [string | undefined, string][] = [[o.report, '--report'], [o.learn, '--learn'], [o.logFile, '--log-file'], [o.pcap, '--pcap']];
+  const outputs: [string | undefined, string][] = [[o.report, '--report'], [o.learn, '--learn'], [o.logFile, '--log-file'], [o.pcap, '--pcap'], [o.askSave, '--ask-save']];
   for (const [path, flag] of outputs) {
     if (path === undefined) continue;
     const dir = dirname(resolve(path));

@@ -3,10 +3,10 @@
 // held name never went upstream before the yes, whatever shape the sandbox asks it in meanwhile.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { chownSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { asTestUser, cliPath, isRoot, repoRoot, testIds, userTempDir } from '../helpers/tapbox.js';
+import { asTestUser, cliPath, repoRoot, userTempDir } from '../helpers/tapbox.js';
 import { canMakeTestHost, TestHost } from '../helpers/testhost.js';
 
 const driver = join(repoRoot, 'test', 'helpers', 'ask-driver.mjs');
@@ -23,7 +23,7 @@ describe.runIf(canMakeTestHost)('ask mode', () => {
     scratch = userTempDir('tapbox-ask-');
     host = new TestHost();
     const zoneFile = join(scratch.dir, 'zone.json');
-    const zone = Object.fromEntries(['once', 'deny', 'run', 'late', 'odd', 'tty-once', 'tty-save', 'tty-deny', 'tty-late', 'tty-inside'].map((n) => [`${n}.ask.test`, { A: [host.ip4] }]));
+    const zone = Object.fromEntries(['once', 'deny', 'run', 'odd'].map((n) => [`${n}.ask.test`, { A: [host.ip4] }]));
     writeFileSync(zoneFile, JSON.stringify(zone));
     await host.start('services.mjs', ['--dns', '53', zoneFile, '--tcp-echo', '7'], (line) => queries.push((JSON.parse(line) as { query: string }).query.toLowerCase()));
   });
@@ -121,5 +121,108 @@ describe.runIf(canMakeTestHost)('ask mode', () => {
     expect(upstreamAsked('odd.ask.test')).toBe(0);
     const usage = await drive(['odd.ask.test'], { audit: true }, () => 'allow');
     expect(usage).toContainEqual({ event: 'error', message: '--ask and --audit contradict each other (audit mode allows everything, so nothing would be asked); give one.' });
+  });
+});
+
+describe.runIf(canMakeTestHost)('ask mode on a terminal', () => {
+  let host: TestHost;
+  let scratch: { dir: string; cleanup: () => void };
+  let queries: string[] = [];
+
+  beforeAll(async () => {
+    scratch = userTempDir('tapbox-ask-tty-');
+    host = new TestHost();
+    const zoneFile = join(scratch.dir, 'zone.json');
+    const zone = Object.fromEntries(['once', 'save', 'deny', 'late', 'inside'].map((n) => [`${n}.tty.test`, { A: [host.ip4] }]));
+    writeFileSync(zoneFile, JSON.stringify(zone));
+    await host.start('services.mjs', ['--dns', '53', zoneFile, '--tcp-echo', '7'], (line) => queries.push((JSON.parse(line) as { query: string }).query.toLowerCase()));
+  });
+  afterAll(() => {
+    host?.destroy();
+    scratch?.cleanup();
+  });
+  const upstreamAsked = (name: string) => queries.filter((q) => q.replace(/\.$/, '') === name).length;
+
+  /** Runs `tapbox FLAGS -- COMMAND` on a pty; at each step's prompt `atStep(n)` runs before the keys are typed. */
+  function onTerminal(flags: string[], command: string[], steps: [string, string][], atStep: (n: number) => void = () => {}): Promise<{ code: number; output: string }> {
+    const argv = asTestUser(['python3', ptyAsk, process.execPath, cliPath, '--dns-upstream', host.ip4, '--allow', 'unrelated.tty.test', '--no-summary', ...flags, '--', ...command]);
+    return new Promise((resolve) => {
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], cwd: scratch.dir, env: { ...process.env, PTY_STEPS: JSON.stringify(steps) } });
+      let out = '';
+      child.stdout!.on('data', (d) => (out += d));
+      createInterface({ input: child.stderr! }).on('line', (line) => {
+        if (!line.startsWith('{"step"')) return;
+        atStep((JSON.parse(line) as { step: number }).step);
+        child.stdin!.write('\n');
+      });
+      child.on('close', () => resolve(JSON.parse(out) as { code: number; output: string }));
+    });
+  }
+  const probeResult = (output: string) => JSON.parse(/^\{"(?:addrs|lookup)".*$/m.exec(output)![0]) as Record<string, unknown>;
+
+  it('asks on the terminal, naming the process; "o" allows the lookup once, then the connection once', async () => {
+    queries = [];
+    const before: number[] = [];
+    const r = await onTerminal(['--ask'], ['python3', probe, 'once.tty.test', '7'], [['look up once\\.tty\\.test', 'o'], ['connect to tcp once\\.tty\\.test:7', 'o']], () => before.push(upstreamAsked('once.tty.test')));
+    expect(before[0]).toBe(0); // held: nothing went upstream before the first "o"
+    expect(r.output).toMatch(/tapbox: the sandbox asks to look up once\.tty\.test/);
+    expect(r.output).toMatch(/asked by python3[.\d]*, pid \d+, in /);
+    expect(r.output).toMatch(/\[o\] allow once {3}\[r\] allow for this run {3}\[d\] deny/);
+    expect(probeResult(r.output)).toEqual({ addrs: [host.ip4], echo: true });
+    expect(r.code).toBe(0);
+  });
+
+  it('"a" allows for the run and adds the rule to the --ask-save file', async () => {
+    const saveFile = join(scratch.dir, 'saved.allow');
+    const r = await onTerminal(['--ask', '--ask-save', saveFile], ['python3', probe, 'save.tty.test'], [['look up save\\.tty\\.test', 'a']]);
+    expect(r.output).toMatch(/\[a\] allow and add to .*saved\.allow/);
+    expect(probeResult(r.output)).toEqual({ addrs: [host.ip4] });
+    expect(readFileSync(saveFile, 'utf8')).toMatch(/^save\.tty\.test {2}# allowed when asked on \S+; asked by python3/);
+  });
+
+  it('"d" denies, and no answer in time denies: the name never goes upstream', async () => {
+    queries = [];
+    const denied = await onTerminal(['--ask'], ['python3', probe, 'deny.tty.test'], [['look up deny\\.tty\\.test', 'd']]);
+    expect(probeResult(denied.output)).toEqual({ lookup: 'gaierror' });
+    const late = await onTerminal(['--ask', '--ask-timeout', '2'], ['python3', probe, 'late.tty.test'], [['look up late\\.tty\\.test', '']]);
+    expect(late.output).toMatch(/\(no answer: deny\)/);
+    expect(probeResult(late.output)).toEqual({ lookup: 'gaierror' });
+    expect(upstreamAsked('deny.tty.test') + upstreamAsked('late.tty.test')).toBe(0);
+  });
+
+  it('cannot be answered from inside the sandbox, by typing on its terminal or pushing keys into it', async () => {
+    queries = [];
+    // While the question waits, the sandbox writes "r" answers to its terminal and tries TIOCSTI.
+    const attacker = `import fcntl, os, subprocess, sys, termios, time
+p = subprocess.Popen([sys.executable, "${probe}", "inside.tty.test"])
+tty = os.open("/dev/tty", os.O_RDWR)
+pushed = 0
+while p.poll() is None:
+    os.write(tty, b"r\\r\\na\\r\\n")
+    try:
+        fcntl.ioctl(tty, termios.TIOCSTI, b"r")
+        pushed += 1
+    except OSError:
+        pass
+    time.sleep(0.05)
+print("pushed", pushed, flush=True)
+`;
+    const r = await onTerminal(['--ask', '--ask-timeout', '2'], ['python3', '-c', attacker], [['look up inside\\.tty\\.test', '']]);
+    expect(r.output).toMatch(/\(no answer: deny\)/);
+    expect(probeResult(r.output)).toEqual({ lookup: 'gaierror' });
+    expect(r.output).toMatch(/pushed 0/);
+    expect(upstreamAsked('inside.tty.test')).toBe(0);
+  });
+
+  it('is a usage error without a terminal, naming the fix', async () => {
+    const argv = asTestUser(['setsid', '-w', process.execPath, cliPath, '--ask', '--', 'true']);
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (d) => (stderr += d));
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+    expect(r.stderr).toBe('tapbox: --ask asks on your terminal, and tapbox has none here; run it from a terminal (or, in the library, answer with onRequest).\n');
+    expect(r.code).toBe(2);
   });
 });
