@@ -32,7 +32,8 @@ export function buildProgram(): Command {
     .option('--host-loopback <ports>', 'let the sandbox reach these host loopback ports at 10.0.2.2 / fd00::2: PORT[/udp][,PORT...] (repeatable)', collect, [])
     .option('--upstream-proxy <url>', 'send allowed TCP flows through this proxy: http://[USER:PASS@]HOST:PORT (CONNECT) or socks5://[USER:PASS@]HOST:PORT')
     .option('--no-sni-check', 'do not check TLS SNI / HTTP Host against the name a flow was allowed for')
-    .option('--no-attribution', 'do not name the sandbox process behind each flow and DNS query in the audit')
+    .addOption(new Option('--attribution <mode>', 'name the sandbox process behind flows and lookups: all (default with --audit/--learn/--ask), denied (default), off').choices(['all', 'denied', 'off']))
+    .option('--no-attribution', 'same as --attribution off')
     .option('--audit', 'allow everything, log every DNS query and flow')
     .option('--ask', 'ask on your terminal before a lookup or connection no rule allows: once, for this run, save, or deny')
     .option('--ask-save <file>', 'with --ask: the allowlist file "allow and add" appends the rule to')
@@ -72,7 +73,7 @@ interface CliFlags extends HardeningFlags, CapsFlags {
   hostLoopback: string[];
   upstreamProxy?: string;
   sniCheck: boolean;
-  attribution: boolean;
+  attribution?: 'all' | 'denied' | 'off' | false;
   audit?: boolean;
   ask?: boolean;
   askSave?: string;
@@ -107,7 +108,7 @@ export function toOptions(flags: CliFlags): SandboxOptions {
     hostLoopback: flags.hostLoopback,
     upstreamProxy: flags.upstreamProxy,
     sniCheck: flags.sniCheck,
-    attribution: flags.attribution,
+    attribution: flags.attribution === false ? 'off' : flags.attribution,
     caps: capsFromFlags(flags),
     audit: flags.audit,
     ask: flags.ask,

@@ -7,7 +7,7 @@ import { open, realpath, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type pino from 'pino';
 import type { Forwarder } from '../netstack/stack/forwarding.js';
-import { Attributor } from './audit/attribution.js';
+import { Attributor, type AttributionMode } from './audit/attribution.js';
 import { Auditor } from './audit/auditor.js';
 import { formatLearnedAllowlist } from './audit/learn.js';
 import { createLogger } from './audit/logger.js';
@@ -35,8 +35,10 @@ export interface EgressOptions {
   allow: string[];
   dnsUpstream: string[];
   sniCheck: boolean;
-  /** The launcher's pid once it runs: set, the process behind each flow and DNS query is named (attribution.ts). */
+  /** The launcher's pid once it runs: set, the process behind flows and DNS queries is named (attribution.ts). */
   launcherPid?: () => number | undefined;
+  /** Which flows and queries are attributed ('all' unless told). */
+  attribution?: Exclude<AttributionMode, 'off'>;
   audit: boolean;
   /** Ask mode: who answers, how long to wait, where "allow and save" appends (ask/asker.ts). */
   ask?: { prompt: Prompter; timeoutMs: number; saveFile?: string };
@@ -89,7 +91,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
   const ask = opts.ask ? (...args: Parameters<Asker['ask']>) => asker!.ask(...args) : undefined;
   const dns = new DnsProxy({ policy, upstream, hostAddrs, maxInFlight: opts.caps?.dnsInFlight, onEvent: (e) => auditor.dns(e), onLimit: auditor.limitHit, ask });
   const attributor = opts.launcherPid ? new Attributor(opts.launcherPid) : undefined;
-  const forwarder = createForwarder({ policy, dns, auditor, attributor, ask, sandbox: opts.sandbox, sniCheck: opts.sniCheck, hostLoopback: opts.hostLoopback, upstreamProxy: opts.upstreamProxy });
+  const forwarder = createForwarder({ policy, dns, auditor, attributor, attribution: opts.attribution, ask, sandbox: opts.sandbox, sniCheck: opts.sniCheck, hostLoopback: opts.hostLoopback, upstreamProxy: opts.upstreamProxy });
   logger.debug({ rules: policy.rules.length, audit, maxFlows: policy.maxFlows }, `egress policy loaded: ${policy.rules.length} rules${audit ? ', audit mode' : ''}`);
 
   const live = new LivePolicy(policy, forwarder, auditor);

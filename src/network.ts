@@ -38,7 +38,8 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter, lau
     allow: o.allow,
     dnsUpstream: o.dnsUpstream,
     sniCheck: o.sniCheck,
-    launcherPid: o.attribution ? launcherPid : undefined,
+    launcherPid: o.attribution !== 'off' ? launcherPid : undefined,
+    attribution: o.attribution !== 'off' ? o.attribution : undefined,
     audit: o.audit,
     ask: o.ask
       ? { prompt: o.onRequest ? callbackPrompter(o.onRequest) : terminalPrompter(o.askTimeout * 1000, o.askSave), timeoutMs: o.askTimeout * 1000, saveFile: o.askSave }

@@ -9,6 +9,7 @@ import { parsePublishList, type PublishSpec } from './publish.js';
 import { hasCaps, resolveCaps, type CapsOptions, type ResolvedCaps } from './caps.js';
 import { parseRule } from './policy/rule.js';
 import type { AskRequest, RequestDecision } from './ask/request.js';
+import type { AttributionMode } from './audit/attribution.js';
 import { hasTerminal } from './ask/terminal-prompt.js';
 
 export type NetMode = 'tap' | 'none' | 'host';
@@ -36,11 +37,12 @@ export interface SandboxOptions extends HardeningOptions {
   upstreamProxy?: string;
   sniCheck?: boolean;
   /**
-   * Name the sandbox process (and the package whose script it runs) behind every flow and DNS query in
-   * the audit events, the summary and --learn (default true; `--no-attribution`). For the audit only:
-   * the sandboxed code controls its own argv and files.
+   * Name the sandbox process (and the package whose script it runs) behind flows and DNS queries in the
+   * audit events, the summary and --learn (`--attribution MODE`): 'all' (the default with audit, learn
+   * or ask), 'denied' (the default otherwise: only denials pay the lookup), 'off' (`--no-attribution`;
+   * false too). For the audit only: the sandboxed code controls its own argv and files.
    */
-  attribution?: boolean;
+  attribution?: AttributionMode | boolean;
   /** Resource caps (`--max-flows`, `--max-pending-dials`, `--max-udp-sessions`, `--max-dns-in-flight`, `--max-buffer`): see ./caps.ts. */
   caps?: CapsOptions;
   audit?: boolean;
@@ -70,9 +72,10 @@ export interface SandboxOptions extends HardeningOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export interface ResolvedOptions extends Required<Omit<SandboxOptions, 'askSave' | 'onRequest' | 'learn' | 'report' | 'pcap' | 'linkFaults' | 'logFile' | 'publish' | 'hostLoopback' | 'upstreamProxy' | 'caps' | keyof HardeningOptions>> {
+export interface ResolvedOptions extends Required<Omit<SandboxOptions, 'attribution' | 'askSave' | 'onRequest' | 'learn' | 'report' | 'pcap' | 'linkFaults' | 'logFile' | 'publish' | 'hostLoopback' | 'upstreamProxy' | 'caps' | keyof HardeningOptions>> {
   hardening: ResolvedHardening;
   caps: ResolvedCaps;
+  attribution: AttributionMode;
   publish: PublishSpec[];
   hostLoopback: HostLoopbackPort[];
   upstreamProxy?: ProxySpec;
@@ -130,7 +133,7 @@ export function resolveOptions(o: SandboxOptions): ResolvedOptions {
     hostLoopback: parseHostLoopback(o.hostLoopback ?? []),
     upstreamProxy: o.upstreamProxy ? parseProxyUrl(o.upstreamProxy) : undefined,
     sniCheck: o.sniCheck ?? true,
-    attribution: o.attribution ?? true,
+    attribution: resolveAttribution(o.attribution, Boolean(o.audit || o.learn || ask)),
     caps,
     audit: Boolean(o.audit || o.learn),
     ask,
@@ -165,4 +168,11 @@ function checkAsk(o: SandboxOptions, ask: boolean): void {
   if (!o.onRequest && !hasTerminal()) {
     throw new TapboxError('EUSAGE', '--ask asks on your terminal, and tapbox has none here; run it from a terminal (or, in the library, answer with onRequest).');
   }
+}
+
+function resolveAttribution(mode: SandboxOptions['attribution'], auditing: boolean): AttributionMode {
+  if (mode === undefined) return auditing ? 'all' : 'denied';
+  if (typeof mode === 'boolean') return mode ? 'all' : 'off';
+  if (mode === 'all' || mode === 'denied' || mode === 'off') return mode;
+  throw new TapboxError('EUSAGE', `attribution "${String(mode)}" is not a mode; give all, denied or off.`);
 }

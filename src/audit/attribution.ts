@@ -16,10 +16,22 @@
 import { closeSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { describeProcess, ENV_NAMES, packageContext, type PackageContext, type ProcessFacts } from './package-context.js';
-import { findSocketInode, type FlowTuple } from './socket-table.js';
+import { TableSearch, type FlowTuple } from './socket-table.js';
 
 export type { FlowTuple } from './socket-table.js';
 export type { PackageContext } from './package-context.js';
+
+/**
+ * Which flows and queries are attributed: all of them (the default under --audit, --learn and --ask),
+ * the denied ones only (the default otherwise: the cost is paid for denials alone), or none.
+ */
+export type AttributionMode = 'all' | 'denied' | 'off';
+
+/**
+ * The owner of one flow or DNS session, looked up at its start in 'all' mode, at its first denial in
+ * 'denied' mode: `denied` says whether the event it is for is a denial. undefined: not attributed.
+ */
+export type Owner = (denied: boolean) => Attribution | null | undefined;
 
 export interface ProcessSummary {
   /** The pid inside the sandbox (its PID namespace). */
@@ -50,6 +62,9 @@ const ENVIRON_BYTES = 128 * 1024;
 /** Environments read looking for a package manager's variables (the owner and its nearest parents). */
 const ENV_DEPTH = 8;
 const CACHE_SIZE = 4096;
+/** Latest owners tried first; bytes of one socket table read at most (a busy sandbox's TIME_WAITs included). */
+const RECENT_OWNERS = 8;
+const MAX_TABLE_BYTES = 64 * 1024 * 1024;
 
 interface Stat {
   ppid: number;
@@ -59,6 +74,11 @@ interface Stat {
 export class Attributor {
   private readonly cache = new Map<number, Attribution | null>();
   private init: { pid: number; pidNs: string } | null = null;
+  /** Host pids of the latest owners, newest first (RECENT_OWNERS at most). */
+  private recentOwners: number[] = [];
+  /** The sandbox process whose /proc/PID/net the tables were last read through. */
+  private tablePid: number | null = null;
+  private readonly chunk = Buffer.allocUnsafe(256 * 1024);
   /** Lookups done and the time they took (for the bench and the debug log). */
   readonly stats = { lookups: 0, cached: 0, unknown: 0, totalMs: 0 };
 
@@ -78,14 +98,17 @@ export class Attributor {
     try {
       const init = this.sandboxInit();
       if (!init) return null;
-      const members = this.members(init);
-      const inode = this.socketInode(members, flow);
+      let members: number[] | null = null;
+      const allMembers = () => (members ??= this.members(init));
+      const inode = this.socketInode(flow, allMembers, started);
       if (!inode) return null;
       if (this.cache.has(inode)) {
         this.stats.cached++;
         return this.cache.get(inode)!;
       }
-      const found = this.ownerOf(inode, members, init.pid, started);
+      // The processes that owned the last sockets first (a busy client opens many): only when none of
+      // them holds this one are all the sandbox's processes searched.
+      const found = this.ownerOf(inode, this.recentOwners.filter((pid) => this.inSandbox(pid, init)), init.pid, started, false) ?? this.ownerOf(inode, allMembers(), init.pid, started, true);
       this.remember(inode, found);
       return found;
     } finally {
@@ -131,28 +154,68 @@ export class Attributor {
     return members;
   }
 
+  private inSandbox(pid: number, init: { pidNs: string }): boolean {
+    return this.link(`${pid}/ns/pid`) === init.pidNs;
+  }
+
   /** The socket's inode, from the tables of the sandbox's network namespace (read through any member). */
-  private socketInode(members: number[], flow: FlowTuple): number {
+  private socketInode(flow: FlowTuple, members: () => number[], started: number): number {
     const v6Flow = flow.src.includes(':') || flow.dst.includes(':');
     const tables: [string, 4 | 6][] = v6Flow ? [[`${flow.proto}6`, 6]] : [[flow.proto, 4], [`${flow.proto}6`, 6]];
     for (const [table, family] of tables) {
-      for (const pid of members) {
-        const text = this.read(`${pid}/net/${table}`, 4 * 1024 * 1024);
-        if (text === null) continue; // gone: the next one shares the namespace
-        const inode = findSocketInode(text, family, flow);
-        if (inode) return inode;
+      const search = new TableSearch(family, flow);
+      const candidates = this.tablePid === null ? members() : [this.tablePid, ...members()];
+      for (const pid of candidates) {
+        if (this.searchTable(`${pid}/net/${table}`, search, started) === null) continue; // gone: the next one shares the namespace
+        this.tablePid = pid;
         break;
       }
+      if (search.inode) return search.inode;
     }
     return 0;
   }
 
-  /** The sandbox process holding socket `inode`: the deepest holder when a parent shares it with a child. */
-  private ownerOf(inode: number, members: number[], initPid: number, started: number): Attribution | null {
+  /**
+   * Feeds a table to `search` as the kernel writes it, whole lines at a time, until the search is done,
+   * the table ends, MAX_TABLE_BYTES were read or the time budget is spent; null when it can't be opened.
+   */
+  private searchTable(path: string, search: TableSearch, started: number): true | null {
+    let fd: number;
+    try {
+      fd = openSync(`${this.proc}/${path}`, 'r');
+    } catch {
+      return null;
+    }
+    try {
+      let carry = '';
+      for (let total = 0; total < MAX_TABLE_BYTES && !search.done && performance.now() - started < BUDGET_MS; ) {
+        const n = readSync(fd, this.chunk, 0, this.chunk.length, null);
+        if (n <= 0) break;
+        total += n;
+        const text = carry + this.chunk.toString('latin1', 0, n);
+        const lastNewline = text.lastIndexOf('\n');
+        search.push(text.slice(0, lastNewline + 1));
+        carry = text.slice(lastNewline + 1);
+      }
+      if (carry) search.push(carry);
+      return true;
+    } catch {
+      return true;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * The process among `pids` holding socket `inode`: the deepest holder when a parent shares it with a
+   * child (all of them searched when `all`; else the first holder found).
+   */
+  private ownerOf(inode: number, pids: number[], initPid: number, started: number, all: boolean): Attribution | null {
     const target = `socket:[${inode}]`;
     const holders: { pid: number; fd: string }[] = [];
     let fds = 0;
-    for (const pid of members) {
+    for (const pid of pids) {
+      if (!all && holders.length) break;
       if (performance.now() - started > BUDGET_MS) return null;
       let entries: string[];
       try {
@@ -174,7 +237,9 @@ export class Attributor {
     // the one using it. Among unrelated holders, the one started last.
     const leaves = chains.filter((h) => !chains.some((o) => o !== h && o.chain.includes(h.pid)));
     const owner = (leaves.length ? leaves : chains).sort((a, b) => Number(this.stat(b.pid)?.startTime ?? 0) - Number(this.stat(a.pid)?.startTime ?? 0))[0]!;
-    return this.describe(owner.pid, owner.fd, target, owner.chain);
+    const found = this.describe(owner.pid, owner.fd, target, owner.chain);
+    if (found) this.recentOwners = [owner.pid, ...this.recentOwners.filter((p) => p !== owner.pid)].slice(0, RECENT_OWNERS);
+    return found;
   }
 
   /** Reads who `pid` is, then checks it is still the process holding `target` on `fd`. */

@@ -3,7 +3,7 @@
 import type { FlowId } from '../../netstack/stack/forwarding.js';
 import type { AskOutcome } from '../ask/asker.js';
 import { flowRequest, type AskRequest } from '../ask/request.js';
-import type { Attribution, Attributor } from '../audit/attribution.js';
+import type { Attribution, AttributionMode, Attributor, Owner } from '../audit/attribution.js';
 import type { Auditor } from '../audit/auditor.js';
 import type { FlowEvent } from '../audit/events.js';
 import type { DnsProxy } from '../dns/proxy.js';
@@ -41,8 +41,10 @@ export interface ForwarderOptions {
   upstreamProxy?: ProxySpec;
   /** Ask mode (ask/asker.ts): asks about a flow no rule allows; the flow waits for the answer. */
   ask?: (request: AskRequest, allowedNow: () => boolean) => Promise<AskOutcome>;
-  /** Names the sandbox process behind each new flow and DNS query (--no-attribution: absent). */
+  /** Names the sandbox process behind new flows and DNS queries (absent: --attribution off). */
   attributor?: Attributor;
+  /** Which flows: 'all' (looked up at their start), or 'denied' (at their denial); default 'all'. */
+  attribution?: Exclude<AttributionMode, 'off'>;
   /**
    * Refuse flows whose destination is loopback or unspecified before the policy is asked (default
    * true). Only unit tests that stand 127.0.0.1 in for a remote host turn it off.
@@ -76,7 +78,7 @@ export class ForwarderContext {
   /** Set by Egress.close: host connections still being made are dropped when they complete. */
   closed = false;
   /** Who opened the recent flows, by 4-tuple (set at their start, read by `event`); bounded. */
-  private readonly owners = new Map<string, Attribution | null>();
+  private readonly owners = new Map<string, Owner>();
 
   constructor(readonly o: ForwarderOptions) {
     this.connectTimeoutMs = o.connectTimeoutMs ?? 10_000;
@@ -104,17 +106,30 @@ export class ForwarderContext {
   }
 
   /**
-   * Looks up the sandbox process behind a flow that starts now (its first SYN or datagram), while its
-   * socket still exists; the flow's events carry it. undefined when attribution is off.
+   * The sandbox process behind a flow that starts now (its first SYN or datagram): looked up at once
+   * in 'all' mode, while its socket still exists, else at the flow's first denial (attribution.ts);
+   * the flow's events carry it.
    */
-  attribute(proto: Proto, id: FlowId): Attribution | null | undefined {
-    if (!this.o.attributor) return undefined;
-    const by = this.o.attributor.lookup({ proto, src: id.srcAddr, srcPort: id.srcPort, dst: id.dstAddr, dstPort: id.dstPort });
+  attribute(proto: Proto, id: FlowId): Owner {
+    const attributor = this.o.attributor;
+    if (!attributor) return () => undefined;
+    let looked = false;
+    let found: Attribution | null = null;
+    const get = () => {
+      if (!looked) [looked, found] = [true, attributor.lookup({ proto, src: id.srcAddr, srcPort: id.srcPort, dst: id.dstAddr, dstPort: id.dstPort })];
+      return found;
+    };
+    const all = (this.o.attribution ?? 'all') === 'all';
+    // A flow refused by its route is refused before its event is made, and the refusal closes the
+    // sandbox's socket: look it up now, while it exists (decide() does the same for policy denials).
+    const route = this.route(id, proto);
+    if (all || route === 'resolver-closed' || route === 'gateway' || route === 'host-internal') get();
+    const owner: Owner = (denied) => (all || denied ? get() : undefined);
     const key = tupleKey(proto, id);
     this.owners.delete(key);
     if (this.owners.size >= MAX_REMEMBERED_OWNERS) this.owners.delete(this.owners.keys().next().value!);
-    this.owners.set(key, by);
-    return by;
+    this.owners.set(key, owner);
+    return owner;
   }
 
   /**
@@ -122,11 +137,13 @@ export class ForwarderContext {
    * asked about (a promise: the flow is held meanwhile): "once" allows this flow alone (via 'ask'),
    * "for this run" / "save" add a rule and the policy decides again; no, or no answer, denies it.
    */
-  decide(proto: Proto, id: FlowId, by: Attribution | null | undefined): FlowDecision | Promise<FlowDecision> {
+  decide(proto: Proto, id: FlowId, by: Owner): FlowDecision | Promise<FlowDecision> {
     const q = { proto, addr: id.dstAddr, port: id.dstPort };
     const d = this.o.policy.decide(q);
+    // Denied: the owner is looked up now, before the refusal closes the sandbox's socket.
+    if (d.verdict === 'deny') by(true);
     if (d.verdict === 'allow' || !d.askable || !this.o.ask) return d;
-    return this.o.ask(flowRequest(proto, d.addr, id.dstPort, d.names, by), () => this.o.policy.decide(q).verdict === 'allow').then((outcome): FlowDecision => {
+    return this.o.ask(flowRequest(proto, d.addr, id.dstPort, d.names, by(true)), () => this.o.policy.decide(q).verdict === 'allow').then((outcome): FlowDecision => {
       if (!outcome.allowed) return { verdict: 'deny', addr: d.addr, names: d.names, reason: `${d.reason}; ${outcome.note}` };
       // Decided again: a rule added meanwhile ("for this run", or a deny rule, which still wins).
       const again = this.o.policy.decide(q);
@@ -174,7 +191,7 @@ export class ForwarderContext {
       verdict,
       reason,
       via,
-      ...(this.owners.has(tupleKey(proto, id)) ? { by: this.owners.get(tupleKey(proto, id)) } : {}),
+      ...withOwner(this.owners.get(tupleKey(proto, id))?.(verdict === 'deny')),
     };
   }
 
@@ -182,6 +199,9 @@ export class ForwarderContext {
     this.o.auditor.flow(this.event(this.flowId(), proto, id, 'deny', reason, decision));
   }
 }
+
+/** `{ by }` when the flow is attributed, else nothing (the field stays absent). */
+const withOwner = (by: Attribution | null | undefined) => (by !== undefined ? { by } : {});
 
 /** Flows whose owner is remembered for their later events (far more than are ever open at once). */
 const MAX_REMEMBERED_OWNERS = 16_384;

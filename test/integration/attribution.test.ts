@@ -162,6 +162,17 @@ while not os.path.exists(sys.argv[2]): time.sleep(0.05)
     expect(flow!.by === null || flow!.by!.argv[0] === 'python3').toBe(true);
   });
 
+  it('names only the denied flows when enforcing, unless told --attribution all', async () => {
+    const script = `import socket\nsocket.create_connection(("${host.ip4}", 7)).close()\ntry:\n    socket.create_connection(("${host.ip4}", 8080))\nexcept OSError:\n    pass`;
+    const run = (flags: string[]) => tapbox(['--dns-upstream', host.ip4, '--log-format', 'json', '--log-level', 'debug', '--allow', `${host.ip4}:7`, ...flags, '--', 'python3', '-c', script], { timeoutMs: 60_000 });
+    const flowsOf = (stderr: string) => logLines(stderr).filter((l) => l.event === 'flow');
+    const enforcing = flowsOf((await run([])).stderr);
+    expect(enforcing.find((f) => f.port === 7)).not.toHaveProperty('by');
+    expect(enforcing.find((f) => f.port === 8080)?.by?.argv.slice(0, 2)).toEqual(['python3', '-c']);
+    const all = flowsOf((await run(['--attribution', 'all'])).stderr);
+    expect(all.find((f) => f.port === 7)?.by?.argv.slice(0, 2)).toEqual(['python3', '-c']);
+  });
+
   it('leaves attribution out with --no-attribution', async () => {
     const r = await tapbox([...base, '--no-attribution', '--', 'python3', '-c', `import socket; socket.create_connection(("${host.ip4}", 7)).close()`], { timeoutMs: 60_000 });
     expect(r.code, r.stderr).toBe(0);
