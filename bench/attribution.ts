@@ -39,10 +39,10 @@ async function main(): Promise<void> {
   try {
     await host.start('services.mjs', ['--http', '8080']);
     const modes: [string, string[]][] = [
-      ['enforcing, attribution on', ['--allow', '198.18.0.0/15']],
-      ['enforcing, --no-attribution', ['--allow', '198.18.0.0/15', '--no-attribution']],
-      ['--audit, attribution on', ['--audit']],
+      ['--audit (attribution all)', ['--audit']],
       ['--audit --no-attribution', ['--audit', '--no-attribution']],
+      ['enforcing, --attribution all', ['--allow', '198.18.0.0/15', '--attribution', 'all']],
+      ['enforcing (denied only)', ['--allow', '198.18.0.0/15']],
     ];
     const runs = new Map<string, Run[]>(modes.map(([name]) => [name, []]));
     for (let round = 0; round < ROUNDS; round++) {
@@ -56,8 +56,8 @@ async function main(): Promise<void> {
       const b = runs.get(off)!;
       const lookups = a.reduce((n, r) => n + r.lookups, 0);
       const ms = a.reduce((n, r) => n + r.lookupMs, 0);
-      console.log(`  ${on.padEnd(28)} ${median(a.map((r) => r.rate)).toFixed(0).padStart(6)} conn/s   (runs: ${a.map((r) => r.rate.toFixed(0)).join(', ')})`);
-      console.log(`  ${off.padEnd(28)} ${median(b.map((r) => r.rate)).toFixed(0).padStart(6)} conn/s   (runs: ${b.map((r) => r.rate.toFixed(0)).join(', ')})`);
+      console.log(`  ${on.padEnd(30)} ${median(a.map((r) => r.rate)).toFixed(0).padStart(6)} conn/s   (runs: ${a.map((r) => r.rate.toFixed(0)).join(', ')})`);
+      console.log(`  ${off.padEnd(30)} ${median(b.map((r) => r.rate)).toFixed(0).padStart(6)} conn/s   (runs: ${b.map((r) => r.rate.toFixed(0)).join(', ')})`);
       console.log(`    ratio on/off ${(median(a.map((r) => r.rate)) / median(b.map((r) => r.rate))).toFixed(2)}; ${lookups} lookups took ${(ms / Math.max(1, lookups) * 1000).toFixed(0)} µs each on average in the supervisor`);
     }
   } finally {
