@@ -104,6 +104,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     dns.close();
     upstream.close();
     auditor.close();
+    attributor?.close();
     if (attributor) logger.debug({ attribution: attributor.stats }, `attribution: ${attributor.stats.lookups} lookups, ${attributor.stats.totalMs.toFixed(1)} ms in all`);
     // Closed sockets report their last bytes on their 'close' events, which libuv runs in the close
     // phase, after this turn's setImmediate callbacks: wait two turns so that every flowEnd is in.

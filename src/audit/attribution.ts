@@ -16,6 +16,8 @@
 import { closeSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { describeProcess, ENV_NAMES, packageContext, type PackageContext, type ProcessFacts } from './package-context.js';
+import { native } from '../../netstack/link/native.js';
+import { parseIp, type IpAddr } from '../policy/address.js';
 import { TableSearch, type FlowTuple } from './socket-table.js';
 
 export type { FlowTuple } from './socket-table.js';
@@ -73,14 +75,16 @@ interface Stat {
 
 export class Attributor {
   private readonly cache = new Map<number, Attribution | null>();
-  private init: { pid: number; pidNs: string } | null = null;
+  private init: { pid: number; pidNs: string; command: number } | null = null;
+  /** The sock_diag socket in the sandbox's network namespace (null: not opened yet; -1: not available). */
+  private diag: number | null = null;
   /** Host pids of the latest owners, newest first (RECENT_OWNERS at most). */
   private recentOwners: number[] = [];
   /** The sandbox process whose /proc/PID/net the tables were last read through. */
   private tablePid: number | null = null;
   private readonly chunk = Buffer.allocUnsafe(256 * 1024);
   /** Lookups done and the time they took (for the bench and the debug log). */
-  readonly stats = { lookups: 0, cached: 0, unknown: 0, totalMs: 0, tableMs: 0, scans: 0 };
+  readonly stats = { lookups: 0, cached: 0, unknown: 0, totalMs: 0, tableMs: 0, scans: 0, exact: 0 };
 
   /**
    * @param launcherPid the launcher's pid (its child is the sandbox's PID 1); undefined until it runs.
@@ -100,7 +104,9 @@ export class Attributor {
       if (!init) return null;
       let members: number[] | null = null;
       const allMembers = () => (members ??= this.members(init));
-      const inode = this.socketInode(flow, allMembers, started);
+      const exact = this.exactInode(flow, init.command);
+      if (exact) this.stats.exact++;
+      const inode = exact || this.socketInode(flow, allMembers, started);
       this.stats.tableMs += performance.now() - started;
       if (!inode) return null;
       if (this.cache.has(inode)) {
@@ -130,7 +136,7 @@ export class Attributor {
    * The sandbox's PID 1 (the launcher's child) and its PID namespace, read from one of PID 1's
    * children (the command), found once.
    */
-  private sandboxInit(): { pid: number; pidNs: string } | null {
+  private sandboxInit(): { pid: number; pidNs: string; command: number } | null {
     if (this.init) return this.init;
     const launcher = this.launcherPid();
     if (launcher === undefined) return null;
@@ -141,7 +147,7 @@ export class Attributor {
     for (const pid of pids) {
       if (this.stat(pid)?.ppid !== init) continue;
       const pidNs = this.link(`${pid}/ns/pid`);
-      if (pidNs && pidNs !== outside) return (this.init = { pid: init, pidNs });
+      if (pidNs && pidNs !== outside) return (this.init = { pid: init, pidNs, command: pid });
     }
     return null;
   }
@@ -154,6 +160,35 @@ export class Attributor {
       if (pid !== init.pid && this.link(`${pid}/ns/pid`) === init.pidNs && members.push(pid) >= MAX_PROCESSES) break;
     }
     return members;
+  }
+
+  /**
+   * The socket's inode asked of the kernel by exact tuple (native/addon/sock_diag.cc): constant cost,
+   * where reading the tables walks the host's whole established-hash. 0 when not found or unavailable
+   * (no addon, an older kernel): the tables are read then.
+   */
+  private exactInode(flow: FlowTuple, commandPid: number): number {
+    if (this.diag === null) {
+      try {
+        this.diag = native && this.proc === '/proc' ? native.openSockDiag(commandPid) : -1;
+      } catch {
+        this.diag = -1;
+      }
+    }
+    const src = parseIp(flow.src);
+    const dst = parseIp(flow.dst);
+    if (this.diag < 0 || !native || !src || !dst || src.family !== dst.family) return 0;
+    try {
+      return native.sockDiagInode(this.diag, flow.proto, src.family, ipBytes(src), flow.srcPort, ipBytes(dst), flow.dstPort);
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Closes the sock_diag socket. */
+  close(): void {
+    if (this.diag !== null && this.diag >= 0) native?.closeFd(this.diag);
+    this.diag = -1;
   }
 
   private inSandbox(pid: number, init: { pidNs: string }): boolean {
@@ -362,4 +397,10 @@ export class Attributor {
       closeSync(fd);
     }
   }
+}
+
+/** An address's bytes in network order. */
+function ipBytes(ip: IpAddr): Buffer {
+  const bytes = ip.family === 4 ? 4 : 16;
+  return Buffer.from(ip.value.toString(16).padStart(bytes * 2, '0'), 'hex');
 }
