@@ -381,16 +381,15 @@ export class Attributor {
       return null;
     }
     try {
-      const buf = Buffer.allocUnsafe(Math.min(max, 64 * 1024));
-      const chunks: Buffer[] = [];
+      // Into the one reusable buffer (a lookup reads a dozen small files): no allocation per read.
+      const buf = this.chunk;
       let total = 0;
-      while (total < max) {
-        const n = readSync(fd, buf, 0, Math.min(buf.length, max - total), null);
+      while (total < Math.min(max, buf.length)) {
+        const n = readSync(fd, buf, total, Math.min(buf.length, max) - total, null);
         if (n <= 0) break;
-        chunks.push(Buffer.from(buf.subarray(0, n)));
         total += n;
       }
-      return Buffer.concat(chunks).toString('utf8');
+      return buf.toString('utf8', 0, total);
     } catch {
       return null;
     } finally {

@@ -173,6 +173,14 @@ while not os.path.exists(sys.argv[2]): time.sleep(0.05)
     expect(all.find((f) => f.port === 7)?.by?.argv.slice(0, 2)).toEqual(['python3', '-c']);
   });
 
+  it('finds each socket by its exact tuple (sock_diag), not by reading the socket tables', async () => {
+    const script = `import socket\nfor i in range(5): socket.create_connection(("${host.ip4}", 7)).close()`;
+    const r = await tapbox([...base, '--log-level', 'debug', '--', 'python3', '-c', script], { timeoutMs: 60_000 });
+    const stats = logLines(r.stderr).find((l) => 'attribution' in l) as unknown as { attribution: { lookups: number; exact: number; cached: number; unknown: number } };
+    expect(stats.attribution.lookups).toBeGreaterThanOrEqual(5);
+    expect(stats.attribution.exact + stats.attribution.cached).toBe(stats.attribution.lookups);
+  });
+
   it('leaves attribution out with --no-attribution', async () => {
     const r = await tapbox([...base, '--no-attribution', '--', 'python3', '-c', `import socket; socket.create_connection(("${host.ip4}", 7)).close()`], { timeoutMs: 60_000 });
     expect(r.code, r.stderr).toBe(0);
