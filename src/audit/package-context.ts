@@ -4,8 +4,9 @@
 //    npm_config_user_agent, "yarn/1.22.19 npm/? node/...");
 //  - cargo build scripts: CARGO_PKG_NAME, in a program named build-script-* (rustc for the crate: "build");
 //  - go generate: GOPACKAGE and GOFILE;
-//  - pip/setuptools builds: a setup.py or pip's PEP 517 hook runner (_in_process.py) on a command line
-//    of the chain; the package is the build directory's name (pip unpacks NAME_<hash> there).
+//  - pip/setuptools builds: a setup.py, pip's setuptools caller or its PEP 517 hook runner
+//    (_in_process.py) on a command line of the chain; the package is the build directory's name (pip
+//    unpacks NAME_<hash> there; a local project builds in its own directory).
 // All of it is the sandboxed code's own data: good for an audit, not a boundary.
 import { basename } from 'node:path';
 
@@ -62,7 +63,8 @@ function fromEnvironment(p: ProcessFacts): PackageContext | null {
 
 function fromPipBuild(p: ProcessFacts): PackageContext | null {
   if (!/python/.test(basename(p.exe))) return null;
-  const runsBuild = p.argv.some((a) => basename(a) === 'setup.py' || basename(a) === '_in_process.py');
+  // setup.py run directly, pip's legacy caller (python -c "<pip-setuptools-caller> ... setup.py"), or its PEP 517 hook runner.
+  const runsBuild = p.argv.some((a) => basename(a) === 'setup.py' || basename(a) === '_in_process.py' || a.includes('<pip-setuptools-caller>'));
   if (!runsBuild || p.cwd === '' || p.cwd === '/') return null;
   // pip builds in .../NAME_<32 hex digits>; a local project builds in its own directory.
   const dir = basename(p.cwd).replace(/_[0-9a-f]{32}$/, '');

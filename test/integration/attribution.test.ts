@@ -128,6 +128,17 @@ describe.runIf(canMakeTestHost)('attribution of flows and lookups to sandbox pro
     expect(shell?.pid).not.toBe(python?.pid);
   });
 
+  it('names the pip build whose setup.py connects', async () => {
+    userDir('pip');
+    const project = userDir('pip/phonehome');
+    userFile(join(project, 'setup.py'), `import socket\nsocket.create_connection(("${host.ip4}", 7)).close()\nfrom setuptools import setup\nsetup(name="phonehome", version="1.0")\n`);
+    const r = await tapbox([...base, '--', 'sh', '-c', 'HOME="$PWD" pip3 install --no-index --no-build-isolation --target "$PWD/out" ./phonehome'], { cwd: join(scratch.dir, 'pip'), timeoutMs: 120_000 });
+    const flow = logLines(r.stderr).find((l) => l.event === 'flow' && l.port === 7);
+    expect(flow?.by?.package, r.stderr).toEqual({ manager: 'pip', name: 'phonehome', script: 'build' });
+    expect(flow?.by?.label).toMatch(/^python3[.\d]* \(pip build of phonehome\)$/);
+    expect(flow?.by?.parents.some((p) => p.argv.some((a) => /pip3?$/.test(a)))).toBe(true);
+  });
+
   it('attributes each of two processes connecting to the same destination at once to itself', async () => {
     // Each connects, prints its own pid and local port, waits for the other to be connected too, then ends.
     const client = `import os, socket, sys, time

@@ -69,6 +69,8 @@ describe('package context', () => {
     expect(pkg).toEqual({ manager: 'pip', name: 'phonehome', script: 'build' });
     expect(describeProcess('/usr/bin/python3.11', [], pkg)).toBe('python3.11 (pip build of phonehome)');
     expect(packageContext([facts('/usr/bin/python3', ['python3', 'app.py'])])).toBeNull();
+    const legacy = facts('/usr/bin/python3.11', ['/usr/bin/python3', '-c', "\nexec(compile('''\n# This is <pip-setuptools-caller> -- a caller that pip uses to run setup.py", 'egg_info'], {}, '/src/phonehome');
+    expect(packageContext([legacy])).toEqual({ manager: 'pip', name: 'phonehome', script: 'build' });
   });
 });
 
