@@ -54,8 +54,9 @@ export function forwardUdp(ctx: ForwarderContext, req: UdpForwarderRequest): voi
       return;
   }
   const decided = ctx.decide('udp', id, by);
-  // Ask mode holds the session's first datagrams while the user answers.
-  if (decided instanceof Promise) void decided.then((d) => (ctx.closed ? req.reject('admin-prohibited') : admit(ctx, req, d)));
+  // Ask mode holds the session's first datagrams while the user answers (at most 25 s: the session
+  // lives 60 s without datagrams). Once tapbox is closing, the stack ends the session itself.
+  if (decided instanceof Promise) void decided.then((d) => ctx.closed || admit(ctx, req, d));
   else admit(ctx, req, decided);
 }
 
