@@ -1,8 +1,9 @@
 // Which sandbox process a flow or DNS query comes from (README "Who did it"). When a flow starts, the
-// 4-tuple is looked up in the sandbox's own socket tables (/proc/<a sandbox process>/net/*: the
-// sandbox's network namespace), which give the socket's inode; the sandbox's processes' fd tables
-// (/proc/<pid>/fd, readable by the supervisor: same uid, in a child user namespace) give the process
-// holding it. The sandbox's processes are those in its PID namespace (/proc/<pid>/ns/pid), learnt from
+// kernel is asked for the socket with the flow's 4-tuple in the sandbox's network namespace: by exact
+// tuple through sock_diag (native/addon/sock_diag.cc), else in its socket tables (/proc/<a sandbox
+// process>/net/*); either gives the socket's inode. The sandbox's processes' fd tables (/proc/<pid>/fd,
+// readable by the supervisor: same uid, in a child user namespace) give the process holding it
+// (procfs.ts reads them). The sandbox's processes are those in its PID namespace (/proc/<pid>/ns/pid), learnt from
 // a child of its PID 1 (PID 1 itself, the launcher, is not dumpable: its /proc entries are closed to us).
 //
 // The cost is paid only when a flow or a query starts, never per packet; a lookup reads at most
@@ -13,9 +14,9 @@
 //
 // All of it is the sandboxed code's own data (argv, environment, executable names it chose): the audit
 // can be lied to, so it is not a boundary.
-import { closeSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { describeProcess, ENV_NAMES, packageContext, type PackageContext, type ProcessFacts } from './package-context.js';
+import { describeProcess, packageContext, type PackageContext, type ProcessFacts } from './package-context.js';
+import { Procfs } from './procfs.js';
 import { native } from '../../netstack/link/native.js';
 import { parseIp, type IpAddr } from '../policy/address.js';
 import { TableSearch, type FlowTuple } from './socket-table.js';
@@ -56,22 +57,11 @@ const MAX_PROCESSES = 2048;
 const MAX_FDS = 65_536;
 const BUDGET_MS = 50;
 const MAX_PARENTS = 32;
-/** Command lines: this many arguments of at most ARG_CHARS characters, read from at most CMDLINE_BYTES. */
-const MAX_ARGS = 16;
-const ARG_CHARS = 200;
-const CMDLINE_BYTES = 4096;
-const ENVIRON_BYTES = 128 * 1024;
 /** Environments read looking for a package manager's variables (the owner and its nearest parents). */
 const ENV_DEPTH = 8;
 const CACHE_SIZE = 4096;
-/** Latest owners tried first; bytes of one socket table read at most (a busy sandbox's TIME_WAITs included). */
+/** Latest owners, tried first. */
 const RECENT_OWNERS = 8;
-const MAX_TABLE_BYTES = 64 * 1024 * 1024;
-
-interface Stat {
-  ppid: number;
-  startTime: string;
-}
 
 export class Attributor {
   private readonly cache = new Map<number, Attribution | null>();
@@ -82,7 +72,6 @@ export class Attributor {
   private recentOwners: number[] = [];
   /** The sandbox process whose /proc/PID/net the tables were last read through. */
   private tablePid: number | null = null;
-  private readonly chunk = Buffer.allocUnsafe(256 * 1024);
   /** Lookups done and the time they took (for the bench and the debug log). */
   readonly stats = { lookups: 0, cached: 0, unknown: 0, totalMs: 0, tableMs: 0, scans: 0, exact: 0 };
 
@@ -90,10 +79,14 @@ export class Attributor {
    * @param launcherPid the launcher's pid (its child is the sandbox's PID 1); undefined until it runs.
    * @param proc where procfs is mounted (tests may point elsewhere).
    */
+  private readonly procfs: Procfs;
+
   constructor(
     private readonly launcherPid: () => number | undefined,
-    private readonly proc = '/proc',
-  ) {}
+    proc = '/proc',
+  ) {
+    this.procfs = new Procfs(proc);
+  }
 
   /** The process owning the socket of `flow`, or null when it can't be told (gone, not found, over budget). */
   lookup(flow: FlowTuple): Attribution | null {
@@ -140,13 +133,13 @@ export class Attributor {
     if (this.init) return this.init;
     const launcher = this.launcherPid();
     if (launcher === undefined) return null;
-    const pids = this.pids();
-    const init = pids.find((pid) => this.stat(pid)?.ppid === launcher);
+    const pids = this.procfs.pids();
+    const init = pids.find((pid) => this.procfs.stat(pid)?.ppid === launcher);
     if (init === undefined) return null;
-    const outside = this.link(`${launcher}/ns/pid`);
+    const outside = this.procfs.link(`${launcher}/ns/pid`);
     for (const pid of pids) {
-      if (this.stat(pid)?.ppid !== init) continue;
-      const pidNs = this.link(`${pid}/ns/pid`);
+      if (this.procfs.stat(pid)?.ppid !== init) continue;
+      const pidNs = this.procfs.link(`${pid}/ns/pid`);
       if (pidNs && pidNs !== outside) return (this.init = { pid: init, pidNs, command: pid });
     }
     return null;
@@ -156,8 +149,8 @@ export class Attributor {
   private members(init: { pid: number; pidNs: string }): number[] {
     this.stats.scans++;
     const members: number[] = [];
-    for (const pid of this.pids()) {
-      if (pid !== init.pid && this.link(`${pid}/ns/pid`) === init.pidNs && members.push(pid) >= MAX_PROCESSES) break;
+    for (const pid of this.procfs.pids()) {
+      if (pid !== init.pid && this.procfs.link(`${pid}/ns/pid`) === init.pidNs && members.push(pid) >= MAX_PROCESSES) break;
     }
     return members;
   }
@@ -170,7 +163,7 @@ export class Attributor {
   private exactInode(flow: FlowTuple, commandPid: number): number {
     if (this.diag === null) {
       try {
-        this.diag = native && this.proc === '/proc' ? native.openSockDiag(commandPid) : -1;
+        this.diag = native && this.procfs.root === '/proc' ? native.openSockDiag(commandPid) : -1;
       } catch {
         this.diag = -1;
       }
@@ -192,7 +185,7 @@ export class Attributor {
   }
 
   private inSandbox(pid: number, init: { pidNs: string }): boolean {
-    return this.link(`${pid}/ns/pid`) === init.pidNs;
+    return this.procfs.link(`${pid}/ns/pid`) === init.pidNs;
   }
 
   /** The socket's inode, from the tables of the sandbox's network namespace (read through any member). */
@@ -202,42 +195,11 @@ export class Attributor {
     for (const [table, family] of tables) {
       const search = new TableSearch(family, flow);
       // Through the process used last time; when it is gone, through any other (they share the namespace).
-      const read = (pid: number) => this.searchTable(`${pid}/net/${table}`, search, started) !== null && (this.tablePid = pid) !== null;
+      const read = (pid: number) => this.procfs.searchTable(`${pid}/net/${table}`, search, started, BUDGET_MS) !== null && (this.tablePid = pid) !== null;
       if (this.tablePid === null || !read(this.tablePid)) members().some(read);
       if (search.inode) return search.inode;
     }
     return 0;
-  }
-
-  /**
-   * Feeds a table to `search` as the kernel writes it, whole lines at a time, until the search is done,
-   * the table ends, MAX_TABLE_BYTES were read or the time budget is spent; null when it can't be opened.
-   */
-  private searchTable(path: string, search: TableSearch, started: number): true | null {
-    let fd: number;
-    try {
-      fd = openSync(`${this.proc}/${path}`, 'r');
-    } catch {
-      return null;
-    }
-    try {
-      let carry = '';
-      for (let total = 0; total < MAX_TABLE_BYTES && !search.done && performance.now() - started < BUDGET_MS; ) {
-        const n = readSync(fd, this.chunk, 0, this.chunk.length, null);
-        if (n <= 0) break;
-        total += n;
-        const text = carry + this.chunk.toString('latin1', 0, n);
-        const lastNewline = text.lastIndexOf('\n');
-        search.push(text.slice(0, lastNewline + 1));
-        carry = text.slice(lastNewline + 1);
-      }
-      if (carry) search.push(carry);
-      return true;
-    } catch {
-      return true;
-    } finally {
-      closeSync(fd);
-    }
   }
 
   /**
@@ -251,15 +213,11 @@ export class Attributor {
     for (const pid of pids) {
       if (!all && holders.length) break;
       if (performance.now() - started > BUDGET_MS) return null;
-      let entries: string[];
-      try {
-        entries = readdirSync(`${this.proc}/${pid}/fd`);
-      } catch {
-        continue; // gone
-      }
+      const entries = this.procfs.list(`${pid}/fd`);
+      if (!entries) continue; // gone
       for (const fd of entries) {
         if (++fds > MAX_FDS) return null;
-        if (this.link(`${pid}/fd/${fd}`) === target) {
+        if (this.procfs.link(`${pid}/fd/${fd}`) === target) {
           holders.push({ pid, fd });
           break;
         }
@@ -270,7 +228,7 @@ export class Attributor {
     // A holder whose ancestor also holds the socket inherited it or was handed it: the descendant is
     // the one using it. Among unrelated holders, the one started last.
     const leaves = chains.filter((h) => !chains.some((o) => o !== h && o.chain.includes(h.pid)));
-    const owner = (leaves.length ? leaves : chains).sort((a, b) => Number(this.stat(b.pid)?.startTime ?? 0) - Number(this.stat(a.pid)?.startTime ?? 0))[0]!;
+    const owner = (leaves.length ? leaves : chains).sort((a, b) => Number(this.procfs.stat(b.pid)?.startTime ?? 0) - Number(this.procfs.stat(a.pid)?.startTime ?? 0))[0]!;
     const found = this.describe(owner.pid, owner.fd, target, owner.chain);
     if (found) this.recentOwners = [owner.pid, ...this.recentOwners.filter((p) => p !== owner.pid)].slice(0, RECENT_OWNERS);
     return found;
@@ -278,22 +236,22 @@ export class Attributor {
 
   /** Reads who `pid` is, then checks it is still the process holding `target` on `fd`. */
   private describe(pid: number, fd: string, target: string, parentPids: number[]): Attribution | null {
-    const before = this.stat(pid);
+    const before = this.procfs.stat(pid);
     if (!before) return null;
-    const owner = this.facts(pid);
-    const nsPid = this.nsPid(pid);
+    const owner = this.procfs.facts(pid);
+    const nsPid = this.procfs.nsPid(pid);
     if (!owner || nsPid === null) return null;
     const parents: (ProcessSummary & { facts: ProcessFacts | null })[] = [];
     for (const ppid of parentPids) {
       // The environments of the nearest parents, and of the top one (the sandbox's command: the
       // environment tapbox was started with, see packageContext).
-      const facts = this.facts(ppid, parents.length < ENV_DEPTH || ppid === parentPids[parentPids.length - 1]);
-      const parentNsPid = this.nsPid(ppid);
+      const facts = this.procfs.facts(ppid, parents.length < ENV_DEPTH || ppid === parentPids[parentPids.length - 1]);
+      const parentNsPid = this.procfs.nsPid(ppid);
       if (!facts || parentNsPid === null) break; // gone: the chain stops there, as far as it is known
       parents.push({ pid: parentNsPid, exe: facts.exe, argv: facts.argv.slice(0, 8), facts });
     }
-    const after = this.stat(pid);
-    if (this.link(`${pid}/fd/${fd}`) !== target || after?.startTime !== before.startTime) return null;
+    const after = this.procfs.stat(pid);
+    if (this.procfs.link(`${pid}/fd/${fd}`) !== target || after?.startTime !== before.startTime) return null;
     const chain = [owner, ...parents.flatMap((p) => (p.facts ? [p.facts] : []))];
     const top = parents.length === parentPids.length ? chain[chain.length - 1]! : null;
     // A top process that can't be read (gone): nothing tells what came from outside; no package then.
@@ -312,90 +270,14 @@ export class Attributor {
   /** The parents of `pid` (host pids), nearest first, up to `initPid` (excluded). */
   private ancestors(pid: number, initPid: number): number[] {
     const chain: number[] = [];
-    let p = this.stat(pid)?.ppid;
+    let p = this.procfs.stat(pid)?.ppid;
     while (p !== undefined && p !== initPid && p > 1 && chain.length < MAX_PARENTS) {
       chain.push(p);
-      p = this.stat(p)?.ppid;
+      p = this.procfs.stat(p)?.ppid;
     }
     return chain;
   }
 
-  private facts(pid: number, withEnv = true): ProcessFacts | null {
-    const cmdline = this.read(`${pid}/cmdline`, CMDLINE_BYTES);
-    if (cmdline === null) return null;
-    const args = cmdline.split('\0');
-    // A program that set its title (npm does) leaves its cmdline padded with NULs.
-    while (args.length && args[args.length - 1] === '') args.pop();
-    const argv = args.slice(0, MAX_ARGS).map((a) => (a.length > ARG_CHARS ? `${a.slice(0, ARG_CHARS)}…` : a));
-    const exe = this.link(`${pid}/exe`) ?? argv[0] ?? '';
-    const cwd = this.link(`${pid}/cwd`) ?? '';
-    const env = new Map<string, string>();
-    if (withEnv) {
-      for (const entry of (this.read(`${pid}/environ`, ENVIRON_BYTES) ?? '').split('\0')) {
-        const eq = entry.indexOf('=');
-        const name = entry.slice(0, eq);
-        if (eq > 0 && (ENV_NAMES as readonly string[]).includes(name)) env.set(name, entry.slice(eq + 1, eq + 1 + ARG_CHARS));
-      }
-    }
-    return { exe: exe.replace(/ \(deleted\)$/, ''), argv, cwd, env };
-  }
-
-  /** The pid in the sandbox's PID namespace (the last NSpid of /proc/PID/status). */
-  private nsPid(pid: number): number | null {
-    const status = this.read(`${pid}/status`, 8192);
-    const m = status && /^NSpid:\s*([\d\s]+)$/m.exec(status);
-    const ids = m ? m[1]!.trim().split(/\s+/) : [];
-    return ids.length ? Number(ids[ids.length - 1]) : null;
-  }
-
-  private stat(pid: number): Stat | null {
-    const text = this.read(`${pid}/stat`, 4096);
-    if (!text) return null;
-    // The command name is in parentheses and may hold anything: fields follow its last ')'.
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(f[1]), startTime: f[19] ?? '' };
-  }
-
-  private pids(): number[] {
-    try {
-      return readdirSync(this.proc).filter((n) => /^\d+$/.test(n)).map(Number);
-    } catch {
-      return [];
-    }
-  }
-
-  private link(path: string): string | null {
-    try {
-      return readlinkSync(`${this.proc}/${path}`);
-    } catch {
-      return null;
-    }
-  }
-
-  /** At most `max` bytes of a /proc file, or null when it can't be read (gone, not ours). */
-  private read(path: string, max: number): string | null {
-    let fd: number;
-    try {
-      fd = openSync(`${this.proc}/${path}`, 'r');
-    } catch {
-      return null;
-    }
-    try {
-      // Into the one reusable buffer (a lookup reads a dozen small files): no allocation per read.
-      const buf = this.chunk;
-      let total = 0;
-      while (total < Math.min(max, buf.length)) {
-        const n = readSync(fd, buf, total, Math.min(buf.length, max) - total, null);
-        if (n <= 0) break;
-        total += n;
-      }
-      return buf.toString('utf8', 0, total);
-    } catch {
-      return null;
-    } finally {
-      closeSync(fd);
-    }
-  }
 }
 
 /** An address's bytes in network order. */
