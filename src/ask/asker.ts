@@ -3,7 +3,8 @@
 // timeout is a no. Requests that are the same question (A and AAAA of one name, a retransmitted query,
 // the same name in other letter case) wait for the one answer. A question whose answer arrives after an
 // earlier "for this run" already allowed it is not asked again. Never fail open: a prompter that
-// throws, or anything but a known answer, is a no; at most MAX_PENDING questions wait, past that no.
+// throws, or anything but a known answer, is a no; at most MAX_PENDING questions and MAX_WAITING
+// requests wait, past that no.
 import { appendFile } from 'node:fs/promises';
 import type { Auditor } from '../audit/auditor.js';
 import { printable } from '../dns/names.js';
@@ -35,6 +36,8 @@ export interface AskOutcome {
 
 /** Questions held at most; past it, new ones are denied at once. */
 export const MAX_PENDING = 64;
+/** Requests waiting at most, all questions together (a sandbox repeating one question can't pile up more). */
+export const MAX_WAITING = 1024;
 
 export interface AskEvent {
   request: AskRequest;
@@ -44,6 +47,7 @@ export interface AskEvent {
 
 export class Asker {
   private readonly pending = new Map<string, Promise<AskOutcome>>();
+  private waiting = 0;
   private turn: Promise<unknown> = Promise.resolve();
   private readonly aborts = new Set<AbortController>();
   private closed = false;
@@ -56,8 +60,12 @@ export class Asker {
    */
   ask(request: AskRequest, allowedNow: () => boolean): Promise<AskOutcome> {
     const key = `${request.kind} ${request.rule.toLowerCase()}`;
+    if (this.waiting >= MAX_WAITING) {
+      this.o.auditor.limitHit('ask-pending', MAX_WAITING, 'requests waiting for an answer at the cap: new one denied');
+      return Promise.resolve({ allowed: false, note: `more than ${MAX_WAITING} requests waiting` });
+    }
     const same = this.pending.get(key);
-    if (same) return same;
+    if (same) return this.counted(same);
     if (this.closed) return Promise.resolve({ allowed: false, note: 'tapbox is shutting down' });
     if (this.pending.size >= MAX_PENDING) {
       this.o.auditor.limitHit('ask-pending', MAX_PENDING, 'questions waiting for an answer at the cap: new one denied');
@@ -66,7 +74,13 @@ export class Asker {
     const outcome = this.queue(() => this.settle(request, allowedNow));
     this.pending.set(key, outcome);
     void outcome.finally(() => this.pending.delete(key));
-    return outcome;
+    return this.counted(outcome);
+  }
+
+  /** `outcome`, counted among the waiting requests until it settles. */
+  private counted(outcome: Promise<AskOutcome>): Promise<AskOutcome> {
+    this.waiting++;
+    return outcome.finally(() => this.waiting--);
   }
 
   /** Denies every question still waiting and ends the prompt on screen. */

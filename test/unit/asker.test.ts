@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { ManualClock } from '../../netstack/stack/manual-clock.js';
-import { Asker, MAX_PENDING, type Prompter } from '../../src/ask/asker.js';
+import { Asker, MAX_PENDING, MAX_WAITING, type Prompter } from '../../src/ask/asker.js';
 import { dnsRequest, flowRequest, type AskAnswer, type AskRequest } from '../../src/ask/request.js';
 import { Auditor } from '../../src/audit/auditor.js';
 import { EgressStats } from '../../src/audit/summary.js';
@@ -75,6 +75,12 @@ describe('Asker', () => {
     for (let i = 0; i < MAX_PENDING; i++) void full.ask(dnsRequest(`n${i}.example`, null), () => false);
     expect(await full.ask(dnsRequest('over.example', null), () => false)).toEqual({ allowed: false, note: `more than ${MAX_PENDING} questions waiting` });
     full.close();
+    // One question repeated: the requests waiting on it are bounded too.
+    const { asker: one } = setup();
+    const repeats = Array.from({ length: MAX_WAITING }, () => one.ask(dnsRequest('same.example', null), () => false));
+    expect(await one.ask(dnsRequest('same.example', null), () => false)).toEqual({ allowed: false, note: `more than ${MAX_WAITING} requests waiting` });
+    one.close();
+    expect((await Promise.all(repeats)).every((o) => !o.allowed)).toBe(true);
   });
 
   it('on "save", adds the rule for the run and appends it to the file, with who asked', async () => {
