@@ -12,7 +12,7 @@
 //
 // sockDiagInode(fd, proto, family, src, srcPort, dst, dstPort): the inode of the sandbox's socket
 // that sent this flow, 0 when there is none (gone, or refused). Blocking, but a sock_diag round trip
-// is microseconds.
+// is microseconds, and the wait for an answer is capped at 100 ms (SO_RCVTIMEO).
 #include <fcntl.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
@@ -111,6 +111,12 @@ Napi::Value OpenSockDiag(const Napi::CallbackInfo& info) {
     }
   }
   close(pair[0]);
+  // An answer that never comes must not stall the supervisor: a lookup waits 100 ms at most.
+  struct timeval limit = {0, 100 * 1000};
+  if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) != 0) {
+    close(fd);
+    fd = -1;
+  }
   if (fd < 0) {
     char why[96];
     snprintf(why, sizeof why, "cannot open a sock_diag socket in the sandbox's network namespace (step %d)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
@@ -133,7 +139,21 @@ bool GetAddress(napi_env env, napi_value value, const char* what, size_t want, u
   return true;
 }
 
-// One exact lookup; the inode, 0 when the kernel has no such socket, -1 on a transport error.
+// The inode in one reply to our request: 0 for an error (ENOENT: no such socket) or an answer that is
+// not this flow's socket (its own port, and the peer's unless unconnected, must be the flow's).
+long long Answer(const struct nlmsghdr* h, uint16_t local_port, uint16_t remote_port) {
+  if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) return 0;
+  const struct inet_diag_msg* m = static_cast<const struct inet_diag_msg*>(NLMSG_DATA(h));
+  if (ntohs(m->id.idiag_sport) != local_port) return 0;
+  if (m->id.idiag_dport != 0 && ntohs(m->id.idiag_dport) != remote_port) return 0;
+  return m->idiag_inode;
+}
+
+uint32_t next_seq = 1;
+
+// One exact lookup; the inode, 0 when the kernel has no such socket, -1 on a transport error (or no
+// answer within the socket's receive timeout). Replies to earlier, timed-out requests are skipped by
+// their sequence number.
 long long Ask(int fd, uint8_t proto, uint8_t family, const uint8_t* local, uint16_t local_port, const uint8_t* remote, uint16_t remote_port) {
   struct {
     struct nlmsghdr nlh;
@@ -142,6 +162,7 @@ long long Ask(int fd, uint8_t proto, uint8_t family, const uint8_t* local, uint1
   request.nlh.nlmsg_len = sizeof request;
   request.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
   request.nlh.nlmsg_flags = NLM_F_REQUEST;
+  request.nlh.nlmsg_seq = next_seq++;
   request.req.sdiag_family = family;
   request.req.sdiag_protocol = proto;
   request.req.idiag_states = ~0u;
@@ -159,21 +180,19 @@ long long Ask(int fd, uint8_t proto, uint8_t family, const uint8_t* local, uint1
   kernel.nl_family = AF_NETLINK;
   if (sendto(fd, &request, sizeof request, 0, reinterpret_cast<struct sockaddr*>(&kernel), sizeof kernel) < 0) return -1;
   alignas(struct nlmsghdr) char reply[8192];
-  ssize_t n;
-  while ((n = recv(fd, reply, sizeof reply, 0)) < 0 && errno == EINTR) {
+  for (int stale = 0; stale < 64; stale++) {
+    ssize_t n;
+    while ((n = recv(fd, reply, sizeof reply, 0)) < 0 && errno == EINTR) {
+    }
+    if (n < 0) return -1;
+    for (struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(reply); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_seq != request.nlh.nlmsg_seq) break;  // an answer to an earlier request: read on
+      return Answer(h, local_port, remote_port);
+    }
   }
-  if (n < 0) return -1;
-  for (struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(reply); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
-    if (h->nlmsg_type == NLMSG_ERROR) return 0;  // ENOENT: no such socket (or the kernel refused)
-    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) continue;
-    const struct inet_diag_msg* m = static_cast<const struct inet_diag_msg*>(NLMSG_DATA(h));
-    // The kernel's answer must be this flow's socket: its own port, and the peer's unless unconnected.
-    if (ntohs(m->id.idiag_sport) != local_port) return 0;
-    if (m->id.idiag_dport != 0 && ntohs(m->id.idiag_dport) != remote_port) return 0;
-    return m->idiag_inode;
-  }
-  return 0;
+  return -1;
 }
+
 
 // sockDiagInode(fd, proto 'tcp' | 'udp', family 4 | 6, src Buffer, srcPort, dst Buffer, dstPort)
 Napi::Value SockDiagInode(const Napi::CallbackInfo& info) {

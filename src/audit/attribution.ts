@@ -55,7 +55,7 @@ export interface Attribution extends ProcessSummary {
 /** Bounds of one lookup. */
 const MAX_PROCESSES = 2048;
 const MAX_FDS = 65_536;
-const BUDGET_MS = 50;
+const BUDGET_MS = 200;
 const MAX_PARENTS = 32;
 /** Environments read looking for a package manager's variables (the owner and its nearest parents). */
 const ENV_DEPTH = 8;
