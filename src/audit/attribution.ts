@@ -97,7 +97,7 @@ export class Attributor {
       if (!init) return null;
       let members: number[] | null = null;
       const allMembers = () => (members ??= this.members(init));
-      const exact = this.exactInode(flow, init.command);
+      const exact = this.exactInode(flow, () => [init.command, ...allMembers()]);
       if (exact) this.stats.exact++;
       const inode = exact || this.socketInode(flow, allMembers, started);
       this.stats.tableMs += performance.now() - started;
@@ -160,12 +160,19 @@ export class Attributor {
    * where reading the tables walks the host's whole established-hash. 0 when not found or unavailable
    * (no addon, an older kernel): the tables are read then.
    */
-  private exactInode(flow: FlowTuple, commandPid: number): number {
+  private exactInode(flow: FlowTuple, through: () => number[]): number {
+    // Opened once, through the sandbox's command or, if it is gone, another of its processes.
     if (this.diag === null) {
-      try {
-        this.diag = native && this.procfs.root === '/proc' ? native.openSockDiag(commandPid) : -1;
-      } catch {
-        this.diag = -1;
+      this.diag = -1;
+      if (native && this.procfs.root === '/proc') {
+        for (const pid of through().slice(0, 4)) {
+          try {
+            this.diag = native.openSockDiag(pid);
+            break;
+          } catch {
+            // gone, or not joinable: the next one
+          }
+        }
       }
     }
     const src = parseIp(flow.src);
