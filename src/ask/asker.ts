@@ -38,6 +38,11 @@ export interface AskOutcome {
 export const MAX_PENDING = 64;
 /** Requests waiting at most, all questions together (a sandbox repeating one question can't pile up more). */
 export const MAX_WAITING = 1024;
+/**
+ * One lookup is several queries (A and AAAA, retries, other resolvers' shapes), some arriving after the
+ * answer: for this long the answer to a name stands for them too, "once" and "no" alike.
+ */
+export const LOOKUP_ANSWER_MS = 5000;
 
 export interface AskEvent {
   request: AskRequest;
@@ -48,6 +53,8 @@ export interface AskEvent {
 export class Asker {
   private readonly pending = new Map<string, Promise<AskOutcome>>();
   private waiting = 0;
+  /** The latest answers about names, standing for the rest of their lookup (LOOKUP_ANSWER_MS). */
+  private readonly lookupAnswers = new Map<string, { outcome: AskOutcome; until: number }>();
   private turn: Promise<unknown> = Promise.resolve();
   private readonly aborts = new Set<AbortController>();
   private closed = false;
@@ -66,6 +73,8 @@ export class Asker {
     }
     const same = this.pending.get(key);
     if (same) return this.counted(same);
+    const answered = this.lookupAnswers.get(key);
+    if (answered && answered.until > Date.now()) return Promise.resolve(answered.outcome);
     if (this.closed) return Promise.resolve({ allowed: false, note: 'tapbox is shutting down' });
     if (this.pending.size >= MAX_PENDING) {
       this.o.auditor.limitHit('ask-pending', MAX_PENDING, 'questions waiting for an answer at the cap: new one denied');
@@ -73,8 +82,17 @@ export class Asker {
     }
     const outcome = this.queue(() => this.settle(request, allowedNow));
     this.pending.set(key, outcome);
-    void outcome.finally(() => this.pending.delete(key));
+    void outcome.then((o) => {
+      this.pending.delete(key);
+      if (request.kind === 'dns') this.rememberLookupAnswer(key, o);
+    });
     return this.counted(outcome);
+  }
+
+  private rememberLookupAnswer(key: string, outcome: AskOutcome): void {
+    const now = Date.now();
+    if (this.lookupAnswers.size >= MAX_PENDING) for (const [k, a] of this.lookupAnswers) if (a.until <= now) this.lookupAnswers.delete(k);
+    if (this.lookupAnswers.size < MAX_PENDING) this.lookupAnswers.set(key, { outcome, until: now + LOOKUP_ANSWER_MS });
   }
 
   /** `outcome`, counted among the waiting requests until it settles. */

@@ -54,8 +54,26 @@ describe('Asker', () => {
     answers[0]!('run');
     expect(await first).toMatchObject({ allowed: true });
     expect(policy.resolvable('a.example').allowed).toBe(true);
-    expect(await asker.ask(dnsRequest('a.example', null), resolvable('a.example'))).toEqual({ allowed: true, note: 'allowed by an earlier answer' });
+    expect(await asker.ask(dnsRequest('a.example', null), resolvable('a.example'))).toMatchObject({ allowed: true });
     expect(asked).toHaveLength(1);
+  });
+
+  it('lets the answer about a name stand for the rest of its lookup (late A/AAAA, retries), not a connection', async () => {
+    const { asker, asked, answers, tick } = setup();
+    const first = asker.ask(dnsRequest('once.example', null), () => false);
+    await tick();
+    answers[0]!('once');
+    await first;
+    expect(await asker.ask(dnsRequest('ONCE.example', null), () => false)).toEqual({ allowed: true, note: 'allowed once when asked' });
+    const flow = () => asker.ask(flowRequest('tcp', '192.0.2.1', 443, ['once.example'], null), () => false);
+    const f1 = flow();
+    await tick();
+    answers[1]!('once');
+    expect(await f1).toMatchObject({ allowed: true });
+    void flow();
+    await tick();
+    expect(asked).toHaveLength(3); // a new connection is a new question
+    asker.close();
   });
 
   it('denies on a timeout, an invalid answer, a save without a file, a prompter that throws, and past the cap', async () => {
