@@ -34,7 +34,12 @@ export function buildProgram(): Command {
     .option('--upstream-proxy <url>', 'send allowed TCP flows through this proxy: http://[USER:PASS@]HOST:PORT (CONNECT) or socks5://[USER:PASS@]HOST:PORT')
     .option('--no-sni-check', 'do not check TLS SNI / HTTP Host against the name a flow was allowed for')
     .option('--http-allow-get-body', 'let checked plain-HTTP GET and HEAD requests carry a body (by default they reset the flow)')
+    .addOption(new Option('--attribution <mode>', 'name the sandbox process behind flows and lookups: all (default with --audit/--learn/--ask), denied (default), off').choices(['all', 'denied', 'off']))
+    .option('--no-attribution', 'same as --attribution off')
     .option('--audit', 'allow everything, log every DNS query and flow')
+    .option('--ask', 'ask on your terminal before a lookup or connection no rule allows: once, for this run, save, or deny')
+    .option('--ask-save <file>', 'with --ask: the allowlist file "allow and add" appends the rule to')
+    .option('--ask-timeout <seconds>', 'with --ask: seconds to wait for an answer before denying (1-25, default 20)', integer('--ask-timeout'))
     .option('--learn <file>', 'audit mode that writes an allowlist of what the command used to FILE')
     .option('--report <file>', 'write the egress summary as JSON to FILE')
     .option('--no-summary', 'do not print the egress summary table at exit')
@@ -71,7 +76,11 @@ interface CliFlags extends HardeningFlags, CapsFlags {
   upstreamProxy?: string;
   sniCheck: boolean;
   httpAllowGetBody?: boolean;
+  attribution?: 'all' | 'denied' | 'off' | false;
   audit?: boolean;
+  ask?: boolean;
+  askSave?: string;
+  askTimeout?: number;
   learn?: string;
   report?: string;
   summary: boolean;
@@ -103,8 +112,12 @@ export function toOptions(flags: CliFlags): SandboxOptions {
     upstreamProxy: flags.upstreamProxy,
     sniCheck: flags.sniCheck,
     httpAllowGetBody: flags.httpAllowGetBody,
+    attribution: flags.attribution === false ? 'off' : flags.attribution,
     caps: capsFromFlags(flags),
     audit: flags.audit,
+    ask: flags.ask,
+    askSave: flags.askSave,
+    askTimeout: flags.askTimeout,
     learn: flags.learn,
     report: flags.report,
     summary: flags.summary,

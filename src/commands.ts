@@ -99,7 +99,10 @@ plain-HTTP GET or HEAD with a body resets the flow (--http-allow-get-body lets i
 
 Denials are logged on stderr (--log-level, --log-format json|pretty, --log-file). At exit a summary
 of every destination goes to stderr (--no-summary to leave it out; --report FILE writes it as JSON).
---progress shows a live status line while the command runs; --pcap FILE records every frame on tap0.`,
+--progress shows a live status line while the command runs; --pcap FILE records every frame on tap0.
+Each denial names the process behind it, and under --audit/--learn every flow does (--attribution
+all|denied|off); the summary's "by" column shows it. --ask asks on your terminal before a lookup or
+connection no rule allows (once, for this run, --ask-save FILE, or deny; --ask-timeout SECONDS).`,
   },
   exit: {
     summary: "tapbox's exit status",

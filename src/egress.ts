@@ -7,6 +7,7 @@ import { open, realpath, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type pino from 'pino';
 import type { Forwarder } from '../netstack/stack/forwarding.js';
+import { Attributor, type AttributionMode } from './audit/attribution.js';
 import { Auditor } from './audit/auditor.js';
 import { formatLearnedAllowlist } from './audit/learn.js';
 import { createLogger } from './audit/logger.js';
@@ -24,6 +25,8 @@ import type { InboundFlows } from './forwarder/inbound.js';
 import { load } from './policy/allowlist.js';
 import { Policy } from './policy/policy.js';
 import { parseRule } from './policy/rule.js';
+import { LivePolicy } from './live-policy.js';
+import { Asker, type Prompter } from './ask/asker.js';
 
 export type { EgressSummary } from './audit/summary.js';
 export type { DnsEvent, FlowEndEvent, FlowEvent } from './audit/events.js';
@@ -34,7 +37,14 @@ export interface EgressOptions {
   dnsUpstream: string[];
   sniCheck: boolean;
   httpAllowGetBody?: boolean;
+  /** The launcher's pid once it runs: set, the process behind flows and DNS queries is named (attribution.ts). */
+  launcherPid?: () => number | undefined;
+  /** Which flows and queries are attributed ('all' unless told). */
+  attribution?: Exclude<AttributionMode, 'off'>;
+>>>>>>> audit
   audit: boolean;
+  /** Ask mode: who answers, how long to wait, where "allow and save" appends (ask/asker.ts). */
+  ask?: { prompt: Prompter; timeoutMs: number; saveFile?: string };
   learn?: string;
   report?: string;
   logLevel: string;
@@ -57,6 +67,8 @@ export interface Egress extends EventEmitter {
   policy: Policy;
   /** Logs flows and cap hits: the stack's caps report to `auditor.limitHit` (rate-limited 'limit' events). */
   auditor: Auditor;
+  /** Changes the policy while the sandbox runs (emits 'policy' events). */
+  live: LivePolicy;
   /** Stops every flow and DNS query, writes the report and learned allowlist, prints the summary. */
   /** Ends the egress path, writes the report and prints the summary, with `usage` when given. */
   close(usage?: Usage | null): Promise<EgressSummary>;
@@ -78,16 +90,26 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
   const emitter = new EventEmitter();
   const stats = new EgressStats();
   const auditor = new Auditor(logger, emitter, stats, audit);
-  const dns = new DnsProxy({ policy, upstream, hostAddrs, maxInFlight: opts.caps?.dnsInFlight, onEvent: (e) => auditor.dns(e), onLimit: auditor.limitHit });
-  const forwarder = createForwarder({ policy, dns, auditor, sandbox: opts.sandbox, sniCheck: opts.sniCheck, httpAllowGetBody: opts.httpAllowGetBody, hostLoopback: opts.hostLoopback, upstreamProxy: opts.upstreamProxy });
+  // Ask mode's questions (made once the live policy exists, which needs the forwarder).
+  let asker: Asker | undefined;
+  const ask = opts.ask ? (...args: Parameters<Asker['ask']>) => asker!.ask(...args) : undefined;
+  const dns = new DnsProxy({ policy, upstream, hostAddrs, maxInFlight: opts.caps?.dnsInFlight, onEvent: (e) => auditor.dns(e), onLimit: auditor.limitHit, ask });
+  const attributor = opts.launcherPid ? new Attributor(opts.launcherPid) : undefined;
+  const forwarder = createForwarder({ policy, dns, auditor, attributor, attribution: opts.attribution, ask, sandbox: opts.sandbox, sniCheck: opts.sniCheck, httpAllowGetBody: opts.httpAllowGetBody, hostLoopback: opts.hostLoopback, upstreamProxy: opts.upstreamProxy });
   logger.debug({ rules: policy.rules.length, audit, maxFlows: policy.maxFlows }, `egress policy loaded: ${policy.rules.length} rules${audit ? ', audit mode' : ''}`);
+
+  const live = new LivePolicy(policy, forwarder, auditor);
+  if (opts.ask) asker = new Asker({ ...opts.ask, live, auditor });
 
   let closing: Promise<EgressSummary> | undefined;
   const close = async (usage: Usage | null): Promise<EgressSummary> => {
+    asker?.close();
     forwarder.close();
     dns.close();
     upstream.close();
     auditor.close();
+    attributor?.close();
+    if (attributor) logger.debug({ attribution: attributor.stats }, `attribution: ${attributor.stats.lookups} lookups, ${attributor.stats.totalMs.toFixed(1)} ms in all`);
     // Closed sockets report their last bytes on their 'close' events, which libuv runs in the close
     // phase, after this turn's setImmediate callbacks: wait two turns so that every flowEnd is in.
     for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
@@ -104,6 +126,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     logger,
     policy,
     auditor,
+    live,
     close: (usage?: Usage | null) => (closing ??= close(usage ?? null)),
   });
 }

@@ -10,7 +10,13 @@ export { parseSize, type FilesystemMode, type Mount, type MountType, type Limits
 // Rules, for programs that build or check allowlists: allowlist.parse(text, source), allowlist.load(path).
 export { allowlist, Policy, type Allowlist, type Rule, type Proto, type PortRange, type FlowDecision, type FlowQuery, type PolicyOptions } from './policy/index.js';
 // The live events (same fields as the audit log) and the report.
-export { describeFlow, type DnsEvent, type FlowEvent, type FlowEndEvent, type LimitEvent } from './audit/events.js';
 export { formatSummary, formatUsage, type EgressSummary, type DestinationSummary } from './audit/summary.js';
+export { describeFlow, type DnsEvent, type FlowEvent, type FlowEndEvent, type LimitEvent, type Attribution } from './audit/events.js';
+export type { PackageContext } from './audit/package-context.js';
+// Changing the policy while it runs (sandbox.allow / deny / rules) and its audit event.
+export type { PolicyChangeEvent, DenyOptions } from './live-policy.js';
+// Ask mode's questions, the library's answers (onRequest) and the 'ask' event.
+export type { AskRequest, RequestDecision, AskAnswer } from './ask/request.js';
+export type { AskEvent } from './ask/asker.js';
 export { type Usage } from './cgroup.js';
 export { hostChecks, type Check } from './doctor.js';

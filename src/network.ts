@@ -4,6 +4,8 @@
 import type { Usage } from './cgroup.js';
 import type { EventEmitter } from 'node:events';
 import { createEgress, type Egress, type EgressSummary } from './egress.js';
+import { callbackPrompter } from './ask/asker.js';
+import { terminalPrompter } from './ask/terminal-prompt.js';
 import { SANDBOX_NET, type ResolvedOptions } from './options.js';
 import { Stack } from '../netstack/stack/stack.js';
 import { TapEndpoint } from '../netstack/link/tap.js';
@@ -31,14 +33,20 @@ export interface Network {
   close(usage?: Usage | null): Promise<EgressSummary>;
 }
 
-export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Promise<Network> {
+/** `launcherPid`: the launcher's pid once it runs (attribution finds the sandbox's processes from it). */
+export async function startNetwork(o: ResolvedOptions, events: EventEmitter, launcherPid: () => number | undefined = () => undefined): Promise<Network> {
   const egress = await createEgress({
     allowFiles: o.allowFiles,
     allow: o.allow,
     dnsUpstream: o.dnsUpstream,
     sniCheck: o.sniCheck,
     httpAllowGetBody: o.httpAllowGetBody,
+    launcherPid: o.attribution !== 'off' ? launcherPid : undefined,
+    attribution: o.attribution !== 'off' ? o.attribution : undefined,
     audit: o.audit,
+    ask: o.ask
+      ? { prompt: o.onRequest ? callbackPrompter(o.onRequest) : terminalPrompter(o.askTimeout * 1000, o.askSave), timeoutMs: o.askTimeout * 1000, saveFile: o.askSave }
+      : undefined,
     learn: o.learn,
     report: o.report,
     logLevel: o.logLevel,
@@ -50,7 +58,7 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter): Pr
     upstreamProxy: o.upstreamProxy,
     caps: o.caps,
   });
-  for (const name of ['dns', 'flow', 'deny', 'flowEnd', 'limit'] as const) egress.on(name, (e: unknown) => events.emit(name, e));
+  for (const name of ['dns', 'flow', 'deny', 'flowEnd', 'limit', 'policy', 'ask'] as const) egress.on(name, (e: unknown) => events.emit(name, e));
   let link: LinkEndpoint | null = null;
   let stack: Stack | null = null;
   let tcp: TcpProtocol | null = null;

@@ -8,6 +8,9 @@ import { parseHostLoopback, type HostLoopbackPort } from './forwarder/host-loopb
 import { parsePublishList, type PublishSpec } from './publish.js';
 import { hasCaps, resolveCaps, type CapsOptions, type ResolvedCaps } from './caps.js';
 import { parseRule } from './policy/rule.js';
+import type { AskRequest, RequestDecision } from './ask/request.js';
+import type { AttributionMode } from './audit/attribution.js';
+import { hasTerminal } from './ask/terminal-prompt.js';
 
 export type NetMode = 'tap' | 'none' | 'host';
 export type UidMode = 'root' | 'same' | 'nobody';
@@ -35,9 +38,27 @@ export interface SandboxOptions extends HardeningOptions {
   sniCheck?: boolean;
   /** Let plain-HTTP GET and HEAD requests on checked flows carry a body (`--http-allow-get-body`); off: such requests reset the flow. */
   httpAllowGetBody?: boolean;
+  /**
+   * Name the sandbox process (and the package whose script it runs) behind flows and DNS queries in the
+   * audit events, the summary and --learn (`--attribution MODE`): 'all' (the default with audit, learn
+   * or ask), 'denied' (the default otherwise: only denials pay the lookup), 'off' (`--no-attribution`;
+   * false too). For the audit only: the sandboxed code controls its own argv and files.
+   */
+  attribution?: AttributionMode | boolean;
   /** Resource caps (`--max-flows`, `--max-pending-dials`, `--max-udp-sessions`, `--max-dns-in-flight`, `--max-buffer`): see ./caps.ts. */
   caps?: CapsOptions;
   audit?: boolean;
+  /**
+   * Ask mode (`--ask`): a lookup of a name no rule allows, or a connection to an address no rule allows,
+   * is held and asked about on the user's terminal: allow once, for this run, and add to `askSave`, or
+   * deny; no answer within `askTimeout` seconds (default 20, at most 25) is a no.
+   */
+  ask?: boolean;
+  /** The allowlist file "allow and add" appends to (`--ask-save FILE`). */
+  askSave?: string;
+  askTimeout?: number;
+  /** Ask mode answered by the program instead of a terminal: 'allow' (for this run), 'allow-once', 'allow-save', 'deny'. */
+  onRequest?: (request: AskRequest) => RequestDecision | Promise<RequestDecision>;
   learn?: string;
   report?: string;
   pcap?: string;
@@ -53,12 +74,15 @@ export interface SandboxOptions extends HardeningOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export interface ResolvedOptions extends Required<Omit<SandboxOptions, 'learn' | 'report' | 'pcap' | 'linkFaults' | 'logFile' | 'publish' | 'hostLoopback' | 'upstreamProxy' | 'caps' | keyof HardeningOptions>> {
+export interface ResolvedOptions extends Required<Omit<SandboxOptions, 'attribution' | 'askSave' | 'onRequest' | 'learn' | 'report' | 'pcap' | 'linkFaults' | 'logFile' | 'publish' | 'hostLoopback' | 'upstreamProxy' | 'caps' | keyof HardeningOptions>> {
   hardening: ResolvedHardening;
   caps: ResolvedCaps;
+  attribution: AttributionMode;
   publish: PublishSpec[];
   hostLoopback: HostLoopbackPort[];
   upstreamProxy?: ProxySpec;
+  askSave?: string;
+  onRequest?: SandboxOptions['onRequest'];
   linkFaults?: FaultyEndpointOptions;
   learn?: string;
   report?: string;
@@ -80,13 +104,15 @@ export const SANDBOX_NET = {
 export const DEFAULT_MTU = 65520;
 
 export function resolveOptions(o: SandboxOptions): ResolvedOptions {
-  const wantsEgress = Boolean(o.allowFiles?.length || o.allow?.length || o.audit || o.learn);
+  const ask = Boolean(o.ask || o.onRequest);
+  const wantsEgress = Boolean(o.allowFiles?.length || o.allow?.length || o.audit || o.learn || ask);
   const wantsPorts = Boolean(o.publish?.length || o.hostLoopback?.length || o.upstreamProxy);
   const net = o.net ?? (wantsEgress || wantsPorts ? 'tap' : 'none');
   if (wantsPorts && net !== 'tap') throw new TapboxError('EUSAGE', `-p, --host-loopback and --upstream-proxy need --net tap, not --net ${net}; drop one of them.`);
   if (wantsEgress && net !== 'tap') {
     throw new TapboxError('EUSAGE', `allow rules, --audit and --learn need --net tap, not --net ${net}; drop one of them.`);
   }
+  checkAsk(o, ask);
   const caps = resolveCaps(o.caps);
   if (hasCaps(o.caps) && net !== 'tap') throw new TapboxError('EUSAGE', `the --max-* caps apply to --net tap only, not --net ${net}; add --net tap (or allow rules), or drop them.`);
   if (o.pcap && net !== 'tap') throw new TapboxError('EUSAGE', '--pcap needs --net tap (there is no TAP to capture otherwise).');
@@ -110,8 +136,13 @@ export function resolveOptions(o: SandboxOptions): ResolvedOptions {
     upstreamProxy: o.upstreamProxy ? parseProxyUrl(o.upstreamProxy) : undefined,
     sniCheck: o.sniCheck ?? true,
     httpAllowGetBody: o.httpAllowGetBody ?? false,
+    attribution: resolveAttribution(o.attribution, Boolean(o.audit || o.learn || ask)),
     caps,
     audit: Boolean(o.audit || o.learn),
+    ask,
+    askSave: o.askSave,
+    askTimeout: o.askTimeout ?? DEFAULT_ASK_TIMEOUT,
+    onRequest: o.onRequest,
     learn: o.learn,
     report: o.report,
     pcap: o.pcap,
@@ -123,4 +154,28 @@ export function resolveOptions(o: SandboxOptions): ResolvedOptions {
     stdio: o.stdio ?? 'inherit',
     env: resolveEnv(o.env, o.clearEnv),
   };
+}
+
+/** Seconds ask mode waits for an answer by default; at most MAX_ASK_TIMEOUT (a held SYN waits 30 s). */
+export const DEFAULT_ASK_TIMEOUT = 20;
+const MAX_ASK_TIMEOUT = 25;
+
+function checkAsk(o: SandboxOptions, ask: boolean): void {
+  if (o.askSave !== undefined && !ask) throw new TapboxError('EUSAGE', '--ask-save only works in ask mode; add --ask.');
+  if (!ask) return;
+  if (o.audit || o.learn) throw new TapboxError('EUSAGE', `--ask and ${o.learn ? '--learn' : '--audit'} contradict each other (audit mode allows everything, so nothing would be asked); give one.`);
+  const t = o.askTimeout;
+  if (t !== undefined && (!Number.isInteger(t) || t < 1 || t > MAX_ASK_TIMEOUT)) {
+    throw new TapboxError('EUSAGE', `--ask-timeout ${t} is out of range; give a whole number of seconds from 1 to ${MAX_ASK_TIMEOUT} (a held connection waits 30 s at most).`);
+  }
+  if (!o.onRequest && !hasTerminal()) {
+    throw new TapboxError('EUSAGE', '--ask asks on your terminal, and tapbox has none here; run it from a terminal (or, in the library, answer with onRequest).');
+  }
+}
+
+function resolveAttribution(mode: SandboxOptions['attribution'], auditing: boolean): AttributionMode {
+  if (mode === undefined) return auditing ? 'all' : 'denied';
+  if (typeof mode === 'boolean') return mode ? 'all' : 'off';
+  if (mode === 'all' || mode === 'denied' || mode === 'off') return mode;
+  throw new TapboxError('EUSAGE', `attribution "${String(mode)}" is not a mode; give all, denied or off.`);
 }

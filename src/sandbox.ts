@@ -19,6 +19,9 @@ import { launcherErrorCode, TapboxError } from './errors.js';
 import type { DnsEvent, FlowEndEvent, FlowEvent, LimitEvent } from './audit/events.js';
 import type { EgressSummary } from './audit/summary.js';
 import { findCgroupPlace, perProcessLimits, SandboxCgroup, type Usage } from './cgroup.js';
+import type { DenyOptions, LivePolicy, PolicyChangeEvent } from './live-policy.js';
+import type { AskEvent } from './ask/asker.js';
+import type { Rule } from './policy/rule.js';
 import { launcherArgs, launcherPath } from './launcher.js';
 import { resolveOptions, type ResolvedOptions, type SandboxOptions } from './options.js';
 import { closeFd, recvMessage, sendMessage, socketpair } from '../netstack/link/control.js';
@@ -61,6 +64,10 @@ export interface SandboxEvents {
   limit: [event: LimitEvent];
   /** Something the caller should know before the command runs (e.g. limits that hold per process only). */
   warning: [message: string];
+  /** The policy changed while the command runs (allow(), deny(), an ask answer). */
+  policy: [event: PolicyChangeEvent];
+  /** Ask mode answered a question (onRequest's or the terminal's answer, or no answer in time). */
+  ask: [event: AskEvent];
 }
 
 /** Signals the supervisor passes on to the command. */
@@ -129,6 +136,34 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     return this.cgroup?.usage() ?? null;
   }
 
+  /**
+   * Allows RULE (allowlist syntax) from now on, while the command runs: lookups and new flows see it at
+   * once; a deny rule of the same scope is replaced. An audit event ('policy'). Throws TapboxError:
+   * EPOLICY for a bad rule, EUSAGE before the network is up ('spawn') or without --net tap.
+   */
+  allow(rule: string): Rule {
+    return this.livePolicy('allow').allow(rule);
+  }
+
+  /**
+   * Denies RULE ("!" optional) from now on; with `resetFlows`, the open flows it covers are reset (TCP)
+   * or refused (UDP) too. An allow rule of the same scope is replaced. An audit event ('policy').
+   */
+  deny(rule: string, options: DenyOptions = {}): Rule {
+    return this.livePolicy('deny').deny(rule, options);
+  }
+
+  /** The egress rules in force now (from -F, --allow, and changes made while it runs). */
+  rules(): readonly Rule[] {
+    return this.livePolicy('rules').rules();
+  }
+
+  private livePolicy(method: string): LivePolicy {
+    if (this.options.net !== 'tap') throw new TapboxError('EUSAGE', `${method}(): this sandbox has no egress policy (--net ${this.options.net}); give it allow rules or net: 'tap'.`);
+    if (!this.network) throw new TapboxError('EUSAGE', `${method}(): the sandbox's network is not up yet; call it once the sandbox emitted 'spawn'.`);
+    return this.network.egress.live;
+  }
+
   /** The launcher's pid (host PID namespace), once started. */
   get pid(): number | undefined {
     return this.child?.pid;
@@ -149,7 +184,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
         checkOutputPaths(o);
         if (o.net === 'tap') checkTunDevice();
         await this.openCgroup();
-        network = o.net === 'tap' ? await startNetwork(o, this) : null;
+        network = o.net === 'tap' ? await startNetwork(o, this, () => this.pid) : null;
       } catch (e) {
         throw asSetupError(e);
       }
@@ -322,7 +357,7 @@ function sendGo(fd: number): void {
 
 /** The files tapbox writes (--report, --learn, --log-file, --pcap) must be writable before anything runs. */
 function checkOutputPaths(o: ResolvedOptions): void {
-  const outputs: [string | undefined, string][] = [[o.report, '--report'], [o.learn, '--learn'], [o.logFile, '--log-file'], [o.pcap, '--pcap']];
+  const outputs: [string | undefined, string][] = [[o.report, '--report'], [o.learn, '--learn'], [o.logFile, '--log-file'], [o.pcap, '--pcap'], [o.askSave, '--ask-save']];
   for (const [path, flag] of outputs) {
     if (path === undefined) continue;
     const dir = dirname(resolve(path));

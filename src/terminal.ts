@@ -155,11 +155,14 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
   // we start.
   const stdin = terminals[0] ? (process.stdin as tty.ReadStream) : null;
   let relaying = false;
+  let diverted: ((chunk: Buffer) => void) | null = null;
+  // Ask mode's prompt has the keyboard: what is typed goes to it, never to the sandbox.
+  const onInput = (chunk: Buffer) => (diverted ? diverted(chunk) : input.write(chunk));
   const startInput = () => {
     if (relaying || !stdin || tcgetpgrp(0) !== getpgrp()) return;
     relaying = true;
     stdin.setRawMode(true);
-    stdin.on('data', input.write);
+    stdin.on('data', onInput);
     stdin.resume();
   };
   startInput();
@@ -174,6 +177,16 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
     });
     master.on('close', () => resolveDone());
   });
+  activeRelay = {
+    takeTerminal(onKey) {
+      diverted = onKey;
+      master.pause(); // the sandbox can't draw over the prompt: its output waits
+      return () => {
+        diverted = null;
+        master.resume();
+      };
+    },
+  };
   // Asked of the kernel, not of our 'data' events: a write blocked on a slow terminal delays those.
   const pending = () => poll({ fd: pty.master, events: POLLIN, revents: 0 }, 1, 0) > 0; // output, or every slave closed
   const settled = (idleMs: number) =>
@@ -189,10 +202,11 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
   const restore = () => {
     if (restored) return;
     restored = true;
+    activeRelay = null;
     process.off('SIGWINCH', onResize);
     process.off('SIGCONT', startInput);
     if (stdin && relaying) {
-      stdin.off('data', input.write);
+      stdin.off('data', onInput);
       stdin.setRawMode(false);
       stdin.pause();
     }
@@ -202,6 +216,17 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
     if (rest >= 0) closeSync(rest);
   };
   return { done, settled, restore };
+}
+
+/** The relay running now, if any: ask mode's prompt takes the keyboard (and holds the sandbox's output) through it. */
+export interface TerminalRelay {
+  /** Sends what is typed to `onKey` instead of the sandbox, and holds the sandbox's output, until the returned function is called. */
+  takeTerminal(onKey: (chunk: Buffer) => void): () => void;
+}
+let activeRelay: TerminalRelay | null = null;
+
+export function terminalRelay(): TerminalRelay | null {
+  return activeRelay;
 }
 
 export function closePtySlave(pty: Pty): void {

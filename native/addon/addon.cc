@@ -1,5 +1,6 @@
-// tapbox_native: the per-frame hot path of the supervisor (TAP I/O, checksums, frame metadata) and the
-// control-socket calls Node has no API for (socketpair, SCM_RIGHTS). Loaded by netstack/link/native.ts.
+// tapbox_native: the per-frame hot path of the supervisor (TAP I/O, checksums, frame metadata), the
+// control-socket calls Node has no API for (socketpair, SCM_RIGHTS), and attribution's exact socket
+// lookup (sock_diag). Loaded by netstack/link/native.ts.
 #include "bindings.h"
 
 namespace {
@@ -8,6 +9,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tapbox::InitPacket(env, exports);
   tapbox::InitTapDevice(env, exports);
   tapbox::InitControl(env, exports);
+  tapbox::InitSockDiag(env, exports);
   return exports;
 }
 

@@ -8,5 +8,6 @@ namespace tapbox {
 void InitPacket(Napi::Env env, Napi::Object exports);
 void InitTapDevice(Napi::Env env, Napi::Object exports);
 void InitControl(Napi::Env env, Napi::Object exports);
+void InitSockDiag(Napi::Env env, Napi::Object exports);
 
 }  // namespace tapbox

@@ -89,6 +89,10 @@ export interface NativeAddon {
   sendMessage(fd: number, data: Uint8Array, passFd?: number): void;
   recvMessage(fd: number, callback: (err: NodeJS.ErrnoException | null, message?: ControlMessage) => void): void;
   closeFd(fd: number): void;
+  /** A NETLINK_SOCK_DIAG socket in the network namespace of `pid` (a process of a sandbox the caller owns). */
+  openSockDiag(pid: number): number;
+  /** The inode of the socket with this exact tuple (its own end first) in the socket's namespace; 0: none. */
+  sockDiagInode(fd: number, proto: 'tcp' | 'udp', family: 4 | 6, src: Buffer, srcPort: number, dst: Buffer, dstPort: number): number;
 }
 
 function packageRoot(): string {

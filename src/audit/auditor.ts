@@ -4,7 +4,12 @@
 // whose point is to log it all. Cap hits are 'warn', at most one line per cap per second (limits.ts).
 import type { EventEmitter } from 'node:events';
 import type pino from 'pino';
-import { describeFlow, type DnsEvent, type FlowEndEvent, type FlowEvent } from './events.js';
+import { printable } from '../dns/names.js';
+import type { Attribution } from './attribution.js';
+import type { PolicyChangeEvent } from '../live-policy.js';
+import type { AskEvent } from '../ask/asker.js';
+import { describeRequest } from '../ask/request.js';
+import { byLabel, describeFlow, type DnsEvent, type FlowEndEvent, type FlowEvent } from './events.js';
 import { LimitReporter, type AuditLimitName, type LimitEvent } from './limits.js';
 import type { EgressStats } from './summary.js';
 
@@ -23,7 +28,7 @@ export class Auditor {
 
   dns(e: DnsEvent): void {
     this.stats.dns(e);
-    const what = `dns ${e.type} ${e.name}`;
+    const what = `dns ${e.type} ${e.name}${by(e)}`;
     if (e.verdict === 'deny') {
       this.logger.warn({ event: 'dns', ...e }, `denied ${what}: ${e.reason}`);
       this.events.emit('deny', e);
@@ -39,13 +44,28 @@ export class Auditor {
   flow(e: FlowEvent): void {
     this.stats.flow(e);
     if (e.verdict === 'deny') {
-      this.logger.warn({ event: 'flow', ...e }, `denied ${describeFlow(e)}: ${e.reason}`);
+      this.logger.warn({ event: 'flow', ...e }, `denied ${describeFlow(e)}${by(e)}: ${e.reason}`);
       this.events.emit('flow', e);
       this.events.emit('deny', e);
       return;
     }
-    this.logger[this.allowedLevel]({ event: 'flow', ...e }, `allowed ${describeFlow(e)}: ${e.reason}`);
+    this.logger[this.allowedLevel]({ event: 'flow', ...e }, `allowed ${describeFlow(e)}${by(e)}: ${e.reason}`);
     this.events.emit('flow', e);
+  }
+
+  /** The policy changed while the sandbox runs (live-policy.ts): always logged, at info. */
+  policyChange(e: PolicyChangeEvent): void {
+    const replaced = e.replaced.length ? `, replacing ${e.replaced.map((r) => `"${r}"`).join(', ')}` : '';
+    const reset = e.reset ? `; ${e.reset} open flow${e.reset === 1 ? '' : 's'} reset` : '';
+    this.logger.info({ event: 'policy', ...e }, `policy: ${e.action} rule "${e.rule}" added by ${e.origin}${replaced}${reset}`);
+    this.events.emit('policy', e);
+  }
+
+  /** Ask mode answered a question (ask/asker.ts), at info; a no at warn. */
+  ask(e: AskEvent): void {
+    const what = describeRequest(e.request);
+    this.logger[e.answer === 'deny' ? 'warn' : 'info']({ event: 'ask', ...e }, `ask: ${printable(what)}${by(e.request)}: ${e.note}`);
+    this.events.emit('ask', e);
   }
 
   /** A cap refused something; logged and emitted as a 'limit' event, rate-limited per cap. */
@@ -73,4 +93,10 @@ export class Auditor {
     );
     this.events.emit('flowEnd', e);
   }
+}
+
+/** " by node (esbuild postinstall)" (escaped: the sandbox chose it), or nothing without attribution. */
+function by(e: { by?: Attribution | null }): string {
+  const label = byLabel(e);
+  return label === null ? '' : ` by ${printable(label)}`;
 }

@@ -1,10 +1,12 @@
 // The audit events: logged through pino and emitted by the Egress object ('dns', 'flow', 'deny',
 // 'flowEnd') with the same fields. 'deny' carries a denied FlowEvent or a denied DnsEvent.
 import type { FlowVia } from '../policy/policy.js';
+import type { Attribution } from './attribution.js';
 import type { Proto } from '../policy/rule.js';
 
 export type { DnsEvent } from '../dns/proxy.js';
 export type { LimitEvent } from './limits.js';
+export type { Attribution } from './attribution.js';
 
 export interface FlowEvent {
   flowId: number;
@@ -20,6 +22,8 @@ export interface FlowEvent {
   via?: FlowVia;
   /** 'inbound': a connection to a published port (-p): src is the host client, dst and port the sandbox's. */
   direction?: 'inbound';
+  /** The sandbox process that opened it (attribution.ts); null: unknown (gone before it was read). */
+  by?: Attribution | null;
 }
 
 export interface FlowEndEvent {
@@ -36,6 +40,12 @@ export interface FlowEndEvent {
   error?: string;
   /** 'inbound' for a published port (-p); bytesUp is then what the sandbox sent, bytesDown what it received. */
   direction?: 'inbound';
+}
+
+/** Who a flow or query came from, for messages and tables: its label, "unknown", or null when not looked up. */
+export function byLabel(e: { by?: Attribution | null }): string | null {
+  if (e.by === undefined) return null;
+  return e.by ? e.by.label : 'unknown';
 }
 
 /** "tcp registry.npmjs.org:443 (104.16.0.35)", or "tcp 192.0.2.1:443" when no name is known. */

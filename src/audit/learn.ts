@@ -17,7 +17,9 @@ export function formatLearnedAllowlist(flows: LearnedFlow[], lookedUp: Map<strin
     const host = !f.isName && f.target.includes(':') ? `[${f.target}]` : f.target;
     const rule = `${proto ? `${proto}:` : ''}${host}:${f.port}`;
     if (!means(rule, f.isName ? 'name' : 'address', f.target, proto, f.port)) return [];
-    return [{ rule, comment: `${f.hits} connection${f.hits === 1 ? '' : 's'}` }];
+    // Who needed it (attribution.ts): the sandbox's own words, escaped onto this one comment line.
+    const by = f.by.size ? `; by ${printable([...f.by].join(', '))}` : '';
+    return [{ rule, comment: `${f.hits} connection${f.hits === 1 ? '' : 's'}${by}` }];
   });
   const width = Math.max(0, ...rules.map((r) => r.rule.length));
   for (const r of rules) lines.push(`${r.rule.padEnd(width)}  # ${r.comment}`);

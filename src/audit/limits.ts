@@ -4,7 +4,7 @@
 import type { LimitName } from '../../netstack/stack/limits.js';
 
 /** The stack's caps and the supervisor's own: open flows, DNS queries waiting for the upstream. */
-export type AuditLimitName = LimitName | 'flows' | 'dns-in-flight' | 'dns-tcp';
+export type AuditLimitName = LimitName | 'flows' | 'dns-in-flight' | 'dns-tcp' | 'ask-pending';
 
 export interface LimitEvent {
   limit: AuditLimitName;

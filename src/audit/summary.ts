@@ -4,7 +4,7 @@
 // the verdict 'inbound' (up: what the sandbox sent); they are not learned.
 import type { Usage } from '../cgroup.js';
 import { printable } from '../dns/names.js';
-import type { DnsEvent, FlowEndEvent, FlowEvent } from './events.js';
+import { byLabel, type DnsEvent, type FlowEndEvent, type FlowEvent } from './events.js';
 
 export interface DestinationSummary {
   destination: string;
@@ -15,6 +15,8 @@ export interface DestinationSummary {
   lookups: number;
   bytesUp: number;
   bytesDown: number;
+  /** The sandbox processes behind its flows and lookups (attribution.ts), at most MAX_BY; absent without attribution. */
+  by?: string[];
 }
 
 export interface EgressSummary {
@@ -29,7 +31,12 @@ export interface LearnedFlow {
   port: number;
   protos: Set<'tcp' | 'udp'>;
   hits: number;
+  /** The processes behind its flows (labels; at most MAX_BY). */
+  by: Set<string>;
 }
+
+/** Distinct processes kept per destination or learned rule (the first ones seen). */
+const MAX_BY = 8;
 
 interface DestinationStats {
   inbound: boolean;
@@ -39,6 +46,7 @@ interface DestinationStats {
   deniedLookups: number;
   bytesUp: number;
   bytesDown: number;
+  by: Set<string> | null;
 }
 
 export class EgressStats {
@@ -49,6 +57,7 @@ export class EgressStats {
 
   dns(e: DnsEvent): void {
     const d = this.destination(e.name);
+    addBy(d, e);
     d.lookups++;
     if (e.verdict === 'deny') d.deniedLookups++;
     this.lookedUp.set(e.name, (this.lookedUp.get(e.name) ?? 0) + 1);
@@ -56,6 +65,7 @@ export class EgressStats {
 
   flow(e: FlowEvent): void {
     const d = this.destination(keyOf(e), e.direction === 'inbound');
+    addBy(d, e);
     if (e.verdict === 'deny') {
       d.denied++;
       return;
@@ -64,8 +74,10 @@ export class EgressStats {
     if (e.direction === 'inbound') return;
     const target = e.name ?? e.dst;
     const key = `${target} ${e.port}`;
-    const learned = this.learned.get(key) ?? { target, isName: e.name !== null, port: e.port, protos: new Set(), hits: 0 };
+    const learned = this.learned.get(key) ?? { target, isName: e.name !== null, port: e.port, protos: new Set(), hits: 0, by: new Set() };
     learned.protos.add(e.proto);
+    const label = byLabel(e);
+    if (label !== null && learned.by.size < MAX_BY) learned.by.add(label);
     learned.hits++;
     this.learned.set(key, learned);
   }
@@ -91,6 +103,7 @@ export class EgressStats {
         lookups: d.lookups,
         bytesUp: d.bytesUp,
         bytesDown: d.bytesDown,
+        ...(d.by ? { by: [...d.by] } : {}),
       }));
     const sum = (f: (d: DestinationStats) => number) => [...this.destinations.values()].reduce((n, d) => n + f(d), 0);
     return {
@@ -108,9 +121,16 @@ export class EgressStats {
 
   private destination(key: string, inbound = false): DestinationStats {
     let d = this.destinations.get(key);
-    if (!d) this.destinations.set(key, (d = { inbound, allowed: 0, denied: 0, lookups: 0, deniedLookups: 0, bytesUp: 0, bytesDown: 0 }));
+    if (!d) this.destinations.set(key, (d = { inbound, allowed: 0, denied: 0, lookups: 0, deniedLookups: 0, bytesUp: 0, bytesDown: 0, by: null }));
     return d;
   }
+}
+
+function addBy(d: DestinationStats, e: Parameters<typeof byLabel>[0]): void {
+  const label = byLabel(e);
+  if (label === null) return;
+  d.by ??= new Set();
+  if (d.by.size < MAX_BY) d.by.add(label);
 }
 
 /** A flow's destination: its name, else its address; for an inbound flow, the sandbox's ADDR:PORT. */
@@ -128,13 +148,24 @@ function verdictOf(d: DestinationStats): DestinationSummary['verdict'] {
 
 /** The summary as a table: box-drawn for a terminal, plain aligned text otherwise. */
 export function formatSummary(s: EgressSummary, terminal: boolean): string {
-  const header = ['destination', 'verdict', 'conns', 'denied', 'lookups', 'up', 'down'];
-  // Destinations are names the sandbox chose: escaped, so that no control sequence reaches the terminal.
-  const rows = s.destinations.map((d) => [printable(d.destination), d.verdict, String(d.connections), String(d.denied), String(d.lookups), formatBytes(d.bytesUp), formatBytes(d.bytesDown)]);
+  // The "by" column when processes were attributed (attribution.ts).
+  const withBy = s.destinations.some((d) => d.by);
+  const header = ['destination', 'verdict', 'conns', 'denied', 'lookups', 'up', 'down', ...(withBy ? ['by'] : [])];
+  // Destinations and processes are named by the sandbox: escaped, so that no control sequence reaches the terminal.
+  const rows = s.destinations.map((d) => [
+    printable(d.destination),
+    d.verdict,
+    String(d.connections),
+    String(d.denied),
+    String(d.lookups),
+    formatBytes(d.bytesUp),
+    formatBytes(d.bytesDown),
+    ...(withBy ? [printable((d.by ?? []).join(', '))] : []),
+  ]);
   const t = s.totals;
-  rows.push(['total', '', String(t.connections), String(t.denied), String(t.lookups), formatBytes(t.bytesUp), formatBytes(t.bytesDown)]);
+  rows.push(['total', '', String(t.connections), String(t.denied), String(t.lookups), formatBytes(t.bytesUp), formatBytes(t.bytesDown), ...(withBy ? [''] : [])]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const cells = (r: string[]) => r.map((c, i) => (i >= 2 ? c.padStart(widths[i]) : c.padEnd(widths[i])));
+  const cells = (r: string[]) => r.map((c, i) => (i >= 2 && i <= 6 ? c.padStart(widths[i]) : c.padEnd(widths[i])));
   if (!terminal) {
     return ['tapbox egress summary', ...[header, ...rows].map((r) => cells(r).join('  ').trimEnd())].join('\n') + '\n';
   }

@@ -11,6 +11,9 @@
 import type { Duplex } from 'node:stream';
 import dnsPacket from 'dns-packet';
 import type { UdpConn } from '../../netstack/stack/forwarding.js';
+import type { Attribution, Owner } from '../audit/attribution.js';
+import type { AskOutcome } from '../ask/asker.js';
+import { dnsRequest, type AskRequest } from '../ask/request.js';
 import type { Policy } from '../policy/policy.js';
 import { normalizeName } from '../policy/rule.js';
 import { isHostName, printable } from './names.js';
@@ -30,6 +33,8 @@ export interface DnsEvent {
   dropped: string[];
   reason?: string;
   transport: 'udp' | 'tcp';
+  /** The sandbox process that asked (attribution.ts); null: unknown. Absent when attribution is off. */
+  by?: Attribution | null;
 }
 
 export interface DnsResolver {
@@ -44,6 +49,8 @@ export interface DnsProxyOptions {
   /** Upstream queries in flight at most; past it: REFUSED. Default 256. */
   maxInFlight?: number;
   onEvent?: (e: DnsEvent) => void;
+  /** Ask mode (ask/asker.ts): asks about a name no rule allows; the query waits for the answer. */
+  ask?: (request: AskRequest, allowedNow: () => boolean) => Promise<AskOutcome>;
   /** Told when a query is refused because `maxInFlight` queries wait for the upstream. */
   onLimit?: (limit: 'dns-in-flight' | 'dns-tcp', value: number, detail: string) => void;
 }
@@ -72,7 +79,11 @@ export class DnsProxy {
   }
 
   /** Answers one DNS message; null when it deserves no answer (not a query, or unparseable). */
-  async answer(message: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | null> {
+  async answer(message: Buffer, transport: 'udp' | 'tcp', owner: Owner = () => undefined): Promise<Buffer | null> {
+    const who = (verdict: DnsVerdict) => {
+      const by = owner(verdict === 'deny' || verdict === 'refuse');
+      return by !== undefined ? { by } : {};
+    };
     let query: dnsPacket.DecodedPacket;
     try {
       query = dnsPacket.decode(message);
@@ -88,15 +99,21 @@ export class DnsProxy {
     const type = TYPE_NAMES[q.type] ?? q.type;
     const odd = ODD_TYPES.has(q.type) || (q.class ?? 'IN') !== 'IN';
     const event = (verdict: DnsVerdict, rcode: Rcode, extra: Partial<DnsEvent> = {}) =>
-      this.opts.onEvent?.({ name, type, verdict, rcode, answers: [], dropped: [], transport, ...extra });
+      this.opts.onEvent?.({ name, type, verdict, rcode, answers: [], dropped: [], transport, ...extra, ...who(verdict) });
 
     // Not a host name (a control character, a space, a label too long...): refused before the policy
     // or the upstream sees it, and logged escaped (it would otherwise reach logs, the summary, --learn).
     if (!isHostName(name)) {
-      this.opts.onEvent?.({ name: printable(name), type, verdict: 'refuse', rcode: 'REFUSED', answers: [], dropped: [], transport, reason: 'not a host name' });
+      this.opts.onEvent?.({ name: printable(name), type, verdict: 'refuse', rcode: 'REFUSED', answers: [], dropped: [], transport, reason: 'not a host name', ...who('refuse') });
       return this.reply(query, 'REFUSED', transport);
     }
-    const verdict = this.opts.policy.resolvable(name);
+    let verdict = this.opts.policy.resolvable(name);
+    // Ask mode: a name only unlisted (no deny rule) is held here, never sent upstream before a yes.
+    if (!verdict.allowed && verdict.askable && this.opts.ask && !odd) {
+      const outcome = await this.opts.ask(dnsRequest(name, owner(true)), () => this.opts.policy.resolvable(name).allowed);
+      const now = this.opts.policy.resolvable(name); // a deny rule added meanwhile still wins
+      verdict = !outcome.allowed ? { allowed: false, reason: `${verdict.reason}; ${outcome.note}` } : now.allowed || now.askable ? { allowed: true, rule: null } : now;
+    }
     if (!verdict.allowed) {
       const rcode = odd ? 'REFUSED' : 'NXDOMAIN';
       event('deny', rcode, { reason: verdict.reason });
@@ -135,10 +152,10 @@ export class DnsProxy {
     return this.reply(query, rcode, transport, kept, authorities);
   }
 
-  /** Serves DNS over one UDP session (any address, port 53). */
-  serveUdp(conn: UdpConn): void {
+  /** Serves DNS over one UDP session (any address, port 53); `by`: the process whose socket it is. */
+  serveUdp(conn: UdpConn, owner?: Owner): void {
     conn.onMessage = (payload) => {
-      void this.answer(payload, 'udp').then((reply) => reply && conn.send(reply));
+      void this.answer(payload, 'udp', owner).then((reply) => reply && conn.send(reply));
     };
   }
 
@@ -146,7 +163,7 @@ export class DnsProxy {
    * Serves DNS over one TCP connection: two-byte length-prefixed messages, answered as they complete,
    * with bounded memory (MAX_TCP_PIPELINE, MAX_TCP_UNSENT; the sandbox's unread answers pause reading).
    */
-  serveTcp(conn: Duplex): void {
+  serveTcp(conn: Duplex, owner?: Owner): void {
     if (this.tcpConns.size >= MAX_TCP_CONNECTIONS) {
       this.opts.onLimit?.('dns-tcp', MAX_TCP_CONNECTIONS, 'DNS-over-TCP connections at the cap: new connection reset');
       conn.destroy();
@@ -163,7 +180,7 @@ export class DnsProxy {
         const message = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
         buffered = buffered.subarray(2 + message.length);
         pending++;
-        void this.answer(message, 'tcp').then((reply) => {
+        void this.answer(message, 'tcp', owner).then((reply) => {
           pending--;
           if (reply && reply.length <= MAX_TCP_MESSAGE && !conn.destroyed) {
             const length = Buffer.alloc(2);

@@ -1,6 +1,9 @@
 // What the TCP and UDP forwarders share: the policy, the DNS proxy, the auditor, the flow limit, and
 // the sandbox's own addresses (the resolver, the gateway).
 import type { FlowId } from '../../netstack/stack/forwarding.js';
+import type { AskOutcome } from '../ask/asker.js';
+import { flowRequest, type AskRequest } from '../ask/request.js';
+import type { Attribution, AttributionMode, Attributor, Owner } from '../audit/attribution.js';
 import type { Auditor } from '../audit/auditor.js';
 import type { FlowEvent } from '../audit/events.js';
 import type { DnsProxy } from '../dns/proxy.js';
@@ -38,6 +41,12 @@ export interface ForwarderOptions {
   hostLoopback?: HostLoopbackPort[];
   /** Allowed TCP flows leave through this proxy instead of a direct host socket (--upstream-proxy). */
   upstreamProxy?: ProxySpec;
+  /** Ask mode (ask/asker.ts): asks about a flow no rule allows; the flow waits for the answer. */
+  ask?: (request: AskRequest, allowedNow: () => boolean) => Promise<AskOutcome>;
+  /** Names the sandbox process behind new flows and DNS queries (absent: --attribution off). */
+  attributor?: Attributor;
+  /** Which flows: 'all' (looked up at their start), or 'denied' (at their denial); default 'all'. */
+  attribution?: Exclude<AttributionMode, 'off'>;
   /**
    * Refuse flows whose destination is loopback or unspecified before the policy is asked (default
    * true). Only unit tests that stand 127.0.0.1 in for a remote host turn it off.
@@ -66,8 +75,12 @@ export class ForwarderContext {
   private readonly hostLoopback: Set<string>;
   /** Closes every open flow (Egress.close). */
   readonly closers = new Set<() => void>();
+  /** The flows being relayed, by flowId, and how to cut one (a live deny rule, Egress.deny). */
+  readonly relayed = new Map<number, { flow: FlowEvent; cut: (reason: string) => void }>();
   /** Set by Egress.close: host connections still being made are dropped when they complete. */
   closed = false;
+  /** Who opened the recent flows, by 4-tuple (set at their start, read by `event`); bounded. */
+  private readonly owners = new Map<string, Owner>();
 
   constructor(readonly o: ForwarderOptions) {
     this.connectTimeoutMs = o.connectTimeoutMs ?? 10_000;
@@ -92,6 +105,53 @@ export class ForwarderContext {
     if (this.gatewayAddrs.has(dst)) return this.hostLoopback.has(`${proto}/${id.dstPort}`) ? 'host-loopback' : 'gateway';
     if (this.o.refuseHostInternal !== false && isHostInternal(dst)) return 'host-internal';
     return 'policy';
+  }
+
+  /**
+   * The sandbox process behind a flow that starts now (its first SYN or datagram): looked up at once
+   * in 'all' mode, while its socket still exists, else at the flow's first denial (attribution.ts);
+   * the flow's events carry it.
+   */
+  attribute(proto: Proto, id: FlowId): Owner {
+    const attributor = this.o.attributor;
+    if (!attributor) return () => undefined;
+    let looked = false;
+    let found: Attribution | null = null;
+    const get = () => {
+      if (!looked) [looked, found] = [true, attributor.lookup({ proto, src: id.srcAddr, srcPort: id.srcPort, dst: id.dstAddr, dstPort: id.dstPort })];
+      return found;
+    };
+    const all = (this.o.attribution ?? 'all') === 'all';
+    // A flow refused by its route is refused before its event is made, and the refusal closes the
+    // sandbox's socket: look it up now, while it exists (decide() does the same for policy denials).
+    const route = this.route(id, proto);
+    if (all || route === 'resolver-closed' || route === 'gateway' || route === 'host-internal') get();
+    const owner: Owner = (denied) => (all || denied ? get() : undefined);
+    const key = tupleKey(proto, id);
+    this.owners.delete(key);
+    if (this.owners.size >= MAX_REMEMBERED_OWNERS) this.owners.delete(this.owners.keys().next().value!);
+    this.owners.set(key, owner);
+    return owner;
+  }
+
+  /**
+   * The policy's decision about a new flow. In ask mode a flow denied only because no rule allows it is
+   * asked about (a promise: the flow is held meanwhile): "once" allows this flow alone (via 'ask'),
+   * "for this run" / "save" add a rule and the policy decides again; no, or no answer, denies it.
+   */
+  decide(proto: Proto, id: FlowId, by: Owner): FlowDecision | Promise<FlowDecision> {
+    const q = { proto, addr: id.dstAddr, port: id.dstPort };
+    const d = this.o.policy.decide(q);
+    // Denied: the owner is looked up now, before the refusal closes the sandbox's socket.
+    if (d.verdict === 'deny') by(true);
+    if (d.verdict === 'allow' || !d.askable || !this.o.ask) return d;
+    return this.o.ask(flowRequest(proto, d.addr, id.dstPort, d.names, by(true)), () => this.o.policy.decide(q).verdict === 'allow').then((outcome): FlowDecision => {
+      if (!outcome.allowed) return { verdict: 'deny', addr: d.addr, names: d.names, reason: `${d.reason}; ${outcome.note}` };
+      // Decided again: a rule added meanwhile ("for this run", or a deny rule, which still wins).
+      const again = this.o.policy.decide(q);
+      if (again.verdict === 'allow' || !again.askable) return again;
+      return { verdict: 'allow', via: 'ask', addr: d.addr, names: d.names, explicitPort: true };
+    });
   }
 
   /** The limit on open flows: the policy's (allowlist files, options), else DEFAULT_MAX_FLOWS. */
@@ -133,6 +193,7 @@ export class ForwarderContext {
       verdict,
       reason,
       via,
+      ...withOwner(this.owners.get(tupleKey(proto, id))?.(verdict === 'deny')),
     };
   }
 
@@ -141,8 +202,17 @@ export class ForwarderContext {
   }
 }
 
+/** `{ by }` when the flow is attributed, else nothing (the field stays absent). */
+const withOwner = (by: Attribution | null | undefined) => (by !== undefined ? { by } : {});
+
+/** Flows whose owner is remembered for their later events (far more than are ever open at once). */
+const MAX_REMEMBERED_OWNERS = 16_384;
+
+const tupleKey = (proto: Proto, id: FlowId) => `${proto} ${id.srcAddr} ${id.srcPort} ${id.dstAddr} ${id.dstPort}`;
+
 export function allowReason(d: FlowDecision & { verdict: 'allow' }): string {
   if (d.via === 'audit') return 'audit mode';
   if (d.via === 'ip-rule') return 'address rule';
+  if (d.via === 'ask') return 'allowed once when asked';
   return 'allowed name';
 }

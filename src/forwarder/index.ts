@@ -4,6 +4,7 @@ import { ForwarderContext, type ForwarderOptions } from './context.js';
 import { forwardTcp } from './tcp.js';
 import { forwardUdp } from './udp.js';
 import { inboundFlows, type InboundFlows } from './inbound.js';
+import type { FlowEvent } from '../audit/events.js';
 
 export type { ForwarderOptions, SandboxAddresses } from './context.js';
 
@@ -12,6 +13,8 @@ export interface EgressForwarder extends Forwarder {
   inbound: InboundFlows;
   /** Closes every open flow (host sockets and sandbox connections). */
   close(): void;
+  /** The flows being relayed now, each with a way to cut it (reset TCP, ICMP-refuse UDP). */
+  relayedFlows(): { flow: FlowEvent; cut: (reason: string) => void }[];
 }
 
 export function createForwarder(o: ForwarderOptions): EgressForwarder {
@@ -20,6 +23,7 @@ export function createForwarder(o: ForwarderOptions): EgressForwarder {
     tcp: (req: TcpForwarderRequest) => forwardTcp(ctx, req),
     udp: (req: UdpForwarderRequest) => forwardUdp(ctx, req),
     inbound: inboundFlows(ctx),
+    relayedFlows: () => [...ctx.relayed.values()],
     close() {
       ctx.closed = true;
       for (const close of [...ctx.closers]) close();

@@ -34,9 +34,10 @@ import { linkFates } from './linked.js';
 
 export function forwardTcp(ctx: ForwarderContext, req: TcpForwarderRequest): void {
   const id = req.id;
+  const by = ctx.attribute('tcp', id);
   switch (ctx.route(id, 'tcp')) {
     case 'dns':
-      ctx.o.dns.serveTcp(req.accept());
+      ctx.o.dns.serveTcp(req.accept(), by);
       return;
     case 'resolver-closed':
       req.reject('reset');
@@ -59,7 +60,15 @@ export function forwardTcp(ctx: ForwarderContext, req: TcpForwarderRequest): voi
       connectThenAccept(ctx, req, ctx.event(ctx.flowId(), 'tcp', id, 'allow', 'host loopback port (--host-loopback)'), hostLoopbackFor(id.family), false);
       return;
   }
-  const decision = ctx.o.policy.decide({ proto: 'tcp', addr: id.dstAddr, port: id.dstPort });
+  const decided = ctx.decide('tcp', id, by);
+  // Ask mode holds the SYN while the user answers (the sandbox's stack retransmits it meanwhile).
+  if (decided instanceof Promise) void decided.then((d) => (ctx.closed ? req.reject('reset') : admit(ctx, req, d)));
+  else admit(ctx, req, decided);
+}
+
+/** Refuses or starts a flow by the policy's decision. */
+function admit(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDecision): void {
+  const id = req.id;
   if (decision.verdict === 'deny') {
     req.reject('reset');
     ctx.deny('tcp', id, decision.reason, decision);
@@ -315,9 +324,16 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.
     host.destroy();
   };
   ctx.closers.add(closeBoth);
+  const cut = (reason: string) => {
+    error ??= `reset: ${reason}`;
+    conn.reset();
+    host.resetAndDestroy();
+  };
+  ctx.relayed.set(flow.flowId, { flow, cut });
   const onClosed = () => {
     if (--open > 0) return;
     ctx.closers.delete(closeBoth);
+    ctx.relayed.delete(flow.flowId);
     ended(ctx, flow, started, up, down, error);
   };
 

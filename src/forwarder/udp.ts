@@ -27,9 +27,10 @@ type Verdict = { ok: true; reason: string; name: string | null } | { ok: false; 
 
 export function forwardUdp(ctx: ForwarderContext, req: UdpForwarderRequest): void {
   const id = req.id;
+  const by = ctx.attribute('udp', id);
   switch (ctx.route(id, 'udp')) {
     case 'dns':
-      ctx.o.dns.serveUdp(req.accept());
+      ctx.o.dns.serveUdp(req.accept(), by);
       return;
     case 'resolver-closed':
       req.reject('port-unreachable');
@@ -52,7 +53,16 @@ export function forwardUdp(ctx: ForwarderContext, req: UdpForwarderRequest): voi
       openThenRelay(ctx, req, ctx.event(ctx.flowId(), 'udp', id, 'allow', 'host loopback port (--host-loopback)'), hostLoopbackFor(id.family));
       return;
   }
-  const decision = ctx.o.policy.decide({ proto: 'udp', addr: id.dstAddr, port: id.dstPort });
+  const decided = ctx.decide('udp', id, by);
+  // Ask mode holds the session's first datagrams while the user answers (at most 25 s: the session
+  // lives 60 s without datagrams). Once tapbox is closing, the stack ends the session itself.
+  if (decided instanceof Promise) void decided.then((d) => ctx.closed || admit(ctx, req, d));
+  else admit(ctx, req, decided);
+}
+
+/** Refuses or starts a session by the policy's decision. */
+function admit(ctx: ForwarderContext, req: UdpForwarderRequest, decision: FlowDecision): void {
+  const id = req.id;
   if (decision.verdict === 'deny') {
     req.reject('admin-prohibited');
     ctx.deny('udp', id, decision.reason, decision);
@@ -265,6 +275,7 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, socket: dg
     if (closed) return;
     closed = true;
     ctx.closers.delete(closeFromHere);
+    ctx.relayed.delete(flow.flowId);
     socket.close();
     if (!byStack) conn.close();
     ctx.release();
@@ -283,6 +294,7 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, socket: dg
     conn.sendIcmp('admin-prohibited');
     close(false);
   };
+  ctx.relayed.set(flow.flowId, { flow, cut: refuse });
   const fromSandbox = guard
     ? (payload: Buffer) => {
         if (closed) return;

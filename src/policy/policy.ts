@@ -1,5 +1,6 @@
 // The egress policy: the rules, and the pins the DNS proxy adds. Decisions, in order:
-//  1. a deny rule for the address (IP/subnet) covering the flow's protocol and port → denied;
+//  1. a deny rule for the address (IP/subnet), or for a name pinned to it, covering the flow's
+//     protocol and port → denied;
 //  1b. a guarded address (link-local: the cloud metadata service; multicast; the host's own addresses)
 //     → allowed only by an IP rule at least as specific as its range (a /16 inside 169.254.0.0/16,
 //     the exact host address), never by audit mode, a DNS pin, 0.0.0.0/0 or ::/0;
@@ -8,6 +9,10 @@
 //  4. a name pinned to the address whose allow rule covers protocol and port, and no deny rule for
 //     that name covers them → allowed "via pin" (the forwarder then checks SNI/Host against the names);
 //  5. otherwise denied. "Any IP of any allowed name" is never enough: the pin carries the name.
+// Precedence when several rules match (README "Rule precedence"): deny rules decide first, whatever
+// their order or kind; then, among allow rules, any one that opens this protocol and port decides, and
+// the most explicit of them wins (one naming the port, and for UDP also udp:, lets any protocol pass
+// rather than only those whose names tapbox can check), so a broader rule never hides a narrower one.
 import type { Clock } from '../../netstack/stack/transport.js';
 import { realClock } from '../../netstack/stack/transport.js';
 import { formatIp, parseIp, parseSubnet, subnetContains, type IpAddr, type Subnet } from './address.js';
@@ -42,7 +47,8 @@ export interface FlowQuery {
   port: number;
 }
 
-export type FlowVia = 'audit' | 'ip-rule' | 'pin';
+/** 'ask': allowed once by an answer in ask mode (this flow only). */
+export type FlowVia = 'audit' | 'ip-rule' | 'pin' | 'ask';
 
 export type FlowDecision =
   | {
@@ -58,20 +64,26 @@ export type FlowDecision =
        */
       explicitPort: boolean;
     }
-  | { verdict: 'deny'; addr: string; names: string[]; reason: string };
+  | {
+      verdict: 'deny';
+      addr: string;
+      names: string[];
+      reason: string;
+      /** Only because no rule allows it (no deny rule, not a guarded address): ask mode may ask. */
+      askable?: boolean;
+    };
 
-export type NameVerdict = { allowed: true; rule: Rule | null } | { allowed: false; reason: string };
+export type NameVerdict = { allowed: true; rule: Rule | null } | { allowed: false; reason: string; askable?: boolean };
 
 export class Policy {
   readonly audit: boolean;
   readonly maxFlows: number | undefined;
   private readonly pins: PinTable;
   private readonly hostAddrs: { has(addr: string): boolean } | undefined;
+  private list: Rule[];
 
-  constructor(
-    readonly rules: readonly Rule[],
-    opts: PolicyOptions = {},
-  ) {
+  constructor(rules: readonly Rule[], opts: PolicyOptions = {}) {
+    this.list = [...rules];
     this.audit = opts.audit ?? false;
     this.maxFlows = opts.maxFlows;
     this.pins = new PinTable(opts.clock ?? realClock, opts.pinGraceMs);
@@ -92,6 +104,31 @@ export class Policy {
     return null;
   }
 
+  /** The rules in force, in the order they were given (the order decides nothing: see decide). */
+  get rules(): readonly Rule[] {
+    return this.list;
+  }
+
+  /**
+   * Changes the policy while the sandbox runs: adds `rule`, after removing the rules it contradicts
+   * exactly (same target, protocol and ports, the other verdict), so that allowing what was denied, or
+   * the reverse, takes effect. Returns the rules removed. Decisions made from now on see the change;
+   * open flows are the caller's (LivePolicy.deny can reset those the new rule covers). The same rule
+   * given twice is kept once.
+   */
+  change(rule: Rule): Rule[] {
+    const replaced = this.list.filter((r) => r.deny !== rule.deny && sameScope(r, rule));
+    this.list = [...this.list.filter((r) => !sameScope(r, rule)), rule];
+    return replaced;
+  }
+
+  /** Does `rule` apply to this flow: its address, or one of the names it goes to, on its protocol and port? */
+  appliesTo(rule: Rule, q: FlowQuery, names: readonly string[]): boolean {
+    const ip = parseIp(q.addr);
+    if (!ip || !ruleCovers(rule, q.proto, q.port)) return false;
+    return ruleMatchesAddress(rule, ip) || names.some((n) => ruleMatchesName(rule, normalizeName(n)));
+  }
+
   /** One policy from several allowlists; the smallest connection limit among them applies. */
   static fromAllowlists(lists: Allowlist[], opts: PolicyOptions = {}): Policy {
     const limits = lists.map((l) => l.maxFlows).filter((n): n is number => n !== undefined);
@@ -105,22 +142,26 @@ export class Policy {
   /** May the DNS proxy resolve `name`? Only when an allow rule names it, and no port-less deny rule. */
   resolvable(name: string): NameVerdict {
     const n = normalizeName(name);
-    const deny = this.rules.find((r) => r.deny && !r.proto && !r.ports && ruleMatchesName(r, n));
+    const deny = this.list.find((r) => r.deny && !r.proto && !r.ports && ruleMatchesName(r, n));
     if (deny) return { allowed: false, reason: `denied by rule "${deny.text}" (${deny.origin})` };
     if (this.audit) return { allowed: true, rule: null };
-    const allow = this.rules.find((r) => !r.deny && ruleMatchesName(r, n));
-    return allow ? { allowed: true, rule: allow } : { allowed: false, reason: 'not in allowlist' };
+    const allow = this.list.find((r) => !r.deny && ruleMatchesName(r, n));
+    return allow ? { allowed: true, rule: allow } : { allowed: false, reason: 'not in allowlist', askable: true };
   }
 
   /** Does a rule allow a flow of this protocol and port to `name`? (deny rules win) */
   nameAllows(name: string, proto: Proto, port: number): NameVerdict {
     const n = normalizeName(name);
-    const deny = this.rules.find((r) => r.deny && ruleMatchesName(r, n) && ruleCovers(r, proto, port));
+    const deny = this.denyRuleFor(n, proto, port);
     if (deny) return { allowed: false, reason: `denied by rule "${deny.text}" (${deny.origin})` };
-    const allow = this.rules.find((r) => !r.deny && ruleMatchesName(r, n) && ruleCovers(r, proto, port));
-    if (allow) return { allowed: true, rule: allow };
-    const anyPort = this.rules.some((r) => !r.deny && ruleMatchesName(r, n));
+    const allows = this.list.filter((r) => !r.deny && ruleMatchesName(r, n) && ruleCovers(r, proto, port));
+    if (allows.length) return { allowed: true, rule: allows.find((r) => opensPortExplicitly(r, proto)) ?? allows[0] };
+    const anyPort = this.list.some((r) => !r.deny && ruleMatchesName(r, n));
     return { allowed: false, reason: anyPort ? `${proto} port ${port} is not allowed for ${n}` : 'not in allowlist' };
+  }
+
+  private denyRuleFor(normalizedName: string, proto: Proto, port: number): Rule | undefined {
+    return this.list.find((r) => r.deny && ruleMatchesName(r, normalizedName) && ruleCovers(r, proto, port));
   }
 
   /** Records that the DNS proxy answered `name` with `addr` (called for allowed names only). */
@@ -146,13 +187,15 @@ export class Policy {
     if (!ip) return { verdict: 'deny', addr: q.addr, names: [], reason: 'not an IP address' };
     const addr = formatIp(ip);
     const pinned = this.pins.names(addr);
-    const covering = (deny: boolean) => this.rules.find((r) => r.deny === deny && ruleMatchesAddress(r, ip) && ruleCovers(r, q.proto, q.port));
+    const covering = (deny: boolean) => this.list.find((r) => r.deny === deny && ruleMatchesAddress(r, ip) && ruleCovers(r, q.proto, q.port));
 
-    const denyRule = covering(true);
+    // Deny rules first: one for the address, or for any name pinned to it (the flow may be meant for
+    // that name, and which one it is cannot be told here).
+    const denyRule = covering(true) ?? pinned.map((n) => this.denyRuleFor(n, q.proto, q.port)).find((r) => r !== undefined);
     if (denyRule) return { verdict: 'deny', addr, names: pinned, reason: `denied by rule "${denyRule.text}" (${denyRule.origin})` };
     const guard = this.guarded(ip, addr);
     if (guard) {
-      const explicit = this.rules.find(
+      const explicit = this.list.find(
         (r) => !r.deny && r.target.kind === 'subnet' && r.target.subnet.prefix >= guard.prefix && ruleMatchesAddress(r, ip) && ruleCovers(r, q.proto, q.port),
       );
       if (explicit) return { verdict: 'allow', via: 'ip-rule', addr, names: pinned, explicitPort: false };
@@ -168,14 +211,33 @@ export class Policy {
       const v = this.nameAllows(name, q.proto, q.port);
       if (v.allowed) {
         allowedNames.push(name);
-        // For UDP the rule must also say udp: "name:443" is about HTTPS, and must not open arbitrary
-        // datagrams to a CDN's port 443 (QUIC is still checked by its SNI).
-        if (v.rule?.ports && (q.proto === 'tcp' || v.rule.proto === 'udp')) explicitPort = true;
+        if (v.rule && opensPortExplicitly(v.rule, q.proto)) explicitPort = true;
       } else {
         reason = v.reason;
       }
     }
     if (allowedNames.length) return { verdict: 'allow', via: 'pin', addr, names: allowedNames, explicitPort };
-    return { verdict: 'deny', addr, names: pinned, reason };
+    // Deny rules for the address and its names were checked above: what is left is only unlisted.
+    return { verdict: 'deny', addr, names: pinned, reason, askable: true };
   }
+}
+
+/**
+ * Does this (covering) allow rule open its port to any protocol, not only to TLS/HTTP/QUIC whose names
+ * are checked? It must name the port, and for UDP the protocol too: "name:443" is about HTTPS and must
+ * not open arbitrary datagrams to a CDN's port 443 (QUIC is still checked by its SNI).
+ */
+function opensPortExplicitly(rule: Rule, proto: Proto): boolean {
+  return rule.ports !== null && (proto === 'tcp' || rule.proto === 'udp');
+}
+
+/** Same target, protocol and ports (the verdict aside). */
+function sameScope(a: Rule, b: Rule): boolean {
+  const t = a.target;
+  const u = b.target;
+  const target =
+    t.kind === 'name' ? u.kind === 'name' && u.name === t.name
+    : t.kind === 'wildcard' ? u.kind === 'wildcard' && u.suffix === t.suffix
+    : u.kind === 'subnet' && u.subnet.family === t.subnet.family && u.subnet.network === t.subnet.network && u.subnet.prefix === t.subnet.prefix;
+  return target && a.proto === b.proto && a.ports?.from === b.ports?.from && a.ports?.to === b.ports?.to;
 }

@@ -234,7 +234,7 @@ d.send(Buffer.concat(parts), 53, '10.0.2.3');
     expect(queries.filter((q) => q.includes('0.0.0.0'))).toEqual([]);
     const rules = readFileSync(learned, 'utf8');
     expect(rules).not.toMatch(/0\.0\.0\.0/);
-    expect(rules.split('\n').filter((l) => l && !l.startsWith('#'))).toEqual([expect.stringMatching(/^tcp:app\.tapbox\.test:8080 +# 1 connection$/)]);
+    expect(rules.split('\n').filter((l) => l && !l.startsWith('#'))).toEqual([expect.stringMatching(/^tcp:app\.tapbox\.test:8080 +# 1 connection; by curl$/)]);
   });
 
   it('--learn replaces a symlink the sandbox planted at its path, never the file it points to', async () => {

@@ -284,7 +284,8 @@ describe.runIf(canMakeTestHost)('egress events and the report against a test hos
       expect(r.stdout).toBe('hello from the test host: /tty');
       expect(r.stderr).not.toMatch(/open \/|\r|\x1b/);
       const table = r.stderr.slice(r.stderr.indexOf('tapbox egress summary'));
-      expect(table).toMatch(/^tapbox egress summary\ndestination +verdict +conns +denied +lookups +up +down\n/);
+      // The "by" column names the process behind the denial (attribution of denied flows, the default).
+      expect(table).toMatch(/^tapbox egress summary\ndestination +verdict +conns +denied +lookups +up +down +by\n/);
       expect(table).toMatch(/\nlib\.tapbox\.test +allowed +1 +0 +\d+ /);
       expect(table).not.toMatch(/[│┌─]/);
     });

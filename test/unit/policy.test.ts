@@ -23,7 +23,7 @@ describe('policy', () => {
     expect(policy.resolvable('cdn.example.net').allowed).toBe(false);
     expect(policy.resolvable('ads.cdn.example.net')).toMatchObject({ allowed: false, reason: expect.stringMatching(/denied by rule "!ads\.cdn\.example\.net" \(test\.allow:3\)/) });
     expect(policy.resolvable('time.example.org').allowed).toBe(true);
-    expect(policy.resolvable('evil.example')).toEqual({ allowed: false, reason: 'not in allowlist' });
+    expect(policy.resolvable('evil.example')).toEqual({ allowed: false, reason: 'not in allowlist', askable: true });
   });
 
   it('lets non-QUIC datagrams through a pin only when the rule names udp: and the port', () => {
