@@ -41,7 +41,6 @@ export interface EgressOptions {
   launcherPid?: () => number | undefined;
   /** Which flows and queries are attributed ('all' unless told). */
   attribution?: Exclude<AttributionMode, 'off'>;
->>>>>>> audit
   audit: boolean;
   /** Ask mode: who answers, how long to wait, where "allow and save" appends (ask/asker.ts). */
   ask?: { prompt: Prompter; timeoutMs: number; saveFile?: string };
