@@ -26,17 +26,22 @@ export class Procfs {
   /** @param root where procfs is mounted (tests may point elsewhere). */
   constructor(readonly root = '/proc') {}
 
+  /** A descriptor of a /proc file, or null when it can't be opened (the process is gone, not ours). */
+  private open(path: string): number | null {
+    try {
+      return openSync(`${this.root}/${path}`, 'r');
+    } catch {
+      return null;
+    }
+  }
+
   /**
    * Feeds a table to `search` as the kernel writes it, whole lines at a time, until the search is done,
    * the table ends, MAX_TABLE_BYTES were read or `budgetMs` since `started` are spent; null when it can't be opened.
    */
   searchTable(path: string, search: TableSearch, started: number, budgetMs: number): true | null {
-    let fd: number;
-    try {
-      fd = openSync(`${this.root}/${path}`, 'r');
-    } catch {
-      return null;
-    }
+    const fd = this.open(path);
+    if (fd === null) return null;
     try {
       let carry = '';
       for (let total = 0; total < MAX_TABLE_BYTES && !search.done && performance.now() - started < budgetMs; ) {
@@ -124,12 +129,8 @@ export class Procfs {
 
   /** At most `max` bytes of a /proc file, or null when it can't be read (gone, not ours). */
   read(path: string, max: number): string | null {
-    let fd: number;
-    try {
-      fd = openSync(`${this.root}/${path}`, 'r');
-    } catch {
-      return null;
-    }
+    const fd = this.open(path);
+    if (fd === null) return null;
     try {
       // Into the one reusable buffer (a lookup reads a dozen small files): no allocation per read.
       const buf = this.chunk;

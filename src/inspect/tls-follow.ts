@@ -17,15 +17,13 @@
 //   (0-RTT early data) and the following goes on; every handshake record in clear must hold only
 //   ClientHellos.
 
-import { parseHandshakeMessage } from './tls.js';
+import { CONTENT_HANDSHAKE, HANDSHAKE_CLIENT_HELLO, parseHandshakeMessage } from './tls.js';
 
 export type HelloCheck = (hello: { sni: string | null; ech: boolean }) => string | null;
 
-const HANDSHAKE = 0x16;
 const CHANGE_CIPHER_SPEC = 0x14;
 const ALERT = 0x15;
 const APPLICATION_DATA = 0x17;
-const CLIENT_HELLO = 1;
 const SERVER_HELLO = 2;
 /** TLS 1.2 ciphertext may be 2^14 + 2048 bytes (RFC 5246 §6.2.3). */
 const MAX_RECORD = 16384 + 2048;
@@ -182,7 +180,7 @@ export class TlsHandshakeFollower {
       const b = chunk[pos++];
       switch (this.skimHeaderLen++) {
         case 0:
-          if (b === HANDSHAKE) return this.fail('a TLS handshake record in clear after the TLS 1.3 keys');
+          if (b === CONTENT_HANDSHAKE) return this.fail('a TLS handshake record in clear after the TLS 1.3 keys');
           break;
         case 1:
           if (b !== 0x03) return this.fail('not a TLS record version');
@@ -214,9 +212,9 @@ export class TlsHandshakeFollower {
   }
 
   private onClientRecord(type: number, fragment: Buffer, raw: Buffer[]): string | null {
-    if (type !== HANDSHAKE && this.clientMessages.partial) return 'a TLS record interleaved with a cut handshake message';
+    if (type !== CONTENT_HANDSHAKE && this.clientMessages.partial) return 'a TLS record interleaved with a cut handshake message';
     switch (type) {
-      case HANDSHAKE: {
+      case CONTENT_HANDSHAKE: {
         if (this.serverState === 'tls13') return 'a TLS handshake record in clear after the TLS 1.3 ServerHello';
         const messages = this.clientMessages.push(fragment);
         if (typeof messages === 'string') return messages;
@@ -246,7 +244,7 @@ export class TlsHandshakeFollower {
   }
 
   private onClientMessage(message: Buffer): string | null {
-    if (message[0] !== CLIENT_HELLO) {
+    if (message[0] !== HANDSHAKE_CLIENT_HELLO) {
       return this.serverState === 'tls12' ? null : `TLS handshake message ${message[0]} in clear before the server chose TLS 1.2`;
     }
     this.hellos++;
@@ -263,7 +261,7 @@ export class TlsHandshakeFollower {
 
   private onServerRecord(type: number, fragment: Buffer): string | null {
     if (type === CHANGE_CIPHER_SPEC) return null;
-    if (type !== HANDSHAKE) return 'the server sent a record other than its ServerHello first';
+    if (type !== CONTENT_HANDSHAKE) return 'the server sent a record other than its ServerHello first';
     const messages = this.serverMessages.push(fragment);
     if (typeof messages === 'string') return messages;
     for (const m of messages) {

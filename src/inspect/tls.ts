@@ -8,8 +8,9 @@ export type HelloResult =
   | { status: 'invalid'; reason: string }
   | { status: 'ok'; sni: string | null; ech: boolean };
 
-const CONTENT_HANDSHAKE = 0x16;
-const HANDSHAKE_CLIENT_HELLO = 0x01;
+/** Record and handshake types (RFC 8446 §5.1, §4), shared with ./tls-follow.ts. */
+export const CONTENT_HANDSHAKE = 0x16;
+export const HANDSHAKE_CLIENT_HELLO = 0x01;
 const EXT_SERVER_NAME = 0x0000;
 const EXT_ENCRYPTED_CLIENT_HELLO = 0xfe0d;
 const EXT_EARLY_DATA = 0x002a;
