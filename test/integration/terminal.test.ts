@@ -5,7 +5,7 @@
 // (test/helpers/tty-run.py); test/helpers/terminal-attack.py is what runs inside.
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { asTestUser, cliPath, repoRoot, userTempDir } from '../helpers/tapbox.js';
 
@@ -43,10 +43,14 @@ const PASSWORD = 'hunter2-other-terminal\n';
 const cleanups: (() => void)[] = [];
 afterAll(() => cleanups.forEach((cleanup) => cleanup()));
 
-/** A working directory owned by the test user; `attack()` reads what terminal-attack.py found there. */
+/**
+ * A working directory owned by the test user, holding a copy of terminal-attack.py (visible in every
+ * mode: the checkout may sit in a home that -x hides); `attack()` reads what it found there.
+ */
 function scratch(): { dir: string; attack: () => Attack } {
   const { dir, cleanup } = userTempDir('tapbox-tty-');
   cleanups.push(cleanup);
+  copyFileSync(attackScript, join(dir, 'terminal-attack.py'));
   return { dir, attack: () => JSON.parse(readFileSync(join(dir, 'attack.json'), 'utf8')) as Attack };
 }
 
@@ -55,7 +59,7 @@ describe('the terminal tapbox was started from', () => {
     'with stdout on a terminal and stdin not (%s): the command can neither read what is typed there nor resize it',
     (_, mode) => {
       const { dir, attack } = scratch();
-      const r = ttyRun([...mode, '--', 'sh', '-c', `python3 ${attackScript}; echo "attack-ran"; test -t 0 || echo stdin-not-tty`], { TTY_FDS: '1,2', TTY_TYPED: SECRET, TTY_NOECHO: '1', STDIN_DATA: '' }, dir);
+      const r = ttyRun([...mode, '--', 'sh', '-c', `python3 terminal-attack.py; echo "attack-ran"; test -t 0 || echo stdin-not-tty`], { TTY_FDS: '1,2', TTY_TYPED: SECRET, TTY_NOECHO: '1', STDIN_DATA: '' }, dir);
       expect(r.code, r.terminal).toBe(0);
       expect(r.terminal).toContain('attack-ran');
       expect(r.terminal).toContain('stdin-not-tty');
@@ -167,7 +171,7 @@ describe('the user\'s other terminals', () => {
     '%s: a terminal of the same user open on the host can\'t be opened by any path',
     (_, mode) => {
       const { dir, attack } = scratch();
-      const r = ttyRun([...mode, '--', 'python3', attackScript], { TTY_FDS: '', OTHER_TERMINAL: '1', OTHER_PASSWORD: PASSWORD }, dir);
+      const r = ttyRun([...mode, '--', 'python3', 'terminal-attack.py'], { TTY_FDS: '', OTHER_TERMINAL: '1', OTHER_PASSWORD: PASSWORD }, dir);
       expect(r.code, r.stderr).toBe(0);
       expect(existsSync(join(dir, 'attack.json')), r.stderr).toBe(true);
       const a = attack();
@@ -183,7 +187,7 @@ describe('the user\'s other terminals', () => {
 
   it('the same under the interactive pty: an interactive shell finds no host terminal', () => {
     const { dir, attack } = scratch();
-    const r = ttyRun(['--', 'sh', '-c', `python3 ${attackScript}; tty`], { OTHER_TERMINAL: '1', OTHER_PASSWORD: PASSWORD }, dir);
+    const r = ttyRun(['--', 'sh', '-c', `python3 terminal-attack.py; tty`], { OTHER_TERMINAL: '1', OTHER_PASSWORD: PASSWORD }, dir);
     expect(r.code, r.terminal).toBe(0);
     expect(r.terminal).toContain('/dev/console');
     const a = attack();
