@@ -1,12 +1,16 @@
-// The public surface of netstack: what the supervisor, the TCP transport and the tests import.
+// The public surface of netstack: everything the supervisor and the egress side (src/) may import.
+// src/ imports netstack only through this file.
 export { Stack, STACK_DEFAULTS, type StackConfig } from './stack/stack.js';
 export { StackCounters } from './stack/counters.js';
 export { ManualClock } from './stack/manual-clock.js';
 export { realClock, type Clock, type TimerHandle, type NetworkInfo, type NetworkSender, type TransportProtocol } from './stack/transport.js';
 export type { Family, FlowId, Forwarder, Refusal, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from './stack/forwarding.js';
 export type { LinkEndpoint, NetworkDispatcher } from './link/endpoint.js';
+export { FaultyEndpoint, type FaultyEndpointOptions } from './link/faults.js';
 export { ChannelEndpoint, type ChannelOptions, type Faults, type FaultCounts } from './link/channel.js';
 export { SnifferEndpoint } from './link/sniffer.js';
 export { TapEndpoint, type TapEndpointOptions } from './link/tap.js';
 export type { ReassemblyLimits } from './network/fragments.js';
-export { UDP_DEFAULTS, type UdpOptions } from './transport/udp/index.js';
+export { UDP_DEFAULTS, UdpProtocol, type UdpOptions } from './transport/udp/index.js';
+export { createTcp, defaultTcpConfig, TcpProtocol, type TcpConfigInput } from './transport/tcp/index.js';
+export type { LimitName } from './stack/limits.js';

@@ -12,8 +12,7 @@
 //
 // The other caps (out-of-order memory, reassembly memory) keep their defaults.
 import { Option } from 'commander';
-import { defaultTcpConfig, type TcpConfigInput } from '../netstack/transport/tcp/config.js';
-import { UDP_DEFAULTS, type UdpOptions } from '../netstack/transport/udp/protocol.js';
+import { UDP_DEFAULTS, defaultTcpConfig, type TcpConfigInput, type UdpOptions } from '../netstack/index.js';
 import { TapboxError } from './errors.js';
 import { parseSize, type Size } from './filesystem.js';
 import { DEFAULT_MAX_FLOWS } from './forwarder/context.js';

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { open, realpath, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type pino from 'pino';
-import type { Forwarder } from '../netstack/stack/forwarding.js';
+import type { Forwarder } from '../netstack/index.js';
 import { Attributor, type AttributionMode } from './audit/attribution.js';
 import { Auditor } from './audit/auditor.js';
 import { formatLearnedAllowlist } from './audit/learn.js';

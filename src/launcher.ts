@@ -2,21 +2,12 @@
 // it clones, and passed as arguments (see native/launcher/main.c for what each does).
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../native/addon/index.js';
 import { TapboxError } from './errors.js';
 import { SANDBOX_NET, type ResolvedOptions } from './options.js';
 import { hardeningArgs } from './filesystem.js';
 
-/** The package root: dist/src/ (compiled) or src/ (run from sources by the tests). */
-export const packageRoot = (() => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new TapboxError('EINTERNAL', 'cannot find the tapbox package root; reinstall tapbox.');
-    dir = parent;
-  }
-  return dir;
-})();
+export { packageRoot };
 
 export function launcherPath(): string {
   const path = join(packageRoot, 'build', 'Release', 'tapbox-launcher');

@@ -1,7 +1,7 @@
 // The options of one sandbox run: what the library takes and what the CLI fills in. Every field has a
 // safe default; `resolveOptions` fills them and checks what can be checked before anything starts.
 import { TapboxError } from './errors.js';
-import type { FaultyEndpointOptions } from '../netstack/link/faults.js';
+import type { FaultyEndpointOptions } from '../netstack/index.js';
 import { resolveEnv, resolveHardening, type HardeningOptions, type ResolvedHardening } from './filesystem.js';
 import { parseProxyUrl, type ProxySpec } from './forwarder/dialer.js';
 import { parseHostLoopback, type HostLoopbackPort } from './forwarder/host-loopback.js';

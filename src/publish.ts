@@ -21,9 +21,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type pino from 'pino';
-import type { Family, TcpConn, UdpConn } from '../netstack/stack/forwarding.js';
-import type { TcpProtocol } from '../netstack/transport/tcp/index.js';
-import type { UdpProtocol } from '../netstack/transport/udp/index.js';
+import type { Family, TcpConn, TcpProtocol, UdpConn, UdpProtocol } from '../netstack/index.js';
 import { TapboxError } from './errors.js';
 import { HOST_KEEPALIVE_MS } from './forwarder/dialer.js';
 import type { InboundFlow, InboundFlows } from './forwarder/inbound.js';

@@ -24,7 +24,7 @@ import type { AskEvent } from './ask/asker.js';
 import type { Rule } from './policy/rule.js';
 import { launcherArgs, launcherPath } from './launcher.js';
 import { resolveOptions, type ResolvedOptions, type SandboxOptions } from './options.js';
-import { closeFd, recvMessage, sendMessage, socketpair } from '../netstack/link/control.js';
+import { closeFd, recvMessage, sendMessage, socketpair } from './supervisor/control.js';
 import { startNetwork, type Network } from './network.js';
 import { closePtySlave, openPty, relayTerminal, terminalFds, type Pty, type Terminals } from './terminal.js';
 

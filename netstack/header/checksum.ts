@@ -2,7 +2,7 @@
 // native addon is not loaded (native/addon/checksum.cc, plugged into `checksumImpl` below). Sums are
 // kept unfolded-then-folded 16-bit ones' complement values, not inverted: callers invert
 // (`~sum & 0xffff`) when they write a header field.
-import { native } from '../link/native.js';
+import { native } from '../../native/addon/index.js';
 
 /** Ones' complement sum of `len` bytes of `buf` from `off`, added to `initial`; folded to 16 bits. */
 export function checksumTs(buf: Uint8Array, off: number, len: number, initial = 0): number {

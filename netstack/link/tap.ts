@@ -28,7 +28,7 @@
 // explained yet: not the 64 KiB ring slots (MTU-sized slots measured the same), not more ACKs (the
 // same count), not writev(2) (one write(2) of header and frame copied together measured the same).
 import type { FrameOffload, LinkEndpoint, NetworkDispatcher } from './endpoint.js';
-import { requireNative, type MetaFields, type NativeTapDevice } from './native.js';
+import { requireNative, type MetaFields, type NativeTapDevice } from '../../native/addon/index.js';
 
 const ETHERNET_HEADER = 14;
 /** Largest IP packet: what a GSO super-segment can reach whatever the MTU. */

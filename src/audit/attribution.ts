@@ -17,7 +17,7 @@
 import { performance } from 'node:perf_hooks';
 import { describeProcess, packageContext, type PackageContext, type ProcessFacts } from './package-context.js';
 import { Procfs } from './procfs.js';
-import { native } from '../../netstack/link/native.js';
+import { native } from '../../native/addon/index.js';
 import { parseIp, type IpAddr } from '../policy/address.js';
 import { TableSearch, type FlowTuple } from './socket-table.js';
 

@@ -1,7 +1,7 @@
 // Cap hits, rate-limited for the audit log. The stack reports a hit every time a cap refuses something,
 // which under a flood is every packet; the log gets at most one event per cap per interval, carrying
 // how many hits it stands for, so a flood costs a line a second and no hit goes uncounted.
-import type { LimitName } from '../../netstack/stack/limits.js';
+import type { LimitName } from '../../netstack/index.js';
 
 /** The stack's caps and the supervisor's own: open flows, DNS queries waiting for the upstream. */
 export type AuditLimitName = LimitName | 'flows' | 'dns-in-flight' | 'dns-tcp' | 'ask-pending';

@@ -10,7 +10,7 @@
 //  - addresses pointing inside (rebinding.ts) are dropped from answers and logged.
 import type { Duplex } from 'node:stream';
 import dnsPacket from 'dns-packet';
-import type { UdpConn } from '../../netstack/stack/forwarding.js';
+import type { UdpConn } from '../../netstack/index.js';
 import type { Attribution, Owner } from '../audit/attribution.js';
 import type { AskOutcome } from '../ask/asker.js';
 import { dnsRequest, type AskRequest } from '../ask/request.js';

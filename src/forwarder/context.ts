@@ -1,6 +1,6 @@
 // What the TCP and UDP forwarders share: the policy, the DNS proxy, the auditor, the flow limit, and
 // the sandbox's own addresses (the resolver, the gateway).
-import type { FlowId } from '../../netstack/stack/forwarding.js';
+import type { FlowId } from '../../netstack/index.js';
 import type { AskOutcome } from '../ask/asker.js';
 import { flowRequest, type AskRequest } from '../ask/request.js';
 import type { Attribution, AttributionMode, Attributor, Owner } from '../audit/attribution.js';

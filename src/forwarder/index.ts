@@ -1,5 +1,5 @@
 // The Forwarder the stack calls for every flow the sandbox opens (netstack/stack/forwarding.ts).
-import type { Forwarder, TcpForwarderRequest, UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
+import type { Forwarder, TcpForwarderRequest, UdpForwarderRequest } from '../../netstack/index.js';
 import { ForwarderContext, type ForwarderOptions } from './context.js';
 import { forwardTcp } from './tcp.js';
 import { forwardUdp } from './udp.js';

@@ -2,7 +2,7 @@
 // socket. An error, or a close without an orderly end, on one side resets the other, as a direct
 // connection would have been reset. Used by the outbound forwarder and by published ports.
 import type net from 'node:net';
-import type { TcpConn } from '../../netstack/stack/forwarding.js';
+import type { TcpConn } from '../../netstack/index.js';
 
 /**
  * `setError` gets each side's error as "host CODE" / "sandbox CODE" (the caller keeps the first);

@@ -21,7 +21,7 @@
 // (never through the proxy); flows to loopback or unspecified addresses are refused (host-loopback.ts).
 import net from 'node:net';
 import { Transform } from 'node:stream';
-import type { Refusal, TcpConn, TcpForwarderRequest } from '../../netstack/stack/forwarding.js';
+import type { Refusal, TcpConn, TcpForwarderRequest } from '../../netstack/index.js';
 import type { FlowEvent } from '../audit/events.js';
 import { HttpRequestFramer } from '../inspect/http.js';
 import { StreamSniffer, type StreamSniff } from '../inspect/sniff.js';

@@ -9,7 +9,7 @@
 // resets the session, and the Initial of a connection not seen yet on it is held until its own
 // ClientHello passed the same check.
 import dgram from 'node:dgram';
-import type { UdpConn, UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
+import type { UdpConn, UdpForwarderRequest } from '../../netstack/index.js';
 import type { FlowEvent } from '../audit/events.js';
 import { QuicClientHelloReader, QuicSessionShape, type QuicResult } from '../inspect/quic.js';
 import { parseIp } from '../policy/address.js';

@@ -1,7 +1,7 @@
 // Which allowed names this sandbox's DNS proxy resolved to which addresses, and until when.
 // A pin lasts the record's TTL plus a grace period: programs cache answers past their TTL (and
 // connection pools reuse addresses), so the grace keeps a well-behaved program from being cut off.
-import type { Clock } from '../../netstack/stack/transport.js';
+import type { Clock } from '../../netstack/index.js';
 
 export const DEFAULT_PIN_GRACE_MS = 5 * 60_000;
 export const MIN_PIN_GRACE_MS = 30_000;

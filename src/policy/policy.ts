@@ -13,8 +13,7 @@
 // their order or kind; then, among allow rules, any one that opens this protocol and port decides, and
 // the most explicit of them wins (one naming the port, and for UDP also udp:, lets any protocol pass
 // rather than only those whose names tapbox can check), so a broader rule never hides a narrower one.
-import type { Clock } from '../../netstack/stack/transport.js';
-import { realClock } from '../../netstack/stack/transport.js';
+import { realClock, type Clock } from '../../netstack/index.js';
 import { formatIp, parseIp, parseSubnet, subnetContains, type IpAddr, type Subnet } from './address.js';
 import type { Allowlist } from './allowlist.js';
 import { PinTable } from './pins.js';

@@ -9,7 +9,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { checksum, pseudoHeaderChecksum } from '../../netstack/header/checksum.js';
-import { closeFd, recvMessage, socketpair, type ControlMessage } from '../../netstack/link/control.js';
+import { closeFd, recvMessage, socketpair, type ControlMessage } from '../../src/supervisor/control.js';
 import type { NetworkDispatcher } from '../../netstack/link/endpoint.js';
 import { TapEndpoint } from '../../netstack/link/tap.js';
 

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { checksum, checksumTs, checksumUpdate, copyChecksum, copyChecksumTs } from '../../netstack/header/checksum.js';
-import { requireNative } from '../../netstack/link/native.js';
+import { requireNative } from '../../native/addon/index.js';
 
 const addon = requireNative();
 

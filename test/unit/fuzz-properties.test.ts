@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { checksumTs, pseudoHeaderChecksum } from '../../netstack/header/checksum.js';
 import { parseTcpOptions, TcpOptions } from '../../netstack/header/tcp.js';
 import { Ipv6Walk, walkIpv6Extensions } from '../../netstack/header/ipv6.js';
-import { native } from '../../netstack/link/native.js';
+import { native } from '../../native/addon/index.js';
 import type { Forwarder, TcpForwarderRequest, UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
 import { createTcp } from '../../netstack/transport/tcp/index.js';
 import { DnsProxy } from '../../src/dns/proxy.js';

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeFd, recvMessage, sendMessage, socketpair, type ControlMessage } from '../../netstack/link/control.js';
-import { requireNative } from '../../netstack/link/native.js';
+import { closeFd, recvMessage, sendMessage, socketpair, type ControlMessage } from '../../src/supervisor/control.js';
+import { requireNative } from '../../native/addon/index.js';
 import { TapEndpoint } from '../../netstack/link/tap.js';
 import type { NetworkDispatcher } from '../../netstack/link/endpoint.js';
 

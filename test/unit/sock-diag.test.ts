@@ -1,7 +1,7 @@
 // The addon's sock_diag calls (native/addon/sock_diag.cc) as attribution.ts uses them; their real use,
 // in a sandbox's network namespace, is tested in test/integration/attribution.test.ts.
 import { describe, expect, it } from 'vitest';
-import { native } from '../../netstack/link/native.js';
+import { native } from '../../native/addon/index.js';
 
 describe.runIf(native !== null)('sock_diag binding', () => {
   it('refuses a process it cannot join, with a sentence, and bad arguments', () => {

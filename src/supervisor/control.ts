@@ -1,7 +1,7 @@
 // The supervisor ⇄ launcher control socket: AF_UNIX SOCK_SEQPACKET messages, and fd passing
 // (SCM_RIGHTS) for the TAP fd. Node has neither, so these are thin calls into the native addon
 // (native/addon/control.cc).
-import { requireNative, type ControlMessage } from './native.js';
+import { requireNative, type ControlMessage } from '../../native/addon/index.js';
 
 export type { ControlMessage };
 

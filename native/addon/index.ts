@@ -1,4 +1,5 @@
-// The typed face of the native addon (native/addon/*.cc, built to build/Release/tapbox_native.node).
+// The typed face of the native addon (native/addon/*.cc, built to build/Release/tapbox_native.node),
+// shared by the stack (checksums, the TAP device) and the supervisor (control socket, sock_diag).
 //
 // The addon is loaded once, synchronously, when this module is first imported. If it is missing (not
 // built yet), `native` is null: checksums fall back to TypeScript, and `requireNative()` throws a
@@ -95,7 +96,8 @@ export interface NativeAddon {
   sockDiagInode(fd: number, proto: 'tcp' | 'udp', family: 4 | 6, src: Buffer, srcPort: number, dst: Buffer, dstPort: number): number;
 }
 
-function packageRoot(): string {
+/** The package root: the nearest directory above this module (compiled or not) with a package.json. */
+export const packageRoot = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, 'package.json'))) {
     const parent = dirname(dir);
@@ -103,9 +105,10 @@ function packageRoot(): string {
     dir = parent;
   }
   return dir;
-}
+})();
 
-const addonPath = join(packageRoot(), 'build', 'Release', 'tapbox_native.node');
+/** Where `npm install` builds the addon. */
+export const addonPath = join(packageRoot, 'build', 'Release', 'tapbox_native.node');
 
 function load(): NativeAddon | null {
   if (!existsSync(addonPath)) return null;
