@@ -19,7 +19,7 @@
  */
 #include "plan.h"
 
-#include "caps.h"
+#include "capabilities.h"
 #include "report.h"
 #include "seccomp.h"
 

@@ -7,7 +7,7 @@
 import net from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HttpRequestFramer } from '../../src/inspect/http.js';
+import { HttpRequestFramer } from '../../src/egress/inspect/http.js';
 import { HTTP_ATTACKS, mutatedHttp } from '../helpers/http-attacks.js';
 import { startNginx, startNodeServer, startPythonServer, type LoggingServer, type SeenRequest } from '../helpers/http-servers.js';
 

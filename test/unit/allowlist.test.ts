@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TapboxError } from '../../src/errors.js';
-import { CURATED_LISTS, load, parse } from '../../src/policy/allowlist.js';
-import { parseRule } from '../../src/policy/rule.js';
+import { CURATED_LISTS, load, parse } from '../../src/egress/policy/allowlist.js';
+import { parseRule } from '../../src/egress/policy/rule.js';
 
 function policyError(fn: () => unknown): TapboxError {
   try {

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { launcherProfile, PROFILE_PATH, unsafeProfileTarget } from '../../src/apparmor.js';
+import { launcherProfile, PROFILE_PATH, unsafeProfileTarget } from '../../src/supervisor/apparmor.js';
 import { cliPath, isRoot, tapbox, userTempDir } from '../helpers/tapbox.js';
 
 describe('the launcher profile', () => {

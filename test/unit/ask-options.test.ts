@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { resolveOptions } from '../../src/options.js';
+import { resolveOptions } from '../../src/options/options.js';
 
 describe('ask and attribution options', () => {
   it('refuses contradictions and out-of-range values with one sentence naming the fix', () => {

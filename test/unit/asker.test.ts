@@ -5,13 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { ManualClock } from '../../netstack/stack/manual-clock.js';
-import { Asker, MAX_PENDING, MAX_WAITING, type Prompter } from '../../src/ask/asker.js';
-import { dnsRequest, flowRequest, type AskAnswer, type AskRequest } from '../../src/ask/request.js';
-import { Auditor } from '../../src/audit/auditor.js';
-import { EgressStats } from '../../src/audit/summary.js';
-import type { EgressForwarder } from '../../src/forwarder/index.js';
-import { LivePolicy } from '../../src/live-policy.js';
-import { Policy } from '../../src/policy/policy.js';
+import { Asker, MAX_PENDING, MAX_WAITING, type Prompter } from '../../src/egress/ask/asker.js';
+import { dnsRequest, flowRequest, type AskAnswer, type AskRequest } from '../../src/egress/ask/request.js';
+import { Auditor } from '../../src/egress/audit/auditor.js';
+import { EgressStats } from '../../src/egress/audit/summary.js';
+import type { EgressForwarder } from '../../src/egress/forwarder/index.js';
+import { LivePolicy } from '../../src/egress/live-policy.js';
+import { Policy } from '../../src/egress/policy/policy.js';
 
 function setup(opts: { timeoutMs?: number; saveFile?: string } = {}) {
   const policy = new Policy([], { clock: new ManualClock() });

@@ -2,10 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Attributor } from '../../src/audit/attribution.js';
-import { describeProcess, packageContext, type ProcessFacts } from '../../src/audit/package-context.js';
-import { findSocketInode, kernelHex } from '../../src/audit/socket-table.js';
-import { parseIp } from '../../src/policy/address.js';
+import { Attributor } from '../../src/egress/audit/attribution.js';
+import { describeProcess, packageContext, type ProcessFacts } from '../../src/egress/audit/package-context.js';
+import { findSocketInode, kernelHex } from '../../src/egress/audit/socket-table.js';
+import { parseIp } from '../../src/egress/policy/address.js';
 
 const HEADER = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
 const row = (local: string, remote: string, inode: number) => `   0: ${local} ${remote} 01 00000000:00000000 00:00000000 00000000  1001        0 ${inode} 1 0000000000000000 20 4 30 10 -1\n`;

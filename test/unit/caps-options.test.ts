@@ -10,12 +10,12 @@ import dnsPacket from 'dns-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FlowId, Refusal, UdpConn, UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
 import type { LimitName } from '../../netstack/stack/limits.js';
-import type { LimitEvent } from '../../src/audit/limits.js';
-import { resolveCaps, tcpCapsConfig, udpCapsOptions } from '../../src/caps.js';
-import { createEgress, type Egress } from '../../src/egress.js';
+import type { LimitEvent } from '../../src/egress/audit/limits.js';
+import { resolveNetworkLimits, tcpLimitsConfig, udpLimitsOptions } from '../../src/options/network-limits.js';
+import { createEgress, type Egress } from '../../src/egress/index.js';
 import { TapboxError } from '../../src/errors.js';
-import { resolveOptions } from '../../src/options.js';
-import { Sandbox } from '../../src/sandbox.js';
+import { resolveOptions } from '../../src/options/options.js';
+import { Sandbox } from '../../src/supervisor/sandbox.js';
 import { setup, udp4Frame, v4 } from '../conformance/frames.js';
 import { ACK, Harness, RST, SYN } from '../conformance/tcp-harness.js';
 import { tapbox } from '../helpers/tapbox.js';
@@ -64,7 +64,7 @@ class SandboxUdp implements UdpForwarderRequest {
 
 const SANDBOX = { dns4: '10.0.2.3', dns6: 'fd00::3', gateway4: '10.0.2.2', gateway6: 'fd00::2' };
 
-async function egressWith(caps: Parameters<typeof resolveCaps>[0], allow: string[], dnsUpstream: string[] = [], allowFiles: string[] = []): Promise<{ egress: Egress; limits: LimitEvent[] }> {
+async function egressWith(caps: Parameters<typeof resolveNetworkLimits>[0], allow: string[], dnsUpstream: string[] = [], allowFiles: string[] = []): Promise<{ egress: Egress; limits: LimitEvent[] }> {
   const egress = await createEgress({
     allowFiles,
     allow,
@@ -75,7 +75,7 @@ async function egressWith(caps: Parameters<typeof resolveCaps>[0], allow: string
     logFormat: 'json',
     summary: false,
     sandbox: SANDBOX,
-    caps: resolveCaps(caps),
+    caps: resolveNetworkLimits(caps),
   });
   const limits: LimitEvent[] = [];
   egress.on('limit', (e: LimitEvent) => limits.push(e));
@@ -85,26 +85,26 @@ async function egressWith(caps: Parameters<typeof resolveCaps>[0], allow: string
 
 describe('checking the caps', () => {
   it('fills in the defaults of the Reliability table', () => {
-    expect(resolveCaps()).toEqual({ flows: undefined, pendingDials: 1024, udpSessions: 4096, dnsInFlight: 256, bufferBytes: 256 * 2 ** 20 });
+    expect(resolveNetworkLimits()).toEqual({ flows: undefined, pendingDials: 1024, udpSessions: 4096, dnsInFlight: 256, bufferBytes: 256 * 2 ** 20 });
   });
 
   it('takes whole numbers, and sizes like 64M for the buffer budget', () => {
-    expect(resolveCaps({ flows: 2, pendingDials: 10, udpSessions: 3, dnsInFlight: 4, bufferBytes: '64M' })).toEqual({
+    expect(resolveNetworkLimits({ flows: 2, pendingDials: 10, udpSessions: 3, dnsInFlight: 4, bufferBytes: '64M' })).toEqual({
       flows: 2,
       pendingDials: 10,
       udpSessions: 3,
       dnsInFlight: 4,
       bufferBytes: 64 * 2 ** 20,
     });
-    expect(resolveCaps({ bufferBytes: 8 * 2 ** 20 }).bufferBytes).toBe(8 * 2 ** 20);
+    expect(resolveNetworkLimits({ bufferBytes: 8 * 2 ** 20 }).bufferBytes).toBe(8 * 2 ** 20);
   });
 
   it('refuses a bad value with one sentence naming the fix', () => {
-    expect(() => resolveCaps({ flows: 0 })).toThrowError('--max-flows takes a whole number of at least 1, not "0"; leave it out for the default, 8192.');
-    expect(() => resolveCaps({ dnsInFlight: 1.5 })).toThrowError('--max-dns-in-flight takes a whole number of at least 1, not "1.5"; leave it out for the default, 256.');
-    expect(() => resolveCaps({ bufferBytes: 'lots' })).toThrowError('--max-buffer "lots" is not a size; give bytes or a size like 512M or 2G.');
-    expect(() => resolveCaps({ bufferBytes: '64K' })).toThrowError('--max-buffer 64K is too small; give at least 1M (the default is 256M).');
-    expect(() => resolveCaps({ udpSessions: -1 })).toThrowError(TapboxError);
+    expect(() => resolveNetworkLimits({ flows: 0 })).toThrowError('--max-flows takes a whole number of at least 1, not "0"; leave it out for the default, 8192.');
+    expect(() => resolveNetworkLimits({ dnsInFlight: 1.5 })).toThrowError('--max-dns-in-flight takes a whole number of at least 1, not "1.5"; leave it out for the default, 256.');
+    expect(() => resolveNetworkLimits({ bufferBytes: 'lots' })).toThrowError('--max-buffer "lots" is not a size; give bytes or a size like 512M or 2G.');
+    expect(() => resolveNetworkLimits({ bufferBytes: '64K' })).toThrowError('--max-buffer 64K is too small; give at least 1M (the default is 256M).');
+    expect(() => resolveNetworkLimits({ udpSessions: -1 })).toThrowError(TapboxError);
   });
 
   it('takes them in the library only with --net tap, and refuses bad ones at once (EUSAGE)', () => {
@@ -123,9 +123,9 @@ describe('checking the caps', () => {
 
 describe('the caps reach the stack', () => {
   it('--max-pending-dials: the SYN past it is reset and reported with that value; per destination it is the smaller', () => {
-    const config = tcpCapsConfig(resolveCaps({ pendingDials: 2 }));
+    const config = tcpLimitsConfig(resolveNetworkLimits({ pendingDials: 2 }));
     expect(config.maxPendingPerDestination).toBe(2);
-    expect(tcpCapsConfig(resolveCaps({ pendingDials: 5000 })).maxPendingPerDestination).toBe(256);
+    expect(tcpLimitsConfig(resolveNetworkLimits({ pendingDials: 5000 })).maxPendingPerDestination).toBe(256);
     const { hits, onLimit } = recorder();
     const h = new Harness(config, { manualAccept: true, onLimit });
     for (const [port, last] of [[1001, 10], [1002, 11], [1003, 12]]) h.inject({ flags: SYN, seq: 1, srcPort: port, mss: 1460, dstAddr: Buffer.from([198, 18, 0, last]) });
@@ -135,13 +135,13 @@ describe('the caps reach the stack', () => {
   });
 
   it('--max-buffer: the TCP buffer budget of every connection together', () => {
-    const h = new Harness(tcpCapsConfig(resolveCaps({ bufferBytes: '2M' })));
+    const h = new Harness(tcpLimitsConfig(resolveNetworkLimits({ bufferBytes: '2M' })));
     expect(h.tcp.budget.capacity).toBe(2 * 2 ** 20);
   });
 
   it('--max-udp-sessions: a new tuple past it gets ICMP and is reported with that value', async () => {
     const { hits, onLimit } = recorder();
-    const { link, forwarder } = setup({ udp: udpCapsOptions(resolveCaps({ udpSessions: 2 })), onLimit });
+    const { link, forwarder } = setup({ udp: udpLimitsOptions(resolveNetworkLimits({ udpSessions: 2 })), onLimit });
     forwarder.onUdp = (req: UdpForwarderRequest) => void req.accept();
     for (const port of [1001, 1002, 1003]) link.inject(udp4Frame(v4('198.18.0.1'), port, 9, Buffer.from('x')));
     await new Promise((r) => setImmediate(r));

@@ -5,9 +5,9 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { escapeCommandName, EXAMPLES, RULE_EXAMPLES, shippedLists, TOPICS, unescapeCommandName } from '../../src/commands.js';
-import { formatProgress } from '../../src/progress.js';
-import { CURATED_LISTS, load, parse } from '../../src/policy/allowlist.js';
+import { escapeCommandName, EXAMPLES, RULE_EXAMPLES, shippedLists, TOPICS, unescapeCommandName } from '../../src/cli/commands.js';
+import { formatProgress } from '../../src/cli/progress.js';
+import { CURATED_LISTS, load, parse } from '../../src/egress/policy/allowlist.js';
 import { asTestUser, cliPath, repoRoot, tapbox, userTempDir } from '../helpers/tapbox.js';
 
 describe('tapbox --help', () => {

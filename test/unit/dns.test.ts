@@ -4,11 +4,11 @@ import { Duplex } from 'node:stream';
 import dnsPacket from 'dns-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../netstack/stack/manual-clock.js';
-import { DnsProxy, type DnsEvent } from '../../src/dns/proxy.js';
-import { isRebindingTarget } from '../../src/dns/rebinding.js';
-import { parseResolvConf, parseUpstream, Upstream } from '../../src/dns/upstream.js';
-import { parse } from '../../src/policy/allowlist.js';
-import { Policy } from '../../src/policy/policy.js';
+import { DnsProxy, type DnsEvent } from '../../src/egress/dns/proxy.js';
+import { isRebindingTarget } from '../../src/egress/dns/rebinding.js';
+import { parseResolvConf, parseUpstream, Upstream } from '../../src/egress/dns/upstream.js';
+import { parse } from '../../src/egress/policy/allowlist.js';
+import { Policy } from '../../src/egress/policy/policy.js';
 
 type Responder = (q: dnsPacket.DecodedPacket) => dnsPacket.Packet | null | Promise<dnsPacket.Packet | null>;
 

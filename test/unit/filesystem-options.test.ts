@@ -4,9 +4,9 @@ import { Command } from 'commander';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resolveOptions } from '../../src/options.js';
-import { hardeningArgs, parseSize, resolveHardening, resolveEnv } from '../../src/filesystem.js';
-import { hardeningFromFlags, hardeningOptions, type HardeningFlags } from '../../src/hardening-cli.js';
+import { resolveOptions } from '../../src/options/options.js';
+import { hardeningArgs, parseSize, resolveHardening, resolveEnv } from '../../src/options/hardening.js';
+import { hardeningFromFlags, hardeningOptions, type HardeningFlags } from '../../src/cli/hardening-flags.js';
 import { TapboxError } from '../../src/errors.js';
 
 function parse(args: string[]) {

@@ -10,10 +10,10 @@ import net from 'node:net';
 import tls from 'node:tls';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { HttpRequestFramer } from '../../src/inspect/http.js';
-import { clientInitialKeys, QuicClientHelloReader, QuicSessionShape } from '../../src/inspect/quic.js';
-import { parseHandshakeMessage } from '../../src/inspect/tls.js';
-import { TlsHandshakeFollower } from '../../src/inspect/tls-follow.js';
+import { HttpRequestFramer } from '../../src/egress/inspect/http.js';
+import { clientInitialKeys, QuicClientHelloReader, QuicSessionShape } from '../../src/egress/inspect/quic.js';
+import { parseHandshakeMessage } from '../../src/egress/inspect/tls.js';
+import { TlsHandshakeFollower } from '../../src/egress/inspect/tls-follow.js';
 import { mutatedHttp } from '../helpers/http-attacks.js';
 import { HRR_RANDOM, record, serverHello } from '../helpers/tls-records.js';
 

@@ -16,9 +16,9 @@ import { Ipv6Walk, walkIpv6Extensions } from '../../netstack/header/ipv6.js';
 import { native } from '../../native/addon/index.js';
 import type { Forwarder, TcpForwarderRequest, UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
 import { createTcp } from '../../netstack/transport/tcp/index.js';
-import { DnsProxy } from '../../src/dns/proxy.js';
-import { parse } from '../../src/policy/allowlist.js';
-import { Policy } from '../../src/policy/policy.js';
+import { DnsProxy } from '../../src/egress/dns/proxy.js';
+import { parse } from '../../src/egress/policy/allowlist.js';
+import { Policy } from '../../src/egress/policy/policy.js';
 import { ethernet, GATEWAY_MAC, ipv4, ipv6, SANDBOX4, SANDBOX6, SANDBOX_MAC, setup, udp, v4, v6 } from '../conformance/frames.js';
 import { repoRoot } from '../helpers/tapbox.js';
 

@@ -6,14 +6,14 @@ import { EventEmitter } from 'node:events';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { UdpConn } from '../../netstack/stack/forwarding.js';
-import { Auditor } from '../../src/audit/auditor.js';
-import type { FlowEndEvent, FlowEvent } from '../../src/audit/events.js';
-import type { LimitEvent } from '../../src/audit/limits.js';
-import { EgressStats, formatSummary } from '../../src/audit/summary.js';
-import { DnsProxy } from '../../src/dns/proxy.js';
-import { createForwarder } from '../../src/forwarder/index.js';
-import { parse } from '../../src/policy/allowlist.js';
-import { Policy } from '../../src/policy/policy.js';
+import { Auditor } from '../../src/egress/audit/auditor.js';
+import type { FlowEndEvent, FlowEvent } from '../../src/egress/audit/events.js';
+import type { LimitEvent } from '../../src/egress/audit/limits.js';
+import { EgressStats, formatSummary } from '../../src/egress/audit/summary.js';
+import { DnsProxy } from '../../src/egress/dns/proxy.js';
+import { createForwarder } from '../../src/egress/forwarder/index.js';
+import { parse } from '../../src/egress/policy/allowlist.js';
+import { Policy } from '../../src/egress/policy/policy.js';
 
 function setup(maxFlows?: number) {
   const policy = Policy.fromAllowlists([parse('198.18.0.0/15\n', 'test.allow')], { maxFlows });

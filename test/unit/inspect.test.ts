@@ -3,10 +3,10 @@ import net from 'node:net';
 import tls from 'node:tls';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { HttpRequestFramer, parseHttpHost } from '../../src/inspect/http.js';
-import { clientInitialKeys, QuicClientHelloReader, QuicSessionShape } from '../../src/inspect/quic.js';
-import { sniffStream, StreamSniffer } from '../../src/inspect/sniff.js';
-import { parseHandshakeMessage, parseTlsClientHello } from '../../src/inspect/tls.js';
+import { HttpRequestFramer, parseHttpHost } from '../../src/egress/inspect/http.js';
+import { clientInitialKeys, QuicClientHelloReader, QuicSessionShape } from '../../src/egress/inspect/quic.js';
+import { sniffStream, StreamSniffer } from '../../src/egress/inspect/sniff.js';
+import { parseHandshakeMessage, parseTlsClientHello } from '../../src/egress/inspect/tls.js';
 
 /** The bytes node:tls sends first when connecting with `servername` (a real ClientHello). */
 async function captureClientHello(servername?: string): Promise<Buffer> {

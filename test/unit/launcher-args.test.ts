@@ -1,8 +1,8 @@
 // What the supervisor asks of the launcher for the TAP: the offloads (--vnet-hdr) below MTU 65520,
 // where they measured a gain (netstack/link/tap.ts), never at the default MTU, never under link faults.
 import { describe, expect, it } from 'vitest';
-import { launcherArgs } from '../../src/launcher.js';
-import { resolveOptions } from '../../src/options.js';
+import { launcherArgs } from '../../src/supervisor/launcher.js';
+import { resolveOptions } from '../../src/options/options.js';
 
 function args(options: Parameters<typeof resolveOptions>[0]): string[] {
   const all = launcherArgs(resolveOptions(options), ['true']);

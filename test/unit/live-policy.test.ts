@@ -2,13 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { EventEmitter } from 'node:events';
 import pino from 'pino';
 import { ManualClock } from '../../netstack/stack/manual-clock.js';
-import { Auditor } from '../../src/audit/auditor.js';
-import type { FlowEvent } from '../../src/audit/events.js';
-import { EgressStats } from '../../src/audit/summary.js';
-import type { EgressForwarder } from '../../src/forwarder/index.js';
-import { LivePolicy, type PolicyChangeEvent } from '../../src/live-policy.js';
-import { parse } from '../../src/policy/allowlist.js';
-import { Policy } from '../../src/policy/policy.js';
+import { Auditor } from '../../src/egress/audit/auditor.js';
+import type { FlowEvent } from '../../src/egress/audit/events.js';
+import { EgressStats } from '../../src/egress/audit/summary.js';
+import type { EgressForwarder } from '../../src/egress/forwarder/index.js';
+import { LivePolicy, type PolicyChangeEvent } from '../../src/egress/live-policy.js';
+import { parse } from '../../src/egress/policy/allowlist.js';
+import { Policy } from '../../src/egress/policy/policy.js';
 
 function setup(rules: string) {
   const policy = Policy.fromAllowlists([parse(rules, 'test.allow')], { clock: new ManualClock() });

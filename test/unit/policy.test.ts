@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../netstack/stack/manual-clock.js';
-import { parse } from '../../src/policy/allowlist.js';
-import { Policy, type FlowQuery } from '../../src/policy/policy.js';
-import { PinTable } from '../../src/policy/pins.js';
+import { parse } from '../../src/egress/policy/allowlist.js';
+import { Policy, type FlowQuery } from '../../src/egress/policy/policy.js';
+import { PinTable } from '../../src/egress/policy/pins.js';
 
 function policyOf(text: string, opts: { audit?: boolean; hostAddrs?: Set<string> } = {}) {
   const clock = new ManualClock();

@@ -3,9 +3,9 @@
 // Port-less deny rules for the name are apart: they keep the name from resolving at all.
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../netstack/stack/manual-clock.js';
-import { parse } from '../../src/policy/allowlist.js';
-import { Policy, type FlowDecision } from '../../src/policy/policy.js';
-import type { Proto } from '../../src/policy/rule.js';
+import { parse } from '../../src/egress/policy/allowlist.js';
+import { Policy, type FlowDecision } from '../../src/egress/policy/policy.js';
+import type { Proto } from '../../src/egress/policy/rule.js';
 
 const NAME = 'api.allowed.test';
 const ADDR = '203.0.113.5';

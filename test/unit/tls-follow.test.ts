@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { TlsHandshakeFollower } from '../../src/inspect/tls-follow.js';
+import { TlsHandshakeFollower } from '../../src/egress/inspect/tls-follow.js';
 import { HRR_RANDOM, record, serverHello, u16 } from '../helpers/tls-records.js';
 
 /** The first record node:tls sends for `servername` (a real ClientHello). */

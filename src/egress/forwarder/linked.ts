@@ -1,0 +1,28 @@
+// A relayed TCP flow is two connections with one fate: the sandbox's (through our stack) and the host
+// socket. An error, or a close without an orderly end, on one side resets the other, as a direct
+// connection would have been reset. Used by the outbound forwarder and by published ports.
+import type net from 'node:net';
+import type { TcpConn } from '../../../netstack/index.js';
+
+/**
+ * `setError` gets each side's error as "host CODE" / "sandbox CODE" (the caller keeps the first);
+ * `onClosed` runs once per side as it closes.
+ */
+export function linkFates(conn: TcpConn, host: net.Socket, setError: (text: string) => void, onClosed: () => void): void {
+  host.on('error', (err: NodeJS.ErrnoException) => {
+    setError(`host ${err.code ?? err.message}`);
+    conn.reset();
+  });
+  conn.on('error', (err: NodeJS.ErrnoException) => {
+    setError(`sandbox ${err.code ?? err.message}`);
+    host.resetAndDestroy();
+  });
+  host.on('close', () => {
+    if (!conn.destroyed && !conn.writableEnded) conn.reset();
+    onClosed();
+  });
+  conn.on('close', () => {
+    if (!host.destroyed && !host.writableEnded) host.resetAndDestroy();
+    onClosed();
+  });
+}
