@@ -11,7 +11,7 @@ export { parseSize, type FilesystemMode, type Mount, type MountType, type Limits
 // Rules, for programs that build or check allowlists: allowlist.parse(text, source), allowlist.load(path).
 export { allowlist, Policy, type Allowlist, type Rule, type Proto, type PortRange, type FlowDecision, type FlowQuery, type PolicyOptions } from './egress/policy/index.js';
 // The live events (same fields as the audit log) and the report.
-export { formatSummary, formatUsage, type EgressSummary, type DestinationSummary } from './egress/audit/summary.js';
+export { formatSummary, type EgressSummary, type DestinationSummary } from './egress/audit/summary.js';
 export { describeFlow, type DnsEvent, type FlowEvent, type FlowEndEvent, type LimitEvent, type Attribution } from './egress/audit/events.js';
 export type { PackageContext } from './egress/audit/package-context.js';
 // Changing the policy while it runs (sandbox.allow / deny / rules) and its audit event.
@@ -19,5 +19,5 @@ export type { PolicyChangeEvent, DenyOptions } from './egress/live-policy.js';
 // Ask mode's questions, the library's answers (onRequest) and the 'ask' event.
 export type { AskRequest, RequestDecision, AskAnswer } from './egress/ask/request.js';
 export type { AskEvent } from './egress/ask/asker.js';
-export { type Usage } from './supervisor/cgroup.js';
+export { formatUsage, type Usage } from './supervisor/cgroup.js';
 export { hostChecks, type Check } from './supervisor/doctor.js';

@@ -7,7 +7,7 @@ import { TapboxError } from '../errors.js';
 import { FORWARDED_SIGNALS, Sandbox } from '../supervisor/sandbox.js';
 import { addCommands, escapeCommandName, unescapeCommandName } from './commands.js';
 import { startProgress } from './progress.js';
-import { formatUsage } from '../egress/audit/summary.js';
+import { formatUsage } from '../supervisor/cgroup.js';
 import type { SandboxOptions } from '../options/options.js';
 import { hardeningFromFlags, hardeningOptions, type HardeningFlags } from './hardening-flags.js';
 import { collect, integer } from './flags.js';

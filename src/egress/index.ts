@@ -12,7 +12,6 @@ import { Auditor } from './audit/auditor.js';
 import { formatLearnedAllowlist } from './audit/learn.js';
 import { createLogger } from './audit/logger.js';
 import { EgressStats, type EgressSummary } from './audit/summary.js';
-import type { Usage } from '../supervisor/cgroup.js';
 import { DnsProxy } from './dns/proxy.js';
 import { liveHostAddresses } from './dns/rebinding.js';
 import { hostResolvers, parseUpstream, Upstream } from './dns/upstream.js';
@@ -20,7 +19,6 @@ import { TapboxError } from '../errors.js';
 import { createForwarder, type SandboxAddresses } from './forwarder/index.js';
 import type { ProxySpec } from './forwarder/dialer.js';
 import type { HostLoopbackPort } from './forwarder/host-loopback.js';
-import type { ResolvedNetworkLimits } from '../options/network-limits.js';
 import type { InboundFlows } from './forwarder/inbound.js';
 import { load } from './policy/allowlist.js';
 import { Policy } from './policy/policy.js';
@@ -53,9 +51,12 @@ export interface EgressOptions {
   /** --host-loopback ports and --upstream-proxy (see forwarder/host-loopback.ts, forwarder/dialer.ts). */
   hostLoopback?: HostLoopbackPort[];
   upstreamProxy?: ProxySpec;
-  /** The open-flow limit (with the allowlists', the smaller applies) and the DNS proxy's in-flight cap (caps.ts). */
-  caps?: Pick<ResolvedNetworkLimits, 'flows' | 'dnsInFlight'>;
+  /** The open-flow limit (with the allowlists', the smaller applies) and the DNS proxy's in-flight limit (options/network-limits.ts). */
+  caps?: { flows?: number; dnsInFlight?: number };
 }
+
+/** Fields the supervisor adds to the --report JSON (the sandbox's usage, which the egress doesn't know). */
+export type ReportExtras = Record<string, unknown>;
 
 export interface Egress extends EventEmitter {
   forwarder: Forwarder;
@@ -67,8 +68,8 @@ export interface Egress extends EventEmitter {
   auditor: Auditor;
   /** Changes the policy while the sandbox runs (emits 'policy' events). */
   live: LivePolicy;
-  /** Stops every flow and DNS query, writes the report (with `usage` when given) and the learned allowlist. */
-  close(usage?: Usage | null): Promise<EgressSummary>;
+  /** Stops every flow and DNS query, writes the report (with the supervisor's `extras`, e.g. usage) and the learned allowlist. */
+  close(extras?: ReportExtras): Promise<EgressSummary>;
 }
 
 /** Throws TapboxError EPOLICY on a bad rule or allowlist file. */
@@ -99,7 +100,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
   if (opts.ask) asker = new Asker({ ...opts.ask, live, auditor });
 
   let closing: Promise<EgressSummary> | undefined;
-  const close = async (usage: Usage | null): Promise<EgressSummary> => {
+  const close = async (extras: ReportExtras): Promise<EgressSummary> => {
     asker?.close();
     forwarder.close();
     dns.close();
@@ -111,7 +112,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     // phase, after this turn's setImmediate callbacks: wait two turns so that every flowEnd is in.
     for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
     const summary = stats.summary();
-    await writeOutput(opts.report, `${JSON.stringify({ mode: audit ? 'audit' : 'enforce', ...summary, usage }, null, 2)}\n`, 'report', outputDirs.report);
+    await writeOutput(opts.report, `${JSON.stringify({ mode: audit ? 'audit' : 'enforce', ...summary, ...extras }, null, 2)}\n`, 'report', outputDirs.report);
     await writeOutput(opts.learn, formatLearnedAllowlist(stats.learnedFlows(), stats.lookedUp), 'learned allowlist', outputDirs.learn);
     return summary;
   };
@@ -122,7 +123,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     policy,
     auditor,
     live,
-    close: (usage?: Usage | null) => (closing ??= close(usage ?? null)),
+    close: (extras: ReportExtras = {}) => (closing ??= close(extras)),
   });
 }
 

@@ -1,5 +1,6 @@
 // The options of one sandbox run: what the library takes and what the CLI fills in. Every field has a
 // safe default; `resolveOptions` fills them and checks what can be checked before anything starts.
+import { closeSync, openSync } from 'node:fs';
 import { TapboxError } from '../errors.js';
 import type { FaultyEndpointOptions } from '../../netstack/index.js';
 import { resolveEnv, resolveHardening, type HardeningOptions, type ResolvedHardening } from './hardening.js';
@@ -10,7 +11,6 @@ import { hasNetworkLimits, resolveNetworkLimits, type NetworkLimitsOptions, type
 import { parseRule } from '../egress/policy/rule.js';
 import type { AskRequest, RequestDecision } from '../egress/ask/request.js';
 import type { AttributionMode } from '../egress/audit/attribution.js';
-import { hasTerminal } from '../egress/ask/terminal-prompt.js';
 
 export type NetMode = 'tap' | 'none' | 'host';
 export type UidMode = 'root' | 'same' | 'nobody';
@@ -178,4 +178,14 @@ function resolveAttribution(mode: SandboxOptions['attribution'], auditing: boole
   if (typeof mode === 'boolean') return mode ? 'all' : 'off';
   if (mode === 'all' || mode === 'denied' || mode === 'off') return mode;
   throw new TapboxError('EUSAGE', `attribution "${String(mode)}" is not a mode; give all, denied or off.`);
+}
+
+/** Can tapbox ask on a terminal? (Its controlling terminal, /dev/tty, opens.) */
+function hasTerminal(): boolean {
+  try {
+    closeSync(openSync('/dev/tty', 'r+'));
+    return true;
+  } catch {
+    return false;
+  }
 }

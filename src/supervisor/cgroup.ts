@@ -43,6 +43,14 @@ export interface Usage {
   oomKills: number;
 }
 
+/** One line on what the sandbox used, from its cgroup. */
+export function formatUsage(u: Usage): string {
+  const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  const memory = u.memoryPeakBytes === null ? `memory ${mib(u.memoryBytes)} at exit` : `memory peak ${mib(u.memoryPeakBytes)}`;
+  const oom = u.oomKills === 0 ? 'no OOM kill' : `${u.oomKills} process${u.oomKills > 1 ? 'es' : ''} killed by the OOM killer (the biggest each time)`;
+  return `tapbox: used ${memory}, CPU ${u.cpuSeconds.toFixed(2)} s, ${oom}`;
+}
+
 /** The one warning where limits can't be whole-sandbox ones: `reason` says why, this the fix. */
 export function perProcessLimits(reason: string): string {
   return `${reason}, so --memory, --pids and --cpus hold per process, not for the sandbox as a whole; for whole-sandbox limits run tapbox under \`systemd-run --user --scope -p Delegate=yes tapbox ...\` on a cgroup v2 host, or pass --require-limits to refuse to run without them.`;

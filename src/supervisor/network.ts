@@ -5,7 +5,7 @@ import type { Usage } from './cgroup.js';
 import type { EventEmitter } from 'node:events';
 import { createEgress, type Egress, type EgressSummary } from '../egress/index.js';
 import { callbackPrompter } from '../egress/ask/asker.js';
-import { terminalPrompter } from '../egress/ask/terminal-prompt.js';
+import { terminalPrompter } from './terminal-prompt.js';
 import { SANDBOX_NET, type ResolvedOptions } from '../options/options.js';
 import { FaultyEndpoint, SnifferEndpoint, Stack, TapEndpoint, createTcp, realClock, type LinkEndpoint, type TcpProtocol, type UdpProtocol } from '../../netstack/index.js';
 import { startStats, statsIntervalFromEnv } from '../egress/audit/stats.js';
@@ -134,7 +134,7 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter, lau
       stopStats?.();
       stack?.close();
       link?.close();
-      return egress.close(usage);
+      return egress.close({ usage: usage ?? null });
     },
   };
 }

@@ -2,7 +2,6 @@
 // connections and bytes. Printed as a table at exit and written as the JSON report. Connections into the
 // sandbox through a published port (-p) are destinations of their own, ADDR:PORT of the sandbox, with
 // the verdict 'inbound' (up: what the sandbox sent); they are not learned.
-import type { Usage } from '../../supervisor/cgroup.js';
 import { printable } from '../dns/names.js';
 import { byLabel, type DnsEvent, type FlowEndEvent, type FlowEvent } from './events.js';
 
@@ -193,12 +192,4 @@ export function formatBytes(n: number): string {
     u++;
   }
   return `${v.toFixed(1)} ${units[u]}`;
-}
-
-/** One line on what the sandbox used, from its cgroup. */
-export function formatUsage(u: Usage): string {
-  const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-  const memory = u.memoryPeakBytes === null ? `memory ${mib(u.memoryBytes)} at exit` : `memory peak ${mib(u.memoryPeakBytes)}`;
-  const oom = u.oomKills === 0 ? 'no OOM kill' : `${u.oomKills} process${u.oomKills > 1 ? 'es' : ''} killed by the OOM killer (the biggest each time)`;
-  return `tapbox: used ${memory}, CPU ${u.cpuSeconds.toFixed(2)} s, ${oom}`;
 }

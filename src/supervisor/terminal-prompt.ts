@@ -5,20 +5,10 @@
 // (or no terminal), in its own session, and TIOCSTI is refused by its seccomp filter.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import tty from 'node:tty';
-import { printable } from '../dns/names.js';
-import { terminalRelay } from '../../supervisor/terminal.js';
-import type { Prompter } from './asker.js';
-import { describeAsker, describeRequest, type AskAnswer } from './request.js';
-
-/** Can tapbox ask on a terminal? (Its controlling terminal, /dev/tty, opens.) */
-export function hasTerminal(): boolean {
-  try {
-    closeSync(openSync('/dev/tty', 'r+'));
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { printable } from '../egress/dns/names.js';
+import type { Prompter } from '../egress/ask/asker.js';
+import { describeAsker, describeRequest, type AskAnswer } from '../egress/ask/request.js';
+import { terminalRelay } from './terminal.js';
 
 const KEYS: Record<string, AskAnswer> = { o: 'once', r: 'run', a: 'save', d: 'deny', n: 'deny', '\x03': 'deny' };
 

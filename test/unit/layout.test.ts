@@ -1,0 +1,78 @@
+// The import rules of docs/architecture.md ("Folders and what they may import"), checked on every
+// import of src/, netstack/ and native/addon/: a part imports only the parts below it, and src/ reaches
+// the stack only through netstack/index.ts. A new folder under src/ must be given its place here.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, normalize } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Each part and the parts it may import besides itself. */
+const MAY_IMPORT: Record<string, string[]> = {
+  errors: [],
+  native: [],
+  netstack: ['native'],
+  policy: ['errors', 'native'],
+  egress: ['errors', 'native', 'netstack', 'policy'],
+  options: ['errors', 'netstack', 'egress', 'policy'],
+  supervisor: ['errors', 'native', 'netstack', 'options', 'egress', 'policy'],
+  cli: ['errors', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'library'],
+  library: ['errors', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor'],
+};
+
+/** The part a file belongs to, by its path from the repository root. */
+function partOf(path: string): string {
+  if (path === 'src/errors.ts') return 'errors';
+  if (path === 'src/index.ts') return 'library';
+  if (path.startsWith('native/addon/')) return 'native';
+  if (path.startsWith('netstack/')) return 'netstack';
+  if (path.startsWith('src/egress/policy/')) return 'policy';
+  const folder = /^src\/([^/]+)\//.exec(path)?.[1];
+  if (folder && folder in MAY_IMPORT) return folder;
+  throw new Error(`${path} is in no part: give its folder a place in test/unit/layout.test.ts and docs/architecture.md`);
+}
+
+/** The repository-relative paths of the relative imports (and re-exports) in `text`, written in `file`. */
+function importsOf(file: string, text: string): string[] {
+  const specs = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s+'(\.{1,2}\/[^']+)'/g)].map((m) => m[1]);
+  return specs.map((spec) => normalize(join(dirname(file), spec)).replace(/\.js$/, '.ts'));
+}
+
+/** Why importing `target` from `file` breaks the rules, or null. */
+function violation(file: string, target: string): string | null {
+  const from = partOf(file);
+  const to = partOf(target);
+  if (file.startsWith('src/') && to === 'netstack' && target !== 'netstack/index.ts') return `${file} imports netstack internals (${target}); import from netstack/index.ts`;
+  if (from === to || MAY_IMPORT[from].includes(to)) return null;
+  return `${file} (${from}) imports ${target} (${to})`;
+}
+
+function sources(dir: string): string[] {
+  return readdirSync(join(root, dir)).flatMap((name) => {
+    const path = join(dir, name);
+    if (statSync(join(root, path)).isDirectory()) return sources(path);
+    return path.endsWith('.ts') && !path.endsWith('.d.ts') ? [path] : [];
+  });
+}
+
+describe('import rules', () => {
+  it('every import of src/, netstack/ and native/addon/ goes to a part its part may import', () => {
+    const files = [...sources('src'), ...sources('netstack'), ...sources('native/addon')];
+    expect(files.length).toBeGreaterThan(50);
+    const broken = files.flatMap((file) => importsOf(file, readFileSync(join(root, file), 'utf8')).map((target) => violation(file, target)).filter((v) => v !== null));
+    expect(broken).toEqual([]);
+  });
+
+  it('catches the imports the rules forbid', () => {
+    const text = "import { x } from '../../../netstack/stack/stack.js';\nimport type { y } from '../../supervisor/cgroup.js';\n";
+    const targets = importsOf('src/egress/policy/policy.ts', text);
+    expect(targets).toEqual(['netstack/stack/stack.ts', 'src/supervisor/cgroup.ts']);
+    expect(violation('src/egress/policy/policy.ts', targets[0])).toMatch(/netstack internals/);
+    expect(violation('src/egress/policy/policy.ts', targets[1])).toMatch(/\(policy\) imports .* \(supervisor\)/);
+    expect(violation('src/egress/forwarder/tcp.ts', 'src/cli/main.ts')).not.toBeNull();
+    expect(violation('netstack/header/checksum.ts', 'src/errors.ts')).not.toBeNull();
+    expect(violation('src/cli/main.ts', 'src/supervisor/sandbox.ts')).toBeNull();
+    expect(() => partOf('src/newpart/x.ts')).toThrow(/no part/);
+  });
+});
