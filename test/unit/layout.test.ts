@@ -1,7 +1,7 @@
 // The import rules of docs/architecture.md ("Folders and what they may import"), checked on every
 // import of src/, netstack/ and native/addon/: a part imports only the parts below it, and src/ reaches
 // the stack only through netstack/index.ts. A new folder under src/ must be given its place here.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -74,5 +74,15 @@ describe('import rules', () => {
     expect(violation('netstack/header/checksum.ts', 'src/errors.ts')).not.toBeNull();
     expect(violation('src/cli/main.ts', 'src/supervisor/sandbox.ts')).toBeNull();
     expect(() => partOf('src/newpart/x.ts')).toThrow(/no part/);
+  });
+});
+
+describe('docs/architecture.md', () => {
+  it('names only paths that exist', () => {
+    const text = readFileSync(join(root, 'docs', 'architecture.md'), 'utf8');
+    const paths = [...new Set(text.match(/\b(?:src|netstack|native|test|bench|docs)\/[\w./-]*[\w/]/g) ?? [])];
+    expect(paths.length).toBeGreaterThan(40);
+    const missing = paths.filter((p) => !existsSync(join(root, p.replace(/\/$/, ''))));
+    expect(missing).toEqual([]);
   });
 });
