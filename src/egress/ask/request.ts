@@ -2,6 +2,7 @@
 // to an address no rule allows; never one a deny rule refuses or a guarded address.
 import type { Attribution } from '../audit/attribution.js';
 import { printable } from '../dns/names.js';
+import { flowName } from '../policy/policy.js';
 import type { Proto } from '../policy/rule.js';
 
 export interface AskRequest {
@@ -29,7 +30,7 @@ export function dnsRequest(name: string, by: Attribution | null | undefined): As
 }
 
 export function flowRequest(proto: Proto, addr: string, port: number, names: string[], by: Attribution | null | undefined): AskRequest {
-  const name = names[names.length - 1] ?? null;
+  const name = flowName(names);
   const host = name ?? (addr.includes(':') ? `[${addr}]` : addr);
   return { kind: 'flow', name, proto, addr, port, by, rule: `${proto}:${host}:${port}` };
 }

@@ -8,7 +8,7 @@ import type { Auditor } from '../audit/auditor.js';
 import type { FlowEvent } from '../audit/events.js';
 import type { DnsProxy } from '../dns/proxy.js';
 import { canonicalIp } from '../policy/address.js';
-import type { FlowDecision, Policy } from '../policy/policy.js';
+import { flowName, type FlowDecision, type Policy } from '../policy/policy.js';
 import type { Proto } from '../policy/rule.js';
 import { HOST_KEEPALIVE_MS, type ProxySpec } from './dialer.js';
 import { isHostInternal, type HostLoopbackPort } from './host-loopback.js';
@@ -189,7 +189,7 @@ export class ForwarderContext {
       srcPort: id.srcPort,
       dst: canonicalIp(id.dstAddr) ?? id.dstAddr,
       port: id.dstPort,
-      name: name !== undefined ? name : (names[names.length - 1] ?? null),
+      name: name !== undefined ? name : flowName(names),
       verdict,
       reason,
       via,

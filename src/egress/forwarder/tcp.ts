@@ -26,9 +26,10 @@ import type { FlowEvent } from '../audit/events.js';
 import { HttpRequestFramer } from '../inspect/http.js';
 import { StreamSniffer, type StreamSniff } from '../inspect/sniff.js';
 import { TlsHandshakeFollower } from '../inspect/tls-follow.js';
-import type { FlowDecision } from '../policy/policy.js';
+import { flowName, type FlowDecision } from '../policy/policy.js';
 import { allowReason, type ForwarderContext } from './context.js';
 import { dial } from './dialer.js';
+import { FirstBytesInspection, type Allowed, type Verdict } from './first-bytes.js';
 import { hostLoopbackFor } from './host-loopback.js';
 import { linkFates } from './linked.js';
 
@@ -109,7 +110,7 @@ function connectThenAccept(ctx: ForwarderContext, req: TcpForwarderRequest, flow
  * a port the rule names explicitly, where server-speaks-first protocols (SSH, SMTP) get the server's
  * greeting relayed: the client's first bytes are judged all the same when they come.
  */
-function connectThenInspect(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDecision & { verdict: 'allow' }): void {
+function connectThenInspect(ctx: ForwarderContext, req: TcpForwarderRequest, decision: Allowed): void {
   const started = Date.now();
   const pending = ctx.event(ctx.flowId(), 'tcp', req.id, 'allow', allowReason(decision), decision);
   connectHost(ctx, pending.dst, pending.port).then(
@@ -127,104 +128,102 @@ function connectThenInspect(ctx: ForwarderContext, req: TcpForwarderRequest, dec
   );
 }
 
-function inspectFirstBytes(
-  ctx: ForwarderContext,
-  req: TcpForwarderRequest,
-  decision: FlowDecision & { verdict: 'allow' },
-  conn: TcpConn,
-  host: net.Socket,
-  flowId: number,
-  started: number,
-): void {
+/**
+ * Reads the sandbox's first bytes of a pinned flow (first-bytes.ts) and judges them: a relay starts
+ * for a name that passes, the flow is reset for one that doesn't, both sides end if either leaves first.
+ */
+function inspectFirstBytes(ctx: ForwarderContext, req: TcpForwarderRequest, decision: Allowed, conn: TcpConn, host: net.Socket, flowId: number, started: number): void {
   const serverFirst = decision.explicitPort;
   const chunks: Buffer[] = [];
   const sniffer = new StreamSniffer(ctx.inspectMaxBytes, { allowGetBody: ctx.o.httpAllowGetBody });
-  let total = 0;
   let down = 0;
-  let settled = false;
-  conn.on('error', () => {}); // a reset from the sandbox ends up in 'close'
-  const onHostError = () => {}; // ends up in 'close'
   const countDown = (c: Buffer) => (down += c.length);
-  host.on('error', onHostError);
-  if (serverFirst) host.on('data', countDown).pipe(conn);
-
-  const settle = (verdict: Verdict | null) => {
-    if (settled) return;
-    settled = true;
-    clearTimeout(deadline);
-    conn.pause();
-    conn.off('data', onData).off('end', onEnd).off('close', onClose);
-    host.off('close', onHostClose).off('error', onHostError).off('data', countDown);
-    ctx.closers.delete(abort);
-    if (verdict === null) {
-      // The sandbox left before saying anything useful, or the host went away first.
-      host.destroy();
-      return ctx.release();
-    }
-    let first = Buffer.concat(chunks);
-    const read = first.length;
-    let outcome = verdict;
-    let inspector: FlowInspector | undefined;
-    if (outcome.ok && outcome.http) {
-      // Every later request on the connection is checked too (keep-alive, pipelining): from the start,
-      // so that the framer knows where the first request's body ends. Only what it lets through goes
-      // on: the start of a next request head waits for the rest of it.
-      inspector = new HttpRequestFramer(hostCheck(ctx, req, decision), ctx.inspectMaxBytes, { allowGetBody: ctx.o.httpAllowGetBody });
-    } else if (outcome.ok && outcome.tls) {
-      // The handshake is followed while in clear: a ClientHello after a HelloRetryRequest must name the same server.
-      inspector = new TlsHandshakeFollower();
-    }
-    if (inspector) {
-      const refused = inspector.push(first);
-      if (refused) outcome = { ok: false, reason: refused };
-      else first = Buffer.concat(inspector.drain());
-    }
-    const flow = ctx.event(flowId, 'tcp', req.id, outcome.ok ? 'allow' : 'deny', outcome.reason, decision, outcome.ok ? outcome.name : undefined);
-    ctx.o.auditor.flow(flow);
-    if (!outcome.ok) {
-      conn.reset();
-      host.destroy();
-      ctx.release();
-      return;
-    }
-    relay(ctx, flow, conn, host, first, started, { inspector, down, hostPiped: serverFirst, read });
-  };
-  const onData = (chunk: Buffer) => {
-    chunks.push(chunk);
-    total += chunk.length;
+  const ignore = () => {}; // errors on either side end up in 'close'
+  const inspection = new FirstBytesInspection(ctx, {
     // On an explicit port the client may stay silent as long as it likes (nothing it hasn't sent can
     // name a host); once it has begun, it must finish its ClientHello or request head in time.
-    deadline ??= setTimeout(onIncomplete, ctx.inspectTimeoutMs);
-    const sniff = sniffer.push(chunk);
-    if (sniff.kind !== 'incomplete') settle(judge(ctx, req, decision, sniff));
-    else if (total >= ctx.inspectMaxBytes) settle({ ok: false, reason: `no complete TLS ClientHello or HTTP request in the first ${total} bytes` });
-  };
-  const onIncomplete = () =>
-    settle(
-      total === 0 && serverFirst
-        ? { ok: true, reason: 'explicitly allowed port; the sandbox sent nothing', name: lastName(decision) }
+    deadlineFromStart: !serverFirst,
+    timedOut: (read) =>
+      read === 0 && serverFirst
+        ? { ok: true, reason: 'explicitly allowed port; the sandbox sent nothing', name: flowName(decision.names) }
         : { ok: false, reason: 'no complete TLS ClientHello or HTTP request to check the name of' },
-    );
-  const onEnd = onIncomplete;
-  const onClose = () => settle(null);
+    settled(verdict) {
+      conn.pause();
+      conn.off('data', onData).off('end', onEnd).off('close', onClose);
+      host.off('close', onHostClose).off('error', ignore).off('data', countDown);
+      if (verdict === null) {
+        // The sandbox left before saying anything useful, or the host went away first.
+        host.destroy();
+        return ctx.release();
+      }
+      admitFirstBytes(ctx, req, decision, conn, host, Buffer.concat(chunks), verdict, { flowId, started, down, serverFirst });
+    },
+    abort: () => conn.destroy(),
+  });
+  const onData = (chunk: Buffer) => {
+    chunks.push(chunk);
+    inspection.read(chunk.length);
+    const sniff = sniffer.push(chunk);
+    if (sniff.kind !== 'incomplete') inspection.settle(judge(ctx, req, decision, sniff));
+    else if (inspection.bytes >= ctx.inspectMaxBytes) inspection.settle({ ok: false, reason: `no complete TLS ClientHello or HTTP request in the first ${inspection.bytes} bytes` });
+  };
+  const onEnd = () => inspection.timeOut();
+  const onClose = () => inspection.settle(null);
   const onHostClose = () => {
-    settle(null);
+    inspection.settle(null);
     conn.reset();
   };
-  let deadline: NodeJS.Timeout | undefined = serverFirst ? undefined : setTimeout(onIncomplete, ctx.inspectTimeoutMs);
-  const abort = () => {
-    settle(null);
-    conn.destroy();
-  };
+  conn.on('error', ignore);
+  host.on('error', ignore);
+  if (serverFirst) host.on('data', countDown).pipe(conn);
   conn.on('data', onData).on('end', onEnd).on('close', onClose);
   host.on('close', onHostClose);
-  ctx.closers.add(abort);
 }
 
-type Verdict = { ok: true; reason: string; name: string | null; http?: boolean; tls?: boolean } | { ok: false; reason: string };
+/**
+ * The verdict on a pinned flow's first bytes (`first`), applied: the flow is audited, reset if refused,
+ * else relayed — through an inspector that checks the rest of the HTTP requests or TLS handshake.
+ */
+function admitFirstBytes(
+  ctx: ForwarderContext,
+  req: TcpForwarderRequest,
+  decision: Allowed,
+  conn: TcpConn,
+  host: net.Socket,
+  first: Buffer,
+  verdict: Verdict,
+  o: { flowId: number; started: number; down: number; serverFirst: boolean },
+): void {
+  const read = first.length;
+  let outcome = verdict;
+  let inspector: FlowInspector | undefined;
+  if (outcome.ok && outcome.protocol === 'http') {
+    // Every later request on the connection is checked too (keep-alive, pipelining): from the start,
+    // so that the framer knows where the first request's body ends. Only what it lets through goes
+    // on: the start of a next request head waits for the rest of it.
+    inspector = new HttpRequestFramer(hostCheck(ctx, req, decision), ctx.inspectMaxBytes, { allowGetBody: ctx.o.httpAllowGetBody });
+  } else if (outcome.ok && outcome.protocol === 'tls') {
+    // The handshake is followed while in clear: a ClientHello after a HelloRetryRequest must name the same server.
+    inspector = new TlsHandshakeFollower();
+  }
+  if (inspector) {
+    const refused = inspector.push(first);
+    if (refused) outcome = { ok: false, reason: refused };
+    else first = Buffer.concat(inspector.drain());
+  }
+  const flow = ctx.event(o.flowId, 'tcp', req.id, outcome.ok ? 'allow' : 'deny', outcome.reason, decision, outcome.ok ? outcome.name : undefined);
+  ctx.o.auditor.flow(flow);
+  if (!outcome.ok) {
+    conn.reset();
+    host.destroy();
+    ctx.release();
+    return;
+  }
+  relay(ctx, flow, conn, host, first, o.started, { inspector, down: o.down, hostPiped: o.serverFirst, read });
+}
 
 /** The check of the later requests of an HTTP flow: a name that passed once on the connection stays good. */
-function hostCheck(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDecision & { verdict: 'allow' }): (name: string) => string | null {
+function hostCheck(ctx: ForwarderContext, req: TcpForwarderRequest, decision: Allowed): (name: string) => string | null {
   const query = { proto: 'tcp' as const, addr: decision.addr, port: req.id.dstPort };
   const passed = new Set<string>();
   return (name) => {
@@ -235,35 +234,31 @@ function hostCheck(ctx: ForwarderContext, req: TcpForwarderRequest, decision: Fl
   };
 }
 
-function judge(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDecision & { verdict: 'allow' }, sniff: StreamSniff): Verdict {
+function judge(ctx: ForwarderContext, req: TcpForwarderRequest, decision: Allowed, sniff: StreamSniff): Verdict {
   const query = { proto: 'tcp' as const, addr: decision.addr, port: req.id.dstPort };
   switch (sniff.kind) {
     case 'tls':
       if (sniff.ech) return { ok: false, reason: 'encrypted ClientHello (ECH) hides the server name' };
       if (sniff.sni === null) return { ok: false, reason: 'TLS ClientHello without a server name' };
       return ctx.o.policy.verifyName(sniff.sni, query)
-        ? { ok: true, reason: 'SNI matches an allowed name', name: sniff.sni, tls: true }
+        ? { ok: true, reason: 'SNI matches an allowed name', name: sniff.sni, protocol: 'tls' }
         : { ok: false, reason: `SNI ${sniff.sni} is not an allowed name resolved to ${decision.addr}` };
     case 'http':
       return ctx.o.policy.verifyName(sniff.host, query)
-        ? { ok: true, reason: 'Host matches an allowed name', name: sniff.host, http: true }
+        ? { ok: true, reason: 'Host matches an allowed name', name: sniff.host, protocol: 'http' }
         : { ok: false, reason: `HTTP Host ${sniff.host} is not an allowed name resolved to ${decision.addr}` };
     case 'unknown':
       // Neither TLS nor HTTP (SSH, SMTP, a database protocol...): nothing in it names a host the way SNI
       // or Host does, so it can't ask a shared CDN address for another tenant's site. It passes, then
       // uninspected, where the user opened the port for the name explicitly.
       return decision.explicitPort
-        ? { ok: true, reason: 'explicitly allowed port', name: lastName(decision) }
+        ? { ok: true, reason: 'explicitly allowed port', name: flowName(decision.names) }
         : { ok: false, reason: 'neither TLS nor HTTP, so the name cannot be checked; allow NAME:PORT to open other protocols' };
     case 'invalid':
       return { ok: false, reason: `malformed: ${sniff.reason}` };
     case 'incomplete':
       return { ok: false, reason: 'incomplete request' };
   }
-}
-
-function lastName(d: FlowDecision): string | null {
-  return d.names[d.names.length - 1] ?? null;
 }
 
 /** A direct host socket, or one through the upstream proxy when there is one (never for host loopback). */

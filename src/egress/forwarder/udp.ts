@@ -13,8 +13,9 @@ import type { UdpConn, UdpForwarderRequest } from '../../../netstack/index.js';
 import type { FlowEvent } from '../audit/events.js';
 import { QuicClientHelloReader, QuicSessionShape, type QuicResult } from '../inspect/quic.js';
 import { parseIp } from '../policy/address.js';
-import type { FlowDecision } from '../policy/policy.js';
+import { flowName, type FlowDecision } from '../policy/policy.js';
 import { allowReason, type ForwarderContext } from './context.js';
+import { FirstBytesInspection, type Allowed, type Verdict } from './first-bytes.js';
 import { hostLoopbackFor } from './host-loopback.js';
 
 /** Datagrams read at most looking for a complete QUIC ClientHello. */
@@ -22,8 +23,6 @@ const MAX_INSPECTED_DATAGRAMS = 8;
 /** QUIC connections a session may start after its first. */
 const MAX_LATER_CONNECTIONS = 8;
 
-type Allowed = FlowDecision & { verdict: 'allow' };
-type Verdict = { ok: true; reason: string; name: string | null } | { ok: false; reason: string };
 
 export function forwardUdp(ctx: ForwarderContext, req: UdpForwarderRequest): void {
   const id = req.id;
@@ -94,50 +93,27 @@ function openThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, flow: Fl
   );
 }
 
+/** Reads a pinned session's first datagrams (first-bytes.ts) until a QUIC ClientHello is judged. */
 function inspectThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, decision: Allowed): void {
   const conn = req.accept();
   const reader = new QuicClientHelloReader();
   // Without a udp: rule naming the port, the session must stay QUIC (QuicSessionGuard).
   const shape = decision.explicitPort ? null : new QuicSessionShape();
   const held: Buffer[] = [];
-  let settled = false;
-  const settle = (verdict: Verdict | null) => {
-    if (settled) return;
-    settled = true;
-    clearTimeout(deadline);
-    conn.onMessage = null;
-    conn.onClose = null;
-    ctx.closers.delete(abort);
-    if (verdict === null) return ctx.release();
-    const flow = ctx.event(ctx.flowId(), 'udp', req.id, verdict.ok ? 'allow' : 'deny', verdict.reason, decision, verdict.ok ? verdict.name : undefined);
-    ctx.o.auditor.flow(flow);
-    if (!verdict.ok) {
-      conn.sendIcmp('admin-prohibited');
-      conn.close();
-      ctx.release();
-      return;
-    }
-    // Later datagrams are checked too, unless the rule opened the port to any datagram.
-    const guard = shape ? new QuicSessionGuard(shape, (r) => helloVerdict(ctx, decision, req.id.dstPort, r), reader) : null;
-    // Datagrams arriving while the host socket opens are held and sent (through the guard) first.
-    let sessionEnded = false;
-    conn.onMessage = (payload) => held.push(Buffer.from(payload));
-    conn.onClose = () => (sessionEnded = true);
-    openHostSocket(flow.dst, flow.port).then(
-      (socket) => {
-        if (!sessionEnded && !ctx.closed) return relay(ctx, flow, conn, socket, held, guard);
-        socket.close();
-        ctx.release();
-      },
-      () => {
-        conn.sendIcmp('host-unreachable');
-        conn.close();
-        ctx.release();
-      },
-    );
-  };
-  const onDatagram = (payload: Buffer) => {
+  const inspection = new FirstBytesInspection(ctx, {
+    deadlineFromStart: true,
+    timedOut: () => ({ ok: false, reason: 'no complete QUIC ClientHello to check the name of' }),
+    settled(verdict) {
+      conn.onMessage = null;
+      conn.onClose = null;
+      if (verdict === null) return ctx.release();
+      admitSession(ctx, req, decision, conn, verdict, held, shape ? new QuicSessionGuard(shape, (r) => helloVerdict(ctx, decision, req.id.dstPort, r), reader) : null);
+    },
+    abort: () => conn.close(),
+  });
+  conn.onMessage = (payload) => {
     held.push(Buffer.from(payload));
+    inspection.read(payload.length);
     const verdict = helloVerdict(ctx, decision, req.id.dstPort, reader.push(payload));
     if (verdict?.ok && shape) {
       // Datagrams about to be relayed as QUIC must be QUIC all through, as a client may send them once
@@ -146,20 +122,45 @@ function inspectThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, decis
       if (reader.earlyData) shape.allowEarlyData();
       for (const d of held) {
         const wrong = shape.client(d);
-        if (wrong !== null) return settle({ ok: false, reason: `malformed: ${typeof wrong === 'string' ? wrong : 'QUIC packets of two connections'}` });
+        if (wrong !== null) return inspection.settle({ ok: false, reason: `malformed: ${typeof wrong === 'string' ? wrong : 'QUIC packets of two connections'}` });
       }
     }
-    if (verdict) settle(verdict);
-    else if (held.length >= MAX_INSPECTED_DATAGRAMS) settle({ ok: false, reason: `no complete QUIC ClientHello in ${held.length} datagrams` });
+    if (verdict) inspection.settle(verdict);
+    else if (held.length >= MAX_INSPECTED_DATAGRAMS) inspection.settle({ ok: false, reason: `no complete QUIC ClientHello in ${held.length} datagrams` });
   };
-  const abort = () => {
-    settle(null);
+  conn.onClose = () => inspection.settle(null);
+}
+
+/**
+ * The verdict on a pinned session's first datagrams, applied: audited; refused with admin-prohibited,
+ * or relayed (the `held` datagrams first) once the host socket opened — through `guard` when later
+ * datagrams must stay QUIC.
+ */
+function admitSession(ctx: ForwarderContext, req: UdpForwarderRequest, decision: Allowed, conn: UdpConn, verdict: Verdict, held: Buffer[], guard: QuicSessionGuard | null): void {
+  const flow = ctx.event(ctx.flowId(), 'udp', req.id, verdict.ok ? 'allow' : 'deny', verdict.reason, decision, verdict.ok ? verdict.name : undefined);
+  ctx.o.auditor.flow(flow);
+  if (!verdict.ok) {
+    conn.sendIcmp('admin-prohibited');
     conn.close();
-  };
-  const deadline = setTimeout(() => settle({ ok: false, reason: 'no complete QUIC ClientHello to check the name of' }), ctx.inspectTimeoutMs);
-  conn.onMessage = onDatagram;
-  conn.onClose = () => settle(null);
-  ctx.closers.add(abort);
+    ctx.release();
+    return;
+  }
+  // Datagrams arriving while the host socket opens are held and sent (through the guard) first.
+  let sessionEnded = false;
+  conn.onMessage = (payload) => held.push(Buffer.from(payload));
+  conn.onClose = () => (sessionEnded = true);
+  openHostSocket(flow.dst, flow.port).then(
+    (socket) => {
+      if (!sessionEnded && !ctx.closed) return relay(ctx, flow, conn, socket, held, guard);
+      socket.close();
+      ctx.release();
+    },
+    () => {
+      conn.sendIcmp('host-unreachable');
+      conn.close();
+      ctx.release();
+    },
+  );
 }
 
 /** The verdict on what a QUIC reader read so far; null while the ClientHello is incomplete. */
@@ -171,7 +172,7 @@ function helloVerdict(ctx: ForwarderContext, decision: Allowed, port: number, r:
     return { ok: false, reason: `QUIC SNI ${r.sni} is not an allowed name resolved to ${decision.addr}` };
   }
   if (r.status === 'not-quic') {
-    if (decision.explicitPort) return { ok: true, reason: 'explicitly allowed port', name: decision.names[decision.names.length - 1] ?? null };
+    if (decision.explicitPort) return { ok: true, reason: 'explicitly allowed port', name: flowName(decision.names) };
     return { ok: false, reason: 'not QUIC, so the name cannot be checked; allow udp:NAME:PORT to open other protocols' };
   }
   if (r.status === 'invalid') return { ok: false, reason: `malformed: ${r.reason}` };

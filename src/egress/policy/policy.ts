@@ -18,6 +18,11 @@ import type { Allowlist } from './allowlist.js';
 import { monotonicClock, PinTable, type PinClock } from './pins.js';
 import { normalizeName, ruleCovers, ruleMatchesAddress, ruleMatchesName, type Proto, type Rule } from './rule.js';
 
+/** The name a flow is reported under: the last of its decision's names (pins.ts orders them by first pin). */
+export function flowName(names: readonly string[]): string | null {
+  return names[names.length - 1] ?? null;
+}
+
 export interface PolicyOptions {
   /** Allow everything and log it (--audit, --learn). */
   audit?: boolean;
