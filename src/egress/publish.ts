@@ -70,11 +70,8 @@ export function parsePublishList(texts: readonly string[]): PublishSpec[] {
   return specs;
 }
 
-/** Where published connections go: the stack's transports (null before it runs), and the link's addresses. */
+/** Where published connections go: our address on the link (the gateway) and the sandbox's, per family, without prefix length. */
 export interface PublishTarget {
-  readonly tcp: TcpProtocol | null;
-  readonly udp: UdpProtocol | null;
-  /** Our address on the link (the gateway) and the sandbox's, per family, without prefix length. */
   gateway4: string;
   gateway6: string;
   sandbox4: string;
@@ -91,8 +88,16 @@ export interface PublisherOptions {
 /** Nothing counted, nothing refused: for a Publisher without an egress. */
 const UNCOUNTED: InboundFlows = { open: () => ({ end: () => {} }) };
 
+/** The stack's transports, which carry published connections into the sandbox once it runs. */
+export interface PublishTransports {
+  tcp: TcpProtocol;
+  udp: UdpProtocol;
+}
+
 export class Publisher {
   private readonly closers = new Set<() => void>();
+  /** Null until the stack runs: a connection before that is reset, a datagram dropped. */
+  private transports: PublishTransports | null = null;
   private readonly flows: InboundFlows;
   private readonly keepAliveMs: number;
 
@@ -119,6 +124,11 @@ export class Publisher {
     return p;
   }
 
+  /** The stack runs: published connections now reach the sandbox through its transports. */
+  attach(transports: PublishTransports): void {
+    this.transports = transports;
+  }
+
   /** Stops listening and ends every published connection and session. */
   close(): void {
     for (const close of [...this.closers]) close();
@@ -141,7 +151,7 @@ export class Publisher {
 
   private acceptTcp(spec: PublishSpec, target: PublishTarget, family: Family, client: net.Socket): void {
     client.on('error', () => {}); // reported through 'close'
-    const tcp = target.tcp;
+    const tcp = this.transports?.tcp;
     if (!tcp) {
       client.resetAndDestroy();
       return;
@@ -225,7 +235,7 @@ export class Publisher {
       const key = `${rinfo.address} ${rinfo.port}`;
       let session = clients.get(key);
       if (!session) {
-        const udp = target.udp;
+        const udp = this.transports?.udp;
         if (!udp) return; // the stack is not running yet: dropped, as UDP may be
         const sandbox = family === 4 ? target.sandbox4 : target.sandbox6;
         const flow = this.flows.open('udp', { addr: rinfo.address, port: rinfo.port }, { addr: sandbox, port: spec.sandboxPort }, `published port (-p ${spec.text})`);

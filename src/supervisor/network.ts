@@ -7,7 +7,7 @@ import { createEgress, type Egress, type EgressSummary } from '../egress/index.j
 import { callbackPrompter } from '../egress/ask/asker.js';
 import { terminalPrompter } from './terminal-prompt.js';
 import { SANDBOX_NET, type ResolvedOptions } from '../options/options.js';
-import { FaultyEndpoint, SnifferEndpoint, Stack, TapEndpoint, createTcp, realClock, type LinkEndpoint, type TcpProtocol, type UdpProtocol } from '../../netstack/index.js';
+import { FaultyEndpoint, SnifferEndpoint, Stack, TapEndpoint, createTcp, realClock, type LinkEndpoint, type TcpProtocol } from '../../netstack/index.js';
 import { startStats, statsIntervalFromEnv } from '../egress/audit/stats.js';
 import { Publisher } from '../egress/publish.js';
 import { useVnetHdr } from './launcher.js';
@@ -16,9 +16,6 @@ import { tcpLimitsConfig, udpLimitsOptions } from '../options/network-limits.js'
 export interface Network {
   egress: Egress;
   attach(tapFd: number): void;
-  /** The stack's transports once attached: published ports (-p) dial the sandbox through them. */
-  readonly tcp: TcpProtocol | null;
-  readonly udp: UdpProtocol | null;
   /** Bytes of the frames the sandbox sent on tap0 (up) and was sent (down), so far; 0 before attach. */
   traffic(): { bytesUp: number; bytesDown: number };
   /** Ends the stack and the egress; `usage` (from the sandbox's cgroup) goes into the report. Resolves with the egress summary. */
@@ -28,26 +25,13 @@ export interface Network {
 /** `launcherPid`: the launcher's pid once it runs (attribution finds the sandbox's processes from it). */
 export async function startNetwork(o: ResolvedOptions, events: EventEmitter, launcherPid: () => number | undefined = () => undefined): Promise<Network> {
   const egress = await createEgress({
-    allowFiles: o.allowFiles,
-    allow: o.allow,
-    dnsUpstream: o.dnsUpstream,
-    sniCheck: o.sniCheck,
-    httpAllowGetBody: o.httpAllowGetBody,
+    ...o,
     launcherPid: o.attribution !== 'off' ? launcherPid : undefined,
     attribution: o.attribution !== 'off' ? o.attribution : undefined,
-    audit: o.audit,
     ask: o.ask
       ? { prompt: o.onRequest ? callbackPrompter(o.onRequest) : terminalPrompter(o.askTimeout * 1000, o.askSave), timeoutMs: o.askTimeout * 1000, saveFile: o.askSave }
       : undefined,
-    learn: o.learn,
-    report: o.report,
-    logLevel: o.logLevel,
-    logFormat: o.logFormat,
-    logFile: o.logFile,
     sandbox: { dns4: SANDBOX_NET.dns4, dns6: SANDBOX_NET.dns6, gateway4: SANDBOX_NET.gateway4, gateway6: SANDBOX_NET.gateway6 },
-    hostLoopback: o.hostLoopback,
-    upstreamProxy: o.upstreamProxy,
-    caps: o.caps,
   });
   for (const name of ['dns', 'flow', 'deny', 'flowEnd', 'limit', 'policy', 'ask'] as const) egress.on(name, (e: unknown) => events.emit(name, e));
   let link: LinkEndpoint | null = null;
@@ -58,12 +42,6 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter, lau
   let publisher: Publisher | null = null;
   if (o.publish.length) {
     const target = {
-      get tcp() {
-        return tcp;
-      },
-      get udp() {
-        return stack?.udp ?? null;
-      },
       gateway4: SANDBOX_NET.gateway4,
       gateway6: SANDBOX_NET.gateway6,
       sandbox4: SANDBOX_NET.ip4.split('/')[0]!,
@@ -95,12 +73,6 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter, lau
     : null;
   return {
     egress,
-    get tcp() {
-      return tcp;
-    },
-    get udp() {
-      return stack?.udp ?? null;
-    },
     traffic() {
       const s = tapEndpoint?.stats;
       return { bytesUp: s?.bytesIn ?? 0, bytesDown: s?.bytesOut ?? 0 };
@@ -128,6 +100,7 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter, lau
       });
       tcp = createTcp({ clock: realClock, sender: stack, forwarder: egress.forwarder, onLimit: egress.auditor.limitHit }, tcpLimitsConfig(o.caps));
       stack.registerTransport(tcp);
+      publisher?.attach({ tcp, udp: stack.udp });
     },
     async close(usage) {
       publisher?.close();

@@ -12,6 +12,7 @@ import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { FlowId, Refusal, TcpConn, TcpForwarderRequest } from '../../netstack/stack/forwarding.js';
 import type { TcpProtocol } from '../../netstack/transport/tcp/index.js';
+import type { UdpProtocol } from '../../netstack/transport/udp/index.js';
 import { Auditor } from '../../src/egress/audit/auditor.js';
 import type { FlowEndEvent } from '../../src/egress/audit/events.js';
 import { EgressStats } from '../../src/egress/audit/summary.js';
@@ -183,25 +184,20 @@ describe.runIf(canMakeTestHost)('keepalive on relayed host sockets, against a te
       const { forwarder, ended } = forwarderWith({});
       let accepted!: (conn: SandboxConn, app: Duplex) => void;
       const sandboxSide = new Promise<[SandboxConn, Duplex]>((resolve) => (accepted = (c, a) => resolve([c, a])));
-      const target = {
-        tcp: {
-          connect: async (family: 4 | 6, src: string, dst: string, port: number) => {
-            const { app, conn } = streamPair({ family, srcAddr: src, srcPort: 50000, dstAddr: dst, dstPort: port });
-            accepted(conn, app);
-            return conn;
-          },
-        } as unknown as TcpProtocol,
-        udp: null,
-        gateway4: '10.0.2.2',
-        gateway6: 'fd00::2',
-        sandbox4: '10.0.2.100',
-        sandbox6: 'fd00::100',
-      };
+      const target = { gateway4: '10.0.2.2', gateway6: 'fd00::2', sandbox4: '10.0.2.100', sandbox6: 'fd00::100' };
+      const tcp = {
+        connect: async (family: 4 | 6, src: string, dst: string, port: number) => {
+          const { app, conn } = streamPair({ family, srcAddr: src, srcPort: 50000, dstAddr: dst, dstPort: port });
+          accepted(conn, app);
+          return conn;
+        },
+      } as unknown as TcpProtocol;
       const probe = net.createServer();
       await new Promise<void>((r) => probe.listen(0, host.hostIp4, r));
       const port = (probe.address() as net.AddressInfo).port;
       await new Promise((r) => probe.close(r));
       const publisher = await Publisher.start([parsePublish(`${host.hostIp4}:${port}:8000`)], target, pino({ level: 'silent' }), { flows: forwarder.inbound, keepAliveMs: KEEPALIVE_MS });
+      publisher.attach({ tcp, udp: {} as UdpProtocol }); // a TCP port: UDP is never asked
       try {
         host.spawnInside([process.execPath, '-e', `const s = require('net').connect(${port}, '${host.hostIp4}', () => s.write('hello\\n')); s.on('data', () => {}); setInterval(() => {}, 1000);`]);
         const [conn, app] = await sandboxSide;
