@@ -40,11 +40,11 @@ build() {
 		# plan.c alone, its realpath() renamed so the harness can free what it returns (plan_fuzzer.c).
 		clang "${sanitize[@]}" -std=gnu11 -D_GNU_SOURCE -Drealpath=fuzz_realpath -c -o "$out/plan.o" "$root/native/launcher/plan.c"
 		# plan_parse() also names capabilities and seccomp rules: link the tables it looks them up in.
-		for dep in caps seccomp syscall_table; do
+		for dep in capabilities seccomp syscall_table; do
 			clang "${sanitize[@]}" -std=gnu11 -D_GNU_SOURCE -c -o "$out/$dep.o" "$root/native/launcher/$dep.c"
 		done
 		clang "${sanitize[@]}" -std=gnu11 -D_GNU_SOURCE -o "$out/plan" "$src/plan_fuzzer.c" "$src/report_stub.c" "$out/plan.o" \
-			"$out/caps.o" "$out/seccomp.o" "$out/syscall_table.o"
+			"$out/capabilities.o" "$out/seccomp.o" "$out/syscall_table.o"
 		;;
 	esac
 }
