@@ -3,6 +3,7 @@
 // \r and cleared when the command exits (before the summary table). Never on stdout; on anything but a terminal, nothing at all.
 import type { WriteStream } from 'node:tty';
 import type { Sandbox } from '../supervisor/sandbox.js';
+import { observeTerminalOutput } from '../supervisor/terminal.js';
 import { formatBytes } from '../egress/audit/summary.js';
 
 /** Redrawn this often (for the byte counts), and on each event, at most once per EVENT_MS. */
@@ -33,15 +34,14 @@ export interface Progress {
 
 /**
  * Starts the status line on `stream` if it is a terminal and the sandbox has a network to report on;
- * else null. The command's terminal output reaches the terminal through this process (src/terminal.ts
- * relays its pty): through stdout when that is a terminal, else through `stream` itself. The line steps
- * aside for it: cleared before each write, drawn again only once the written line is complete.
+ * else null. The command's terminal output reaches the terminal through this process (the supervisor
+ * relays its pty, src/supervisor/terminal.ts): the line steps aside for it, cleared before each write
+ * and drawn again only once the written line is complete.
  */
 export function startProgress(sandbox: Sandbox, stream: NodeJS.WriteStream = process.stderr): Progress | null {
   if (stream.isTTY !== true || sandbox.options.net !== 'tap') return null;
   const tty = stream as WriteStream;
-  // The status line's own writes, never taken for output to step aside for.
-  const put = stream.write.bind(stream) as (text: string) => boolean;
+  const put = (text: string) => stream.write(text);
   const counts: ProgressCounts = { open: 0, flows: 0, denied: 0, bytesUp: 0, bytesDown: 0 };
   /** The status is on screen, the cursor at its end. */
   let shown = false;
@@ -93,17 +93,11 @@ export function startProgress(sandbox: Sandbox, stream: NodeJS.WriteStream = pro
   const timer = setInterval(draw, REDRAW_MS);
   timer.unref();
 
-  // The command's output through our stdout when that is a terminal, else through stream: step aside for it.
-  const out = process.stdout.isTTY === true ? process.stdout : stream;
-  const write = out.write;
-  out.write = function (this: typeof out, chunk: string | Uint8Array, ...rest: unknown[]): boolean {
+  // The command's terminal output, relayed by the supervisor: the line steps aside for it.
+  observeTerminalOutput((chunk) => {
     clear();
-    if (chunk.length > 0) {
-      const last = typeof chunk === 'string' ? chunk.charCodeAt(chunk.length - 1) : chunk[chunk.length - 1];
-      midLine = last !== 0x0a;
-    }
-    return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
-  } as typeof out.write;
+    if (chunk.length > 0) midLine = chunk[chunk.length - 1] !== 0x0a;
+  });
 
   let stopped = false;
   const stop = () => {
@@ -115,7 +109,7 @@ export function startProgress(sandbox: Sandbox, stream: NodeJS.WriteStream = pro
     sandbox.off('flowEnd', onFlowEnd);
     sandbox.off('deny', onDeny);
     sandbox.off('exit', stop);
-    if (out.write !== write) out.write = write;
+    observeTerminalOutput(null);
     clear();
   };
   sandbox.on('exit', stop);

@@ -124,7 +124,11 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
   // A tty stdout or stderr writes synchronously; stdin's terminal (when neither is one) takes the
   // echo of what is typed (none if that fd was opened for reading only).
   const echo = out === 0 ? queuedWriter(0) : null;
-  const write = out === 1 ? (chunk: Buffer) => process.stdout.write(chunk) : out === 2 ? (chunk: Buffer) => process.stderr.write(chunk) : echo!.write;
+  const writeOut = out === 1 ? (chunk: Buffer) => process.stdout.write(chunk) : out === 2 ? (chunk: Buffer) => process.stderr.write(chunk) : echo!.write;
+  const write = (chunk: Buffer) => {
+    outputObserver?.(chunk);
+    writeOut(chunk);
+  };
   // Non-blocking: typing into a command that does not read must not stall the event loop, and with
   // it the output relay (the command, blocked on its output, would never read: a deadlock).
   fcntl(pty.master, F_SETFL, fcntl(pty.master, F_GETFL, 0) | O_NONBLOCK);
@@ -216,6 +220,13 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
     if (rest >= 0) closeSync(rest);
   };
   return { done, settled, restore };
+}
+
+let outputObserver: ((chunk: Buffer) => void) | null = null;
+
+/** `observer` is called before each chunk of the sandbox's output is written to the terminal (null: none). */
+export function observeTerminalOutput(observer: ((chunk: Buffer) => void) | null): void {
+  outputObserver = observer;
 }
 
 /** The relay running now, if any: ask mode's prompt takes the keyboard (and holds the sandbox's output) through it. */
