@@ -101,17 +101,14 @@ export class Publisher {
   private readonly flows: InboundFlows;
   private readonly keepAliveMs: number;
 
-  private constructor(
-    private readonly logger: pino.Logger,
-    o: PublisherOptions,
-  ) {
+  private constructor(o: PublisherOptions) {
     this.flows = o.flows ?? UNCOUNTED;
     this.keepAliveMs = o.keepAliveMs ?? HOST_KEEPALIVE_MS;
   }
 
   /** Binds every listener; throws TapboxError EUSAGE when one cannot be bound. */
   static async start(specs: readonly PublishSpec[], target: PublishTarget, logger: pino.Logger, o: PublisherOptions = {}): Promise<Publisher> {
-    const p = new Publisher(logger, o);
+    const p = new Publisher(o);
     try {
       for (const spec of specs) {
         await (spec.proto === 'tcp' ? p.listenTcp(spec, target) : p.listenUdp(spec, target));

@@ -1,7 +1,7 @@
 // Where the native launcher lives and the plan we hand it: everything it needs is decided here, before
 // it clones, and passed as arguments (see native/launcher/main.c for what each does).
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { packageRoot } from '../../native/addon/index.js';
 import { TapboxError } from '../errors.js';
 import { SANDBOX_NET, type ResolvedOptions } from '../options/options.js';

@@ -6,22 +6,14 @@
 // direct dial, a dial through --upstream-proxy (the socket to the proxy), a published port's client.
 // The sandbox's side is an in-memory stream pair standing in for the stack's connection.
 import net from 'node:net';
-import { EventEmitter } from 'node:events';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { FlowId, Refusal, TcpConn, TcpForwarderRequest } from '../../netstack/stack/forwarding.js';
-import type { TcpProtocol } from '../../netstack/transport/tcp/index.js';
-import type { UdpProtocol } from '../../netstack/transport/udp/index.js';
-import { Auditor } from '../../src/egress/audit/auditor.js';
+import type { TcpProtocol, UdpProtocol } from '../../netstack/index.js';
 import type { FlowEndEvent } from '../../src/egress/audit/events.js';
-import { EgressStats } from '../../src/egress/audit/summary.js';
-import { DnsProxy } from '../../src/egress/dns/proxy.js';
-import { HOST_KEEPALIVE_MS, parseProxyUrl } from '../../src/egress/forwarder/dialer.js';
-import { createForwarder, type EgressForwarder } from '../../src/egress/forwarder/index.js';
-import { parse } from '../../src/egress/policy/allowlist.js';
-import { Policy } from '../../src/egress/policy/policy.js';
+import { parseProxyUrl } from '../../src/egress/forwarder/dialer.js';
 import { parsePublish, Publisher } from '../../src/egress/publish.js';
+import { fakeEgress, FakeTcpRequest, streamPair, type SandboxConn } from '../helpers/forwarder-fakes.js';
 import { canMakeTestHost, TestHost } from '../helpers/testhost.js';
 
 const KEEPALIVE_MS = 1000;
@@ -33,86 +25,9 @@ const DETECTED_WITHIN_MS = 40_000;
  */
 const GAVE_UP = /^host (ETIMEDOUT|EHOSTUNREACH)$/;
 
-type SandboxConn = TcpConn & { wasReset: boolean };
-
-/** The sandbox program's end (`app`) and the stack's TcpConn, joined in memory. */
-function streamPair(id: FlowId): { app: Duplex; conn: SandboxConn } {
-  let app!: Duplex;
-  const conn = new Duplex({
-    allowHalfOpen: true,
-    read() {},
-    write(chunk, _e, cb) {
-      app.push(chunk);
-      cb();
-    },
-    final(cb) {
-      app.push(null);
-      cb();
-    },
-  }) as Duplex & { id: FlowId; reset(): void; wasReset: boolean };
-  app = new Duplex({
-    allowHalfOpen: true,
-    read() {},
-    write(chunk, _e, cb) {
-      conn.push(chunk);
-      cb();
-    },
-    final(cb) {
-      conn.push(null);
-      cb();
-    },
-  });
-  app.on('error', () => {});
-  conn.id = id;
-  conn.wasReset = false;
-  conn.reset = () => {
-    conn.wasReset = true;
-    conn.destroy();
-    app.destroy(Object.assign(new Error('reset by peer'), { code: 'ECONNRESET' }));
-  };
-  return { app, conn: conn as unknown as SandboxConn };
-}
-
-class SandboxTcpRequest implements TcpForwarderRequest {
-  app: Duplex | null = null;
-  conn: SandboxConn | null = null;
-  readonly accepted: Promise<Duplex>;
-  private settle!: (app: Duplex) => void;
-  private fail!: (how: Refusal) => void;
-  constructor(readonly id: FlowId) {
-    this.accepted = new Promise((resolve, reject) => {
-      this.settle = resolve;
-      this.fail = reject;
-    });
-  }
-  accept(): TcpConn {
-    const { app, conn } = streamPair(this.id);
-    this.app = app;
-    this.conn = conn;
-    this.settle(app);
-    return conn;
-  }
-  reject(how: Refusal): void {
-    this.fail(how);
-  }
-}
-
-function forwarderWith(opts: { upstreamProxy?: string }): { forwarder: EgressForwarder; ends: FlowEndEvent[]; ended: Promise<FlowEndEvent> } {
-  const policy = Policy.fromAllowlists([parse('198.18.0.0/15\n', 'test.allow')], {});
-  const events = new EventEmitter();
-  const ends: FlowEndEvent[] = [];
-  const ended = new Promise<FlowEndEvent>((resolve) => events.on('flowEnd', (e: FlowEndEvent) => (ends.push(e), resolve(e))));
-  const auditor = new Auditor(pino({ level: 'silent' }), events, new EgressStats(), false);
-  const dns = new DnsProxy({ policy, upstream: { resolve: async () => null }, hostAddrs: new Set() });
-  const forwarder = createForwarder({
-    policy,
-    dns,
-    auditor,
-    sandbox: { dns4: '10.0.2.3', dns6: 'fd00::3', gateway4: '10.0.2.2', gateway6: 'fd00::2' },
-    sniCheck: false,
-    keepAliveMs: KEEPALIVE_MS,
-    upstreamProxy: opts.upstreamProxy ? parseProxyUrl(opts.upstreamProxy) : undefined,
-  });
+function forwarderWith(opts: { upstreamProxy?: string }) {
+  const { forwarder, events, ends } = fakeEgress('198.18.0.0/15\n', { sniCheck: false, keepAliveMs: KEEPALIVE_MS, upstreamProxy: opts.upstreamProxy ? parseProxyUrl(opts.upstreamProxy) : undefined });
+  const ended = new Promise<FlowEndEvent>((resolve) => events.on('flowEnd', resolve));
   return { forwarder, ends, ended };
 }
 
@@ -127,12 +42,6 @@ function echoOnce(app: Duplex, line: string): Promise<string> {
 const hosts: TestHost[] = [];
 afterAll(() => hosts.forEach((h) => h.destroy()));
 
-describe('keepalive default', () => {
-  it('is 60 s of silence', () => {
-    expect(HOST_KEEPALIVE_MS).toBe(60_000);
-  });
-});
-
 describe.runIf(canMakeTestHost)('keepalive on relayed host sockets, against a test host that vanishes', () => {
   it.concurrent(
     'a direct flow: the sandbox side is reset once the destination stops answering',
@@ -141,9 +50,9 @@ describe.runIf(canMakeTestHost)('keepalive on relayed host sockets, against a te
       hosts.push(host);
       await host.start('services.mjs', ['--tcp-echo', '7']);
       const { forwarder, ended } = forwarderWith({});
-      const req = new SandboxTcpRequest({ family: 4, srcAddr: '10.0.2.100', srcPort: 40001, dstAddr: host.ip4, dstPort: 7 });
+      const req = new FakeTcpRequest({ family: 4, srcAddr: '10.0.2.100', srcPort: 40001, dstAddr: host.ip4, dstPort: 7 });
       forwarder.tcp(req);
-      const app = await req.accepted;
+      const app = await req.accepted();
       expect(await echoOnce(app, 'before\n')).toBe('before\n');
       host.blackHole();
       const end = await ended;
@@ -162,9 +71,9 @@ describe.runIf(canMakeTestHost)('keepalive on relayed host sockets, against a te
       await host.start('services.mjs', ['--tcp-echo', '7']);
       await host.start('proxy.mjs', ['--http-connect', '3128']);
       const { forwarder, ended } = forwarderWith({ upstreamProxy: `http://${host.ip4}:3128` });
-      const req = new SandboxTcpRequest({ family: 4, srcAddr: '10.0.2.100', srcPort: 40002, dstAddr: host.ip4, dstPort: 7 });
+      const req = new FakeTcpRequest({ family: 4, srcAddr: '10.0.2.100', srcPort: 40002, dstAddr: host.ip4, dstPort: 7 });
       forwarder.tcp(req);
-      const app = await req.accepted;
+      const app = await req.accepted();
       expect(await echoOnce(app, 'via proxy\n')).toBe('via proxy\n');
       host.blackHole();
       const end = await ended;

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import dnsPacket from 'dns-packet';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { FlowId, Refusal, UdpConn, UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
+import type { UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
 import type { LimitName } from '../../netstack/stack/limits.js';
 import { UDP_DEFAULTS } from '../../netstack/transport/udp/protocol.js';
 import { IPV4_REASSEMBLY_DEFAULTS } from '../../netstack/network/ipv4.js';
@@ -19,6 +19,7 @@ import { createForwarder } from '../../src/egress/forwarder/index.js';
 import { DEFAULT_MAX_FLOWS } from '../../src/egress/forwarder/context.js';
 import { parse } from '../../src/egress/policy/allowlist.js';
 import { Policy } from '../../src/egress/policy/policy.js';
+import { FakeUdpRequest } from '../helpers/forwarder-fakes.js';
 import { ethernet, GATEWAY_MAC, ipv4, SANDBOX4, SANDBOX_MAC, setup, udp4Frame, v4 } from '../conformance/frames.js';
 import { ACK, Harness, RST, SYN } from '../conformance/tcp-harness.js';
 
@@ -142,29 +143,6 @@ describe('stack caps', () => {
   });
 });
 
-class FakeUdpConn implements UdpConn {
-  onMessage: ((payload: Buffer) => void) | null = null;
-  onClose: (() => void) | null = null;
-  constructor(readonly id: FlowId) {}
-  send(): void {}
-  sendIcmp(): void {}
-  close(): void {}
-}
-
-class FakeUdpRequest implements UdpForwarderRequest {
-  rejected: Refusal | null = null;
-  accepted = false;
-  readonly firstPayload = Buffer.from('x');
-  constructor(readonly id: FlowId) {}
-  accept(): UdpConn {
-    this.accepted = true;
-    return new FakeUdpConn(this.id);
-  }
-  reject(how: Exclude<Refusal, 'reset'>): void {
-    this.rejected = how;
-  }
-}
-
 describe('supervisor caps', () => {
   it('open flows: past the limit a new flow is refused and a rate-limited limit event is logged', async () => {
     const policy = Policy.fromAllowlists([parse('198.18.0.0/15\n', 'test.allow')], { maxFlows: 2 });
@@ -180,7 +158,7 @@ describe('supervisor caps', () => {
       sandbox: { dns4: '10.0.2.3', dns6: 'fd00::3', gateway4: '10.0.2.2', gateway6: 'fd00::2' },
       sniCheck: false,
     });
-    const requests = [1, 2, 3, 4].map((n) => new FakeUdpRequest({ family: 4, srcAddr: '10.0.2.100', srcPort: 1000 + n, dstAddr: '198.18.0.1', dstPort: 9 }));
+    const requests = [1, 2, 3, 4].map((n) => new FakeUdpRequest({ family: 4, srcAddr: '10.0.2.100', srcPort: 1000 + n, dstAddr: '198.18.0.1', dstPort: 9 }, Buffer.from('x')));
     for (const r of requests) forwarder.udp(r);
     await new Promise((r) => setTimeout(r, 50));
     expect(requests.map((r) => r.rejected)).toEqual([null, null, 'admin-prohibited', 'admin-prohibited']);

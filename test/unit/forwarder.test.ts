@@ -1,172 +1,22 @@
 import dgram from 'node:dgram';
 import { createCipheriv } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import dnsPacket from 'dns-packet';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { FlowId, Refusal, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
-import { Auditor } from '../../src/egress/audit/auditor.js';
-import type { FlowEndEvent, FlowEvent } from '../../src/egress/audit/events.js';
-import { EgressStats } from '../../src/egress/audit/summary.js';
-import { DnsProxy } from '../../src/egress/dns/proxy.js';
-import { createForwarder } from '../../src/egress/forwarder/index.js';
 import { clientInitialKeys } from '../../src/egress/inspect/quic.js';
-import { parse } from '../../src/egress/policy/allowlist.js';
-import { Policy } from '../../src/egress/policy/policy.js';
+import { fakeEgress, FakeTcpRequest, FakeUdpRequest, flowId, streamPair } from '../helpers/forwarder-fakes.js';
 import { HRR_RANDOM, serverHello } from '../helpers/tls-records.js';
 
-const SANDBOX = { dns4: '10.0.2.3', dns6: 'fd00::3', gateway4: '10.0.2.2', gateway6: 'fd00::2' };
 const cleanups: (() => void)[] = [];
 afterEach(() => cleanups.splice(0).forEach((c) => c()));
 
-function flowId(dstAddr: string, dstPort: number): FlowId {
-  return { family: dstAddr.includes(':') ? 6 : 4, srcAddr: '10.0.2.100', srcPort: 40000 + Math.floor(Math.random() * 20000), dstAddr, dstPort };
-}
-
-/** A connected pair of in-memory streams: what the sandbox program holds, and the stack's TcpConn. */
-function streamPair(id: FlowId): { app: Duplex; conn: TcpConn } {
-  let app: Duplex;
-  const conn = new Duplex({
-    read() {},
-    write(chunk, _e, cb) {
-      app.push(chunk);
-      cb();
-    },
-    final(cb) {
-      app.push(null);
-      cb();
-    },
-  }) as Duplex & { id: FlowId; reset(): void; wasReset: boolean };
-  app = new Duplex({
-    read() {},
-    write(chunk, _e, cb) {
-      conn.push(chunk);
-      cb();
-    },
-    final(cb) {
-      conn.push(null);
-      cb();
-    },
-  });
-  app.on('error', () => {});
-  conn.id = id;
-  conn.wasReset = false;
-  conn.reset = () => {
-    conn.wasReset = true;
-    conn.destroy();
-    app.destroy(Object.assign(new Error('reset by peer'), { code: 'ECONNRESET' }));
-  };
-  return { app, conn };
-}
-
-class FakeTcpRequest implements TcpForwarderRequest {
-  conn: (TcpConn & { wasReset: boolean }) | null = null;
-  app: Duplex | null = null;
-  rejected: Refusal | null = null;
-  readonly outcome: Promise<'accepted' | Refusal>;
-  private settle!: (v: 'accepted' | Refusal) => void;
-
-  constructor(readonly id: FlowId) {
-    this.outcome = new Promise((r) => (this.settle = r));
-  }
-
-  accept(): TcpConn {
-    const { app, conn } = streamPair(this.id);
-    this.app = app;
-    this.conn = conn as TcpConn & { wasReset: boolean };
-    this.settle('accepted');
-    return conn;
-  }
-
-  reject(how: Refusal): void {
-    this.rejected = how;
-    this.settle(how);
-  }
-}
-
-class FakeUdpConn implements UdpConn {
-  readonly sent: Buffer[] = [];
-  readonly icmp: string[] = [];
-  closed = false;
-  onClose: (() => void) | null = null;
-  private handler: ((p: Buffer) => void) | null = null;
-  private pendingFirst: Buffer | null;
-
-  constructor(
-    readonly id: FlowId,
-    first: Buffer,
-  ) {
-    this.pendingFirst = first;
-  }
-
-  get onMessage() {
-    return this.handler;
-  }
-
-  /** Like the stack: the first datagram goes to the first handler set. */
-  set onMessage(h: ((p: Buffer) => void) | null) {
-    this.handler = h;
-    const first = this.pendingFirst;
-    if (h && first) {
-      this.pendingFirst = null;
-      queueMicrotask(() => h(first));
-    }
-  }
-
-  send(payload: Uint8Array): void {
-    this.sent.push(Buffer.from(payload));
-  }
-
-  sendIcmp(how: Exclude<Refusal, 'reset'>): void {
-    this.icmp.push(how);
-  }
-
-  close(): void {
-    this.closed = true;
-  }
-
-  fromSandbox(p: Buffer): void {
-    this.handler?.(p);
-  }
-}
-
-class FakeUdpRequest implements UdpForwarderRequest {
-  conn: FakeUdpConn | null = null;
-  rejected: Refusal | null = null;
-
-  constructor(
-    readonly id: FlowId,
-    readonly firstPayload: Buffer,
-  ) {}
-
-  accept(): UdpConn {
-    this.conn = new FakeUdpConn(this.id, this.firstPayload);
-    return this.conn;
-  }
-
-  reject(how: Exclude<Refusal, 'reset'>): void {
-    this.rejected = how;
-  }
-}
-
 function setup(rules: string, opts: { sniCheck?: boolean; audit?: boolean } = {}) {
-  const policy = Policy.fromAllowlists([parse(rules, 'test.allow')], { audit: opts.audit });
-  const events = new EventEmitter();
-  const flows: FlowEvent[] = [];
-  const ends: FlowEndEvent[] = [];
-  events.on('flow', (e: FlowEvent) => flows.push(e));
-  events.on('flowEnd', (e: FlowEndEvent) => ends.push(e));
-  const auditor = new Auditor(pino({ level: 'silent' }), events, new EgressStats(), opts.audit ?? false);
-  const upstream = { resolve: async () => null };
-  const dns = new DnsProxy({ policy, upstream, hostAddrs: new Set(), onEvent: (e) => auditor.dns(e) });
-  const forwarder = createForwarder({ policy, dns, auditor, sandbox: SANDBOX, sniCheck: opts.sniCheck ?? true, connectTimeoutMs: 2000, inspectTimeoutMs: 300,
-    // These tests stand 127.0.0.1 in for a remote host; real flows to loopback are refused (host-loopback.ts).
-    refuseHostInternal: false });
-  cleanups.push(() => forwarder.close());
-  return { policy, forwarder, flows, ends };
+  // These tests stand 127.0.0.1 in for a remote host; real flows to loopback are refused (host-loopback.ts).
+  const egress = fakeEgress(rules, { ...opts, connectTimeoutMs: 2000, inspectTimeoutMs: 300, refuseHostInternal: false });
+  cleanups.push(() => egress.forwarder.close());
+  return egress;
 }
 
 /** A TCP server on 127.0.0.1: records what it receives and answers upper-cased, ending when the client ends. */

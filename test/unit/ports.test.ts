@@ -6,7 +6,6 @@ import net from 'node:net';
 import { Duplex } from 'node:stream';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { FlowId, Refusal, TcpConn, TcpForwarderRequest } from '../../netstack/stack/forwarding.js';
 import { Auditor } from '../../src/egress/audit/auditor.js';
 import type { FlowEvent } from '../../src/egress/audit/events.js';
 import { EgressStats } from '../../src/egress/audit/summary.js';
@@ -19,6 +18,7 @@ import { resolveOptions } from '../../src/options/options.js';
 import { parse } from '../../src/egress/policy/allowlist.js';
 import { Policy } from '../../src/egress/policy/policy.js';
 import { parsePublish, parsePublishList } from '../../src/egress/publish.js';
+import { FakeTcpRequest, flowId } from '../helpers/forwarder-fakes.js';
 import { httpConnectProxy, socks5Proxy } from '../helpers/servers/proxy.mjs';
 
 const cleanups: (() => void)[] = [];
@@ -187,58 +187,6 @@ describe('dialing through an upstream proxy', () => {
   });
 });
 
-/** A forwarder request that records how it was answered; accepted flows get an in-memory pipe. */
-class FakeTcpRequest implements TcpForwarderRequest {
-  rejected: Refusal | null = null;
-  app: Duplex | null = null;
-  readonly outcome: Promise<'accepted' | Refusal>;
-  private settle!: (v: 'accepted' | Refusal) => void;
-
-  constructor(readonly id: FlowId) {
-    this.outcome = new Promise((r) => (this.settle = r));
-  }
-
-  accept(): TcpConn {
-    let app: Duplex;
-    const conn = new Duplex({
-      read() {},
-      write(chunk, _e, cb) {
-        app.push(chunk);
-        cb();
-      },
-      final(cb) {
-        app.push(null);
-        cb();
-      },
-    }) as Duplex & { id: FlowId; reset(): void };
-    app = new Duplex({
-      read() {},
-      write(chunk, _e, cb) {
-        conn.push(chunk);
-        cb();
-      },
-      final(cb) {
-        conn.push(null);
-        cb();
-      },
-    });
-    conn.id = this.id;
-    conn.reset = () => conn.destroy();
-    this.app = app;
-    this.settle('accepted');
-    return conn;
-  }
-
-  reject(how: Refusal): void {
-    this.rejected = how;
-    this.settle(how);
-  }
-}
-
-function flowTo(dstAddr: string, dstPort: number): FlowId {
-  const v6 = dstAddr.includes(':');
-  return { family: v6 ? 6 : 4, srcAddr: v6 ? 'fd00::100' : '10.0.2.100', srcPort: 40000 + Math.floor(Math.random() * 20000), dstAddr, dstPort };
-}
 
 function forwarderWith(rules: string, extra: { audit?: boolean; hostLoopback?: string[]; upstreamProxy?: string; loopbackIsRemote?: boolean } = {}) {
   const policy = Policy.fromAllowlists([parse(rules, 'test.allow')], { audit: extra.audit });
@@ -276,7 +224,7 @@ describe('forwarder routes to the host', () => {
     for (const opts of [{ audit: true }, { audit: false }]) {
       const { forwarder, flows } = forwarderWith('0.0.0.0/0\n::/0\n127.0.0.1\n', opts);
       for (const dst of ['127.0.0.1', '127.9.9.9', '0.0.0.0', '::1', '::', '::ffff:127.0.0.1']) {
-        const req = new FakeTcpRequest(flowTo(dst, server.port));
+        const req = new FakeTcpRequest(flowId(dst, server.port));
         forwarder.tcp(req);
         expect(req.rejected).toBe('reset');
       }
@@ -290,14 +238,14 @@ describe('forwarder routes to the host', () => {
     const server = await echoServer();
     const other = await echoServer();
     const { forwarder, flows } = forwarderWith('', { hostLoopback: [String(server.port)] });
-    const req = new FakeTcpRequest(flowTo('10.0.2.2', server.port));
+    const req = new FakeTcpRequest(flowId('10.0.2.2', server.port));
     forwarder.tcp(req);
     expect(await req.outcome).toBe('accepted');
     const reply = readAll(req.app!);
     req.app!.end('to the host');
     expect(await reply).toBe('to the host');
 
-    const refused = new FakeTcpRequest(flowTo('10.0.2.2', other.port));
+    const refused = new FakeTcpRequest(flowId('10.0.2.2', other.port));
     forwarder.tcp(refused);
     expect(refused.rejected).toBe('reset');
     expect(other.connections()).toBe(0);
@@ -313,11 +261,11 @@ describe('forwarder routes to the host', () => {
       const proxy = await startProxy(kind);
       // 127.0.0.1 stands in for a remote destination here (as in forwarder.test.ts).
       const { forwarder, flows } = forwarderWith('127.0.0.1\n', { upstreamProxy: proxy.url(), loopbackIsRemote: true });
-      const denied = new FakeTcpRequest(flowTo('127.0.0.2', server.port));
+      const denied = new FakeTcpRequest(flowId('127.0.0.2', server.port));
       forwarder.tcp(denied);
       expect(denied.rejected).toBe('reset');
 
-      const allowed = new FakeTcpRequest(flowTo('127.0.0.1', server.port));
+      const allowed = new FakeTcpRequest(flowId('127.0.0.1', server.port));
       forwarder.tcp(allowed);
       expect(await allowed.outcome).toBe('accepted');
       const reply = readAll(allowed.app!);
