@@ -1,7 +1,7 @@
 // `npm run soak`: a mixed workload (bulk both ways, many short connections, DNS lookups, UDP sessions)
 // from inside one tapbox sandbox against a test host (a netns on a veth pair, 198.18.0.0/15), for
 // SOAK_SECONDS (default 600). The supervisor logs a stats line every SOAK_SAMPLE_MS (default 5000;
-// TAPBOX_STATS_MS, src/audit/stats.ts): its RSS, open fds, event-loop delay and the stack's gauges.
+// TAPBOX_STATS_MS, src/egress/audit/stats.ts): its RSS, open fds, event-loop delay and the stack's gauges.
 // Prints the curve, then start / mid / end and the growth, and the workload's counters. Exits non-zero
 // if the workload saw an error or the supervisor's fds grew between mid and end.
 // Needs root (the test host); tapbox runs as the unprivileged test user. SOAK_OUT=FILE also writes the

@@ -1,4 +1,4 @@
-// Attribution's exact socket lookup (src/audit/attribution.ts): which socket inode a flow's 4-tuple
+// Attribution's exact socket lookup (src/egress/audit/attribution.ts): which socket inode a flow's 4-tuple
 // belongs to, asked of the kernel through NETLINK_SOCK_DIAG in the sandbox's network namespace. One
 // request names the exact tuple (no dump), so a lookup costs the same whatever the sandbox's socket
 // tables hold, unlike reading /proc/PID/net/tcp, which walks the host's whole established-hash.

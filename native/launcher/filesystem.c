@@ -34,7 +34,7 @@
  *             private /tmp, the home as under -x, the cwd writable.
  * The minimal /dev (every mode): null, zero, full, random, urandom, tty, a private devpts and /dev/shm,
  * and the command's terminal as /dev/console when stdin is one (the supervisor's pty, never the
- * caller's own terminal: see src/terminal.ts).
+ * caller's own terminal: see src/supervisor/terminal.ts).
  * When a host directory can't be an overlay's lower layer (a filesystem overlayfs refuses, or mounts
  * inside it: the kernel won't clone a lower layer with locked submounts), -x binds it read-only
  * instead: stricter, never more open. -k on such a directory fails with that reason.

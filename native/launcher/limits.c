@@ -1,7 +1,7 @@
 /* limits.c — the sandbox's resource limits: a cgroup when the supervisor prepared one, else what an
  * unprivileged process has.
  *
- * With a cgroup (--cgroup DIR, cgroup v2 delegated to the user, src/cgroup.ts wrote memory.max,
+ * With a cgroup (--cgroup DIR, cgroup v2 delegated to the user, src/supervisor/cgroup.ts wrote memory.max,
  * pids.max and cpu.max there): the outer launcher moves itself into DIR before it clones the
  * sandbox, so PID 1 and everything the command starts are created inside it and the limits hold for
  * the sandbox as a whole, with no moment where a process of it runs outside. The sandbox's own

@@ -24,7 +24,7 @@
 //              on      4.95 (1.4)     2.4x, CPU ÷2.2       2.32 (3.6)    within noise
 //   MTU 65520  off     3.90 (1.7)                          3.46 (2.2)
 //              on      3.71 (1.8)     within noise         3.47 (2.3)    within noise
-// So src/launcher.ts turns it on below MTU 65520 only. The host→sandbox cost at MTU 1500 is not
+// So src/supervisor/launcher.ts turns it on below MTU 65520 only. The host→sandbox cost at MTU 1500 is not
 // explained yet: not the 64 KiB ring slots (MTU-sized slots measured the same), not more ACKs (the
 // same count), not writev(2) (one write(2) of header and frame copied together measured the same).
 import type { FrameOffload, LinkEndpoint, NetworkDispatcher } from './endpoint.js';

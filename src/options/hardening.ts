@@ -34,7 +34,7 @@ export type Size = number | string;
 
 /**
  * Resource limits. Where this process's cgroup v2 is delegated to the user they hold for the sandbox
- * as a whole (./cgroup.ts); elsewhere per process (a warning says so; `requireLimits` refuses instead).
+ * as a whole (src/supervisor/cgroup.ts); elsewhere per process (a warning says so; `requireLimits` refuses instead).
  */
 export interface Limits {
   /** Memory of the whole sandbox (memory.max); per process its data segment (RLIMIT_DATA) without a cgroup. */

@@ -4,7 +4,7 @@
 // `caps: { flows, pendingDials, udpSessions, dnsInFlight, bufferBytes }` in SandboxOptions. Each is checked here once,
 // for both, and then handed to the part that enforces it:
 //
-//   flows        the forwarder (src/forwarder/context.ts), through the policy's flow limit: the smaller
+//   flows        the forwarder (src/egress/forwarder/context.ts), through the policy's flow limit: the smaller
 //                of this and an allowlist's first-line number applies
 //   pendingDials the stack's TCP (maxPendingRequests; per destination 256, or this when smaller)
 //   bufferBytes  the stack's TCP (maxTotalBufferBytes)

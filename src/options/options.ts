@@ -16,7 +16,7 @@ export type NetMode = 'tap' | 'none' | 'host';
 export type UidMode = 'root' | 'same' | 'nobody';
 export type StdioMode = 'inherit' | 'pipe';
 
-/** Filesystem mode, mounts, limits, seccomp, capabilities, timeout: see ./filesystem.ts. */
+/** Filesystem mode, mounts, limits, seccomp, capabilities, timeout: see ./hardening.ts. */
 export interface SandboxOptions extends HardeningOptions {
   /** Network: the TAP and our stack, only `lo`, or the host's network (no isolation). */
   net?: NetMode;
@@ -45,7 +45,7 @@ export interface SandboxOptions extends HardeningOptions {
    * false too). For the audit only: the sandboxed code controls its own argv and files.
    */
   attribution?: AttributionMode | boolean;
-  /** Resource caps (`--max-flows`, `--max-pending-dials`, `--max-udp-sessions`, `--max-dns-in-flight`, `--max-buffer`): see ./caps.ts. */
+  /** Resource caps (`--max-flows`, `--max-pending-dials`, `--max-udp-sessions`, `--max-dns-in-flight`, `--max-buffer`): see ./network-limits.ts. */
   caps?: NetworkLimitsOptions;
   audit?: boolean;
   /**

@@ -1,4 +1,4 @@
-// TLS records as a server sends them, for tests of the handshake following (src/inspect/tls-follow.ts).
+// TLS records as a server sends them, for tests of the handshake following (src/egress/inspect/tls-follow.ts).
 
 /** The ServerHello.random that makes a ServerHello a HelloRetryRequest (RFC 8446 §4.1.3). */
 export const HRR_RANDOM = Buffer.from('cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c', 'hex');

@@ -11,7 +11,7 @@ import { canMakeTestHost, TestHost } from '../helpers/testhost.js';
 
 const driver = join(repoRoot, 'test', 'helpers', 'ask-driver.mjs');
 const probe = join(repoRoot, 'test', 'helpers', 'clients', 'ask-probe.py');
-const ptyAsk = join(repoRoot, 'test', 'helpers', 'pty-ask.py');
+const ptyAsk = join(repoRoot, 'test', 'helpers', 'pty-run.py');
 type Line = Record<string, unknown> & { event: string };
 
 describe.runIf(canMakeTestHost)('ask mode', () => {

@@ -21,7 +21,7 @@ interface Relayed {
   refused: string | null;
 }
 
-/** Relays `stream` to `server` through a framer, like src/forwarder/tcp.ts; resolves once the connection closed. */
+/** Relays `stream` to `server` through a framer, like src/egress/forwarder/tcp.ts; resolves once the connection closed. */
 function relay(what: string, stream: Buffer, server: LoggingServer, sniffing: boolean): Promise<Relayed> {
   const passed: string[] = [];
   const framer = new HttpRequestFramer((host) => (host === 'good.example' ? (passed.push(host), null) : `${host} is not allowed`), 32 * 1024, { sniffing });

@@ -1,4 +1,4 @@
-// Fuzz properties (fast-check) for the flow checks of src/inspect/, seeded with the attacks of issue 11:
+// Fuzz properties (fast-check) for the flow checks of src/egress/inspect/, seeded with the attacks of issue 11:
 // the HTTP framer on the attack corpus (test/helpers/http-attacks.ts) mutated with the bytes servers
 // read leniently, the TLS follower on record sequences mixing retries and other names, the QUIC reader
 // on CRYPTO frames of two ClientHellos cut, reordered and retransmitted. The contract: no input makes

@@ -1,4 +1,4 @@
-// Published connections (-p) as flows (src/forwarder/inbound.ts): they take slots under the flow cap
+// Published connections (-p) as flows (src/egress/forwarder/inbound.ts): they take slots under the flow cap
 // (refused past it with a 'flows' limit event and a denied flow), give back their slot when they end,
 // and are counted in the summary as destinations of their own with the verdict 'inbound', never
 // learned. The relay itself, in a real sandbox: test/integration/ports.test.ts.

@@ -1,4 +1,4 @@
-// Published ports (-p, src/publish.ts) as flows: each connection (TCP) or session (UDP) carried into the
+// Published ports (-p, src/egress/publish.ts) as flows: each connection (TCP) or session (UDP) carried into the
 // sandbox takes a slot under the open-flow cap like an outbound flow, and is audited the same way: a
 // 'flow' event with `direction: 'inbound'` (or a denied one at the cap, with a 'flows' limit hit) and
 // a 'flowEnd'. So the egress summary and report (verdict 'inbound'), --progress and the library's
