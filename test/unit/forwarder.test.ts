@@ -7,7 +7,7 @@ import tls from 'node:tls';
 import dnsPacket from 'dns-packet';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { FlowId, Refusal, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
+import type { FlowId, Refusal, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from '../../netstack/index.js';
 import { Auditor } from '../../src/audit/auditor.js';
 import type { FlowEndEvent, FlowEvent } from '../../src/audit/events.js';
 import { EgressStats } from '../../src/audit/summary.js';

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { FlowId, Refusal, TcpConn, TcpForwarderRequest } from '../../netstack/stack/forwarding.js';
+import type { FlowId, Refusal, TcpConn, TcpForwarderRequest } from '../../netstack/index.js';
 import type { TcpProtocol } from '../../netstack/transport/tcp/index.js';
 import { Auditor } from '../../src/audit/auditor.js';
 import type { FlowEndEvent } from '../../src/audit/events.js';

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { Duplex } from 'node:stream';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { FlowId, Refusal, TcpConn, TcpForwarderRequest } from '../../netstack/stack/forwarding.js';
+import type { FlowId, Refusal, TcpConn, TcpForwarderRequest } from '../../netstack/index.js';
 import { Auditor } from '../../src/audit/auditor.js';
 import type { FlowEvent } from '../../src/audit/events.js';
 import { EgressStats } from '../../src/audit/summary.js';

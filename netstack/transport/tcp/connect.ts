@@ -6,7 +6,8 @@
 // acknowledges our SYN means the port is closed: ECONNREFUSED.
 import { checksum, fold, pseudoHeaderChecksum } from '../../header/checksum.js';
 import { TCP_FLAG_RST, TCP_FLAG_SYN, TCP_MIN_HEADER_LENGTH, TCP_PROTOCOL, emitSynOptions, writeTcpHeader } from '../../header/tcp.js';
-import type { FlowId, TcpConn } from '../../stack/forwarding.js';
+import type { TcpConn } from '../../forwarding.js';
+import type { FlowId } from '../../tcpip.js';
 import { connectionError } from './conn.js';
 import { Endpoint, timestampOffset, type TcpContext, type Tuple } from './endpoint.js';
 import { synInfoOf, windowShiftFor } from './handshake.js';

@@ -16,9 +16,7 @@ import {
   sackOptionLength,
   writeTcpHeader,
 } from '../../header/tcp.js';
-import type { Family, FlowId } from '../../stack/forwarding.js';
-import type { Clock, NetworkSender } from '../../stack/transport.js';
-import type { LimitName } from '../../stack/limits.js';
+import type { Clock, Family, FlowId, LimitName, NetworkSender } from '../../tcpip.js';
 import type { BufferBudget } from './budget.js';
 import type { TcpConfig } from './config.js';
 import { TcpConnection, connectionError, type ConnectionHost } from './conn.js';

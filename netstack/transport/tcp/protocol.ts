@@ -4,14 +4,13 @@
 // of every connection but those to ports published to the host, which `connect` dials (connect.ts).
 import { checksum, fold, pseudoHeaderChecksum } from '../../header/checksum.js';
 import { TCP_FLAG_ACK, TCP_FLAG_RST, TCP_MIN_HEADER_LENGTH, TCP_PROTOCOL, writeTcpHeader } from '../../header/tcp.js';
-import type { Family, Forwarder, Refusal, TcpConn } from '../../stack/forwarding.js';
-import { realClock, type Clock, type NetworkInfo, type NetworkSender, type TransportProtocol } from '../../stack/transport.js';
+import type { Forwarder, TcpConn } from '../../forwarding.js';
+import { realClock, type Clock, type Family, type LimitHook, type LimitName, type NetworkInfo, type NetworkSender, type Refusal, type TransportProtocol } from '../../tcpip.js';
 import { PendingRequest, type RequestOwner } from './forwarder.js';
 import { ActiveOpen, type ConnectOwner } from './connect.js';
 import { formatAddress } from './address.js';
 import { parseIpv4 } from '../../header/ipv4.js';
 import { parseIpv6 } from '../../header/ipv6.js';
-import type { LimitHook, LimitName } from '../../stack/limits.js';
 import { BufferBudget } from './budget.js';
 import { resolveTcpConfig, type TcpConfig, type TcpConfigInput } from './config.js';
 import { Endpoint, type TcpContext, type Tuple } from './endpoint.js';
