@@ -6,7 +6,7 @@
 import type { TcpConn, TcpForwarderRequest } from '../../forwarding.js';
 import type { FlowId, Refusal } from '../../tcpip.js';
 import { TcpConnection, connectionError, type ConnectionHost } from './conn.js';
-import type { Tuple } from './endpoint.js';
+import type { Tuple } from './address.js';
 import type { SynInfo } from './handshake.js';
 import { Timer } from './timer.js';
 
