@@ -11,11 +11,12 @@ import type { BufferBudget } from './budget.js';
 import type { TcpConfig } from './config.js';
 import { TcpConnection, connectionError, type ConnectionHost } from './conn.js';
 import { negotiate, type SynInfo } from './handshake.js';
-import { Receiver } from './rcv.js';
+import { Receiver, type ReceiverHost } from './rcv.js';
 import type { Segment } from './segment.js';
 import { seqAdd, seqDiff, seqInWindow, seqLEQ, seqLT } from './seqnum.js';
-import { Sender } from './snd.js';
+import { Sender, type SenderHost } from './snd.js';
 import type { SegmentWriter } from './segment-writer.js';
+import type { TcpState } from './state.js';
 import type { TcpStats } from './stats.js';
 import { Timer } from './timer.js';
 
@@ -25,17 +26,6 @@ const EMPTY = Buffer.alloc(0);
 export function timestampOffset(iss: number): number {
   return (iss * 2654435761) >>> 0;
 }
-
-export type TcpState =
-  | 'SYN-RCVD'
-  | 'ESTABLISHED'
-  | 'FIN-WAIT-1'
-  | 'FIN-WAIT-2'
-  | 'CLOSE-WAIT'
-  | 'CLOSING'
-  | 'LAST-ACK'
-  | 'TIME-WAIT'
-  | 'CLOSED';
 
 /** What an endpoint needs from the protocol that owns it. */
 export interface TcpContext {
@@ -54,7 +44,7 @@ export interface TcpContext {
   unregister(ep: Endpoint): void;
 }
 
-export class Endpoint implements ConnectionHost {
+export class Endpoint implements ConnectionHost, ReceiverHost, SenderHost {
   state: TcpState = 'SYN-RCVD';
   readonly conn: TcpConnection;
   readonly snd: Sender;
