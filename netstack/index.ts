@@ -3,8 +3,8 @@
 export { Stack, STACK_DEFAULTS, type StackConfig } from './stack/stack.js';
 export { StackCounters } from './stack/counters.js';
 export { ManualClock } from './stack/manual-clock.js';
-export { realClock, type Clock, type TimerHandle, type NetworkInfo, type NetworkSender, type TransportProtocol } from './stack/transport.js';
-export type { Family, FlowId, Forwarder, Refusal, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from './stack/forwarding.js';
+export { realClock, type Clock, type Family, type FlowId, type LimitName, type NetworkInfo, type NetworkSender, type Refusal, type TimerHandle, type TransportProtocol } from './tcpip.js';
+export type { Forwarder, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from './forwarding.js';
 export type { LinkEndpoint, NetworkDispatcher } from './link/endpoint.js';
 export { FaultyEndpoint, type FaultyEndpointOptions } from './link/faults.js';
 export { ChannelEndpoint, type ChannelOptions, type Faults, type FaultCounts } from './link/channel.js';
@@ -13,4 +13,3 @@ export { TapEndpoint, type TapEndpointOptions } from './link/tap.js';
 export type { ReassemblyLimits } from './network/fragments.js';
 export { UDP_DEFAULTS, UdpProtocol, type UdpOptions } from './transport/udp/index.js';
 export { createTcp, defaultTcpConfig, TcpProtocol, type TcpConfigInput } from './transport/tcp/index.js';
-export type { LimitName } from './stack/limits.js';

@@ -14,11 +14,6 @@ export interface MetaFields {
   readonly stride: number;
   readonly offset: number;
   readonly length: number;
-  readonly ethertype: number;
-  readonly l3Offset: number;
-  readonly ipProtocol: number;
-  readonly l4Offset: number;
-  readonly ipv4ChecksumOk: number;
   readonly checksumPartial: number;
   readonly gsoSize: number;
 }
@@ -81,8 +76,6 @@ export interface NativeAddon {
   checksum(buf: Uint8Array, offset: number, length: number, initial: number): number;
   copyChecksum(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number, initial: number): number;
   checksumUpdate(field: number, oldWord: number, newWord: number): number;
-  /** Fills `meta[0 .. metaFields.stride)` for `frame` as the TAP reader does per frame. */
-  parseFrame(frame: Uint8Array, meta: Int32Array): void;
   readonly TapDevice: NativeTapDeviceConstructor;
   readonly metaFields: MetaFields;
   readonly counterFields: CounterFields;

@@ -1,8 +1,7 @@
-// JS bindings of checksum.h and frame_meta.h. Arguments mirror netstack/header/checksum.ts; a range
+// JS bindings of checksum.h. Arguments mirror netstack/header/checksum.ts; a range
 // outside the buffer throws a RangeError instead of reading or writing out of bounds.
 #include "bindings.h"
 #include "checksum.h"
-#include "frame_meta.h"
 #include "napi_util.h"
 
 namespace tapbox {
@@ -66,34 +65,12 @@ Napi::Value JsChecksumUpdate(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, ChecksumUpdate(field, old_word, new_word));
 }
 
-// parseFrame(frame, meta): fills meta[0 .. metaStride) for one frame at offset 0 of `frame`.
-Napi::Value JsParseFrame(const Napi::CallbackInfo& info) {
-  napi_env env = info.Env();
-  uint8_t* frame;
-  size_t length;
-  if (!GetBytes(env, info[0], &frame, &length)) return Napi::Value();
-  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
-      info[1].As<Napi::TypedArray>().ElementLength() < kMetaStride) {
-    napi_throw_type_error(env, nullptr, "meta must be an Int32Array of at least metaStride elements");
-    return Napi::Value();
-  }
-  Napi::Int32Array meta = info[1].As<Napi::Int32Array>();
-  int32_t* fields = meta.Data();
-  fields[kMetaOffset] = 0;
-  fields[kMetaLength] = static_cast<int32_t>(length);
-  fields[kMetaChecksumPartial] = 0;
-  fields[kMetaGsoSize] = 0;
-  ParseFrame(frame, length, fields);
-  return Napi::Value();
-}
-
 }  // namespace
 
 void InitPacket(Napi::Env env, Napi::Object exports) {
   exports.Set("checksum", Napi::Function::New(env, JsChecksum, "checksum"));
   exports.Set("copyChecksum", Napi::Function::New(env, JsCopyChecksum, "copyChecksum"));
   exports.Set("checksumUpdate", Napi::Function::New(env, JsChecksumUpdate, "checksumUpdate"));
-  exports.Set("parseFrame", Napi::Function::New(env, JsParseFrame, "parseFrame"));
 }
 
 }  // namespace tapbox

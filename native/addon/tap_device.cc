@@ -289,7 +289,6 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
       int32_t* meta = meta_ + count * kMetaStride;
       meta[kMetaOffset] = static_cast<int32_t>(count * slot_size_ + header_size_);
       meta[kMetaLength] = static_cast<int32_t>(length);
-      ParseFrame(slot + header_size_, length, meta);
       if (header_size_) {
         ParseVnetHeader(slot, meta);
       } else {
@@ -358,11 +357,6 @@ void InitTapDevice(Napi::Env env, Napi::Object exports) {
   meta.Set("stride", static_cast<int>(kMetaStride));
   meta.Set("offset", static_cast<int>(kMetaOffset));
   meta.Set("length", static_cast<int>(kMetaLength));
-  meta.Set("ethertype", static_cast<int>(kMetaEthertype));
-  meta.Set("l3Offset", static_cast<int>(kMetaL3Offset));
-  meta.Set("ipProtocol", static_cast<int>(kMetaIpProtocol));
-  meta.Set("l4Offset", static_cast<int>(kMetaL4Offset));
-  meta.Set("ipv4ChecksumOk", static_cast<int>(kMetaIpv4ChecksumOk));
   meta.Set("checksumPartial", static_cast<int>(kMetaChecksumPartial));
   meta.Set("gsoSize", static_cast<int>(kMetaGsoSize));
   exports.Set("metaFields", meta);

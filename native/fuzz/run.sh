@@ -33,7 +33,7 @@ fi
 
 build() {
 	case "$1" in
-	frames) clang++ "${sanitize[@]}" -std=c++17 -o "$out/frames" "$src/frames_fuzzer.cc" "$root/native/addon/frame_meta.cc" "$root/native/addon/checksum.cc" ;;
+	frames) clang++ "${sanitize[@]}" -std=c++17 -o "$out/frames" "$src/frames_fuzzer.cc" "$root/native/addon/frame_meta.cc" ;;
 	checksum) clang++ "${sanitize[@]}" -std=c++17 -o "$out/checksum" "$src/checksum_fuzzer.cc" "$root/native/addon/checksum.cc" ;;
 	cmsg) clang++ "${sanitize[@]}" -std=c++17 -o "$out/cmsg" "$src/cmsg_fuzzer.cc" "$root/native/addon/cmsg.cc" ;;
 	plan)

@@ -1,7 +1,7 @@
-// TCP header (RFC 9293 §3.1) as a typed view over bytes, and its options (MSS, window scale, SACK,
-// timestamps: RFC 9293, RFC 7323, RFC 2018) parsed into a reusable record and emitted in place.
-// Like gVisor's header.TCP: the view copies nothing; parse results go into caller-owned objects so the
-// receive path allocates nothing per segment.
+// TCP header (RFC 9293 §3.1): a typed view over the bytes (gVisor's header.TCP), its options (MSS,
+// window scale, SACK, timestamps: RFC 9293, RFC 7323, RFC 2018) parsed into a reusable record, and
+// TcpRepr, the header as values that both parse and emit use. The view copies nothing; parse results go
+// into caller-owned objects, so neither direction allocates per segment.
 
 export const TCP_MIN_HEADER_LENGTH = 20;
 export const TCP_MAX_OPTIONS_LENGTH = 40;
@@ -100,29 +100,6 @@ export class TcpHeader {
   }
 }
 
-/** Writes a whole fixed header (20 bytes) at `off`; options follow at `off + 20`. Checksum left 0. */
-export function writeTcpHeader(
-  buf: Buffer,
-  off: number,
-  srcPort: number,
-  dstPort: number,
-  seq: number,
-  ack: number,
-  headerLength: number,
-  flags: number,
-  window: number,
-): void {
-  buf.writeUInt16BE(srcPort, off);
-  buf.writeUInt16BE(dstPort, off + 2);
-  buf.writeUInt32BE(seq >>> 0, off + 4);
-  buf.writeUInt32BE(ack >>> 0, off + 8);
-  buf[off + 12] = (headerLength / 4) << 4;
-  buf[off + 13] = flags;
-  buf.writeUInt16BE(window, off + 14);
-  buf.writeUInt16BE(0, off + 16);
-  buf.writeUInt16BE(0, off + 18);
-}
-
 /** Parsed options. Fields absent from the segment keep their "absent" value after `parseTcpOptions`. */
 export class TcpOptions {
   /** 0 when absent. */
@@ -198,44 +175,31 @@ export function parseTcpOptions(buf: Uint8Array, start: number, end: number, out
   }
 }
 
-function readU32(buf: Uint8Array, off: number): number {
-  return ((buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!) >>> 0;
-}
-
-function writeU32(buf: Uint8Array, off: number, v: number): void {
-  buf[off] = v >>> 24;
-  buf[off + 1] = (v >>> 16) & 0xff;
-  buf[off + 2] = (v >>> 8) & 0xff;
-  buf[off + 3] = v & 0xff;
-}
-
-/** What a SYN or SYN-ACK carries. */
-export interface SynOptions {
-  mss: number;
-  /** -1 to omit the option. */
-  windowShift: number;
-  sackPermitted: boolean;
-  /** Omitted unless set. */
-  timestamp?: { val: number; ecr: number };
-}
-
-/** Bytes `emitSynOptions` writes for these options (a multiple of 4). */
-export function synOptionsLength(o: SynOptions): number {
-  let n = 4; // MSS
-  if (o.timestamp) n += 12; // (SACK-permitted | NOP NOP) TS
+/** Bytes `emitTcpOptions` writes for `o` (a multiple of 4). */
+export function tcpOptionsLength(o: TcpOptions): number {
+  let n = o.mss > 0 ? 4 : 0;
+  if (o.hasTimestamp) n += 12; // (SACK-permitted | NOP NOP) TS
   else if (o.sackPermitted) n += 4; // NOP NOP SACK-permitted
   if (o.windowShift >= 0) n += 4; // NOP WS
+  if (o.sackBlockCount > 0) n += 4 + 8 * o.sackBlockCount; // NOP NOP SACK blocks
   return n;
 }
 
-/** Writes SYN options at `off` in the layout Linux uses; returns the bytes written (padded to 4). */
-export function emitSynOptions(buf: Uint8Array, off: number, o: SynOptions): number {
+/**
+ * Writes the options of `o` at `off` in the layout Linux uses (MSS, SACK-permitted packed with the
+ * timestamp, window scale; on later segments NOP NOP TS then NOP NOP SACK); returns the bytes written,
+ * a multiple of 4. Absent fields (see TcpOptions) are left out, so a SYN and a data segment are
+ * written by the same code from the same record `parseTcpOptions` fills.
+ */
+export function emitTcpOptions(buf: Uint8Array, off: number, o: TcpOptions): number {
   let i = off;
-  buf[i++] = TCP_OPTION_MSS;
-  buf[i++] = 4;
-  buf[i++] = o.mss >> 8;
-  buf[i++] = o.mss & 0xff;
-  if (o.timestamp) {
+  if (o.mss > 0) {
+    buf[i++] = TCP_OPTION_MSS;
+    buf[i++] = 4;
+    buf[i++] = o.mss >> 8;
+    buf[i++] = o.mss & 0xff;
+  }
+  if (o.hasTimestamp) {
     if (o.sackPermitted) {
       buf[i++] = TCP_OPTION_SACK_PERMITTED;
       buf[i++] = 2;
@@ -243,7 +207,11 @@ export function emitSynOptions(buf: Uint8Array, off: number, o: SynOptions): num
       buf[i++] = TCP_OPTION_NOP;
       buf[i++] = TCP_OPTION_NOP;
     }
-    i = emitTimestampBody(buf, i, o.timestamp.val, o.timestamp.ecr);
+    buf[i++] = TCP_OPTION_TS;
+    buf[i++] = 10;
+    writeU32(buf, i, o.tsVal);
+    writeU32(buf, i + 4, o.tsEcr);
+    i += 8;
   } else if (o.sackPermitted) {
     buf[i++] = TCP_OPTION_NOP;
     buf[i++] = TCP_OPTION_NOP;
@@ -256,40 +224,81 @@ export function emitSynOptions(buf: Uint8Array, off: number, o: SynOptions): num
     buf[i++] = 3;
     buf[i++] = o.windowShift;
   }
+  const count = o.sackBlockCount;
+  if (count > 0) {
+    buf[i++] = TCP_OPTION_NOP;
+    buf[i++] = TCP_OPTION_NOP;
+    buf[i++] = TCP_OPTION_SACK;
+    buf[i++] = 2 + 8 * count;
+    for (let b = 0; b < count; b++) {
+      writeU32(buf, i, o.sackBlocks[b * 2]!);
+      writeU32(buf, i + 4, o.sackBlocks[b * 2 + 1]!);
+      i += 8;
+    }
+  }
   return i - off;
 }
 
-function emitTimestampBody(buf: Uint8Array, i: number, val: number, ecr: number): number {
-  buf[i++] = TCP_OPTION_TS;
-  buf[i++] = 10;
-  writeU32(buf, i, val);
-  writeU32(buf, i + 4, ecr);
-  return i + 8;
-}
-
-/** Writes NOP NOP TS (12 bytes) at `off`; returns 12. */
-export function emitTimestampOption(buf: Uint8Array, off: number, val: number, ecr: number): number {
-  buf[off] = TCP_OPTION_NOP;
-  buf[off + 1] = TCP_OPTION_NOP;
-  emitTimestampBody(buf, off + 2, val, ecr);
-  return TCP_TIMESTAMP_OPTION_SPACE;
-}
-
-/** Bytes NOP NOP SACK takes for `count` blocks. */
+/** Bytes a SACK option with `count` blocks takes (NOP NOP SACK included). */
 export function sackOptionLength(count: number): number {
   return count === 0 ? 0 : 4 + 8 * count;
 }
 
-/** Writes NOP NOP SACK with `count` blocks from `blocks` ([start, end, ...]); returns the bytes written. */
-export function emitSackOption(buf: Uint8Array, off: number, blocks: readonly number[], count: number): number {
-  if (count === 0) return 0;
-  buf[off] = TCP_OPTION_NOP;
-  buf[off + 1] = TCP_OPTION_NOP;
-  buf[off + 2] = TCP_OPTION_SACK;
-  buf[off + 3] = 2 + 8 * count;
-  for (let b = 0; b < count; b++) {
-    writeU32(buf, off + 4 + b * 8, blocks[b * 2]!);
-    writeU32(buf, off + 8 + b * 8, blocks[b * 2 + 1]!);
+/**
+ * A TCP header as values (smoltcp's TcpRepr): `parse` reads it from a view, `emit` writes it. Inbound
+ * segments are parsed into one and every outbound segment is emitted from one, so both directions
+ * share one codec. The checksum is not part of it: it covers the pseudo-header and the payload, which
+ * the sender knows (transport/tcp/segment-writer.ts).
+ */
+export class TcpRepr {
+  srcPort = 0;
+  dstPort = 0;
+  seq = 0;
+  ack = 0;
+  flags = 0;
+  /** The window field as sent (not scaled). */
+  window = 0;
+  readonly options = new TcpOptions();
+
+  /** Reads the header `h` views; the caller has checked that its data offset lies within the bytes. */
+  parse(h: TcpHeader): void {
+    this.srcPort = h.srcPort;
+    this.dstPort = h.dstPort;
+    this.seq = h.seq;
+    this.ack = h.ack;
+    this.flags = h.flags;
+    this.window = h.window;
+    parseTcpOptions(h.buf, h.off + TCP_MIN_HEADER_LENGTH, h.off + h.dataOffset, this.options);
   }
-  return 4 + 8 * count;
+
+  /** Bytes `emit` writes: the fixed header and the options. */
+  get headerLength(): number {
+    return TCP_MIN_HEADER_LENGTH + tcpOptionsLength(this.options);
+  }
+
+  /** Writes the header and its options through `h` (checksum and urgent pointer 0); returns its length. */
+  emit(h: TcpHeader): number {
+    const length = TCP_MIN_HEADER_LENGTH + emitTcpOptions(h.buf, h.off + TCP_MIN_HEADER_LENGTH, this.options);
+    h.srcPort = this.srcPort;
+    h.dstPort = this.dstPort;
+    h.seq = this.seq;
+    h.ack = this.ack;
+    h.dataOffset = length;
+    h.flags = this.flags;
+    h.window = this.window;
+    h.checksum = 0;
+    h.urgent = 0;
+    return length;
+  }
+}
+
+function readU32(buf: Uint8Array, off: number): number {
+  return ((buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!) >>> 0;
+}
+
+function writeU32(buf: Uint8Array, off: number, v: number): void {
+  buf[off] = v >>> 24;
+  buf[off + 1] = (v >>> 16) & 0xff;
+  buf[off + 2] = (v >>> 8) & 0xff;
+  buf[off + 3] = v & 0xff;
 }

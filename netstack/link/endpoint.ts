@@ -2,9 +2,9 @@
 //
 // A link endpoint moves whole Ethernet frames. Inbound frames are handed to the attached dispatcher
 // one by one as views that are valid only during the call (the TAP endpoint reuses its read ring);
-// after each batch the endpoint calls `flushed()` so the stack can send what the batch produced in one
-// go. Outbound frames are written synchronously: when `writeFrame` returns, the caller may reuse the
-// buffer.
+// after each batch the endpoint calls `batchDone()` (the Stack has nothing to do there: it writes every
+// frame as it is produced). Outbound frames are written synchronously: when `writeFrame` returns, the
+// caller may reuse the buffer.
 //
 // A link whose peer offloads work to us (the TAP with a virtio-net header) says so per frame with
 // `offload`; a link that passes nothing (the in-memory channel, a wrapper that may alter frames)

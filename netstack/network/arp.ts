@@ -6,14 +6,8 @@
 // sandbox's; its MAC is learned by the stack from the source of every frame, ARP included.
 import { ARP_LENGTH, ArpOp, ArpView, emitArp, validateArp } from '../header/arp.js';
 import { emitEthernet, ETHERNET_HEADER_LENGTH, EtherType } from '../header/ethernet.js';
-import type { Family } from '../stack/forwarding.js';
+import type { NetworkHost } from './host.js';
 import type { OnLinkNeighbors } from './neighbors.js';
-
-export interface ArpHost {
-  drop(reason: string): void;
-  isOwnAddress(family: Family, buf: Uint8Array, off: number): boolean;
-  writeFrame(frame: Uint8Array): void;
-}
 
 export class ArpResponder {
   private readonly arp = new ArpView();
@@ -21,7 +15,7 @@ export class ArpResponder {
   private readonly reply = Buffer.alloc(ETHERNET_HEADER_LENGTH + ARP_LENGTH);
 
   constructor(
-    private readonly host: ArpHost,
+    private readonly host: NetworkHost,
     private readonly mac: Uint8Array,
     private readonly neighbors: OnLinkNeighbors,
   ) {}

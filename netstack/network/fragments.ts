@@ -6,7 +6,7 @@
 // datagrams are evicted. A datagram gives up after `timeoutMs`. Overlapping fragments poison the
 // whole datagram (RFC 5722): it and every later fragment of it are dropped until its timer expires.
 // Exact duplicates (same offset and length) are ignored, as links do duplicate.
-import type { Clock, TimerHandle } from '../stack/transport.js';
+import type { Clock, TimerHandle } from '../tcpip.js';
 
 export interface ReassemblyLimits {
   /** Global cap on memory held by incomplete datagrams, in bytes. */

@@ -24,17 +24,14 @@ import {
 } from '../header/icmpv6.js';
 import { IPV4_MIN_HEADER_LENGTH, isIpv4GroupAddress } from '../header/ipv4.js';
 import { IPV6_HEADER_LENGTH, IPV6_MIN_MTU, Ipv6Walk, isIpv6Multicast, isIpv6Unspecified, walkIpv6Extensions } from '../header/ipv6.js';
-import type { Family } from '../stack/forwarding.js';
-import type { NetworkInfo, TransportProtocol } from '../stack/transport.js';
+import type { Family, NetworkInfo, UnreachableReason } from '../tcpip.js';
+import type { NetworkHost } from './host.js';
 import type { NeighborDiscovery } from './ndp.js';
-import type { IpSender } from './sender.js';
 
 export const ICMPV4_PROTOCOL = 1;
 
 /** An ICMPv4 error may quote up to 576 bytes in all (RFC 1812 4.3.2.3); ICMPv6 up to 1280 (RFC 4443). */
 const ICMPV4_ERROR_MAX = 576;
-
-export type UnreachableReason = 'port' | 'host' | 'net' | 'admin-prohibited';
 
 const V4_CODES: Record<UnreachableReason, number> = {
   port: Icmpv4UnreachableCode.Port,
@@ -49,17 +46,6 @@ const V6_CODES: Record<UnreachableReason, number> = {
   'admin-prohibited': Icmpv6UnreachableCode.AdminProhibited,
 };
 
-/** What ICMP needs from the stack. */
-export interface IcmpHost {
-  readonly sender: IpSender;
-  drop(reason: string): void;
-  /** Whether the 4- or 16-byte address at `off` in `buf` is one the stack answers for. */
-  isOwnAddress(family: Family, buf: Uint8Array, off: number): boolean;
-  /** Whether the address is another host of the sandbox's on-link prefix that ARP / NDP answer for. */
-  isOnLinkNeighbor(family: Family, buf: Uint8Array, off: number): boolean;
-  transport(protocol: number): TransportProtocol | undefined;
-}
-
 export class Icmp {
   private readonly v4 = new Icmpv4View();
   private readonly v6 = new Icmpv6View();
@@ -69,7 +55,7 @@ export class Icmp {
   private readonly control6: NetworkInfo = { family: 6, src: new Uint8Array(16), dst: new Uint8Array(16), packet: Buffer.alloc(0), checksumTrusted: false };
 
   constructor(
-    private readonly host: IcmpHost,
+    private readonly host: NetworkHost,
     private readonly ndp: NeighborDiscovery,
   ) {}
 
@@ -138,15 +124,14 @@ export class Icmp {
   }
 
   private echoReply(family: Family, net: NetworkInfo, off: number, len: number, replyType: number): void {
-    const sender = this.host.sender;
-    if (len > sender.maxDatagramLength(family)) return this.host.drop('icmp-echo-too-big');
-    const { buf, offset } = sender.scratch(family);
+    if (len > this.host.maxDatagramLength(family)) return this.host.drop('icmp-echo-too-big');
+    const { buf, offset } = this.host.scratch(family);
     net.packet.copy(buf, offset, off, off + len);
     buf[offset] = replyType;
     buf[offset + 1] = 0;
     if (family === 4) finishIcmpv4(buf, offset, len);
     else finishIcmpv6(buf, offset, len, net.dst, net.src);
-    sender.send(family, net.dst, net.src, family === 4 ? ICMPV4_PROTOCOL : ICMPV6_PROTOCOL, len);
+    this.host.send(family, net.dst, net.src, family === 4 ? ICMPV4_PROTOCOL : ICMPV6_PROTOCOL, len);
   }
 
   /** Passes the transport header quoted at `off` (after an IPv4 header) to its protocol's handleControl. */
@@ -187,14 +172,13 @@ export class Icmp {
     const src = packet.readUInt32BE(12);
     if (src === 0 || isIpv4GroupAddress(src) || isIpv4GroupAddress(packet.readUInt32BE(16))) return;
 
-    const sender = this.host.sender;
-    const quote = Math.min(packet.length, ICMPV4_ERROR_MAX - IPV4_MIN_HEADER_LENGTH - ICMP_HEADER_LENGTH, sender.maxTransportLength(4) - ICMP_HEADER_LENGTH);
-    const { buf, offset } = sender.scratch(4);
+    const quote = Math.min(packet.length, ICMPV4_ERROR_MAX - IPV4_MIN_HEADER_LENGTH - ICMP_HEADER_LENGTH, this.host.maxTransportLength(4) - ICMP_HEADER_LENGTH);
+    const { buf, offset } = this.host.scratch(4);
     emitIcmpv4Header(buf, offset, type, code, rest);
     packet.copy(buf, offset + ICMP_HEADER_LENGTH, 0, quote);
     finishIcmpv4(buf, offset, ICMP_HEADER_LENGTH + quote);
     // The error comes from the address the packet was sent to, as if that host answered.
-    sender.send(4, packet.subarray(16, 20), packet.subarray(12, 16), ICMPV4_PROTOCOL, ICMP_HEADER_LENGTH + quote);
+    this.host.send(4, packet.subarray(16, 20), packet.subarray(12, 16), ICMPV4_PROTOCOL, ICMP_HEADER_LENGTH + quote);
   }
 
   private sendErrorV6(packet: Buffer, type: number, code: number, rest: number): void {
@@ -204,14 +188,13 @@ export class Icmp {
     if (walk.fragmentHeaderOffset >= 0 && walk.fragmentOffset !== 0) return;
     if (!walk.reason && walk.protocol === ICMPV6_PROTOCOL && walk.payloadOffset < packet.length && isIcmpv6Error(packet[walk.payloadOffset]!)) return;
 
-    const sender = this.host.sender;
-    const quote = Math.min(packet.length, IPV6_MIN_MTU - IPV6_HEADER_LENGTH - ICMPV6_HEADER_LENGTH, sender.maxTransportLength(6) - ICMPV6_HEADER_LENGTH);
-    const { buf, offset } = sender.scratch(6);
+    const quote = Math.min(packet.length, IPV6_MIN_MTU - IPV6_HEADER_LENGTH - ICMPV6_HEADER_LENGTH, this.host.maxTransportLength(6) - ICMPV6_HEADER_LENGTH);
+    const { buf, offset } = this.host.scratch(6);
     emitIcmpv6Header(buf, offset, type, code, rest);
     packet.copy(buf, offset + ICMPV6_HEADER_LENGTH, 0, quote);
     const src = packet.subarray(24, 40);
     const dst = packet.subarray(8, 24);
     finishIcmpv6(buf, offset, ICMPV6_HEADER_LENGTH + quote, src, dst);
-    sender.send(6, src, dst, ICMPV6_PROTOCOL, ICMPV6_HEADER_LENGTH + quote);
+    this.host.send(6, src, dst, ICMPV6_PROTOCOL, ICMPV6_HEADER_LENGTH + quote);
   }
 }

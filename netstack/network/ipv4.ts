@@ -1,8 +1,8 @@
 // IPv4 input: header validation, then fragment reassembly, then delivery to the stack.
 import { Ipv4View, IPV4_MAX_PACKET_LENGTH, IPV4_MIN_HEADER_LENGTH, isIpv4GroupAddress, refreshIpv4Checksum, validateIpv4 } from '../header/ipv4.js';
-import type { Clock } from '../stack/transport.js';
+import type { Clock } from '../tcpip.js';
 import { Reassembler, type ReassemblyLimits } from './fragments.js';
-import type { IpDelivery } from './ip.js';
+import type { NetworkHost } from './host.js';
 
 export const IPV4_REASSEMBLY_DEFAULTS: ReassemblyLimits = {
   maxBytes: 4 * 1024 * 1024,
@@ -18,7 +18,7 @@ export class Ipv4Input {
   constructor(
     clock: Clock,
     limits: ReassemblyLimits,
-    private readonly host: IpDelivery,
+    private readonly host: NetworkHost,
   ) {
     this.reassembler = new Reassembler(clock, limits, (reason) => host.drop(reason));
   }

@@ -1,8 +1,8 @@
 // IPv6 input: header validation, the extension header walk, fragment reassembly, then delivery.
 import { Ipv6View, Ipv6Walk, IPV6_HEADER_LENGTH, isIpv6Multicast, validateIpv6, walkIpv6Extensions } from '../header/ipv6.js';
-import type { Clock } from '../stack/transport.js';
+import type { Clock } from '../tcpip.js';
 import { Reassembler, type ReassemblyLimits } from './fragments.js';
-import type { IpDelivery } from './ip.js';
+import type { NetworkHost } from './host.js';
 
 export const IPV6_REASSEMBLY_DEFAULTS: ReassemblyLimits = {
   maxBytes: 4 * 1024 * 1024,
@@ -19,7 +19,7 @@ export class Ipv6Input {
   constructor(
     clock: Clock,
     limits: ReassemblyLimits,
-    private readonly host: IpDelivery,
+    private readonly host: NetworkHost,
   ) {
     this.reassembler = new Reassembler(clock, limits, (reason) => host.drop(reason));
   }

@@ -7,26 +7,19 @@
 // about to take it. Router advertisements are not sent: the launcher configures a static route.
 import { emitNeighborAdvert, findLinkLayerOption, finishIcmpv6, ICMPV6_PROTOCOL, NDP_NEIGHBOR_LENGTH, NdpOption, NeighborAdvertFlag } from '../header/icmpv6.js';
 import { isIpv6Multicast, isIpv6Unspecified, parseIpv6 } from '../header/ipv6.js';
-import type { Family } from '../stack/forwarding.js';
-import type { NetworkInfo } from '../stack/transport.js';
+import type { NetworkInfo } from '../tcpip.js';
+import type { NetworkHost } from './host.js';
 import type { OnLinkNeighbors } from './neighbors.js';
-import type { IpSender } from './sender.js';
 
 /** NDP messages must arrive with hop limit 255: proof that they were not routed (RFC 4861 7.1.1). */
 const NDP_HOP_LIMIT = 255;
 const ALL_NODES = parseIpv6('ff02::1');
 
-export interface NdpHost {
-  readonly sender: IpSender;
-  drop(reason: string): void;
-  isOwnAddress(family: Family, buf: Uint8Array, off: number): boolean;
-}
-
 export class NeighborDiscovery {
   private readonly target = new Uint8Array(16);
 
   constructor(
-    private readonly host: NdpHost,
+    private readonly host: NetworkHost,
     private readonly mac: Uint8Array,
     private readonly neighbors: OnLinkNeighbors,
   ) {}
@@ -55,11 +48,10 @@ export class NeighborDiscovery {
     }
 
     packet.copy(this.target, 0, off + 8, off + 24);
-    const sender = this.host.sender;
-    const { buf, offset } = sender.scratch(6);
+    const { buf, offset } = this.host.scratch(6);
     const length = emitNeighborAdvert(buf, offset, flags, this.target, this.mac);
     const dst = fromUnspecified ? ALL_NODES : net.src;
     finishIcmpv6(buf, offset, length, this.target, dst);
-    sender.send(6, this.target, dst, ICMPV6_PROTOCOL, length, NDP_HOP_LIMIT);
+    this.host.send(6, this.target, dst, ICMPV6_PROTOCOL, length, NDP_HOP_LIMIT);
   }
 }

@@ -28,7 +28,7 @@
 // so until then we cannot tell which fe80:: address is its own, and answer none (a connect to
 // fe80::x%tap0 that early is answered on the kernel's next solicitation, a second later); from then on
 // it gets the policy's refusal at once instead of a timeout.
-import type { Family } from '../stack/forwarding.js';
+import type { Family } from '../tcpip.js';
 import { parseIpv4 } from '../header/ipv4.js';
 import { parseIpv6 } from '../header/ipv6.js';
 

@@ -1,6 +1,6 @@
 // A clock that moves only when told to (gVisor's faketime): conformance tests advance it explicitly,
 // so every retransmission and timer is deterministic.
-import type { Clock, TimerHandle } from './transport.js';
+import type { Clock, TimerHandle } from '../tcpip.js';
 
 interface Pending {
   at: number;

@@ -39,12 +39,11 @@ import { Ipv4Input, IPV4_REASSEMBLY_DEFAULTS } from '../network/ipv4.js';
 import { Ipv6Input, IPV6_REASSEMBLY_DEFAULTS } from '../network/ipv6.js';
 import { NeighborDiscovery } from '../network/ndp.js';
 import { OnLinkNeighbors } from '../network/neighbors.js';
-import type { IpSender } from '../network/sender.js';
+import type { NetworkHost } from '../network/host.js';
 import { UdpProtocol, UDP_DEFAULTS, type UdpOptions } from '../transport/udp/index.js';
 import { StackCounters } from './counters.js';
-import type { Family, Forwarder } from './forwarding.js';
-import type { LimitHook, LimitName } from './limits.js';
-import type { Clock, NetworkInfo, TransportProtocol } from './transport.js';
+import type { Forwarder } from '../forwarding.js';
+import type { Clock, Family, LimitHook, LimitName, NetworkInfo, TransportProtocol, UnreachableReason } from '../tcpip.js';
 
 export interface StackConfig {
   link: LinkEndpoint;
@@ -91,7 +90,7 @@ interface Scratch {
   offset: number;
 }
 
-export class Stack implements NetworkDispatcher, IpSender {
+export class Stack implements NetworkDispatcher, NetworkHost {
   readonly counters = new StackCounters();
   readonly mtu: number;
   readonly mac: Uint8Array;
@@ -119,6 +118,9 @@ export class Stack implements NetworkDispatcher, IpSender {
   private readonly fragmentFrame: Buffer;
   private nextIpId = Math.floor(Math.random() * 0x10000);
   private nextFragmentId6 = Math.floor(Math.random() * 0x100000000);
+  /** The drops that mean a cap was hit, with the cap they hit (reported through onLimit). */
+  private readonly capOfDrop: Record<string, [LimitName, number, string]>;
+  private readonly onLimit: LimitHook | undefined;
   private closed = false;
 
   constructor(config: StackConfig) {
@@ -140,33 +142,17 @@ export class Stack implements NetworkDispatcher, IpSender {
     const udpOptions = { ...UDP_DEFAULTS, ...config.udp };
     const reassembly4 = { ...IPV4_REASSEMBLY_DEFAULTS, ...config.reassembly4 };
     const reassembly6 = { ...IPV6_REASSEMBLY_DEFAULTS, ...config.reassembly6 };
-    // The drops that mean a cap was hit, with the cap they hit.
-    const capOfDrop: Record<string, [LimitName, number, string]> = {
+    this.capOfDrop = {
       'udp-session-cap': ['udp-sessions', udpOptions.maxSessions, 'UDP sessions at the cap: new flow refused with ICMP'],
       'reassembly-evicted': ['reassembly', Math.max(reassembly4.maxBytes, reassembly6.maxBytes), 'reassembly memory full: oldest datagram evicted'],
       'reassembly-memory-full': ['reassembly', Math.max(reassembly4.maxBytes, reassembly6.maxBytes), 'reassembly memory full: fragment dropped'],
     };
-    const onLimit = config.onLimit;
-    const drop = (reason: string): void => {
-      this.counters.drop(reason);
-      const cap = onLimit && capOfDrop[reason];
-      if (cap) onLimit(...cap);
-    };
-    const host = {
-      sender: this as IpSender,
-      drop,
-      isOwnAddress: (family: Family, buf: Uint8Array, off: number) => this.isOwnAddress(family, buf, off),
-      isOnLinkNeighbor: (family: Family, buf: Uint8Array, off: number) => !this.isOwnAddress(family, buf, off) && this.neighbors.answers(family, buf, off),
-      transport: (protocol: number) => this.transports[protocol],
-      writeFrame: (frame: Uint8Array) => this.writeFrame(frame),
-      deliver: (family: Family, protocol: number, packet: Buffer, payloadOffset: number, reassembled: boolean) =>
-        this.deliver(family, protocol, packet, payloadOffset, reassembled),
-    };
-    this.arp = new ArpResponder(host, this.mac, this.neighbors);
-    this.icmp = new Icmp(host, new NeighborDiscovery(host, this.mac, this.neighbors));
-    this.ipv4 = new Ipv4Input(config.clock, reassembly4, host);
-    this.ipv6 = new Ipv6Input(config.clock, reassembly6, host);
-    this.udp = new UdpProtocol(this, config.clock, config.forwarder, udpOptions, drop);
+    this.onLimit = config.onLimit;
+    this.arp = new ArpResponder(this, this.mac, this.neighbors);
+    this.icmp = new Icmp(this, new NeighborDiscovery(this, this.mac, this.neighbors));
+    this.ipv4 = new Ipv4Input(config.clock, reassembly4, this);
+    this.ipv6 = new Ipv6Input(config.clock, reassembly6, this);
+    this.udp = new UdpProtocol(this, config.clock, config.forwarder, udpOptions, (reason) => this.drop(reason));
     this.registerTransport(this.udp);
     this.link.attach(this);
   }
@@ -249,7 +235,7 @@ export class Stack implements NetworkDispatcher, IpSender {
     }
   }
 
-  sendUnreachable(packet: Buffer, family: Family, how: 'port' | 'host' | 'net' | 'admin-prohibited'): void {
+  sendUnreachable(packet: Buffer, family: Family, how: UnreachableReason): void {
     this.icmp.sendUnreachable(packet, family, how);
   }
 
@@ -263,6 +249,20 @@ export class Stack implements NetworkDispatcher, IpSender {
     const list = family === 4 ? this.own4 : this.own6;
     for (const addr of list) if (bytesEqual(buf, off, addr)) return true;
     return false;
+  }
+
+  isOnLinkNeighbor(family: Family, buf: Uint8Array, off: number): boolean {
+    return !this.isOwnAddress(family, buf, off) && this.neighbors.answers(family, buf, off);
+  }
+
+  transport(protocol: number): TransportProtocol | undefined {
+    return this.transports[protocol];
+  }
+
+  drop(reason: string): void {
+    this.counters.drop(reason);
+    const cap = this.onLimit && this.capOfDrop[reason];
+    if (cap) this.onLimit!(...cap);
   }
 
   /** Stops the stack: no more frames in or out, UDP sessions end, reassembly memory is freed. */
@@ -322,7 +322,7 @@ export class Stack implements NetworkDispatcher, IpSender {
     }
   }
 
-  private deliver(family: Family, protocol: number, packet: Buffer, payloadOffset: number, reassembled: boolean): void {
+  deliver(family: Family, protocol: number, packet: Buffer, payloadOffset: number, reassembled: boolean): void {
     const net = family === 4 ? this.net4 : this.net6;
     const addrLength = family === 4 ? 4 : 16;
     const srcOffset = family === 4 ? 12 : 8;
@@ -347,7 +347,7 @@ export class Stack implements NetworkDispatcher, IpSender {
     frame.copy(this.sandboxMac, 0, off, off + 6);
   }
 
-  private writeFrame(frame: Uint8Array): void {
+  writeFrame(frame: Uint8Array): void {
     this.counters.framesOut++;
     this.link.writeFrame(frame);
   }

@@ -55,8 +55,10 @@ export interface EgressOptions {
   caps?: { flows?: number; dnsInFlight?: number };
 }
 
-/** Fields the supervisor adds to the --report JSON (the sandbox's usage, which the egress doesn't know). */
-export type ReportExtras = Record<string, unknown>;
+/** What the supervisor adds to the --report JSON: the sandbox's usage from its cgroup (null without one). */
+export interface ReportExtras {
+  usage: object | null;
+}
 
 export interface Egress extends EventEmitter {
   forwarder: Forwarder;
@@ -68,7 +70,7 @@ export interface Egress extends EventEmitter {
   auditor: Auditor;
   /** Changes the policy while the sandbox runs (emits 'policy' events). */
   live: LivePolicy;
-  /** Stops every flow and DNS query, writes the report (with the supervisor's `extras`, e.g. usage) and the learned allowlist. */
+  /** Stops every flow and DNS query, writes the report (with the supervisor's `extras`) and the learned allowlist. */
   close(extras?: ReportExtras): Promise<EgressSummary>;
 }
 
@@ -123,7 +125,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     policy,
     auditor,
     live,
-    close: (extras: ReportExtras = {}) => (closing ??= close(extras)),
+    close: (extras: ReportExtras = { usage: null }) => (closing ??= close(extras)),
   });
 }
 

@@ -2,7 +2,7 @@
 // layouts) rather than through the stack's own emit helpers, so a bug there cannot hide itself.
 import { checksumTs, pseudoHeaderChecksum } from '../../netstack/header/checksum.js';
 import { ChannelEndpoint, ManualClock, Stack, type StackConfig } from '../../netstack/index.js';
-import type { Forwarder, TcpForwarderRequest, UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
+import type { Forwarder, TcpForwarderRequest, UdpForwarderRequest } from '../../netstack/index.js';
 
 export const GATEWAY_MAC = mac('02:00:00:00:00:02');
 export const SANDBOX_MAC = mac('02:00:00:00:01:00');

@@ -1,7 +1,7 @@
 // The active open (RFC 9293 §3.5, §3.10.7.3): the stack dials a port in the sandbox, as for `-p`.
 // The harness's "sandbox" peer answers our SYN by hand.
 import { describe, expect, it } from 'vitest';
-import type { TcpConn } from '../../netstack/stack/forwarding.js';
+import type { TcpConn } from '../../netstack/index.js';
 import { ACK, FIN, Harness, PSH, RST, SYN, settle, type Sent } from './tcp-harness.js';
 
 const GATEWAY = '198.18.0.10'; // the harness's remote address plays our side

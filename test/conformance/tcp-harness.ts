@@ -2,10 +2,9 @@
 // NetworkSender that captures every segment it sends, a ManualClock, and a scripted "sandbox" peer
 // that builds segments byte by byte (RFC 9293 layout), so a bug in our own header code cannot hide.
 import { checksumTs, pseudoHeaderChecksum } from '../../netstack/header/checksum.js';
-import type { Family, TcpForwarderRequest } from '../../netstack/stack/forwarding.js';
+import type { TcpForwarderRequest } from '../../netstack/forwarding.js';
 import { ManualClock } from '../../netstack/stack/manual-clock.js';
-import type { LimitHook } from '../../netstack/stack/limits.js';
-import type { NetworkSender } from '../../netstack/stack/transport.js';
+import type { Family, LimitHook, NetworkSender } from '../../netstack/tcpip.js';
 import { createTcp, type TcpConfigInput, type TcpConnection, type TcpProtocol } from '../../netstack/transport/tcp/index.js';
 
 export const FIN = 0x01;
@@ -75,6 +74,9 @@ class CapturingSender implements NetworkSender {
   }
   maxTransportLength(family: Family): number {
     return this.mtu - (family === 4 ? 20 : 40);
+  }
+  maxDatagramLength(family: Family): number {
+    return this.maxTransportLength(family); // TCP sizes its segments to the MTU: never fragmented
   }
   scratch(): { buf: Buffer; offset: number } {
     return { buf: this.buf, offset: 60 };

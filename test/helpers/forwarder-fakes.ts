@@ -1,4 +1,4 @@
-// The stack's side of the Forwarder contract (netstack/stack/forwarding.ts), in memory: what the
+// The stack's side of the Forwarder contract (netstack/forwarding.ts), in memory: what the
 // forwarder tests hand the egress forwarder instead of a running stack. A TCP request's accept() gives
 // a TcpConn joined to `app`, the sandbox program's end; a UDP session records what is sent back.
 import { EventEmitter } from 'node:events';

@@ -47,6 +47,14 @@ control.recv(16)  # stay alive (and keep tap0) until the test is done
  * Answers ARP requests and ICMP echo requests for PEER_IP, like a host at the other end of the wire, and
  * a SYN to port 9 with a SYN-ACK; records the largest TCP data frame that follows.
  */
+/** The Ethernet and IPv4 facts the peer dispatches on (the TAP hands frames over unparsed). */
+function headerFacts(frame: Buffer): { ethertype: number; ipProtocol: number; ipv4ChecksumOk: boolean; l4Offset: number } {
+  const ethertype = frame.length >= 14 ? frame.readUInt16BE(12) : -1;
+  if (ethertype !== 0x0800 || frame.length < 34) return { ethertype, ipProtocol: -1, ipv4ChecksumOk: false, l4Offset: -1 };
+  const ihl = (frame[14]! & 0x0f) * 4;
+  return { ethertype, ipProtocol: frame[23]!, ipv4ChecksumOk: checksum(frame, 14, ihl) === 0xffff, l4Offset: 14 + ihl };
+}
+
 class Peer implements NetworkDispatcher {
   seen: string[] = [];
   largestTcpData: { length: number; gsoSize: number; checksumPartial: boolean } | null = null;
@@ -58,7 +66,7 @@ class Peer implements NetworkDispatcher {
   }
 
   deliverFrame(frame: Buffer): void {
-    const info = this.tap.frameInfo;
+    const info = { ...headerFacts(frame), gsoSize: this.tap.frameInfo.gsoSize, checksumPartial: this.tap.frameInfo.checksumPartial };
     if (info.ethertype === 0x0806 && frame.readUInt16BE(20) === 1 && frame.subarray(38, 42).equals(PEER_IP)) {
       this.seen.push('arp-request');
       this.tap.writeFrame(arpReply(frame));

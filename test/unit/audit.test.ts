@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import dgram from 'node:dgram';
 import dnsPacket from 'dns-packet';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { FlowId, Refusal, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
+import type { FlowId, Refusal, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from '../../netstack/index.js';
 import type { FlowEvent } from '../../src/egress/audit/events.js';
 import { formatLearnedAllowlist } from '../../src/egress/audit/learn.js';
 import { createLogger } from '../../src/egress/audit/logger.js';

@@ -14,7 +14,7 @@ import { checksumTs, pseudoHeaderChecksum } from '../../netstack/header/checksum
 import { parseTcpOptions, TcpOptions } from '../../netstack/header/tcp.js';
 import { Ipv6Walk, walkIpv6Extensions } from '../../netstack/header/ipv6.js';
 import { native } from '../../native/addon/index.js';
-import type { Forwarder, TcpForwarderRequest, UdpForwarderRequest } from '../../netstack/stack/forwarding.js';
+import type { Forwarder, TcpForwarderRequest, UdpForwarderRequest } from '../../netstack/index.js';
 import { createTcp } from '../../netstack/transport/tcp/index.js';
 import { DnsProxy } from '../../src/egress/dns/proxy.js';
 import { parse } from '../../src/egress/policy/allowlist.js';

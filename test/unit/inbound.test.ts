@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { UdpConn } from '../../netstack/stack/forwarding.js';
+import type { UdpConn } from '../../netstack/index.js';
 import { Auditor } from '../../src/egress/audit/auditor.js';
 import type { FlowEndEvent, FlowEvent } from '../../src/egress/audit/events.js';
 import type { LimitEvent } from '../../src/egress/audit/limits.js';

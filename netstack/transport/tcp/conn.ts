@@ -2,7 +2,8 @@
 // ways through the endpoint: a reader that stops reading leaves bytes unread, which closes the window
 // the sandbox sees; a write completes only once the send buffer has room again.
 import { Duplex } from 'node:stream';
-import type { FlowId, TcpConn } from '../../stack/forwarding.js';
+import type { TcpConn } from '../../forwarding.js';
+import type { FlowId } from '../../tcpip.js';
 
 /** What the stream asks of its connection. */
 export interface ConnectionHost {

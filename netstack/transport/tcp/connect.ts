@@ -4,11 +4,12 @@
 // a passive open builds (negotiating from the SYN-ACK's options exactly as from a SYN's: an option the
 // sandbox left out is off on both sides), ACK it, and hand over the TcpConn duplex. A RST that
 // acknowledges our SYN means the port is closed: ECONNREFUSED.
-import { checksum, fold, pseudoHeaderChecksum } from '../../header/checksum.js';
-import { TCP_FLAG_RST, TCP_FLAG_SYN, TCP_MIN_HEADER_LENGTH, TCP_PROTOCOL, emitSynOptions, writeTcpHeader } from '../../header/tcp.js';
-import type { FlowId, TcpConn } from '../../stack/forwarding.js';
+import { TCP_FLAG_RST, TCP_FLAG_SYN, TCP_MIN_HEADER_LENGTH } from '../../header/tcp.js';
+import type { TcpConn } from '../../forwarding.js';
+import type { FlowId } from '../../tcpip.js';
 import { connectionError } from './conn.js';
-import { Endpoint, timestampOffset, type TcpContext, type Tuple } from './endpoint.js';
+import type { Tuple } from './address.js';
+import { Endpoint, timestampOffset, type TcpContext } from './endpoint.js';
 import { synInfoOf, windowShiftFor } from './handshake.js';
 import type { Segment } from './segment.js';
 import { seqAdd } from './seqnum.js';
@@ -100,35 +101,22 @@ export class ActiveOpen {
   }
 
   private sendSyn(): void {
-    const { config, sender, clock } = this.owner;
+    const { config, sender, clock, writer } = this.owner;
     this.sentAt = clock.now();
     const t = this.tuple;
-    const { buf, offset } = sender.scratch(t.family);
-    const mss = Math.min(sender.maxTransportLength(t.family) - TCP_MIN_HEADER_LENGTH, 0xffff);
-    const optionsLength = emitSynOptions(buf, offset + TCP_MIN_HEADER_LENGTH, {
-      mss,
-      windowShift: config.windowScaling ? windowShiftFor(config.receiveBufferSize) : -1,
-      sackPermitted: config.sack,
-      timestamp: config.timestamps ? { val: (Math.floor(clock.now()) + timestampOffset(this.iss)) >>> 0, ecr: 0 } : undefined,
-    });
-    const headerLength = TCP_MIN_HEADER_LENGTH + optionsLength;
-    writeTcpHeader(buf, offset, t.localPort, t.remotePort, this.iss, 0, headerLength, TCP_FLAG_SYN, Math.min(config.receiveBufferSize, 0xffff));
-    this.emit(buf, offset, headerLength);
+    const o = writer.begin(t, this.iss, 0, TCP_FLAG_SYN, Math.min(config.receiveBufferSize, 0xffff)).options;
+    o.mss = Math.min(sender.maxTransportLength(t.family) - TCP_MIN_HEADER_LENGTH, 0xffff);
+    o.windowShift = config.windowScaling ? windowShiftFor(config.receiveBufferSize) : -1;
+    o.sackPermitted = config.sack;
+    if (config.timestamps) {
+      o.hasTimestamp = true;
+      o.tsVal = (Math.floor(clock.now()) + timestampOffset(this.iss)) >>> 0;
+    }
+    writer.send(t);
   }
 
   private sendRst(seq: number): void {
-    const t = this.tuple;
-    const { buf, offset } = this.owner.sender.scratch(t.family);
-    writeTcpHeader(buf, offset, t.localPort, t.remotePort, seq, 0, TCP_MIN_HEADER_LENGTH, TCP_FLAG_RST, 0);
-    this.owner.stats.resetsSent++;
-    this.emit(buf, offset, TCP_MIN_HEADER_LENGTH);
-  }
-
-  private emit(buf: Buffer, offset: number, length: number): void {
-    const t = this.tuple;
-    const sum = fold(pseudoHeaderChecksum(t.local, t.remote, TCP_PROTOCOL, length) + checksum(buf, offset, length));
-    buf.writeUInt16BE(~sum & 0xffff, offset + 16);
-    this.owner.sender.send(t.family, t.local, t.remote, TCP_PROTOCOL, length);
-    this.owner.stats.segmentsSent++;
+    this.owner.writer.begin(this.tuple, seq, 0, TCP_FLAG_RST, 0);
+    this.owner.writer.send(this.tuple);
   }
 }

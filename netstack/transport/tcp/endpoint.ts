@@ -2,31 +2,21 @@
 // RFC 9293 §3.10.7 for segments that arrive, with RFC 5961's defences (challenge ACKs for RSTs not
 // exactly at RCV.NXT and for SYNs in synchronized states), RFC 7323 timestamps and PAWS, the
 // half-close states and their short timers, keepalive, and the stream the forwarder reads and writes.
-// Sending and receiving proper live in snd.ts and rcv.ts; this file builds every outgoing segment.
-import { fold, checksum, pseudoHeaderChecksum } from '../../header/checksum.js';
-import {
-  TCP_FLAG_ACK,
-  TCP_FLAG_RST,
-  TCP_FLAG_SYN,
-  TCP_MIN_HEADER_LENGTH,
-  TCP_PROTOCOL,
-  emitSackOption,
-  emitSynOptions,
-  emitTimestampOption,
-  sackOptionLength,
-  writeTcpHeader,
-} from '../../header/tcp.js';
-import type { Family, FlowId } from '../../stack/forwarding.js';
-import type { Clock, NetworkSender } from '../../stack/transport.js';
-import type { LimitName } from '../../stack/limits.js';
+// Sending and receiving proper live in snd.ts and rcv.ts; this file decides what each outgoing segment
+// of the connection carries (flags, window, options) and sends it through the protocol's SegmentWriter.
+import { TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN, TCP_MIN_HEADER_LENGTH, TCP_TIMESTAMP_OPTION_SPACE, sackOptionLength } from '../../header/tcp.js';
+import type { Clock, FlowId, LimitName, NetworkSender } from '../../tcpip.js';
+import type { Tuple } from './address.js';
 import type { BufferBudget } from './budget.js';
 import type { TcpConfig } from './config.js';
 import { TcpConnection, connectionError, type ConnectionHost } from './conn.js';
 import { negotiate, type SynInfo } from './handshake.js';
-import { Receiver } from './rcv.js';
+import { Receiver, type ReceiverHost } from './rcv.js';
 import type { Segment } from './segment.js';
 import { seqAdd, seqDiff, seqInWindow, seqLEQ, seqLT } from './seqnum.js';
-import { Sender } from './snd.js';
+import { Sender, type SenderHost } from './snd.js';
+import type { SegmentWriter } from './segment-writer.js';
+import type { TcpState } from './state.js';
 import type { TcpStats } from './stats.js';
 import { Timer } from './timer.js';
 
@@ -37,20 +27,11 @@ export function timestampOffset(iss: number): number {
   return (iss * 2654435761) >>> 0;
 }
 
-export type TcpState =
-  | 'SYN-RCVD'
-  | 'ESTABLISHED'
-  | 'FIN-WAIT-1'
-  | 'FIN-WAIT-2'
-  | 'CLOSE-WAIT'
-  | 'CLOSING'
-  | 'LAST-ACK'
-  | 'TIME-WAIT'
-  | 'CLOSED';
-
 /** What an endpoint needs from the protocol that owns it. */
 export interface TcpContext {
   readonly sender: NetworkSender;
+  /** How every segment is built and sent. */
+  readonly writer: SegmentWriter;
   readonly clock: Clock;
   readonly config: TcpConfig;
   readonly stats: TcpStats;
@@ -63,16 +44,7 @@ export interface TcpContext {
   unregister(ep: Endpoint): void;
 }
 
-/** The 4-tuple as the endpoint sends: local is the destination the sandbox dialled. */
-export interface Tuple {
-  family: Family;
-  local: Uint8Array;
-  remote: Uint8Array;
-  localPort: number;
-  remotePort: number;
-}
-
-export class Endpoint implements ConnectionHost {
+export class Endpoint implements ConnectionHost, ReceiverHost, SenderHost {
   state: TcpState = 'SYN-RCVD';
   readonly conn: TcpConnection;
   readonly snd: Sender;
@@ -86,8 +58,7 @@ export class Endpoint implements ConnectionHost {
   private readonly irs: number;
   private readonly config: TcpConfig;
   private readonly sender: NetworkSender;
-  /** Pseudo-header sum without the length, computed once. */
-  private readonly pseudoSum: number;
+  private readonly writer: SegmentWriter;
   private readonly tsOffset: number;
   /** The MSS we advertise; our window scale shift (-1: not used). */
   private readonly ourMss: number;
@@ -119,6 +90,7 @@ export class Endpoint implements ConnectionHost {
     this.budget = ctx.budget;
     this.config = ctx.config;
     this.sender = ctx.sender;
+    this.writer = ctx.writer;
     this.iss = iss;
     this.irs = syn.irs;
     const mtuMss = ctx.sender.maxTransportLength(tuple.family) - TCP_MIN_HEADER_LENGTH;
@@ -128,7 +100,6 @@ export class Endpoint implements ConnectionHost {
     this.tsEnabled = n.timestamps;
     this.sackEnabled = n.sack;
     this.tsOffset = timestampOffset(iss);
-    this.pseudoSum = pseudoHeaderChecksum(tuple.local, tuple.remote, TCP_PROTOCOL, 0);
     this.snd = new Sender(this, ctx.config, iss, n.sendMss, n.sack);
     this.snd.wndShift = n.sendShift;
     this.rcv = new Receiver(this, ctx.config, syn.irs, Math.max(0, n.receiveShift), n.ourMss);
@@ -507,65 +478,50 @@ export class Endpoint implements ConnectionHost {
   }
 
   private sendRst(): void {
-    this.stats.resetsSent++;
     this.emitSegment(this.snd.nxt, TCP_FLAG_RST | TCP_FLAG_ACK, 0, 0);
   }
 
   private sendSynAck(): void {
     this.synAckSentAt = this.clock.now();
-    const { buf, offset } = this.sender.scratch(this.tuple.family);
-    const optionsLength = emitSynOptions(buf, offset + TCP_MIN_HEADER_LENGTH, {
-      mss: this.ourMss,
-      windowShift: this.receiveShift,
-      sackPermitted: this.sackEnabled,
-      timestamp: this.tsEnabled ? { val: this.tsNow(), ecr: this.rcv.tsRecent } : undefined,
-    });
-    const headerLength = TCP_MIN_HEADER_LENGTH + optionsLength;
-    const window = this.rcv.synWindow();
-    const t = this.tuple;
-    writeTcpHeader(buf, offset, t.localPort, t.remotePort, this.iss, this.rcv.nxt, headerLength, TCP_FLAG_SYN | TCP_FLAG_ACK, window);
-    this.finishAndSend(buf, offset, headerLength);
+    const o = this.writer.begin(this.tuple, this.iss, this.rcv.nxt, TCP_FLAG_SYN | TCP_FLAG_ACK, this.rcv.synWindow()).options;
+    o.mss = this.ourMss;
+    o.windowShift = this.receiveShift;
+    o.sackPermitted = this.sackEnabled;
+    if (this.tsEnabled) this.setTimestamp();
+    this.writer.send(this.tuple);
   }
 
   /** A segment with no options outside the connection's rules (a RST to an unacceptable ACK). */
   private sendControl(seq: number, ack: number, flags: number): void {
-    const { buf, offset } = this.sender.scratch(this.tuple.family);
-    const t = this.tuple;
-    writeTcpHeader(buf, offset, t.localPort, t.remotePort, seq, ack, TCP_MIN_HEADER_LENGTH, flags, 0);
-    if (flags & TCP_FLAG_RST) this.stats.resetsSent++;
-    this.finishAndSend(buf, offset, TCP_MIN_HEADER_LENGTH);
+    this.writer.begin(this.tuple, seq, ack, flags, 0);
+    this.writer.send(this.tuple);
   }
 
   /**
-   * Builds a segment in the stack's scratch frame: header, timestamp and SACK options, then `length`
-   * bytes copied from the send buffer at `bufferOffset`; checksums it and sends it.
+   * Sends a segment of the connection: timestamp and SACK options, then `length` bytes of the send
+   * buffer from `bufferOffset`.
    */
   emitSegment(seq: number, flags: number, bufferOffset: number, length: number): void {
-    const { buf, offset } = this.sender.scratch(this.tuple.family);
-    const optionsAt = offset + TCP_MIN_HEADER_LENGTH;
-    let optionsLength = 0;
-    if (this.tsEnabled) optionsLength = emitTimestampOption(buf, optionsAt, this.tsNow(), this.rcv.tsRecent);
+    const window = (flags & TCP_FLAG_RST) !== 0 ? 0 : this.rcv.advertise();
+    const o = this.writer.begin(this.tuple, seq, this.rcv.nxt, flags, window).options;
+    if (this.tsEnabled) this.setTimestamp();
     const sack = this.rcv.sack;
     if (this.sackEnabled && sack.count > 0) {
       let blocks = Math.min(sack.count, this.tsEnabled ? 3 : 4);
-      const room = this.sender.maxTransportLength(this.tuple.family) - TCP_MIN_HEADER_LENGTH - optionsLength - length;
+      const room = this.sender.maxTransportLength(this.tuple.family) - TCP_MIN_HEADER_LENGTH - (this.tsEnabled ? TCP_TIMESTAMP_OPTION_SPACE : 0) - length;
       while (blocks > 0 && sackOptionLength(blocks) > room) blocks--;
-      optionsLength += emitSackOption(buf, optionsAt + optionsLength, sack.blocks, blocks);
+      for (let i = 0; i < blocks * 2; i++) o.sackBlocks[i] = sack.blocks[i]!;
+      o.sackBlockCount = blocks;
     }
-    const headerLength = TCP_MIN_HEADER_LENGTH + optionsLength;
-    const window = (flags & TCP_FLAG_RST) !== 0 ? 0 : this.rcv.advertise();
-    const t = this.tuple;
-    writeTcpHeader(buf, offset, t.localPort, t.remotePort, seq, this.rcv.nxt, headerLength, flags, window);
-    if (length > 0) this.snd.buffer.copyOut(bufferOffset, length, buf, offset + headerLength);
-    this.finishAndSend(buf, offset, headerLength + length);
+    this.writer.send(this.tuple, this.snd.buffer, bufferOffset, length);
     if ((flags & TCP_FLAG_ACK) !== 0) this.rcv.onAckSent();
   }
 
-  private finishAndSend(buf: Buffer, offset: number, length: number): void {
-    const sum = fold(this.pseudoSum + length + checksum(buf, offset, length));
-    buf.writeUInt16BE(~sum & 0xffff, offset + 16);
-    this.sender.send(this.tuple.family, this.tuple.local, this.tuple.remote, TCP_PROTOCOL, length);
-    this.stats.segmentsSent++;
+  private setTimestamp(): void {
+    const o = this.writer.out.options;
+    o.hasTimestamp = true;
+    o.tsVal = this.tsNow();
+    o.tsEcr = this.rcv.tsRecent;
   }
 
   /** For the protocol: is a SYN on this tuple a new connection replacing TIME-WAIT (RFC 6191-like)? */

@@ -3,9 +3,10 @@
 // create another one; accept() sends the SYN-ACK, reject() a RST or an ICMP error. Requests are capped
 // in total and per destination address, and a request never settled is reset at its deadline, so a
 // slow or buggy forwarder can never leave the sandbox hanging or leak slots.
-import type { FlowId, Refusal, TcpConn, TcpForwarderRequest } from '../../stack/forwarding.js';
+import type { TcpConn, TcpForwarderRequest } from '../../forwarding.js';
+import type { FlowId, Refusal } from '../../tcpip.js';
 import { TcpConnection, connectionError, type ConnectionHost } from './conn.js';
-import type { Tuple } from './endpoint.js';
+import type { Tuple } from './address.js';
 import type { SynInfo } from './handshake.js';
 import { Timer } from './timer.js';
 

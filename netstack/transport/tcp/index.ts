@@ -2,5 +2,5 @@
 export { createTcp, TcpProtocol, type TcpDependencies } from './protocol.js';
 export { defaultTcpConfig, type TcpConfig, type TcpConfigInput, type KeepaliveConfig } from './config.js';
 export type { TcpStats } from './stats.js';
-export type { TcpState } from './endpoint.js';
+export type { TcpState } from './state.js';
 export { TcpConnection } from './conn.js';

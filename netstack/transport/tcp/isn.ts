@@ -2,7 +2,7 @@
 // M a 4-microsecond clock, F a keyed hash (SHA-256 here) with a per-stack random key, so ISNs are
 // unpredictable to an off-path attacker yet monotonic for one 4-tuple.
 import { createHash, randomBytes } from 'node:crypto';
-import type { Clock } from '../../stack/transport.js';
+import type { Clock } from '../../tcpip.js';
 
 export class IsnGenerator {
   private readonly key = randomBytes(16);

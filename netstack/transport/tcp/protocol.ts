@@ -3,21 +3,21 @@
 // (RFC 9293 §3.10.7.1), and new SYNs turned into forwarder requests. The sandbox is the active opener
 // of every connection but those to ports published to the host, which `connect` dials (connect.ts).
 import { checksum, fold, pseudoHeaderChecksum } from '../../header/checksum.js';
-import { TCP_FLAG_ACK, TCP_FLAG_RST, TCP_MIN_HEADER_LENGTH, TCP_PROTOCOL, writeTcpHeader } from '../../header/tcp.js';
-import type { Family, Forwarder, Refusal, TcpConn } from '../../stack/forwarding.js';
-import { realClock, type Clock, type NetworkInfo, type NetworkSender, type TransportProtocol } from '../../stack/transport.js';
+import { TCP_FLAG_ACK, TCP_FLAG_RST, TCP_MIN_HEADER_LENGTH, TCP_PROTOCOL, TcpHeader } from '../../header/tcp.js';
+import type { Forwarder, TcpConn } from '../../forwarding.js';
+import { realClock, type Clock, type Family, type LimitHook, type LimitName, type NetworkInfo, type NetworkSender, type Refusal, type TransportProtocol } from '../../tcpip.js';
 import { PendingRequest, type RequestOwner } from './forwarder.js';
 import { ActiveOpen, type ConnectOwner } from './connect.js';
-import { formatAddress } from './address.js';
+import { formatAddress, type Tuple } from './address.js';
 import { parseIpv4 } from '../../header/ipv4.js';
 import { parseIpv6 } from '../../header/ipv6.js';
-import type { LimitHook, LimitName } from '../../stack/limits.js';
 import { BufferBudget } from './budget.js';
 import { resolveTcpConfig, type TcpConfig, type TcpConfigInput } from './config.js';
-import { Endpoint, type TcpContext, type Tuple } from './endpoint.js';
+import { Endpoint, type TcpContext } from './endpoint.js';
 import { synInfoOf } from './handshake.js';
 import { IsnGenerator } from './isn.js';
 import { Segment } from './segment.js';
+import { SegmentWriter } from './segment-writer.js';
 import { seqAdd } from './seqnum.js';
 import { newTcpStats, type TcpStats } from './stats.js';
 import { Timer } from './timer.js';
@@ -44,6 +44,7 @@ export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner,
   readonly stats: TcpStats = newTcpStats();
   readonly config: TcpConfig;
   readonly sender: NetworkSender;
+  readonly writer: SegmentWriter;
   readonly clock: Clock;
   readonly budget: BufferBudget;
   private readonly forwarder: Pick<Forwarder, 'tcp'>;
@@ -54,6 +55,7 @@ export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner,
   private readonly pendingPerDestination = new Map<string, number>();
   /** Our own SYNs towards the sandbox, waiting for its SYN-ACK. */
   private readonly connecting = new Map<string, ActiveOpen>();
+  private readonly header = new TcpHeader();
   private readonly segment = new Segment();
   /** The endpoint of the previous segment: a bulk flow skips the key lookup. */
   private lastEndpoint: Endpoint | null = null;
@@ -62,6 +64,7 @@ export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner,
 
   constructor(deps: TcpDependencies, config: TcpConfigInput = {}) {
     this.sender = deps.sender;
+    this.writer = new SegmentWriter(deps.sender, this.stats);
     this.forwarder = deps.forwarder;
     this.clock = deps.clock ?? realClock;
     this.config = resolveTcpConfig(config);
@@ -84,7 +87,8 @@ export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner,
       this.stats.malformed++;
       return;
     }
-    const headerLength = (payload[12]! >> 4) * 4;
+    const header = this.header.at(payload, 0);
+    const headerLength = header.dataOffset;
     if (headerLength < TCP_MIN_HEADER_LENGTH || headerLength > length) {
       this.stats.malformed++;
       return;
@@ -96,7 +100,7 @@ export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner,
     }
     this.stats.segmentsReceived++;
     const seg = this.segment;
-    seg.parse(payload, headerLength);
+    seg.parseSegment(header);
     let ep = this.lookup(net.src, seg.srcPort, net.dst, seg.dstPort);
     if (ep && seg.syn && !seg.hasAck && !seg.rst && ep.acceptsNewSyn(seg.seq)) {
       ep.retire();
@@ -286,13 +290,8 @@ export class TcpProtocol implements TransportProtocol, TcpContext, RequestOwner,
   }
 
   private sendReset(t: Tuple, seq: number, ack: number, flags: number): void {
-    const { buf, offset } = this.sender.scratch(t.family);
-    writeTcpHeader(buf, offset, t.localPort, t.remotePort, seq, ack, TCP_MIN_HEADER_LENGTH, flags, 0);
-    const sum = fold(pseudoHeaderChecksum(t.local, t.remote, TCP_PROTOCOL, TCP_MIN_HEADER_LENGTH) + checksum(buf, offset, TCP_MIN_HEADER_LENGTH));
-    buf.writeUInt16BE(~sum & 0xffff, offset + 16);
-    this.sender.send(t.family, t.local, t.remote, TCP_PROTOCOL, TCP_MIN_HEADER_LENGTH);
-    this.stats.resetsSent++;
-    this.stats.segmentsSent++;
+    this.writer.begin(t, seq, ack, flags, 0);
+    this.writer.send(t);
   }
 }
 

@@ -4,13 +4,33 @@
 // what the application has left unread subtracted from the receive buffer, opened only in steps of at
 // least an MSS or half the buffer (receiver SWS avoidance, RFC 1122 §4.2.3.3), and its right edge never
 // moves left (RFC 9293 §3.8.6.2.2).
+import type { Clock } from '../../tcpip.js';
+import type { BufferBudget } from './budget.js';
 import type { TcpConfig } from './config.js';
-import type { Endpoint } from './endpoint.js';
 import { SackBlocks } from './sack.js';
 import type { Segment } from './segment.js';
 import { SegmentQueue } from './segment-queue.js';
 import { seqAdd, seqDiff, seqGT, seqLT } from './seqnum.js';
+import type { TcpState } from './state.js';
+import type { TcpStats } from './stats.js';
 import { Timer } from './timer.js';
+
+/** What the receiver needs from its connection (the Endpoint). */
+export interface ReceiverHost {
+  readonly state: TcpState;
+  readonly clock: Clock;
+  readonly budget: BufferBudget;
+  readonly stats: TcpStats;
+  /** Bytes delivered that the application has not read yet. */
+  unreadBytes(): number;
+  /** In-order data for the application. */
+  deliver(data: Buffer): void;
+  /** The sandbox's FIN arrived in order. */
+  onPeerFin(): void;
+  /** An out-of-order segment of `length` bytes did not fit under a cap. */
+  outOfOrderRefused(length: number): void;
+  sendAck(): void;
+}
 
 export class Receiver {
   /** RCV.NXT. */
@@ -31,7 +51,7 @@ export class Receiver {
   private pendingFin = -1;
 
   constructor(
-    private readonly ep: Endpoint,
+    private readonly ep: ReceiverHost,
     private readonly config: TcpConfig,
     irs: number,
     /** Shift we apply to our window field (our window scale option, 0 without it). */

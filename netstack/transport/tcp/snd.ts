@@ -3,19 +3,44 @@
 // RFC 6582), SACK-based loss recovery (RFC 6675), RACK-TLP (RFC 8985), and zero-window probing.
 //
 // Transmitted data lives in the send buffer until acknowledged; the scoreboard holds one small record
-// per transmitted segment. Segments are built straight into the stack's scratch frame by
-// Endpoint.emitSegment, which copies the payload out of the send buffer: nothing is allocated per segment.
+// per transmitted segment. Segments are built straight into the stack's scratch frame by the
+// SegmentWriter (through Endpoint.emitSegment), which copies the payload out of the send buffer:
+// nothing is allocated per segment.
 import { TCP_FLAG_ACK, TCP_FLAG_FIN, TCP_FLAG_PSH } from '../../header/tcp.js';
+import type { Clock } from '../../tcpip.js';
+import type { BufferBudget } from './budget.js';
 import type { TcpConfig } from './config.js';
 import { Cubic } from './cubic.js';
-import type { Endpoint } from './endpoint.js';
 import { Rack } from './rack.js';
 import { RttEstimator } from './rtt.js';
 import { Scoreboard, type SentSegment } from './sack-scoreboard.js';
 import type { Segment } from './segment.js';
 import { SendBuffer } from './send-buffer.js';
 import { seqAdd, seqDiff, seqGEQ, seqGT, seqLEQ, seqLT } from './seqnum.js';
+import type { TcpStats } from './stats.js';
 import { Timer } from './timer.js';
+
+/** What the sender needs from its connection (the Endpoint). */
+export interface SenderHost {
+  readonly clock: Clock;
+  readonly budget: BufferBudget;
+  readonly stats: TcpStats;
+  readonly tsEnabled: boolean;
+  /** The current timestamp value (TSval) of the connection. */
+  tsNow(): number;
+  /** Whether data may be sent in the current state. */
+  canSendData(): boolean;
+  /** Sends a segment carrying `length` bytes of the send buffer from `bufferOffset`. */
+  emitSegment(seq: number, flags: number, bufferOffset: number, length: number): void;
+  sendAck(): void;
+  sendChallengeAck(): void;
+  /** A zero-window or keepalive probe. */
+  sendProbe(): void;
+  /** Our FIN was acknowledged. */
+  onFinAcked(): void;
+  /** Sends RST and ends the connection with this error code. */
+  abort(code: 'ETIMEDOUT' | 'ECONNRESET'): void;
+}
 
 /** RFC 6675 DupThresh. */
 const DUP_THRESH = 3;
@@ -64,7 +89,7 @@ export class Sender {
   readonly persistTimer: Timer;
 
   constructor(
-    private readonly ep: Endpoint,
+    private readonly ep: SenderHost,
     private readonly config: TcpConfig,
     iss: number,
     mss: number,

@@ -1,7 +1,7 @@
 // A re-armable timer on the stack's Clock, after gVisor's tcp.timer: re-arming for a later deadline
 // keeps the scheduled callback and lets it reschedule itself when it fires early, so the per-ACK
 // "restart the RTO timer" costs no allocation.
-import type { Clock, TimerHandle } from '../../stack/transport.js';
+import type { Clock, TimerHandle } from '../../tcpip.js';
 
 export class Timer {
   private handle: TimerHandle | null = null;

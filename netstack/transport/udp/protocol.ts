@@ -7,9 +7,8 @@
 import { formatIpv4, parseIpv4 } from '../../header/ipv4.js';
 import { formatIpv6, parseIpv6 } from '../../header/ipv6.js';
 import { UDP_HEADER_LENGTH, UDP_PROTOCOL, UdpView, validateUdp } from '../../header/udp.js';
-import type { Family, FlowId, Forwarder, UdpConn } from '../../stack/forwarding.js';
-import type { IpSender } from '../../network/sender.js';
-import type { Clock, NetworkInfo, TransportProtocol } from '../../stack/transport.js';
+import type { Forwarder, UdpConn } from '../../forwarding.js';
+import type { Clock, Family, FlowId, NetworkInfo, NetworkSender, TransportProtocol } from '../../tcpip.js';
 import { UdpSession, type SessionOwner } from './session.js';
 
 export interface UdpOptions {
@@ -39,7 +38,7 @@ export class UdpProtocol implements TransportProtocol, SessionOwner {
   private last: UdpSession | null = null;
 
   constructor(
-    readonly sender: IpSender,
+    readonly sender: NetworkSender,
     readonly clock: Clock,
     private readonly forwarder: Forwarder,
     private readonly options: UdpOptions,

@@ -2,13 +2,12 @@
 // UdpConn the forwarder talks to once accepted. A session we open towards the sandbox (UdpProtocol.open,
 // for published ports) starts open, with no first datagram and no forwarder request to answer.
 import { emitUdp, UDP_HEADER_LENGTH, UDP_PROTOCOL } from '../../header/udp.js';
-import type { FlowId, Refusal, UdpConn, UdpForwarderRequest } from '../../stack/forwarding.js';
-import type { IpSender } from '../../network/sender.js';
-import type { Clock, TimerHandle } from '../../stack/transport.js';
+import type { UdpConn, UdpForwarderRequest } from '../../forwarding.js';
+import type { Clock, FlowId, NetworkSender, Refusal, TimerHandle } from '../../tcpip.js';
 
 /** The part of the UDP protocol a session calls back into. */
 export interface SessionOwner {
-  readonly sender: IpSender;
+  readonly sender: NetworkSender;
   readonly clock: Clock;
   readonly maxQueued: number;
   drop(reason: string): void;

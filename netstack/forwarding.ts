@@ -2,20 +2,7 @@
 // Like gVisor's tcp.Forwarder / udp.Forwarder, the stack terminates every flow the sandbox opens,
 // whatever its destination, and asks the handler what to do before it answers the first packet.
 import type { Duplex } from 'node:stream';
-
-export type Family = 4 | 6;
-
-/** A flow as the sandbox sees it. Addresses are in textual form ("10.0.2.100", "fd00::100"). */
-export interface FlowId {
-  family: Family;
-  srcAddr: string;
-  srcPort: number;
-  dstAddr: string;
-  dstPort: number;
-}
-
-/** How to refuse a flow: a TCP RST, or an ICMP/ICMPv6 destination-unreachable with this meaning. */
-export type Refusal = 'reset' | 'port-unreachable' | 'host-unreachable' | 'net-unreachable' | 'admin-prohibited';
+import type { FlowId, Refusal } from './tcpip.js';
 
 /**
  * A TCP connection the stack established with the sandbox, as a Node duplex stream with backpressure:
