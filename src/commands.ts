@@ -10,6 +10,7 @@ import { setupAppArmor } from './apparmor.js';
 import { packageRoot } from './launcher.js';
 import { DEFAULT_MTU, SANDBOX_NET } from './options.js';
 import { parse } from './policy/allowlist.js';
+import { addImageCommands } from './images/cli.js';
 
 export const EXAMPLES = `
 Examples:
@@ -182,6 +183,7 @@ export function addCommands(program: Command, done: (status: number) => void): v
       process.stdout.write(formatShippedLists(shippedLists()));
       done(0);
     });
+  addImageCommands(program, done);
   program
     .command('help [topic]')
     .description(`show help on a topic (${Object.keys(TOPICS).join(', ')}) or a command`)
