@@ -37,8 +37,9 @@ export async function importImage(store: ImageStore, file: string, name: string,
     const tree = join(tmp, 'tree');
     mkdirSync(tree, { mode: 0o755 });
     const skips = skipWarnings(file, onWarning);
+    const gzip = compressionOf(file, file) === 'gzip';
     let input: Readable = createReadStream(file);
-    if (compressionOf(file, file) === 'gzip') input = input.pipe(createGunzip());
+    if (gzip) input = input.pipe(createGunzip());
     await applyTar(input, tree, { source: file, whiteouts: false, onSkip: skips.onSkip });
     if (isImageTree(tree)) return await importTree(store, tree, source, name, onWarning);
     skips.flush();

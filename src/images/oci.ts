@@ -120,8 +120,9 @@ export function digesting(d: Digester): Transform {
  */
 export async function applyLayerFile(path: string, root: string, what: string, onSkip?: (name: string, why: string) => void): Promise<string> {
   const d = new Digester();
+  const gzip = compressionOf(path, what) === 'gzip';
   let input: Readable = createReadStream(path);
-  if (compressionOf(path, what) === 'gzip') input = input.pipe(createGunzip());
+  if (gzip) input = input.pipe(createGunzip());
   const tapped = input.pipe(digesting(d));
   input.on('error', (err) => tapped.destroy(err));
   await applyTar(tapped, root, { source: what, whiteouts: true, onSkip });

@@ -41,11 +41,10 @@ function refuse(source: string, member: string, what: string): never {
   throw new TapboxError('EUSAGE', `refusing ${source}: its member "${member}" ${what}; an image must stay inside its own root, so get a clean one from its publisher.`);
 }
 
-/** The member's path as components under the root: "/" and "./" prefixes dropped, ".." refused. */
-export function memberParts(name: string, source: string): string[] {
+/** A path's components under the root ("/" and "./" prefixes dropped), or null if it has a ".." component. */
+function partsOf(name: string): string[] | null {
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) refuse(source, name, 'has a ".." component');
-  return parts;
+  return parts.includes('..') ? null : parts;
 }
 
 function lstatOrNull(path: string): Stats | null {
@@ -103,7 +102,7 @@ export async function applyTar(input: Readable, root: string, options: ApplyOpti
   try {
     for await (const entry of extract) {
       const h = entry.header;
-      const parts = memberParts(h.name, source);
+      const parts = partsOf(h.name) ?? refuse(source, h.name, 'has a ".." component');
       const rel = parts.join('/');
       const base = parts.at(-1);
       if (base === undefined) {
@@ -151,7 +150,7 @@ export async function applyTar(input: Readable, root: string, options: ApplyOpti
           break;
         case 'link': {
           await drain(entry);
-          const target = memberParts(h.linkname ?? '', source);
+          const target = partsOf(h.linkname ?? '') ?? refuse(source, h.name, `is a hard link to "${h.linkname}", which leaves the image`);
           const targetParent = target.length > 0 ? parentOf(root, target, h.name, source, false) : null;
           const targetPath = targetParent === null ? null : join(targetParent, target.at(-1)!);
           const st = targetPath === null ? null : lstatOrNull(targetPath);

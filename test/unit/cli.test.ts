@@ -15,7 +15,7 @@ describe('tapbox --help', () => {
     const r = await tapbox(['--help']);
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('');
-    expect(r.stdout).toMatch(/^Usage: tapbox \[options\] -- COMMAND \[ARGS\.\.\.\]\n {7}tapbox doctor \| setup apparmor \| allowlists \| help \[TOPIC\]\n/);
+    expect(r.stdout).toMatch(/^Usage: tapbox \[options\] -- COMMAND \[ARGS\.\.\.\]\n {7}tapbox doctor \| setup apparmor \| allowlists \| image \| help \[TOPIC\]\n/);
     expect(r.stdout).toMatch(/\nCommands:\n {2}doctor +check that this host can run tapbox/);
     expect(r.stdout).toMatch(/\n {2}allowlists +list the allowlists shipped/);
     expect(r.stdout).toMatch(/\n {2}help \[topic\] +show help on a topic/);
