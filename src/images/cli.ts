@@ -31,7 +31,15 @@ export function credentials(file: string | undefined, env = process.env): Creden
 
 /** Adds `image` and its subcommands; each reports its exit status to `done`. */
 export function addImageCommands(program: Command, done: (status: number) => void): void {
-  const image = program.command('image').description('images to run boxes from (--image NAME): import, pull, ls, rm');
+  const image = program
+    .command('image')
+    .description('images to run boxes from (--image NAME): import, pull, ls, rm')
+    .usage('import | pull | ls | rm ...')
+    .argument('[command]')
+    .action((command: string | undefined) => {
+      const what = command === undefined ? 'tapbox image needs a command' : `tapbox image has no command "${command}"`;
+      throw new TapboxError('EUSAGE', `${what}: import, pull, ls or rm (tapbox image --help shows them).`);
+    });
   image
     .command('import <file> <name>')
     .description('import a rootfs tarball (.tar, .tar.gz), an OCI image layout (directory or tar) or a docker save archive as NAME')

@@ -9,7 +9,7 @@ import { formatBytes } from '../audit/summary.js';
 import { MEDIA, asManifest, isIndex, parseJson, pickPlatform, type Descriptor, type ImageConfig } from './oci.js';
 import { unpackLayers } from './layers.js';
 import { formatReference, parseReference } from './reference.js';
-import { Registry, type RegistryOptions } from './registry.js';
+import { Registry, causeOf, type RegistryOptions } from './registry.js';
 import type { ImageRecord, ImageStore } from './store.js';
 
 const ACCEPT = [MEDIA.ociIndex, MEDIA.dockerList, MEDIA.ociManifest, MEDIA.dockerManifest];
@@ -45,7 +45,12 @@ export async function pull(store: ImageStore, refText: string, options: Registry
     if (store.hasBlob(layer.digest)) continue;
     options.onProgress?.(`pulling ${what} (${layer.digest.slice(7, 19)}, ${layer.size === undefined ? 'size unknown' : formatBytes(layer.size)})`);
     const res = await registry.get(`blobs/${layer.digest}`);
-    await store.writeBlob(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), what, layer);
+    try {
+      await store.writeBlob(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), what, layer);
+    } catch (err) {
+      if (err instanceof TapboxError) throw err;
+      throw new TapboxError('EUSAGE', `the download of ${what} broke off (${causeOf(err)}); pull again (the layers fetched so far are kept).`);
+    }
   }
   options.onProgress?.(`unpacking ${name}`);
   const layers = manifest.layers.map((l) => l.digest);
@@ -68,10 +73,15 @@ async function document(registry: Registry, path: string, expected: string | und
   const res = await registry.get(path, path.startsWith('manifests/') ? ACCEPT : undefined);
   const chunks: Buffer[] = [];
   let length = 0;
-  for await (const chunk of Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)) {
-    length += (chunk as Buffer).length;
-    if (length > MAX_DOCUMENT) throw new TapboxError('EUSAGE', `${path} of ${name} is larger than ${MAX_DOCUMENT >> 20} MiB, too big for a manifest or config; check the registry.`);
-    chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)) {
+      length += (chunk as Buffer).length;
+      if (length > MAX_DOCUMENT) throw new TapboxError('EUSAGE', `${path} of ${name} is larger than ${MAX_DOCUMENT >> 20} MiB, too big for a manifest or config; check the registry.`);
+      chunks.push(chunk as Buffer);
+    }
+  } catch (err) {
+    if (err instanceof TapboxError) throw err;
+    throw new TapboxError('EUSAGE', `the download of ${path} of ${name} broke off (${causeOf(err)}); pull again.`);
   }
   const bytes = Buffer.concat(chunks);
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;

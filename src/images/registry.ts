@@ -160,7 +160,8 @@ export class Registry {
 
 const basic = (c: Credentials) => Buffer.from(`${c.username}:${c.password}`).toString('base64');
 
-function causeOf(err: unknown): string {
+/** What went wrong under a fetch error ("fetch failed" says nothing): its cause's code or message. */
+export function causeOf(err: unknown): string {
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
   return cause?.code ?? cause?.message ?? (err as Error).message;
 }

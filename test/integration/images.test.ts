@@ -179,7 +179,7 @@ describe('tapbox image pull from a local registry', () => {
     expect(gone.stderr).toBe(`tapbox: there is no image "${ref}"; run tapbox image ls to see your images (tapbox image pull or import adds one).\n`);
   });
 
-  it('refuses an image the registry does not have, and a tag that is not a reference, in one sentence', async () => {
+  it('refuses an image the registry does not have, a reference that is not one, and an unknown command, in one sentence', async () => {
     const { cwd, env } = userDirs();
     const missing = await tapbox(['image', 'pull', `${open}/tools/nothing:1`], { cwd, env });
     expect(missing.code).toBe(2);
@@ -187,6 +187,9 @@ describe('tapbox image pull from a local registry', () => {
     const bad = await tapbox(['image', 'pull', `${open}/Tools/busybox`], { cwd, env });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^tapbox: ".*" is not an image reference \("Tools" is not a lowercase repository name component\); write it as /);
+    const none = await tapbox(['image', 'frob'], { cwd, env });
+    expect(none.code).toBe(2);
+    expect(none.stderr).toBe('tapbox: tapbox image has no command "frob": import, pull, ls or rm (tapbox image --help shows them).\n');
   });
 
   it('uses plain HTTP to a registry that is not on loopback only with --insecure', async () => {
