@@ -27,6 +27,7 @@ let bearer: string; // with token auth
 let host: TestHost;
 let remote: string; // the test host's registry, plain HTTP, not on loopback
 let manifestDigest: string;
+let layerDigest: string;
 
 async function freePort(): Promise<number> {
   const server = createNetServer();
@@ -116,7 +117,8 @@ beforeAll(async () => {
     { name: 'etc/motd', data: 'from the registry\n' },
   ]);
   const layout = join(work, 'layout');
-  ociLayout(layout, [layer], { gzip: true, refName: '1' });
+  const manifest = ociLayout(layout, [layer], { gzip: true, refName: '1' });
+  layerDigest = JSON.parse(readFileSync(join(layout, 'blobs', 'sha256', manifest.slice(7)), 'utf8')).layers[0].digest;
 
   open = await startRegistry('open');
   push(layout, `${open}/tools/busybox:1`);
@@ -201,6 +203,69 @@ describe('tapbox image pull from a local registry', () => {
     const insecure = await tapbox(['image', 'pull', '--insecure', ref], { cwd, env });
     expect(insecure.code, insecure.stderr).toBe(0);
     expect(insecure.stdout).toBe(`${ref} ${manifestDigest}\n`);
+  });
+});
+
+/**
+ * A registry in the middle, as a hostile mirror or an attacker on the path would be: it wants Basic
+ * credentials, forwards to the open registry, and does to the layer's blob what `attack` says.
+ */
+async function startHostileRegistry(attack: { kind: 'corrupt' } | { kind: 'redirect'; to: string }): Promise<{ addr: string; server: Server }> {
+  const server = createServer((req, res) => {
+    if (req.headers.authorization !== `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`) {
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="hostile"' }).end();
+      return;
+    }
+    if (req.url!.endsWith(`/blobs/${layerDigest}`) && attack.kind === 'redirect') {
+      res.writeHead(307, { location: `${attack.to}${req.url}` }).end();
+      return;
+    }
+    void fetch(`http://${open}${req.url}`, { headers: { accept: req.headers.accept ?? '*/*' } }).then(async (upstream) => {
+      const body = Buffer.from(await upstream.arrayBuffer());
+      if (req.url!.endsWith(`/blobs/${layerDigest}`)) body[body.length >> 1]! ^= 0xff;
+      const headers: Record<string, string> = {};
+      for (const h of ['content-type', 'docker-content-digest']) if (upstream.headers.has(h)) headers[h] = upstream.headers.get(h)!;
+      res.writeHead(upstream.status, headers).end(body);
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  cleanups.push(() => server.close());
+  return { addr: `127.0.0.1:${(server.address() as { port: number }).port}`, server };
+}
+
+describe('a hostile registry', () => {
+  const creds = { TAPBOX_REGISTRY_AUTH: `${USER}:${PASSWORD}` };
+
+  it('a layer that does not match its digest is refused, and nothing of it is kept', async () => {
+    const { cwd, data, env } = userDirs();
+    const { addr } = await startHostileRegistry({ kind: 'corrupt' });
+    const r = await tapbox(['image', 'pull', `${addr}/tools/busybox:1`], { cwd, env: { ...env, ...creds } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`\ntapbox: layer 1/1 of ${addr}/tools/busybox:1 does not match its digest ${layerDigest} (got sha256:`);
+    expect(r.stderr).toMatch(/ bytes\); the image is corrupt or was tampered with, so fetch it again from a source you trust\.\n$/);
+    expect(readdirSync(join(data, 'tapbox', 'blobs', 'sha256'))).not.toContain(layerDigest.slice(7));
+    expect(readdirSync(join(data, 'tapbox', 'rootfs'))).toEqual([]);
+    expect(readdirSync(join(data, 'tapbox', 'tmp'))).toEqual([]);
+  });
+
+  it('a redirect to plain HTTP off loopback is refused; one to another origin gets no credentials', async () => {
+    const { cwd, env } = userDirs();
+    const toRemote = await startHostileRegistry({ kind: 'redirect', to: `http://${remote}` });
+    const refused = await tapbox(['image', 'pull', `${toRemote.addr}/tools/busybox:1`], { cwd, env: { ...env, ...creds } });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`\ntapbox: ${toRemote.addr} sent tapbox to a redirect at http://${remote}, which is not HTTPS; pass --insecure only if you trust that network path.\n`);
+
+    const seen: (string | undefined)[] = [];
+    const elsewhere = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      void fetch(`http://${open}${req.url}`).then(async (upstream) => res.writeHead(upstream.status).end(Buffer.from(await upstream.arrayBuffer())));
+    });
+    await new Promise<void>((ok) => elsewhere.listen(0, '127.0.0.1', ok));
+    cleanups.push(() => elsewhere.close());
+    const toOther = await startHostileRegistry({ kind: 'redirect', to: `http://127.0.0.1:${(elsewhere.address() as { port: number }).port}` });
+    const pulled = await tapbox(['image', 'pull', `${toOther.addr}/tools/busybox:1`], { cwd, env: { ...env, ...creds } });
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(seen).toEqual([undefined]); // the blob came from the other origin, without the registry's credentials
   });
 });
 
