@@ -79,6 +79,7 @@ ${column([
   ['-o DIR', 'custom: only the mounts given (-k/-M/-w/-e), the working directory, an empty home, /dev, /tmp'],
   ['-h DIR', 'hermetic: only the mounts given (-M/-w/-e), the working directory, /dev, /tmp'],
   ['--rootfs DIR', 'a root of your own (a directory or a tarball), as a throw-away overlay'],
+  ['--image NAME', 'an image of `tapbox image ls` (import or pull one first), as --rootfs'],
 ])}
 
 Every mode: a minimal /dev with a private devpts; a working directory that is your home or holds

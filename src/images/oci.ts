@@ -98,14 +98,21 @@ export function compressionOf(path: string, what: string): 'gzip' | 'none' {
   }
   const is = (magic: Buffer) => head.subarray(0, magic.length).equals(magic);
   if (is(MAGIC.gzip)) return 'gzip';
-  for (const name of ['zstd', 'xz', 'bzip2'] as const) {
-    if (is(MAGIC[name])) throw new TapboxError('EUSAGE', `${what} is compressed with ${name}, which tapbox can't unpack yet; use an image whose layers are gzip or uncompressed tar (e.g. convert with skopeo copy --dest-compress-format gzip).`);
-  }
+  for (const name of ['zstd', 'xz', 'bzip2'] as const) if (is(MAGIC[name])) unsupported(name, what);
   return 'none';
 }
 
+/** Refuses a layer tapbox can't decompress, before it is fetched when its media type says so (…tar+zstd). */
+export function checkLayerType(layer: Descriptor, what: string): void {
+  if (layer.mediaType?.endsWith('+zstd')) unsupported('zstd', what);
+}
+
+function unsupported(compression: string, what: string): never {
+  throw new TapboxError('EUSAGE', `${what} is compressed with ${compression}, which tapbox can't unpack yet; use an image whose layers are gzip or uncompressed tar (e.g. convert with skopeo copy --dest-compress-format gzip).`);
+}
+
 /** A stream that passes data through and feeds it to a digester on the way. */
-export function digesting(d: Digester): Transform {
+function digesting(d: Digester): Transform {
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
       d.update(chunk);

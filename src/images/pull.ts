@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { TapboxError } from '../errors.js';
 import { formatBytes } from '../audit/summary.js';
-import { MEDIA, asManifest, isIndex, parseJson, pickPlatform, type Descriptor, type ImageConfig } from './oci.js';
+import { MEDIA, asManifest, checkLayerType, isIndex, parseJson, pickPlatform, type Descriptor, type ImageConfig } from './oci.js';
 import { unpackLayers } from './layers.js';
 import { formatReference, parseReference } from './reference.js';
 import { Registry, causeOf, type RegistryOptions } from './registry.js';
@@ -42,6 +42,7 @@ export async function pull(store: ImageStore, refText: string, options: Registry
   for (const [i, layer] of manifest.layers.entries()) {
     const what = `layer ${i + 1}/${manifest.layers.length} of ${name}`;
     size += layer.size ?? 0;
+    checkLayerType(layer, what);
     if (store.hasBlob(layer.digest)) continue;
     options.onProgress?.(`pulling ${what} (${layer.digest.slice(7, 19)}, ${layer.size === undefined ? 'size unknown' : formatBytes(layer.size)})`);
     const res = await registry.get(`blobs/${layer.digest}`);

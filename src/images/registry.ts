@@ -30,7 +30,7 @@ interface Challenge {
 }
 
 /** Parses `Bearer realm="...",service="...",scope="..."` (quoted values may hold commas). */
-export function parseChallenge(header: string): Challenge | null {
+function parseChallenge(header: string): Challenge | null {
   const m = /^\s*(\w+)\s*(.*)$/s.exec(header);
   if (!m) return null;
   const params: Record<string, string> = {};

@@ -96,8 +96,8 @@ async function startTokenServer(keyPem: string, certPem: string): Promise<{ url:
   return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/token`, server };
 }
 
-function push(layout: string, target: string): void {
-  execFileSync('skopeo', ['--insecure-policy', 'copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:1`, `docker://${target}`], { stdio: ['ignore', 'ignore', 'inherit'] });
+function push(layout: string, target: string, ...flags: string[]): void {
+  execFileSync('skopeo', ['--insecure-policy', 'copy', '--quiet', '--dest-tls-verify=false', ...flags, `oci:${layout}:1`, `docker://${target}`], { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 /** The test user's own store and working directory. */
@@ -123,6 +123,10 @@ beforeAll(async () => {
   open = await startRegistry('open');
   push(layout, `${open}/tools/busybox:1`);
   push(layout, `${open}/public/busybox:1`);
+  // skopeo keeps a compressed layer as it is, and compresses an uncompressed one as asked.
+  const plain = join(work, 'layout-plain');
+  ociLayout(plain, [layer], { refName: '1' });
+  push(plain, `${open}/tools/busybox-zstd:1`, '--dest-compress-format', 'zstd');
   const head = await fetch(`http://${open}/v2/tools/busybox/manifests/1`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
   manifestDigest = head.headers.get('docker-content-digest')!;
 
@@ -181,7 +185,7 @@ describe('tapbox image pull from a local registry', () => {
     expect(gone.stderr).toBe(`tapbox: there is no image "${ref}"; run tapbox image ls to see your images (tapbox image pull or import adds one).\n`);
   });
 
-  it('refuses an image the registry does not have, a reference that is not one, and an unknown command, in one sentence', async () => {
+  it('refuses an image the registry does not have, a reference that is not one, a zstd image and an unknown command, in one sentence', async () => {
     const { cwd, env } = userDirs();
     const missing = await tapbox(['image', 'pull', `${open}/tools/nothing:1`], { cwd, env });
     expect(missing.code).toBe(2);
@@ -189,6 +193,9 @@ describe('tapbox image pull from a local registry', () => {
     const bad = await tapbox(['image', 'pull', `${open}/Tools/busybox`], { cwd, env });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^tapbox: ".*" is not an image reference \("Tools" is not a lowercase repository name component\); write it as /);
+    const zstd = await tapbox(['image', 'pull', `${open}/tools/busybox-zstd:1`], { cwd, env });
+    expect(zstd.code).toBe(2);
+    expect(zstd.stderr).toBe(`tapbox: layer 1/1 of ${open}/tools/busybox-zstd:1 is compressed with zstd, which tapbox can't unpack yet; use an image whose layers are gzip or uncompressed tar (e.g. convert with skopeo copy --dest-compress-format gzip).\n`);
     const none = await tapbox(['image', 'frob'], { cwd, env });
     expect(none.code).toBe(2);
     expect(none.stderr).toBe('tapbox: tapbox image has no command "frob": import, pull, ls or rm (tapbox image --help shows them).\n');
