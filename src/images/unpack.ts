@@ -113,8 +113,10 @@ export async function applyTar(input: Readable, root: string, options: ApplyOpti
         await drain(entry);
         const parent = parentOf(root, parts, h.name, source, false);
         if (parent === null) continue;
+        const hidden = base.slice(WHITEOUT.length);
         if (base === OPAQUE) hideLower(parent, parts.slice(0, -1).join('/'), written);
-        else if (!base.startsWith(`${WHITEOUT}${WHITEOUT}`)) clear(join(parent, base.slice(WHITEOUT.length)));
+        else if (hidden === '' || hidden === '.' || hidden === '..') refuse(source, h.name, 'is a whiteout of no file (it would remove its own directory or the one above)');
+        else if (!hidden.startsWith(WHITEOUT)) clear(join(parent, hidden));
         continue; // other .wh..wh.* names are aufs bookkeeping, not files
       }
       const parent = parentOf(root, parts, h.name, source, true)!;
@@ -143,9 +145,10 @@ export async function applyTar(input: Readable, root: string, options: ApplyOpti
         }
         case 'symlink':
           await drain(entry);
+          if (!h.linkname) refuse(source, h.name, 'is a symlink to nothing');
           if (existing) clear(path);
           // Its target is kept as it is: it is read inside the sandbox, never followed here.
-          symlinkSync(h.linkname ?? '', path);
+          symlinkSync(h.linkname, path);
           if (h.mtime) lutimesSync(path, h.mtime, h.mtime);
           break;
         case 'link': {

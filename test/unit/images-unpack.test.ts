@@ -157,6 +157,25 @@ describe('hostile archives', () => {
     expect(snapshot(outside)).toBe(before);
   });
 
+  it('refuses a whiteout through a planted symlink, and one that names its own directory or the one above', async () => {
+    const layer1 = await tarOf([{ name: 'etc', type: 'directory' }, { name: 'etc/conf', type: 'symlink', linkname: outside }, { name: 'etc/keep', data: 'keep' }]);
+    const cases: [Member[], string][] = [
+      [[{ name: 'etc/conf/.wh.secret' }], 'its member "etc/conf/.wh.secret" would be written through the symlink "etc/conf"'],
+      [[{ name: 'etc/conf/.wh..wh..opq' }], 'its member "etc/conf/.wh..wh..opq" would be written through the symlink "etc/conf"'],
+      [[{ name: '.wh...' }], 'its member ".wh..." is a whiteout of no file'],
+      [[{ name: 'etc/.wh..' }], 'its member "etc/.wh.." is a whiteout of no file'],
+      [[{ name: 'etc/.wh.' }], 'its member "etc/.wh." is a whiteout of no file'],
+    ];
+    for (const [i, [members, message]] of cases.entries()) {
+      const layout = join(dir, `layout-${i}`);
+      ociLayout(layout, [layer1, await tarOf(members)]);
+      await expect(images.importImage(layout, 'whiteout', opts())).rejects.toThrow(message);
+    }
+    expect(readdirSync(join(store, 'rootfs'))).toEqual([]);
+    expect(readdirSync(join(store, 'tmp'))).toEqual([]);
+    expect(snapshot(outside)).toBe(before);
+  });
+
   it('refuses a docker save archive whose layer path is a symlink to a host file', async () => {
     const layer = await tarOf([{ name: 'etc/motd', data: 'hi' }]);
     const save = join(dir, 'save');
