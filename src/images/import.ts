@@ -6,13 +6,11 @@
 // image, anything else is a root filesystem. Files named inside an archive or layout (manifest.json's
 // paths, blobs/sha256/...) are found by resolving symlinks inside it, never outside: an archive can't
 // make tapbox read a host file into the image.
-import { createReadStream, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, type Stats } from 'node:fs';
+import { accessSync, constants, createReadStream, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { createGunzip } from 'node:zlib';
-import type { Readable } from 'node:stream';
 import { TapboxError } from '../errors.js';
-import { asManifest, compressionOf, isIndex, parseJson, pickPlatform, type Descriptor, type ImageConfig, type Index } from './oci.js';
+import { asManifest, isIndex, parseJson, pickPlatform, type Descriptor, type ImageConfig, type Index, tarStream } from './oci.js';
 import { imageId, skipWarnings, unpackLayers } from './layers.js';
 import { applyTar } from './unpack.js';
 import { digestHex, type ImageRecord, type ImageStore } from './store.js';
@@ -28,6 +26,11 @@ export async function importImage(store: ImageStore, file: string, name: string,
   } catch {
     throw new TapboxError('EUSAGE', `image import: ${file} does not exist; pass a tarball, an OCI layout directory or a docker save archive.`);
   }
+  try {
+    accessSync(file, constants.R_OK);
+  } catch {
+    throw new TapboxError('EUSAGE', `image import: ${file} is not readable by you; pass a file or directory you can read.`);
+  }
   const source = resolve(file);
   if (st.isDirectory()) return importTree(store, file, source, name, onWarning);
   if (!st.isFile()) throw new TapboxError('EUSAGE', `image import: ${file} is not a file or directory; pass a tarball, an OCI layout directory or a docker save archive.`);
@@ -37,10 +40,7 @@ export async function importImage(store: ImageStore, file: string, name: string,
     const tree = join(tmp, 'tree');
     mkdirSync(tree, { mode: 0o755 });
     const skips = skipWarnings(file, onWarning);
-    const gzip = compressionOf(file, file) === 'gzip';
-    let input: Readable = createReadStream(file);
-    if (gzip) input = input.pipe(createGunzip());
-    await applyTar(input, tree, { source: file, whiteouts: false, onSkip: skips.onSkip });
+    await applyTar(tarStream(file, file), tree, { source: file, whiteouts: false, onSkip: skips.onSkip });
     if (isImageTree(tree)) return await importTree(store, tree, source, name, onWarning);
     skips.flush();
     // A root filesystem: its tarball is its one layer.

@@ -127,13 +127,21 @@ function digesting(d: Digester): Transform {
  */
 export async function applyLayerFile(path: string, root: string, what: string, onSkip?: (name: string, why: string) => void): Promise<string> {
   const d = new Digester();
-  const gzip = compressionOf(path, what) === 'gzip';
-  let input: Readable = createReadStream(path);
-  if (gzip) input = input.pipe(createGunzip());
-  const tapped = input.pipe(digesting(d));
-  input.on('error', (err) => tapped.destroy(err));
-  await applyTar(tapped, root, { source: what, whiteouts: true, onSkip });
+  await applyTar(tarStream(path, what, d), root, { source: what, whiteouts: true, onSkip });
   return d.digest();
+}
+
+/** The tar inside the file at path (gunzipped when it is gzip), fed to `tap` on the way; every stage's error ends the stream. */
+export function tarStream(path: string, what: string, tap?: Digester): Readable {
+  const gzip = compressionOf(path, what) === 'gzip';
+  let out: Readable = createReadStream(path);
+  for (const next of [gzip && createGunzip(), tap && digesting(tap)]) {
+    if (!next) continue;
+    const prev = out;
+    prev.on('error', (err) => next.destroy(err));
+    out = prev.pipe(next);
+  }
+  return out;
 }
 
 /** Refuses a layer whose uncompressed digest is not the one the config lists for it. */

@@ -180,7 +180,9 @@ export async function applyTar(input: Readable, root: string, options: ApplyOpti
   } catch (err) {
     extract.destroy();
     await feeding.catch(() => undefined);
-    throw err;
+    if (err instanceof TapboxError) throw err;
+    // A damaged archive (a bad header, truncated gzip) or a failing disk: not a bug of ours.
+    throw new TapboxError('EUSAGE', `unpacking ${source} failed (${(err as Error).message}); pass a complete .tar or .tar.gz archive, and check that the disk has room.`);
   }
 }
 

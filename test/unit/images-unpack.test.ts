@@ -300,5 +300,12 @@ describe('image formats', () => {
     await expect(images.importImage(empty, 'x', opts())).rejects.toThrow(/is a directory but neither an OCI image layout \(oci-layout, index\.json\) nor a docker save archive \(manifest\.json\); pass one of those, or a rootfs tarball\.$/);
     await expect(images.importImage(join(dir, 'missing.tar'), 'x', opts())).rejects.toThrow(/missing\.tar does not exist; pass a tarball/);
     await expect(images.importImage(empty, '../x', opts())).rejects.toThrow('"../x" can\'t name an image');
+    const garbage = join(dir, 'garbage.tar');
+    writeFileSync(garbage, Buffer.alloc(1024, 'x'));
+    await expect(images.importImage(garbage, 'x', opts())).rejects.toThrow(/^unpacking .*garbage\.tar failed \(.+\); pass a complete \.tar or \.tar\.gz archive, and check that the disk has room\.$/);
+    const truncated = join(dir, 'truncated.tar.gz');
+    writeFileSync(truncated, gzipSync(await tarOf([{ name: 'a', data: 'x'.repeat(10000) }])).subarray(0, 40));
+    await expect(images.importImage(truncated, 'x', opts())).rejects.toThrow(/^unpacking .*truncated\.tar\.gz failed \(unexpected end of file\); pass a complete/);
+    expect(readdirSync(join(store, 'tmp'))).toEqual([]);
   });
 });
