@@ -78,8 +78,9 @@ export function addImageCommands(program: Command, done: (status: number) => voi
 }
 
 /** --image NAME as the --rootfs it stands for: the image's unpacked root. */
-export function imageRootfs(flags: { image?: string; rootfs?: string }): string | undefined {
+export function imageRootfs(flags: { image?: string; rootfs?: string; default?: boolean; custom?: string; hermetic?: string }): string | undefined {
   if (flags.image === undefined) return flags.rootfs;
-  if (flags.rootfs !== undefined) throw new TapboxError('EUSAGE', '--image and --rootfs each choose the sandbox\'s root; give one.');
+  const other = flags.rootfs !== undefined ? '--rootfs' : flags.default ? '-x' : flags.custom !== undefined ? '-o' : flags.hermetic !== undefined ? '-h' : undefined;
+  if (other) throw new TapboxError('EUSAGE', `--image and ${other} each choose the sandbox's root; give one.`);
   return images.resolve(flags.image);
 }

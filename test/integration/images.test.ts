@@ -329,6 +329,9 @@ describe('tapbox image import', () => {
     const both = await tapbox(['--image', 'local/busybox', '--rootfs', layout, '--', 'true'], { cwd, env });
     expect(both.code).toBe(2);
     expect(both.stderr).toBe('tapbox: --image and --rootfs each choose the sandbox\'s root; give one.\n');
+    const withX = await tapbox(['-x', '--image', 'local/busybox', '--', 'true'], { cwd, env });
+    expect(withX.code).toBe(2);
+    expect(withX.stderr).toBe('tapbox: --image and -x each choose the sandbox\'s root; give one.\n');
 
     const victim = join(cwd, 'victim');
     mkdirSync(victim);
