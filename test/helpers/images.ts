@@ -89,3 +89,34 @@ export async function dockerSave(layers: Buffer[], repoTag: string, extra: Membe
     { name: 'manifest.json', data: JSON.stringify([{ Config: configName, RepoTags: [repoTag], Layers: names }]) },
   ]);
 }
+
+/**
+ * Writes an OCI layout whose one entry is an image index of several platforms (linux/ARCH, one layer
+ * each, gzipped), as a multi-platform image is pushed. Returns the index's digest.
+ */
+export function multiPlatformLayout(dir: string, layers: Record<string, Buffer>, refName = '1'): string {
+  const blobs = join(dir, 'blobs', 'sha256');
+  mkdirSync(blobs, { recursive: true });
+  const put = (bytes: Buffer) => {
+    const digest = sha256(bytes);
+    writeFileSync(join(blobs, digest.slice(7)), bytes);
+    return { digest, size: bytes.length };
+  };
+  const manifests = Object.entries(layers).map(([architecture, layer]) => {
+    const config = Buffer.from(JSON.stringify({ os: 'linux', architecture, rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...put(config) },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...put(gzipSync(layer)) }],
+    }));
+    return { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...put(manifest), platform: { os: 'linux', architecture } };
+  });
+  const index = put(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests })));
+  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({
+    schemaVersion: 2,
+    manifests: [{ mediaType: 'application/vnd.oci.image.index.v1+json', ...index, annotations: { 'org.opencontainers.image.ref.name': refName } }],
+  }));
+  return index.digest;
+}

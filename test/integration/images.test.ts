@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isRoot, tapbox, testIds, userTempDir } from '../helpers/tapbox.js';
 import { TestHost } from '../helpers/testhost.js';
-import { ociLayout, tarOf } from '../helpers/images.js';
+import { multiPlatformLayout, ociLayout, tarOf } from '../helpers/images.js';
+import { hostPlatform } from '../../src/images/oci.js';
 
 const USER = 'puller';
 const PASSWORD = 'correct horse battery staple';
@@ -123,6 +124,12 @@ beforeAll(async () => {
   open = await startRegistry('open');
   push(layout, `${open}/tools/busybox:1`);
   push(layout, `${open}/public/busybox:1`);
+  // A multi-platform image (an index of this host's platform and another), pushed whole (--all).
+  const multi = join(work, 'layout-multi');
+  const arch = hostPlatform().architecture;
+  const busybox = (motd: string) => tarOf([{ name: 'bin/busybox', data: readFileSync('/bin/busybox'), mode: 0o755 }, { name: 'etc/motd', data: motd }]);
+  multiPlatformLayout(multi, { [arch]: await busybox(`${arch}\n`), mips64le: await busybox('mips64le\n') });
+  push(multi, `${open}/tools/multi:1`, '--all');
   // skopeo keeps a compressed layer as it is, and compresses an uncompressed one as asked.
   const plain = join(work, 'layout-plain');
   ociLayout(plain, [layer], { refName: '1' });
@@ -183,6 +190,17 @@ describe('tapbox image pull from a local registry', () => {
     const gone = await tapbox(['--image', ref, '--', 'busybox', 'true'], { cwd, env });
     expect(gone.code).toBe(2);
     expect(gone.stderr).toBe(`tapbox: there is no image "${ref}"; run tapbox image ls to see your images (tapbox image pull or import adds one).\n`);
+  });
+
+  it('picks this host\'s platform from a multi-platform image (an index), and keeps the index\'s digest', async () => {
+    const { cwd, env } = userDirs();
+    const ref = `${open}/tools/multi:1`;
+    const pulled = await tapbox(['image', 'pull', ref], { cwd, env });
+    expect(pulled.code, pulled.stderr).toBe(0);
+    const head = await fetch(`http://${open}/v2/tools/multi/manifests/1`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+    expect(pulled.stdout).toBe(`${ref} ${head.headers.get('docker-content-digest')}\n`);
+    const run = await tapbox(['--image', ref, '--', 'busybox', 'cat', '/etc/motd'], { cwd, env });
+    expect(run.stdout).toBe(`${hostPlatform().architecture}\n`);
   });
 
   it('refuses an image the registry does not have, a reference that is not one, a zstd image and an unknown command, in one sentence', async () => {

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { images } from '../../src/images/index.js';
-import { dockerSave, ociLayout, sha256, tarOf, type Member } from '../helpers/images.js';
+import { dockerSave, multiPlatformLayout, ociLayout, sha256, tarOf, type Member } from '../helpers/images.js';
+import { hostPlatform } from '../../src/images/oci.js';
 
 let dir: string;
 let store: string;
@@ -266,6 +267,17 @@ describe('image formats', () => {
     const o = await images.importImage(layoutTar, 'app:2', opts());
     expect(readFileSync(join(images.resolve('app:2', { store }), 'etc', 'motd'), 'utf8')).toBe('top');
     expect(o.id).not.toBe(r.id); // gzip layers: other digests, another image (the same files)
+  });
+
+  it('picks this host\'s platform from a multi-platform image, and names the platforms when it has none for it', async () => {
+    const arch = hostPlatform().architecture;
+    const layout = join(dir, 'multi');
+    multiPlatformLayout(layout, { [arch]: await tarOf([{ name: 'arch', data: arch }]), mips64le: await tarOf([{ name: 'arch', data: 'mips64le' }]) });
+    await images.importImage(layout, 'multi', opts());
+    expect(readFileSync(join(images.resolve('multi', { store }), 'arch'), 'utf8')).toBe(arch);
+    const other = join(dir, 'other');
+    multiPlatformLayout(other, { mips64le: await tarOf([{ name: 'arch', data: 'mips64le' }]), riscv64: await tarOf([{ name: 'arch', data: 'riscv64' }]) });
+    await expect(images.importImage(other, 'other', opts())).rejects.toThrow(`${other} has no image for linux/${arch} (it has linux/mips64le, linux/riscv64); use an image built for this platform.`);
   });
 
   it('imports a rootfs tarball (.tar.gz), keeps a name per image, shares content, and removes it all', async () => {
