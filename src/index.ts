@@ -7,7 +7,8 @@ export { type SandboxOptions, type NetMode, type UidMode, type StdioMode, SANDBO
 // The resource caps (SandboxOptions.caps: flows, pendingDials, udpSessions, dnsInFlight, bufferBytes).
 // `caps` in SandboxOptions (and its type's old name CapsOptions) are the egress path's resource limits.
 export type { NetworkLimitsOptions, NetworkLimitsOptions as CapsOptions } from './options/network-limits.js';
-export { parseSize, type FilesystemMode, type Mount, type MountType, type Limits, type Size, type HardeningOptions } from './options/hardening.js';
+export { type FilesystemMode, type Mount, type MountType, type Limits, type HardeningOptions } from './options/hardening.js';
+export { parseSize, type Size } from './units.js';
 // Rules, for programs that build or check allowlists: allowlist.parse(text, source), allowlist.load(path).
 export { allowlist, Policy, type Allowlist, type Rule, type Proto, type PortRange, type FlowDecision, type FlowQuery, type PolicyOptions } from './egress/policy/index.js';
 // The live events (same fields as the audit log) and the report.
@@ -21,3 +22,5 @@ export type { AskRequest, RequestDecision, AskAnswer } from './egress/ask/reques
 export type { AskEvent } from './egress/ask/asker.js';
 export { formatUsage, type Usage } from './supervisor/cgroup.js';
 export { hostChecks, type Check } from './supervisor/doctor.js';
+// Images: import rootfs tarballs, OCI layouts and docker save archives, pull from registries (src/images/).
+export { images, type ImageRecord, type Credentials, type ImageStoreOptions, type PullOptions } from './images/index.js';

@@ -10,6 +10,7 @@ import { setupAppArmor } from '../supervisor/apparmor.js';
 import { packageRoot } from '../../native/addon/index.js';
 import { DEFAULT_MTU, SANDBOX_NET } from '../options/options.js';
 import { parse } from '../egress/policy/allowlist.js';
+import { addImageCommands } from '../images/cli.js';
 
 export const EXAMPLES = `
 Examples:
@@ -78,6 +79,7 @@ ${column([
   ['-o DIR', 'custom: only the mounts given (-k/-M/-w/-e), the working directory, an empty home, /dev, /tmp'],
   ['-h DIR', 'hermetic: only the mounts given (-M/-w/-e), the working directory, /dev, /tmp'],
   ['--rootfs DIR', 'a root of your own (a directory or a tarball), as a throw-away overlay'],
+  ['--image NAME', 'an image of `tapbox image ls` (import or pull one first), as --rootfs'],
 ])}
 
 Every mode: a minimal /dev with a private devpts; a working directory that is your home or holds
@@ -182,6 +184,7 @@ export function addCommands(program: Command, done: (status: number) => void): v
       process.stdout.write(formatShippedLists(shippedLists()));
       done(0);
     });
+  addImageCommands(program, done);
   program
     .command('help [topic]')
     .description(`show help on a topic (${Object.keys(TOPICS).join(', ')}) or a command`)

@@ -12,10 +12,11 @@ import type { SandboxOptions } from '../options/options.js';
 import { hardeningFromFlags, hardeningOptions, type HardeningFlags } from './hardening-flags.js';
 import { collect, integer } from './flags.js';
 import { networkLimitsFromFlags, networkLimitFlags, type NetworkLimitFlags } from './network-limit-flags.js';
+import { imageRootfs } from '../images/cli.js';
 
 export function buildProgram(): Command {
   const program = new Command('tapbox')
-    .usage('[options] -- COMMAND [ARGS...]\n       tapbox doctor | setup apparmor | allowlists | help [TOPIC]')
+    .usage('[options] -- COMMAND [ARGS...]\n       tapbox doctor | setup apparmor | allowlists | image | help [TOPIC]')
     .description('Run COMMAND in a rootless sandbox whose only network is a TAP device driven by tapbox\'s own TCP/IP stack, with an egress allowlist.')
     .helpOption('--help', 'show this help')
     .argument('[command...]', 'the command to run in the sandbox, and its arguments')
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
     .option('-U, --nobody', 'run as nobody (65534) inside the sandbox')
     .option('--same-uid', 'keep your own uid and gid inside the sandbox')
     .option('-H, --hostname <name>', 'hostname inside the sandbox', 'tapbox')
+    .option('--image <name>', 'run in an image of `tapbox image ls` (its unpacked root, as --rootfs)')
     .exitOverride()
     .configureOutput({ outputError: () => undefined });
   for (const option of networkLimitFlags()) program.addOption(option);
@@ -91,6 +93,7 @@ interface CliFlags extends HardeningFlags, NetworkLimitFlags {
   nobody?: boolean;
   sameUid?: boolean;
   hostname: string;
+  image?: string;
 }
 
 export function toOptions(flags: CliFlags): SandboxOptions {
@@ -125,7 +128,7 @@ export function toOptions(flags: CliFlags): SandboxOptions {
     logFile: flags.debugLog ?? flags.logFile,
     uid: (uids[0] as 'root' | 'nobody' | 'same' | undefined) ?? 'root',
     hostname: flags.hostname,
-    ...hardeningFromFlags(flags),
+    ...hardeningFromFlags({ ...flags, rootfs: imageRootfs(flags) }),
   };
 }
 

@@ -4,7 +4,7 @@
 import type { WriteStream } from 'node:tty';
 import type { Sandbox } from '../supervisor/sandbox.js';
 import { observeTerminalOutput } from '../supervisor/terminal.js';
-import { formatBytes } from '../egress/audit/summary.js';
+import { formatBytes } from '../units.js';
 
 /** Redrawn this often (for the byte counts), and on each event, at most once per EVENT_MS. */
 const REDRAW_MS = 250;

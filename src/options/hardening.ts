@@ -8,6 +8,7 @@ import { accessSync, closeSync, constants, existsSync, mkdirSync, mkdtempSync, o
 import { availableParallelism, userInfo } from 'node:os';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { TapboxError } from '../errors.js';
+import { parseSize, type Size } from '../units.js';
 
 /**
  * How the sandbox's root is built (filesystem.c explains each):
@@ -29,8 +30,6 @@ export interface Mount {
   target?: string;
 }
 
-/** A byte count, or a string such as "512M", "2G", "64k". */
-export type Size = number | string;
 
 /**
  * Resource limits. Where this process's cgroup v2 is delegated to the user they hold for the sandbox
@@ -113,18 +112,6 @@ function usage(message: string): never {
   throw new TapboxError('EUSAGE', message);
 }
 
-/** "512M" → 536870912. Suffixes K, M, G, T (powers of 1024), optional "iB"/"B". */
-export function parseSize(value: Size, flag: string): number {
-  if (typeof value === 'number') {
-    if (Number.isSafeInteger(value) && value > 0) return value;
-    usage(`${flag} ${value} is not a size; give a whole number of bytes or a size like 512M or 2G.`);
-  }
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(value.trim());
-  if (!m) usage(`${flag} "${value}" is not a size; give bytes or a size like 512M or 2G.`);
-  const bytes = Math.floor(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()));
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) usage(`${flag} "${value}" is not a size; give bytes or a size like 512M or 2G.`);
-  return bytes;
-}
 
 /** An option that must be a whole number of at least `min`; `hint`, when given, ends the error sentence. */
 export function wholeNumber(value: unknown, flag: string, min: number, hint?: string): number | undefined {

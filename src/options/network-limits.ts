@@ -14,7 +14,8 @@
 // The other caps (out-of-order memory, reassembly memory) keep their defaults.
 import { UDP_DEFAULTS, defaultTcpConfig, type TcpConfigInput, type UdpOptions } from '../../netstack/index.js';
 import { TapboxError } from '../errors.js';
-import { parseSize, wholeNumber, type Size } from './hardening.js';
+import { parseSize, type Size } from '../units.js';
+import { wholeNumber } from './hardening.js';
 import { DEFAULT_MAX_FLOWS } from '../egress/forwarder/context.js';
 
 export interface NetworkLimitsOptions {

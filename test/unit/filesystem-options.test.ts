@@ -5,7 +5,8 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveOptions } from '../../src/options/options.js';
-import { hardeningArgs, parseSize, resolveHardening, resolveEnv } from '../../src/options/hardening.js';
+import { hardeningArgs, resolveHardening, resolveEnv } from '../../src/options/hardening.js';
+import { parseSize } from '../../src/units.js';
 import { hardeningFromFlags, hardeningOptions, type HardeningFlags } from '../../src/cli/hardening-flags.js';
 import { TapboxError } from '../../src/errors.js';
 

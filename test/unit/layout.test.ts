@@ -11,19 +11,22 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** Each part and the parts it may import besides itself. */
 const MAY_IMPORT: Record<string, string[]> = {
   errors: [],
+  units: ['errors'],
   native: [],
   netstack: ['native'],
   policy: ['errors', 'native'],
-  egress: ['errors', 'native', 'netstack', 'policy'],
-  options: ['errors', 'netstack', 'egress', 'policy'],
-  supervisor: ['errors', 'native', 'netstack', 'options', 'egress', 'policy'],
-  cli: ['errors', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'library'],
-  library: ['errors', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor'],
+  egress: ['errors', 'units', 'native', 'netstack', 'policy'],
+  options: ['errors', 'units', 'netstack', 'egress', 'policy'],
+  images: ['errors', 'units'],
+  supervisor: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy'],
+  cli: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'images', 'library'],
+  library: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'images'],
 };
 
 /** The part a file belongs to, by its path from the repository root. */
 function partOf(path: string): string {
   if (path === 'src/errors.ts') return 'errors';
+  if (path === 'src/units.ts') return 'units';
   if (path === 'src/index.ts') return 'library';
   if (path.startsWith('native/addon/')) return 'native';
   if (path.startsWith('netstack/')) return 'netstack';

@@ -2,6 +2,7 @@
 // connections and bytes. Printed as a table at exit and written as the JSON report. Connections into the
 // sandbox through a published port (-p) are destinations of their own, ADDR:PORT of the sandbox, with
 // the verdict 'inbound' (up: what the sandbox sent); they are not learned.
+import { formatBytes } from '../../units.js';
 import { printable } from '../dns/names.js';
 import { byLabel, type DnsEvent, type FlowEndEvent, type FlowEvent } from './events.js';
 
@@ -182,14 +183,3 @@ export function formatSummary(s: EgressSummary, terminal: boolean): string {
   ].join('\n') + '\n';
 }
 
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(1)} ${units[u]}`;
-}
