@@ -136,7 +136,7 @@ async function main(argv: string[]): Promise<number> {
   program.action(async () => {
     status = await runSandbox(program);
   });
-  addCommands(program, (code) => (status = code));
+  addCommands(program, (code) => (status = code), { toOptions, run: runSandbox });
   await program.parseAsync(escapeCommandName(argv, program), { from: 'user' });
   return status;
 }

@@ -10,6 +10,7 @@ import { setupAppArmor } from './apparmor.js';
 import { packageRoot } from './launcher.js';
 import { DEFAULT_MTU, SANDBOX_NET } from './options.js';
 import { parse } from './policy/allowlist.js';
+import { addBoxCommands, type PlainRun } from './boxes/cli.js';
 
 export const EXAMPLES = `
 Examples:
@@ -160,9 +161,10 @@ export function unescapeCommandName(args: string[]): string[] {
   return args.map((a) => (a.startsWith(HIDDEN) ? a.slice(HIDDEN.length) : a));
 }
 
-/** Adds `doctor`, `allowlists`, `help [topic]` and the examples; each command reports its exit status to `done`. */
-export function addCommands(program: Command, done: (status: number) => void): void {
+/** Adds `doctor`, `allowlists`, the box verbs, `help [topic]` and the examples; each command reports its exit status to `done`. */
+export function addCommands(program: Command, done: (status: number) => void, plain: PlainRun): void {
   program.addHelpText('after', EXAMPLES).helpCommand(false);
+  addBoxCommands(program, done, plain);
   program
     .command('doctor')
     .description('check that this host can run tapbox, and name the fix for what fails')
