@@ -16,7 +16,7 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 
 export function buildProgram(): Command {
   const program = new Command('tapbox')
-    .usage('[options] -- COMMAND [ARGS...]\n       tapbox doctor | setup apparmor | allowlists | help [TOPIC]')
+    .usage('[options] -- COMMAND [ARGS...]\n       tapbox doctor | setup apparmor | allowlists | help [TOPIC]\n       tapbox run -d | ps | exec | logs | stop | kill | rm | inspect   (boxes)')
     .description('Run COMMAND in a rootless sandbox whose only network is a TAP device driven by tapbox\'s own TCP/IP stack, with an egress allowlist.')
     .helpOption('--help', 'show this help')
     .argument('[command...]', 'the command to run in the sandbox, and its arguments')

@@ -164,7 +164,6 @@ export function unescapeCommandName(args: string[]): string[] {
 /** Adds `doctor`, `allowlists`, the box verbs, `help [topic]` and the examples; each command reports its exit status to `done`. */
 export function addCommands(program: Command, done: (status: number) => void, plain: PlainRun): void {
   program.addHelpText('after', EXAMPLES).helpCommand(false);
-  addBoxCommands(program, done, plain);
   program
     .command('doctor')
     .description('check that this host can run tapbox, and name the fix for what fails')
@@ -184,6 +183,7 @@ export function addCommands(program: Command, done: (status: number) => void, pl
       process.stdout.write(formatShippedLists(shippedLists()));
       done(0);
     });
+  addBoxCommands(program, done, plain);
   program
     .command('help [topic]')
     .description(`show help on a topic (${Object.keys(TOPICS).join(', ')}) or a command`)

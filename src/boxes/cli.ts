@@ -73,11 +73,13 @@ export function addBoxCommands(program: Command, done: (status: number) => void,
     .description('run COMMAND inside a running box: its namespaces, root, cgroup, limits, seccomp and policy')
     .helpOption('--help', 'show this help')
     .argument('<name>')
-    .argument('<command...>')
+    // The command (after --) is taken from the excess arguments: one more argument would widen the
+    // commands column of `tapbox --help` for every line of it.
+    .allowExcessArguments()
     .option('-i, --interactive', 'connect your stdin to the command')
     .option('-t, --tty', 'a pseudo-terminal for each of your stdin, stdout, stderr that is a terminal')
-    .action(async (name: string, command: string[], flags: { interactive?: boolean; tty?: boolean }) => {
-      done(await execCli(name, command, flags));
+    .action(async (name: string, flags: { interactive?: boolean; tty?: boolean }, command: Command) => {
+      done(await execCli(name, command.args.slice(1), flags));
     });
 
   program

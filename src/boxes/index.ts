@@ -110,7 +110,9 @@ export class Box {
   async followLogs(write: (chunk: Buffer) => void, options: { audit?: boolean; signal?: AbortSignal } = {}): Promise<void> {
     const path = this.logPath(options.audit);
     const from = existsSync(path) ? statSync(path).size : 0;
-    await followLog(path, from, write, () => !existsSync(this.paths.socket), options.signal);
+    const supervisor = readJson<BoxRecord>(this.paths.record)?.supervisorPid;
+    const ended = () => !existsSync(this.paths.socket) || supervisor === undefined || !supervisorAlive(supervisor);
+    await followLog(path, from, write, ended, options.signal);
   }
 
   private logPath(audit = false): string {
@@ -191,12 +193,13 @@ export async function run(command: readonly string[], options: BoxRunOptions = {
   return box;
 }
 
+/** Spawns the daemon in our cwd (relative paths in the options mean what they mean to us). */
 function startDaemon(spec: DaemonSpec, paths: BoxPaths, options: SandboxOptions): Promise<DaemonReply> {
   const log = openSync(paths.supervisor, 'a', 0o600);
   let child: ChildProcess;
   try {
     // detached: a session of its own, no terminal; it outlives us.
-    child = spawn(process.execPath, [daemonPath], { detached: true, stdio: ['ignore', log, log, 'ipc'], cwd: options.cwd ?? process.cwd(), env: options.env ?? process.env });
+    child = spawn(process.execPath, [daemonPath], { detached: true, stdio: ['ignore', log, log, 'ipc'], cwd: process.cwd(), env: options.env ?? process.env });
   } finally {
     closeSync(log);
   }
