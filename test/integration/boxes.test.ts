@@ -122,6 +122,24 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     expectGone('ex', [record!.supervisorPid, record!.launcherPid]);
   });
 
+  it('exec -i -t: an interactive shell in the box on a terminal of its own; -i alone pipes stdin', async () => {
+    expect((await box(['run', '-d', '--name', 'term', '--', 'sleep', '1000'])).code).toBe(0);
+    const piped = await tapbox(['exec', '-i', 'term', '--', 'sh', '-c', 'test -t 0 || cat'], { env, cwd: scratch.dir, input: 'typed\n' });
+    expect(piped.stdout).toBe('typed\n');
+    const argv = asTestUser(['python3', join(repoRoot, 'test', 'helpers', 'pty-run.py'), process.execPath, cliPath, 'exec', '-i', '-t', 'term', '--', 'sh']);
+    const typed = ['test -t 0 && test -t 1 && echo tty-$((40+2)); ps -o comm= -p 2\r', 'exit 3\r'];
+    const out = await new Promise<string>((resolve) => {
+      const child = spawn(argv[0]!, argv.slice(1), { env: { ...env, PTY_INPUT: JSON.stringify(typed) }, cwd: scratch.dir, stdio: ['ignore', 'pipe', 'inherit'] });
+      let text = '';
+      child.stdout.on('data', (d) => (text += d));
+      child.on('close', () => resolve(text));
+    });
+    const { code, output } = JSON.parse(out) as { code: number; output: string };
+    expect(code).toBe(3);
+    expect(output).toMatch(/\r?\ntty-42\r*\nsleep\r*\n/);
+    expect((await box(['rm', '-f', 'term'])).code).toBe(0);
+  });
+
   it('stop sends SIGTERM, then SIGKILL after the grace period to a command that ignores it', async () => {
     const script = 'trap "echo got TERM" TERM; echo ready; while :; do sleep 0.1; done';
     expect((await box(['run', '-d', '--name', 'grace', '--', 'sh', '-c', script])).code).toBe(0);
