@@ -134,7 +134,8 @@ function formatTable(boxes: BoxInfo[]): string {
   const rows = boxes.map((b) => [
     b.name,
     b.state === 'exited' ? `exited (${b.exit?.code})` : b.state,
-    b.created ? duration(Date.now() - Date.parse(b.created)) : '',
+    // How long it has run; for an exited box, how long it ran.
+    b.created ? duration((b.exit ? Date.parse(b.exit.ended) : Date.now()) - Date.parse(b.created)) : '',
     b.command.join(' ').slice(0, 40),
     b.net ?? '',
     String(b.live?.flows ?? b.exit?.flows ?? ''),
