@@ -13,6 +13,7 @@ import { TapboxError } from '../errors.js';
 import { launcherArgs } from '../launcher.js';
 import { SANDBOX_NET, type SandboxOptions } from '../options.js';
 import { Sandbox, type SandboxResult } from '../sandbox.js';
+import type { Usage } from '../cgroup.js';
 import { serveControl, type Request } from './control.js';
 import { captureOutput } from './logs.js';
 import { boxPaths, type BoxPaths } from './paths.js';
@@ -36,6 +37,8 @@ export interface LiveStatus {
   flows: number;
   denials: number;
   memoryBytes: number;
+  /** From the box's cgroup, where it has one. */
+  usage: Usage | null;
   traffic: { bytesUp: number; bytesDown: number } | null;
   addresses: { ip4: string; ip6: string; gateway4: string; gateway6: string; dns4: string; dns6: string } | null;
   published: unknown[];
@@ -94,6 +97,7 @@ async function superviseBox(spec: DaemonSpec): Promise<void> {
       flows,
       denials,
       memoryBytes: sandbox.usage()?.memoryBytes ?? (launcher === null ? 0 : descendants(launcher).reduce((sum, p) => sum + p.rssBytes, 0)),
+      usage: sandbox.usage(),
       traffic: sandbox.traffic,
       addresses: o.net === 'tap' ? { ip4: SANDBOX_NET.ip4, ip6: SANDBOX_NET.ip6, gateway4: SANDBOX_NET.gateway4, gateway6: SANDBOX_NET.gateway6, dns4: SANDBOX_NET.dns4, dns6: SANDBOX_NET.dns6 } : null,
       published: o.publish,
@@ -122,6 +126,7 @@ async function superviseBox(spec: DaemonSpec): Promise<void> {
     launcherPid: sandbox.pid ?? 0,
     autoRemove: spec.autoRemove,
     auditLog,
+    cgroup: sandbox.cgroupPath,
   };
   writeJson(paths.record, record);
   reply({ ok: true });

@@ -6,9 +6,10 @@
 //   await box.exec(['sh', '-c', 'ps']);  box.logs();  await box.stop({ timeout: 5 });  await box.remove();
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { sweepStale } from '../cgroup.js';
 import { TapboxError } from '../errors.js';
 import { launcherPath } from '../launcher.js';
 import type { NetMode, SandboxOptions } from '../options.js';
@@ -140,7 +141,10 @@ export class Box {
       await request(this.paths.socket, { op: 'stop', timeout: 0 }, this.name).catch(() => undefined);
       await this.supervisorGone();
     }
-    // A dead box's launcher died with its supervisor (PR_SET_PDEATHSIG), and its sandbox with it.
+    // A dead box's launcher died with its supervisor (PR_SET_PDEATHSIG), and its sandbox with it; its
+    // cgroup is left (only a supervisor that exits removes its own): removed with the other stale ones.
+    const cgroup = info.record?.cgroup;
+    if (info.state === 'dead' && cgroup) await sweepStale(dirname(cgroup));
     rmSync(this.paths.runtime, { recursive: true, force: true });
     rmSync(this.paths.state, { recursive: true, force: true });
   }

@@ -19,6 +19,8 @@ export interface BoxRecord {
   autoRemove: boolean;
   /** The egress log `logs --audit` shows. */
   auditLog: string;
+  /** The box's cgroup directory, where it has one. */
+  cgroup: string | null;
 }
 
 export interface BoxExit {

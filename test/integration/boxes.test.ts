@@ -186,6 +186,14 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     expectGone('killed', [record!.supervisorPid, record!.launcherPid]);
   });
 
+  it('--rm: a box that ends leaves nothing', async () => {
+    expect((await box(['run', '-d', '--rm', '--name', 'brief', '--', 'sh', '-c', 'sleep 0.5; echo done'])).code).toBe(0);
+    expect(existsSync(join(stateDir(), 'brief'))).toBe(true);
+    for (let i = 0; i < 100 && existsSync(join(stateDir(), 'brief')); i++) await new Promise((r) => setTimeout(r, 100));
+    expectGone('brief', []);
+    expect((await box(['ps', '-a'])).stdout).not.toMatch(/^brief/m);
+  });
+
   it('names are checked, and a name is taken once', async () => {
     const bad = await box(['run', '-d', '--name', '../x', '--', 'true']);
     expect(bad.code).toBe(2);
