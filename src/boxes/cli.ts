@@ -37,7 +37,8 @@ export function addBoxCommands(program: Command, done: (status: number) => void,
     }
     if (flags.ask) throw new TapboxError('EUSAGE', '--ask asks on a terminal, which a detached box has not; give the rules with -F/--allow instead.');
     if (flags.progress) throw new TapboxError('EUSAGE', '--progress draws on a terminal, which a detached box has not; drop it (tapbox ps shows the figures).');
-    const options = { ...plain.toOptions(flags), logFormat: undefined };
+    // The audit log format: the one asked for, else JSON (toOptions picks by stderr, which the box has not).
+    const options = { ...plain.toOptions(flags), logFormat: flags.logFormat as 'json' | 'pretty' | undefined };
     const box = await run(command, { ...options, detach: true, name: flags.name, remove: Boolean(flags.rm) });
     process.stdout.write(`${box.name}\n`);
     done(0);

@@ -74,7 +74,7 @@ async function superviseBox(spec: DaemonSpec): Promise<void> {
     ...spec.options,
     stdio: 'pipe',
     logFile: auditLog,
-    logFormat: spec.options.logFile ? spec.options.logFormat : 'json',
+    logFormat: spec.options.logFormat ?? 'json',
   });
   let flows = 0;
   let denials = 0;

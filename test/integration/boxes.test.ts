@@ -2,11 +2,11 @@
 // with real daemons, real sandboxes and a real test host. Each test names its own box; the state and
 // runtime directories are a scratch directory of the test user's (XDG_STATE_HOME, XDG_RUNTIME_DIR).
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asTestUser, cliPath, repoRoot, tapbox, userTempDir, type RunResult } from '../helpers/tapbox.js';
+import { asTestUser, cliPath, repoRoot, tapbox, testIds, userTempDir, type RunResult } from '../helpers/tapbox.js';
 import { canMakeTestHost, TestHost } from '../helpers/testhost.js';
 
 const probe = join(repoRoot, 'test', 'helpers', 'clients', 'net-probe.mjs');
@@ -192,6 +192,46 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     for (let i = 0; i < 100 && existsSync(join(stateDir(), 'brief')); i++) await new Promise((r) => setTimeout(r, 100));
     expectGone('brief', []);
     expect((await box(['ps', '-a'])).stdout).not.toMatch(/^brief/m);
+  });
+
+  it('refuses state directories that are not private to the user: owned by another, open to others, a symlink', async () => {
+    const attempts: [string, () => void][] = [
+      ['root-owned', () => mkdirSync(join(scratch.dir, 'evil', 'root-owned', 'tapbox'), { recursive: true, mode: 0o777 })],
+      ['open', () => {
+        mkdirSync(join(scratch.dir, 'evil', 'open', 'tapbox'), { recursive: true });
+        chmodSync(join(scratch.dir, 'evil', 'open', 'tapbox'), 0o755);
+        chownSync(join(scratch.dir, 'evil', 'open', 'tapbox'), testIds.uid, testIds.gid);
+      }],
+      ['symlink', () => {
+        // To a directory that would pass: the user's own, 0700.
+        const target = join(scratch.dir, 'evil', 'target');
+        mkdirSync(target, { recursive: true, mode: 0o700 });
+        chownSync(target, testIds.uid, testIds.gid);
+        mkdirSync(join(scratch.dir, 'evil', 'symlink'), { recursive: true });
+        symlinkSync(target, join(scratch.dir, 'evil', 'symlink', 'tapbox'));
+      }],
+    ];
+    for (const [kind, make] of attempts) {
+      make();
+      const r = await tapbox(['run', '-d', '--name', `evil-${kind}`, '--', 'sleep', '1000'], { env: { ...env, XDG_RUNTIME_DIR: join(scratch.dir, 'evil', kind) }, cwd: scratch.dir });
+      expect(r.code, kind).toBe(2);
+      expect(r.stderr, kind).toContain(`${join(scratch.dir, 'evil', kind, 'tapbox')} is not a directory private to you`);
+      expect(existsSync(join(stateDir(), `evil-${kind}`))).toBe(false);
+    }
+    // Without XDG_RUNTIME_DIR: /tmp/tapbox-UID, which someone else made first.
+    const fallback = `/tmp/tapbox-${testIds.uid}`;
+    const aside = existsSync(fallback) ? `${fallback}.aside-${process.pid}` : null;
+    if (aside) renameSync(fallback, aside);
+    mkdirSync(fallback, { mode: 0o700 });
+    try {
+      const { XDG_RUNTIME_DIR: _, ...noRuntime } = env;
+      const r = await tapbox(['run', '-d', '--name', 'evil-tmp', '--', 'sleep', '1000'], { env: noRuntime, cwd: scratch.dir });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`${fallback} is not a directory private to you (owner 0, mode 700)`);
+    } finally {
+      rmSync(fallback, { recursive: true, force: true });
+      if (aside) renameSync(aside, fallback);
+    }
   });
 
   it('names are checked, and a name is taken once', async () => {
