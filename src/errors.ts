@@ -12,6 +12,7 @@ export type TapboxErrorCode =
   | 'EACCES' // the command is not executable
   | 'ENETCFG' // the sandbox network could not be configured
   | 'ELIMIT' // a resource limit could not be enforced
+  | 'ENOBOX' // no box of that name, or not in the state the verb needs
   | 'EINTERNAL'; // a bug or an unexpected host failure
 
 export class TapboxError extends Error {
@@ -24,7 +25,7 @@ export class TapboxError extends Error {
   }
 }
 
-const CODES: ReadonlySet<string> = new Set<TapboxErrorCode>(['EUSERNS', 'ETUN', 'EPOLICY', 'EMOUNT', 'EUSAGE', 'ENOENT', 'EACCES', 'ENETCFG', 'ELIMIT', 'EINTERNAL']);
+const CODES: ReadonlySet<string> = new Set<TapboxErrorCode>(['EUSERNS', 'ETUN', 'EPOLICY', 'EMOUNT', 'EUSAGE', 'ENOENT', 'EACCES', 'ENETCFG', 'ELIMIT', 'ENOBOX', 'EINTERNAL']);
 
 /**
  * The code of an error the launcher reported ("ERR <CODE> <sentence>"). Its own finer codes map onto

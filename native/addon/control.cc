@@ -1,6 +1,7 @@
 // The supervisor's control socket with the launcher: an AF_UNIX SOCK_SEQPACKET pair (message
 // boundaries kept, peer close seen as a zero-length read) that carries short text messages and, once,
-// the TAP fd as SCM_RIGHTS. Node has no API for either, hence these four calls.
+// the TAP fd as SCM_RIGHTS. Node has no API for either, hence these calls; and the peer credentials of
+// a box's control socket (SO_PEERCRED), which Node has no API for either.
 //
 // recvMessage blocks in a libuv thread-pool thread (an AsyncWorker), so the event loop never waits on
 // it; it holds one of the pool's threads until a message or the peer's close arrives. The worker
@@ -155,6 +156,24 @@ Napi::Value RecvMessage(const Napi::CallbackInfo& info) {
   return Napi::Value();
 }
 
+// peerCredentials(fd) -> { pid, uid, gid } of the process at the other end of a connected AF_UNIX
+// socket (SO_PEERCRED), as the kernel recorded them at connect(): a box's control socket checks them.
+Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!GetFd(info.Env(), info[0], &fd)) return Napi::Value();
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    ThrowErrno(info.Env(), "getsockopt(SO_PEERCRED)", errno);
+    return Napi::Value();
+  }
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("pid", Napi::Number::New(info.Env(), cred.pid));
+  out.Set("uid", Napi::Number::New(info.Env(), cred.uid));
+  out.Set("gid", Napi::Number::New(info.Env(), cred.gid));
+  return out;
+}
+
 }  // namespace
 
 void InitControl(Napi::Env env, Napi::Object exports) {
@@ -162,6 +181,7 @@ void InitControl(Napi::Env env, Napi::Object exports) {
   exports.Set("sendMessage", Napi::Function::New(env, SendMessage, "sendMessage"));
   exports.Set("recvMessage", Napi::Function::New(env, RecvMessage, "recvMessage"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
 }
 
 }  // namespace tapbox

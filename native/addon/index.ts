@@ -83,6 +83,8 @@ export interface NativeAddon {
   sendMessage(fd: number, data: Uint8Array, passFd?: number): void;
   recvMessage(fd: number, callback: (err: NodeJS.ErrnoException | null, message?: ControlMessage) => void): void;
   closeFd(fd: number): void;
+  /** The pid, uid and gid of the peer of a connected AF_UNIX socket (SO_PEERCRED), as of its connect(). */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   /** A NETLINK_SOCK_DIAG socket in the network namespace of `pid` (a process of a sandbox the caller owns). */
   openSockDiag(pid: number): number;
   /** The inode of the socket with this exact tuple (its own end first) in the socket's namespace; 0: none. */

@@ -88,22 +88,31 @@ static _Noreturn void report_exec_failure(const char *command, int err)
 	fail("EEXEC", EXIT_NOT_EXECUTABLE, "cannot run %s: %s", command, strerror(err));
 }
 
-static _Noreturn void exec_command(const struct launch_plan *plan)
+void init_new_session(void)
 {
-	uid_t uid;
-	gid_t gid;
-
 	/* A new session: the command can't reach the caller's terminal (TIOCSTI needs it as the
 	 * controlling terminal). A pty slave from the supervisor becomes its own controlling terminal,
 	 * so job control works; an inherited terminal stays someone else's, and that is fine. */
 	setsid();
 	if (isatty(STDIN_FILENO))
 		ioctl(STDIN_FILENO, TIOCSCTTY, 0);
+}
 
+static _Noreturn void exec_command(const struct launch_plan *plan)
+{
+	uid_t uid;
+	gid_t gid;
+
+	init_new_session();
 	/* PID 1's PR_SET_DUMPABLE 0 was inherited; our own /proc/self maps must be writable by us. */
 	prctl(PR_SET_DUMPABLE, 1);
 	identity_inside(plan, &uid, &gid);
 	userns_enter_nested(uid, gid, filesystem_hidden_proc());
+	init_exec(plan);
+}
+
+_Noreturn void init_exec(const struct launch_plan *plan)
+{
 	limits_apply(&plan->limits);
 	caps_restrict(plan->keep_caps);
 	signals_reset_for_exec();

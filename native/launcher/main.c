@@ -34,9 +34,12 @@
  * when run by hand), the launcher exits 125, and the command never starts. The command's own exit
  * code passes through; 128+N when it is killed by signal N.
  *
+ * With --join PID it makes no sandbox: it starts the command inside the running one (join.c).
+ *
  * The launcher is single-threaded, so after clone() the child may call anything the parent could.
  */
 #include "init.h"
+#include "join.h"
 #include "limits.h"
 #include "mounts.h"
 #include "netdev.h"
@@ -124,6 +127,10 @@ int main(int argc, char **argv)
 
 	control_init();
 	plan_parse(&plan, argc, argv);
+	if (plan.join_pid) {
+		signals_block(&signals);
+		join_run(&plan, &signals);
+	}
 	if (plan.net.mode == NET_TAP && !control_connected())
 		fail("EUSAGE", EXIT_SETUP_FAILED, "--net tap needs the supervisor's control socket on fd 3; "
 						  "run the command through tapbox, or pass --net none");

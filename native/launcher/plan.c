@@ -221,7 +221,7 @@ enum {
 	OPT_HOSTNAME, OPT_SAME_UID, OPT_NOBODY, OPT_CWD, OPT_BIND_RO, OPT_BIND_RW, OPT_TMPFS, OPT_PROBE,
 	OPT_FS, OPT_ROOTFS, OPT_HOME, OPT_STORE, OPT_OVERLAY, OPT_STORAGE, OPT_MEMORY, OPT_PIDS, OPT_CPUS,
 	OPT_TIMEOUT, OPT_GRACE, OPT_SECCOMP, OPT_ALLOW_SYSCALL, OPT_DENY_SYSCALL, OPT_CAP_ADD, OPT_CAP_DROP,
-	OPT_CPUSET, OPT_CGROUP,
+	OPT_CPUSET, OPT_CGROUP, OPT_JOIN,
 };
 
 static const struct option options[] = {
@@ -253,6 +253,7 @@ static const struct option options[] = {
 	{ "cpus", required_argument, NULL, OPT_CPUS },
 	{ "cpuset", required_argument, NULL, OPT_CPUSET },
 	{ "cgroup", required_argument, NULL, OPT_CGROUP },
+	{ "join", required_argument, NULL, OPT_JOIN },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "grace", required_argument, NULL, OPT_GRACE },
 	{ "seccomp", required_argument, NULL, OPT_SECCOMP },
@@ -338,6 +339,7 @@ void plan_parse(struct launch_plan *plan, int argc, char **argv)
 			plan->limits.cpuset = optarg;
 			break;
 		case OPT_CGROUP: plan->cgroup = existing_directory(optarg, "--cgroup"); break;
+		case OPT_JOIN: plan->join_pid = parse_number(optarg, "--join", 2, 1 << 22); break;
 		case OPT_TIMEOUT: plan->timeout_s = parse_number(optarg, "--timeout", 1, 1u << 30); break;
 		case OPT_GRACE: plan->grace_s = parse_number(optarg, "--grace", 0, 1u << 30); break;
 		case OPT_SECCOMP: seccomp = optarg; break;

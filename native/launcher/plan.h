@@ -83,6 +83,9 @@ struct net_plan {
 
 struct launch_plan {
 	bool probe; /* only check that the namespaces can be set up (tapbox doctor), run nothing */
+	/* --join PID: start the command inside the running sandbox whose command is PID (join.c), with
+	 * this plan's seccomp filter, capabilities, limits and cgroup; no new sandbox. 0: none. */
+	pid_t join_pid;
 	struct net_plan net;
 	enum identity identity;
 	uid_t outer_uid;

@@ -10,7 +10,8 @@ import { setupAppArmor } from '../supervisor/apparmor.js';
 import { packageRoot } from '../../native/addon/index.js';
 import { DEFAULT_MTU, SANDBOX_NET } from '../options/options.js';
 import { parse } from '../egress/policy/allowlist.js';
-import { addImageCommands } from '../images/cli.js';
+import { addImageCommands } from './images.js';
+import { addBoxCommands, type PlainRun } from './boxes.js';
 
 export const EXAMPLES = `
 Examples:
@@ -162,8 +163,8 @@ export function unescapeCommandName(args: string[]): string[] {
   return args.map((a) => (a.startsWith(HIDDEN) ? a.slice(HIDDEN.length) : a));
 }
 
-/** Adds `doctor`, `allowlists`, `help [topic]` and the examples; each command reports its exit status to `done`. */
-export function addCommands(program: Command, done: (status: number) => void): void {
+/** Adds `doctor`, `allowlists`, the box verbs, `help [topic]` and the examples; each command reports its exit status to `done`. */
+export function addCommands(program: Command, done: (status: number) => void, plain: PlainRun): void {
   program.addHelpText('after', EXAMPLES).helpCommand(false);
   program
     .command('doctor')
@@ -185,6 +186,7 @@ export function addCommands(program: Command, done: (status: number) => void): v
       done(0);
     });
   addImageCommands(program, done);
+  addBoxCommands(program, done, plain);
   program
     .command('help [topic]')
     .description(`show help on a topic (${Object.keys(TOPICS).join(', ')}) or a command`)

@@ -12,11 +12,11 @@ import type { SandboxOptions } from '../options/options.js';
 import { hardeningFromFlags, hardeningOptions, type HardeningFlags } from './hardening-flags.js';
 import { collect, integer } from './flags.js';
 import { networkLimitsFromFlags, networkLimitFlags, type NetworkLimitFlags } from './network-limit-flags.js';
-import { imageRootfs } from '../images/cli.js';
+import { imageRootfs } from './images.js';
 
 export function buildProgram(): Command {
   const program = new Command('tapbox')
-    .usage('[options] -- COMMAND [ARGS...]\n       tapbox doctor | setup apparmor | allowlists | image | help [TOPIC]')
+    .usage('[options] -- COMMAND [ARGS...]\n       tapbox doctor | setup apparmor | allowlists | image | help [TOPIC]\n       tapbox run -d | ps | exec | logs | stop | kill | rm | inspect   (boxes)')
     .description('Run COMMAND in a rootless sandbox whose only network is a TAP device driven by tapbox\'s own TCP/IP stack, with an egress allowlist.')
     .helpOption('--help', 'show this help')
     .argument('[command...]', 'the command to run in the sandbox, and its arguments')
@@ -138,7 +138,7 @@ async function main(argv: string[]): Promise<number> {
   program.action(async () => {
     status = await runSandbox(program);
   });
-  addCommands(program, (code) => (status = code));
+  addCommands(program, (code) => (status = code), { toOptions, run: runSandbox });
   await program.parseAsync(escapeCommandName(argv, program), { from: 'user' });
   return status;
 }

@@ -233,7 +233,7 @@ function alive(pid: number): boolean {
 }
 
 /** Removes the sandbox cgroups in `base` whose supervisor is gone (it was SIGKILLed). */
-async function sweepStale(base: string): Promise<void> {
+export async function sweepStale(base: string): Promise<void> {
   let names: string[];
   try {
     names = readdirSync(base);

@@ -164,6 +164,11 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     return this.network.egress.live;
   }
 
+  /** The sandbox's cgroup directory, where it has one (a box's `exec` joins it). */
+  get cgroupPath(): string | null {
+    return this.cgroup?.path ?? null;
+  }
+
   /** The launcher's pid (host PID namespace), once started. */
   get pid(): number | undefined {
     return this.child?.pid;

@@ -19,8 +19,9 @@ const MAY_IMPORT: Record<string, string[]> = {
   options: ['errors', 'units', 'netstack', 'egress', 'policy'],
   images: ['errors', 'units'],
   supervisor: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy'],
-  cli: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'images', 'library'],
-  library: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'images'],
+  boxes: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor'],
+  cli: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'images', 'boxes', 'library'],
+  library: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'images', 'boxes'],
 };
 
 /** The part a file belongs to, by its path from the repository root. */

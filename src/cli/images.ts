@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { TapboxError } from '../errors.js';
 import { formatBytes } from '../units.js';
-import { images, type Credentials } from './index.js';
+import { images, type Credentials } from '../images/index.js';
 
 const warn = (message: string) => process.stderr.write(`tapbox: warning: ${message}\n`);
 const progress = (message: string) => process.stderr.write(`tapbox: ${message}\n`);

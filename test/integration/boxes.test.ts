@@ -1,0 +1,275 @@
+// Boxes (tapbox run -d, ps, exec, logs, stop, kill, rm, inspect), run as the unprivileged test user,
+// with real daemons, real sandboxes and a real test host. Each test names its own box; the state and
+// runtime directories are a scratch directory of the test user's (XDG_STATE_HOME, XDG_RUNTIME_DIR).
+import { spawn } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { asTestUser, cliPath, repoRoot, tapbox, testIds, userTempDir, type RunResult } from '../helpers/tapbox.js';
+import { canMakeTestHost, TestHost } from '../helpers/testhost.js';
+
+const probe = join(repoRoot, 'test', 'helpers', 'clients', 'net-probe.mjs');
+
+describe.runIf(canMakeTestHost)('boxes', () => {
+  let host: TestHost;
+  let scratch: { dir: string; cleanup: () => void };
+  let env: NodeJS.ProcessEnv;
+  const box = (args: string[], timeoutMs?: number): Promise<RunResult> => tapbox(args, { env, cwd: scratch.dir, timeoutMs });
+  const stateDir = () => join(scratch.dir, 'state', 'tapbox', 'boxes');
+  const runtimeDir = () => join(scratch.dir, 'run', 'tapbox');
+
+  beforeAll(async () => {
+    host = new TestHost();
+    await host.start('services.mjs', ['--tcp-echo', '7']);
+    scratch = userTempDir('tapbox-boxes-');
+    env = { ...process.env, XDG_STATE_HOME: join(scratch.dir, 'state'), XDG_RUNTIME_DIR: join(scratch.dir, 'run') };
+  });
+  afterAll(async () => {
+    // Whatever a failed test left running.
+    for (const name of existsSync(stateDir()) ? readdirSync(stateDir()) : []) await box(['rm', '-f', name]);
+    host?.destroy();
+    scratch?.cleanup();
+  });
+
+  async function inspect(name: string): Promise<{ state: string; record: { supervisorPid: number; launcherPid: number } | null; exit: { code: number } | null; live: { flows: number; denials: number } | null }> {
+    const r = await box(['inspect', name]);
+    expect(r.code, r.stderr).toBe(0);
+    return JSON.parse(r.stdout);
+  }
+
+  /** Whether pid runs (a zombie waiting for a reaper, e.g. a daemon re-parented to PID 1, has ended). */
+  function alive(pid: number): boolean {
+    try {
+      return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    } catch {
+      return false;
+    }
+  }
+
+  /** Nothing of box NAME is left: no state, no socket, no process. */
+  function expectGone(name: string, pids: number[]): void {
+    expect(existsSync(join(stateDir(), name))).toBe(false);
+    expect(existsSync(join(runtimeDir(), name))).toBe(false);
+    for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
+  }
+
+  it('a detached box outlives the tapbox that started it; ps lists it; logs shows its output and logs -f follows it to its end', async () => {
+    const started = await box(['run', '-d', '--name', 'follow', '-x', '--', 'sh', '-c', 'echo first; i=0; while :; do i=$((i+1)); echo "line $i"; sleep 0.2; done']);
+    expect(started.code, started.stderr).toBe(0);
+    expect(started.stdout).toBe('follow\n');
+    // `tapbox run -d` has exited (tapbox() resolved at its close); the box runs on.
+    const ps = await box(['ps']);
+    expect(ps.stdout).toMatch(/^NAME\s+STATE\s+UPTIME\s+COMMAND\s+NET\s+FLOWS\s+DENIED\s+MEMORY$/m);
+    expect(ps.stdout).toMatch(/^follow\s+running\s+\d+s\s+sh -c echo first/m);
+    const { record } = await inspect('follow');
+    expect(alive(record!.supervisorPid)).toBe(true);
+
+    const logs = await box(['logs', 'follow']);
+    expect(logs.stdout.split('\n')[0]).toBe('first');
+    const tail = await box(['logs', '--tail', '1', 'follow']);
+    expect(tail.stdout).toMatch(/^line \d+\n$/);
+
+    // -f prints what comes after, and ends by itself when the box stops.
+    const following = box(['logs', '-f', 'follow'], 60_000);
+    const seen = Number(/line (\d+)\n$/.exec(logs.stdout)![1]);
+    for (let i = 0; i < 100 && Number(/line (\d+)\n$/.exec((await box(['logs', '--tail', '1', 'follow'])).stdout)?.[1]) < seen + 3; i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await box(['stop', '-t', '1', 'follow'])).code).toBe(0);
+    const followed = await following;
+    expect(followed.code, followed.stderr).toBe(0);
+    const numbers = [...followed.stdout.matchAll(/line (\d+)/g)].map((m) => Number(m[1]));
+    expect(Math.max(...numbers)).toBeGreaterThan(seen);
+    expect((await box(['ps'])).stdout).not.toMatch(/^follow/m);
+    expect((await box(['ps', '-a'])).stdout).toMatch(/^follow\s+exited \(143\)/m);
+    expect((await box(['rm', 'follow'])).code).toBe(0);
+    expectGone('follow', [record!.supervisorPid, record!.launcherPid]);
+  });
+
+  it("exec into a running -x box sees its files and processes, has its seccomp and capabilities, can't reach what its policy denies, and is held to --pids", async () => {
+    const started = await box(['run', '-d', '--name', 'ex', '-x', '--pids', '40', '--allow', `${host.ip4}:7`, '--', 'sh', '-c', 'echo box-secret > /tmp/box-file; exec sleep 1000']);
+    expect(started.code, started.stderr).toBe(0);
+    // The box's private /tmp (not the host's) and its PID namespace: its command is PID 2, under PID 1.
+    const seen = await box(['exec', 'ex', '--', 'sh', '-c', 'cat /tmp/box-file; ps -o pid=,comm= -p 2']);
+    expect(seen.code, seen.stderr).toBe(0);
+    expect(seen.stdout).toMatch(/^box-secret\n\s*2 sleep\n$/);
+    expect(existsSync('/tmp/box-file')).toBe(false);
+    const status = await box(['exec', 'ex', '--', 'sh', '-c', 'grep -E "^(CapBnd|CapEff|NoNewPrivs|Seccomp):" /proc/self/status; grep -E "^(CapBnd|CapEff|NoNewPrivs|Seccomp):" /proc/2/status']);
+    const lines = status.stdout.trim().split('\n');
+    expect(lines).toHaveLength(8);
+    expect(lines.slice(0, 4)).toEqual(lines.slice(4));
+    expect(lines).toContain('NoNewPrivs:\t1');
+    expect(lines).toContain('Seccomp:\t2');
+
+    // The policy: the allowed port answers, another port of the same host is refused and logged as a
+    // denial in the box's audit log, as is another address.
+    const allowed = await box(['exec', 'ex', '--', process.execPath, probe, 'tcp-connect', host.ip4, '7']);
+    expect(JSON.parse(allowed.stdout)).toMatchObject({ ok: true });
+    const denied = await box(['exec', 'ex', '--', process.execPath, probe, 'tcp-connect', host.ip4, '80']);
+    expect(JSON.parse(denied.stdout)).toMatchObject({ error: 'ECONNREFUSED' });
+    const audit = (await box(['logs', '--audit', 'ex'])).stdout.trim().split('\n').map((l) => JSON.parse(l) as { event?: string; verdict?: string; port?: number; dst?: string });
+    expect(audit.filter((l) => l.event === 'flow' && l.verdict === 'deny').map((l) => [l.dst, l.port])).toEqual([[host.ip4, 80]]);
+    expect((await inspect('ex')).live).toMatchObject({ flows: 1, denials: 1 });
+
+    // --pids 40 holds for exec'd processes too: 60 more can't all start.
+    const bomb = await box(['exec', 'ex', '--', 'sh', '-c', 'for i in $(seq 60); do sleep 2 & done; wait']);
+    expect(bomb.stderr).toMatch(/Cannot fork/);
+
+    const { record } = await inspect('ex');
+    const rm = await box(['rm', 'ex']);
+    expect(rm.code).not.toBe(0);
+    expect(rm.stderr).toContain('box ex is running; stop it first (tapbox stop ex) or remove it by force (tapbox rm -f ex).');
+    expect((await box(['rm', '-f', 'ex'])).code).toBe(0);
+    expectGone('ex', [record!.supervisorPid, record!.launcherPid]);
+  });
+
+  it('exec -i -t: an interactive shell in the box on a terminal of its own; -i alone pipes stdin', async () => {
+    expect((await box(['run', '-d', '--name', 'term', '--', 'sleep', '1000'])).code).toBe(0);
+    const piped = await tapbox(['exec', '-i', 'term', '--', 'sh', '-c', 'test -t 0 || cat'], { env, cwd: scratch.dir, input: 'typed\n' });
+    expect(piped.stdout).toBe('typed\n');
+    const argv = asTestUser(['python3', join(repoRoot, 'test', 'helpers', 'pty-run.py'), process.execPath, cliPath, 'exec', '-i', '-t', 'term', '--', 'sh']);
+    const typed = ['test -t 0 && test -t 1 && echo tty-$((40+2)); ps -o comm= -p 2\r', 'exit 3\r'];
+    const out = await new Promise<string>((resolve) => {
+      const child = spawn(argv[0]!, argv.slice(1), { env: { ...env, PTY_INPUT: JSON.stringify(typed) }, cwd: scratch.dir, stdio: ['ignore', 'pipe', 'inherit'] });
+      let text = '';
+      child.stdout.on('data', (d) => (text += d));
+      child.on('close', () => resolve(text));
+    });
+    const { code, output } = JSON.parse(out) as { code: number; output: string };
+    expect(code).toBe(3);
+    expect(output).toMatch(/\r?\ntty-42\r*\nsleep\r*\n/);
+    expect((await box(['rm', '-f', 'term'])).code).toBe(0);
+  });
+
+  it('stop sends SIGTERM, then SIGKILL after the grace period to a command that ignores it', async () => {
+    const script = 'trap "echo got TERM" TERM; echo ready; while :; do sleep 0.1; done';
+    expect((await box(['run', '-d', '--name', 'grace', '--', 'sh', '-c', script])).code).toBe(0);
+    for (let i = 0; i < 100 && !(await box(['logs', 'grace'])).stdout.includes('ready'); i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await box(['stop', '-t', '1', 'grace'])).code).toBe(0);
+    expect((await box(['logs', 'grace'])).stdout).toContain('got TERM');
+    expect((await inspect('grace')).exit).toMatchObject({ code: 137 });
+    expect((await box(['rm', 'grace'])).code).toBe(0);
+  });
+
+  it("another uid can't drive a box: its supervisor refuses root's connection (SO_PEERCRED)", async () => {
+    expect((await box(['run', '-d', '--name', 'mine', '--', 'sleep', '1000'])).code).toBe(0);
+    // This test runs as root: the 0700 directory does not stop root, the peer check does.
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = createConnection(join(runtimeDir(), 'mine', 'control.sock'));
+      let text = '';
+      socket.on('data', (d) => (text += d));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+      socket.write(`${JSON.stringify({ op: 'kill', signal: 'SIGKILL' })}\n`);
+    });
+    expect(JSON.parse(answer)).toEqual({ ok: false, code: 'EACCES', message: expect.stringMatching(/^this box belongs to uid \d+; uid 0 may not drive it\.$/) });
+    expect((await inspect('mine')).state).toBe('running');
+    // Root's own tapbox refuses the test user's directories outright.
+    const asRoot = await new Promise<RunResult>((resolve) => {
+      const child = spawn(process.execPath, [cliPath, 'ps'], { env });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('close', (code, signal) => resolve({ code, signal, stdout: '', stderr }));
+    });
+    expect(asRoot.code).not.toBe(0);
+    expect(asRoot.stderr).toMatch(/is not a directory private to you/);
+    expect((await box(['rm', '-f', 'mine'])).code).toBe(0);
+  });
+
+  it('a box whose supervisor was SIGKILLed shows as dead in ps, its sandbox gone with it, and rm cleans it up', async () => {
+    expect((await box(['run', '-d', '--name', 'killed', '-x', '--', 'sleep', '1000'])).code).toBe(0);
+    const { record } = await inspect('killed');
+    process.kill(record!.supervisorPid, 'SIGKILL');
+    // The launcher dies with its supervisor (PR_SET_PDEATHSIG), and the sandbox with the launcher.
+    for (let i = 0; i < 100 && (alive(record!.supervisorPid) || alive(record!.launcherPid)); i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await box(['ps'])).stdout).toMatch(/^killed\s+dead\s/m);
+    expect((await box(['rm', 'killed'])).code).toBe(0);
+    expectGone('killed', [record!.supervisorPid, record!.launcherPid]);
+  });
+
+  it('--rm: a box that ends leaves nothing', async () => {
+    expect((await box(['run', '-d', '--rm', '--name', 'brief', '--', 'sh', '-c', 'sleep 0.5; echo done'])).code).toBe(0);
+    expect(existsSync(join(stateDir(), 'brief'))).toBe(true);
+    for (let i = 0; i < 100 && existsSync(join(stateDir(), 'brief')); i++) await new Promise((r) => setTimeout(r, 100));
+    expectGone('brief', []);
+    expect((await box(['ps', '-a'])).stdout).not.toMatch(/^brief/m);
+  });
+
+  it('refuses state directories that are not private to the user: owned by another, open to others, a symlink', async () => {
+    const attempts: [string, () => void][] = [
+      ['root-owned', () => mkdirSync(join(scratch.dir, 'evil', 'root-owned', 'tapbox'), { recursive: true, mode: 0o777 })],
+      ['open', () => {
+        mkdirSync(join(scratch.dir, 'evil', 'open', 'tapbox'), { recursive: true });
+        chmodSync(join(scratch.dir, 'evil', 'open', 'tapbox'), 0o755);
+        chownSync(join(scratch.dir, 'evil', 'open', 'tapbox'), testIds.uid, testIds.gid);
+      }],
+      ['symlink', () => {
+        // To a directory that would pass: the user's own, 0700.
+        const target = join(scratch.dir, 'evil', 'target');
+        mkdirSync(target, { recursive: true, mode: 0o700 });
+        chownSync(target, testIds.uid, testIds.gid);
+        mkdirSync(join(scratch.dir, 'evil', 'symlink'), { recursive: true });
+        symlinkSync(target, join(scratch.dir, 'evil', 'symlink', 'tapbox'));
+      }],
+    ];
+    for (const [kind, make] of attempts) {
+      make();
+      const r = await tapbox(['run', '-d', '--name', `evil-${kind}`, '--', 'sleep', '1000'], { env: { ...env, XDG_RUNTIME_DIR: join(scratch.dir, 'evil', kind) }, cwd: scratch.dir });
+      expect(r.code, kind).toBe(2);
+      expect(r.stderr, kind).toContain(`${join(scratch.dir, 'evil', kind, 'tapbox')} is not a directory private to you`);
+      expect(existsSync(join(stateDir(), `evil-${kind}`))).toBe(false);
+    }
+    // Without XDG_RUNTIME_DIR: /tmp/tapbox-UID, which someone else made first.
+    const fallback = `/tmp/tapbox-${testIds.uid}`;
+    const aside = existsSync(fallback) ? `${fallback}.aside-${process.pid}` : null;
+    if (aside) renameSync(fallback, aside);
+    mkdirSync(fallback, { mode: 0o700 });
+    try {
+      const { XDG_RUNTIME_DIR: _, ...noRuntime } = env;
+      const r = await tapbox(['run', '-d', '--name', 'evil-tmp', '--', 'sleep', '1000'], { env: noRuntime, cwd: scratch.dir });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`${fallback} is not a directory private to you (owner 0, mode 700)`);
+    } finally {
+      rmSync(fallback, { recursive: true, force: true });
+      if (aside) renameSync(aside, fallback);
+    }
+  });
+
+  it('names are checked, and a name is taken once', async () => {
+    const bad = await box(['run', '-d', '--name', '../x', '--', 'true']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('"../x" can\'t name a box');
+    expect((await box(['run', '-d', '--name', 'twice', '--', 'sleep', '1000'])).code).toBe(0);
+    const again = await box(['run', '-d', '--name', 'twice', '--', 'sleep', '1000']);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('a box named twice exists; remove it (tapbox rm twice) or choose another --name.');
+    expect((await box(['rm', '-f', 'twice'])).code).toBe(0);
+    const nobox = await box(['logs', 'nosuchbox']);
+    expect(nobox.stderr).toContain('there is no box named nosuchbox');
+  });
+
+  it('the library: boxes.run, get, list, exec, logs, stop, remove', async () => {
+    const script = `
+      import { boxes } from ${JSON.stringify(join(repoRoot, 'dist', 'src', 'boxes', 'index.js'))};
+      const box = await boxes.run(['sh', '-c', 'echo from-box; exec sleep 1000'], { name: 'lib', net: 'none' });
+      const listed = (await boxes.list()).map((b) => [b.name, b.state]);
+      const child = await boxes.get('lib').exec(['cat', '/proc/2/comm']);
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      const code = await new Promise((r) => child.on('close', r));
+      for (let i = 0; i < 50 && !box.logs().includes('from-box'); i++) await new Promise((r) => setTimeout(r, 50));
+      const logs = box.logs();
+      const exit = await box.stop({ timeout: 1 });
+      await box.remove();
+      const after = (await boxes.list()).filter((b) => b.name === 'lib');
+      console.log(JSON.stringify({ listed: listed.filter(([name]) => name === 'lib'), exec: [code, out], logs, exit: exit.code, after: after.length }));
+    `;
+    const argv = asTestUser([process.execPath, '--input-type=module', '-e', script]);
+    const result = await new Promise<string>((resolve, reject) => {
+      const child = spawn(argv[0]!, argv.slice(1), { env, cwd: scratch.dir, stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`exit ${code}: ${out}`))));
+    });
+    expect(JSON.parse(result)).toEqual({ listed: [['lib', 'running']], exec: [0, 'sleep\n'], logs: 'from-box\n', exit: 143, after: 0 });
+  });
+});
