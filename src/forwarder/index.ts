@@ -1,4 +1,4 @@
-// The Forwarder the stack calls for every flow the sandbox opens (netstack/stack/forwarding.ts).
+// The Forwarder the stack calls for every flow the sandbox opens (netstack/forwarding.ts).
 import type { Forwarder, TcpForwarderRequest, UdpForwarderRequest } from '../../netstack/index.js';
 import { ForwarderContext, type ForwarderOptions } from './context.js';
 import { forwardTcp } from './tcp.js';
