@@ -58,10 +58,13 @@ async function main(): Promise<void> {
       ['TCP sandbox→host', 'Gbit/s', (p) => iperf(p, host.ip4, false)],
       ['TCP host→sandbox', 'Gbit/s', (p) => iperf(p, host.ip4, true)],
       ['TCP connections', 'conn/s', (p) => client(p, 'connrate.mjs', [host.ip4, '8080'])],
+      ['TCP connections, server closes', 'conn/s', (p) => client(p, 'connclose.mjs', [host.ip4, '8080'])],
       ['UDP request/response', 'rr/s', (p) => client(p, 'udprr.mjs', [host.ip4, '7'])],
     ];
     const rows: string[][] = [];
-    for (const [name, unit, measure] of metrics) {
+    // BENCH_ONLY=UDP runs only the metrics whose name contains it (case-insensitive), for quick A/B runs.
+    const only = process.env.BENCH_ONLY?.toLowerCase();
+    for (const [name, unit, measure] of metrics.filter(([name]) => !only || name.toLowerCase().includes(only))) {
       const figures: Record<string, number> = {};
       for (const peer of Object.keys(peers)) {
         try {

@@ -3,9 +3,10 @@
 // Theory of operation. A uv_poll handle watches the (non-blocking) fd. When it is readable we read()
 // frames until EAGAIN or until the ring is full: the ring is one ArrayBuffer of `batchFrames` slots of
 // `frameSize` bytes (the largest frame), allocated once and shared with JS, so a frame is never copied
-// after the kernel wrote it. For each frame the Int32Array `meta` gets (offset, length) and the parsed header facts of
-// frame_meta.h; then a single call onFrames(count) hands the batch to JS, which reads the frames as
-// views on the ring. The views are valid until onFrames returns: the next batch overwrites the slots.
+// after the kernel wrote it. For each frame the Int32Array `meta` gets (offset, length) and, with
+// vnetHdr, the virtio-net facts of frame_meta.h; then a single call onFrames(count) hands the batch to
+// JS, which parses and reads the frames as views on the ring. The views are valid until onFrames
+// returns: the next batch overwrites the slots.
 // libuv polls level-triggered, so a full ring simply means we get called again on the next loop turn,
 // after the other handles had their share.
 //

@@ -1,4 +1,4 @@
-// IPv4 (RFC 791): a view over the header, validation with a reason, and emit.
+// IPv4 (RFC 791): a view over the header (parse), validation with a reason, and Ipv4Repr (emit).
 import { checksum } from './checksum.js';
 
 export const IPV4_MIN_HEADER_LENGTH = 20;
@@ -89,30 +89,33 @@ export function validateIpv4(buf: Buffer, off: number, len: number): string | nu
   return null;
 }
 
-/** Writes a 20-byte IPv4 header (no options) at `off`, checksum included. */
-export function emitIpv4(
-  buf: Buffer,
-  off: number,
-  totalLength: number,
-  id: number,
-  flags: number,
-  ttl: number,
-  protocol: number,
-  src: Uint8Array,
-  dst: Uint8Array,
-): void {
-  buf[off] = 0x45;
-  buf[off + 1] = 0;
-  buf.writeUInt16BE(totalLength, off + 2);
-  buf.writeUInt16BE(id & 0xffff, off + 4);
-  buf.writeUInt16BE(flags, off + 6);
-  buf[off + 8] = ttl;
-  buf[off + 9] = protocol;
-  buf[off + 10] = 0;
-  buf[off + 11] = 0;
-  buf.set(src, off + 12);
-  buf.set(dst, off + 16);
-  buf.writeUInt16BE(~checksum(buf, off, IPV4_MIN_HEADER_LENGTH) & 0xffff, off + 10);
+/** The fields of an IPv4 header we send (no options); `emit` writes them. Reused per packet. */
+export class Ipv4Repr {
+  src: Uint8Array = new Uint8Array(4);
+  dst: Uint8Array = new Uint8Array(4);
+  protocol = 0;
+  ttl = 64;
+  id = 0;
+  /** DF and MF flags with the fragment offset in 8-byte units (the header's 16-bit word 3). */
+  flags = 0;
+  /** Bytes after the header. */
+  payloadLength = 0;
+
+  /** Writes the 20-byte header at `off`, checksum included. */
+  emit(buf: Buffer, off: number): void {
+    buf[off] = 0x45;
+    buf[off + 1] = 0;
+    buf.writeUInt16BE(IPV4_MIN_HEADER_LENGTH + this.payloadLength, off + 2);
+    buf.writeUInt16BE(this.id & 0xffff, off + 4);
+    buf.writeUInt16BE(this.flags, off + 6);
+    buf[off + 8] = this.ttl;
+    buf[off + 9] = this.protocol;
+    buf[off + 10] = 0;
+    buf[off + 11] = 0;
+    buf.set(this.src, off + 12);
+    buf.set(this.dst, off + 16);
+    buf.writeUInt16BE(~checksum(buf, off, IPV4_MIN_HEADER_LENGTH) & 0xffff, off + 10);
+  }
 }
 
 /** Recomputes the header checksum in place (after a field changed). */

@@ -1,4 +1,5 @@
-// IPv6 (RFC 8200): a view over the fixed header, validation, emit, and the extension header walk.
+// IPv6 (RFC 8200): a view over the fixed header (parse), validation, Ipv6Repr (emit), and the extension
+// header walk.
 
 export const IPV6_HEADER_LENGTH = 40;
 export const IPV6_FRAGMENT_HEADER_LENGTH = 8;
@@ -57,22 +58,24 @@ export function validateIpv6(buf: Buffer, off: number, len: number): string | nu
   return null;
 }
 
-/** Writes a 40-byte IPv6 header at `off`. */
-export function emitIpv6(
-  buf: Buffer,
-  off: number,
-  payloadLength: number,
-  nextHeader: number,
-  hopLimit: number,
-  src: Uint8Array,
-  dst: Uint8Array,
-): void {
-  buf.writeUInt32BE(0x60000000, off);
-  buf.writeUInt16BE(payloadLength, off + 4);
-  buf[off + 6] = nextHeader;
-  buf[off + 7] = hopLimit;
-  buf.set(src, off + 8);
-  buf.set(dst, off + 24);
+/** The fields of the fixed IPv6 header we send; `emit` writes them. Reused per packet. */
+export class Ipv6Repr {
+  src: Uint8Array = new Uint8Array(16);
+  dst: Uint8Array = new Uint8Array(16);
+  nextHeader = 0;
+  hopLimit = 64;
+  /** Bytes after the fixed header, extension headers included. */
+  payloadLength = 0;
+
+  /** Writes the 40-byte header at `off`. */
+  emit(buf: Buffer, off: number): void {
+    buf.writeUInt32BE(0x60000000, off);
+    buf.writeUInt16BE(this.payloadLength, off + 4);
+    buf[off + 6] = this.nextHeader;
+    buf[off + 7] = this.hopLimit;
+    buf.set(this.src, off + 8);
+    buf.set(this.dst, off + 24);
+  }
 }
 
 /** The result of walking an extension header chain; one object is reused for every packet. */

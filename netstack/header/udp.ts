@@ -1,4 +1,5 @@
-// UDP (RFC 768): a view over the 8-byte header, validation (checksum with pseudo-header) and emit.
+// UDP (RFC 768): a view over the 8-byte header (parse), validation (checksum with pseudo-header) and
+// UdpRepr (emit).
 import { checksum, pseudoHeaderChecksum } from './checksum.js';
 
 export const UDP_HEADER_LENGTH = 8;
@@ -47,14 +48,26 @@ export function validateUdp(buf: Buffer, off: number, len: number, src: Uint8Arr
   return null;
 }
 
-/** Writes a UDP header at `off` for a datagram of `length` bytes already in place, checksum included. */
-export function emitUdp(buf: Buffer, off: number, srcPort: number, dstPort: number, length: number, src: Uint8Array, dst: Uint8Array): void {
-  buf.writeUInt16BE(srcPort, off);
-  buf.writeUInt16BE(dstPort, off + 2);
-  buf.writeUInt16BE(length, off + 4);
-  buf[off + 6] = 0;
-  buf[off + 7] = 0;
-  const sum = ~checksum(buf, off, length, pseudoHeaderChecksum(src, dst, UDP_PROTOCOL, length)) & 0xffff;
-  // A computed zero is sent as all ones: zero means "no checksum" (RFC 768).
-  buf.writeUInt16BE(sum === 0 ? 0xffff : sum, off + 6);
+/** The fields of a UDP header we send; `emit` writes them. */
+export class UdpRepr {
+  srcPort = 0;
+  dstPort = 0;
+  /** Bytes after the header. */
+  payloadLength = 0;
+
+  /**
+   * Writes the header at `off` in front of the payload already in place, with the checksum over the
+   * pseudo-header from `src` to `dst` (4 or 16 bytes each).
+   */
+  emit(buf: Buffer, off: number, src: Uint8Array, dst: Uint8Array): void {
+    const length = UDP_HEADER_LENGTH + this.payloadLength;
+    buf.writeUInt16BE(this.srcPort, off);
+    buf.writeUInt16BE(this.dstPort, off + 2);
+    buf.writeUInt16BE(length, off + 4);
+    buf[off + 6] = 0;
+    buf[off + 7] = 0;
+    const sum = ~checksum(buf, off, length, pseudoHeaderChecksum(src, dst, UDP_PROTOCOL, length)) & 0xffff;
+    // A computed zero is sent as all ones: zero means "no checksum" (RFC 768).
+    buf.writeUInt16BE(sum === 0 ? 0xffff : sum, off + 6);
+  }
 }

@@ -29,8 +29,8 @@
 // preallocated frame. Nothing on this path allocates except the frame view handed to the link.
 import type { FrameOffload, LinkEndpoint, NetworkDispatcher } from '../link/endpoint.js';
 import { BROADCAST_MAC, emitEthernet, ETHERNET_HEADER_LENGTH, EtherType, EthernetView, macEquals, parseMac, validateEthernet } from '../header/ethernet.js';
-import { emitIpv4, IPV4_FLAG_DF, IPV4_FLAG_MF, IPV4_MAX_PACKET_LENGTH, IPV4_MIN_HEADER_LENGTH, isIpv4GroupAddress, parseIpv4 } from '../header/ipv4.js';
-import { emitIpv6, emitIpv6Fragment, IPV6_FRAGMENT_HEADER_LENGTH, IPV6_HEADER_LENGTH, Ipv6Ext, isIpv6Multicast, parseIpv6 } from '../header/ipv6.js';
+import { IPV4_FLAG_DF, IPV4_FLAG_MF, IPV4_MAX_PACKET_LENGTH, IPV4_MIN_HEADER_LENGTH, isIpv4GroupAddress, Ipv4Repr, parseIpv4 } from '../header/ipv4.js';
+import { emitIpv6Fragment, IPV6_FRAGMENT_HEADER_LENGTH, IPV6_HEADER_LENGTH, Ipv6Ext, Ipv6Repr, isIpv6Multicast, parseIpv6 } from '../header/ipv6.js';
 import { ICMPV6_PROTOCOL } from '../header/icmpv6.js';
 import { ArpResponder } from '../network/arp.js';
 import type { ReassemblyLimits } from '../network/fragments.js';
@@ -116,6 +116,9 @@ export class Stack implements NetworkDispatcher, NetworkHost {
   /** What the link said of the frame being delivered (a partial checksum, a GSO super-segment). */
   private offload: FrameOffload | undefined = undefined;
   private readonly fragmentFrame: Buffer;
+  /** The IP header of the packet being sent, one per family, reused. */
+  private readonly ip4 = new Ipv4Repr();
+  private readonly ip6 = new Ipv6Repr();
   private nextIpId = Math.floor(Math.random() * 0x10000);
   private nextFragmentId6 = Math.floor(Math.random() * 0x100000000);
   /** The drops that mean a cap was hit, with the cap they hit (reported through onLimit). */
@@ -224,12 +227,16 @@ export class Stack implements NetworkDispatcher, NetworkHost {
     const buf = family === 4 ? this.scratch4.buf : this.scratch6.buf;
     if (family === 4) {
       // A packet that fits the MTU is never fragmented on its way, so DF is set.
-      emitIpv4(buf, ETHERNET_HEADER_LENGTH, IPV4_MIN_HEADER_LENGTH + length, this.nextIpId, IPV4_FLAG_DF, hopLimit, protocol, src, dst);
-      this.nextIpId = (this.nextIpId + 1) & 0xffff;
+      const ip = this.ipv4Packet(src, dst, protocol, hopLimit);
+      ip.flags = IPV4_FLAG_DF;
+      ip.payloadLength = length;
+      ip.emit(buf, ETHERNET_HEADER_LENGTH);
       this.emitEthernetTo(buf, dst, EtherType.IPv4);
       this.writeFrame(buf.subarray(0, ETHERNET_HEADER_LENGTH + IPV4_MIN_HEADER_LENGTH + length));
     } else {
-      emitIpv6(buf, ETHERNET_HEADER_LENGTH, length, protocol, hopLimit, src, dst);
+      const ip = this.ipv6Packet(src, dst, protocol, hopLimit);
+      ip.payloadLength = length;
+      ip.emit(buf, ETHERNET_HEADER_LENGTH);
       this.emitEthernetTo(buf, dst, EtherType.IPv6);
       this.writeFrame(buf.subarray(0, ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH + length));
     }
@@ -279,14 +286,15 @@ export class Stack implements NetworkDispatcher, NetworkHost {
     const data = this.scratch4.buf;
     const frame = this.fragmentFrame;
     const chunk = Math.floor((this.mtu - IPV4_MIN_HEADER_LENGTH) / 8) * 8;
-    const id = this.nextIpId;
-    this.nextIpId = (this.nextIpId + 1) & 0xffff;
+    const ip = this.ipv4Packet(src, dst, protocol, ttl);
     this.emitEthernetTo(frame, dst, EtherType.IPv4);
     for (let off = 0; off < length; off += chunk) {
       const size = Math.min(chunk, length - off);
       const flags = (off / 8) | (off + size < length ? IPV4_FLAG_MF : 0);
       data.copy(frame, ETHERNET_HEADER_LENGTH + IPV4_MIN_HEADER_LENGTH, this.scratch4.offset + off, this.scratch4.offset + off + size);
-      emitIpv4(frame, ETHERNET_HEADER_LENGTH, IPV4_MIN_HEADER_LENGTH + size, id, flags, ttl, protocol, src, dst);
+      ip.flags = flags;
+      ip.payloadLength = size;
+      ip.emit(frame, ETHERNET_HEADER_LENGTH);
       this.writeFrame(frame.subarray(0, ETHERNET_HEADER_LENGTH + IPV4_MIN_HEADER_LENGTH + size));
     }
   }
@@ -299,14 +307,37 @@ export class Stack implements NetworkDispatcher, NetworkHost {
     const chunk = Math.floor((this.mtu - headers) / 8) * 8;
     const id = this.nextFragmentId6;
     this.nextFragmentId6 = (this.nextFragmentId6 + 1) >>> 0;
+    const ip = this.ipv6Packet(src, dst, Ipv6Ext.Fragment, hopLimit);
     this.emitEthernetTo(frame, dst, EtherType.IPv6);
     for (let off = 0; off < length; off += chunk) {
       const size = Math.min(chunk, length - off);
       data.copy(frame, ETHERNET_HEADER_LENGTH + headers, this.scratch6.offset + off, this.scratch6.offset + off + size);
-      emitIpv6(frame, ETHERNET_HEADER_LENGTH, IPV6_FRAGMENT_HEADER_LENGTH + size, Ipv6Ext.Fragment, hopLimit, src, dst);
+      ip.payloadLength = IPV6_FRAGMENT_HEADER_LENGTH + size;
+      ip.emit(frame, ETHERNET_HEADER_LENGTH);
       emitIpv6Fragment(frame, ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH, protocol, off, off + size < length, id);
       this.writeFrame(frame.subarray(0, ETHERNET_HEADER_LENGTH + headers + size));
     }
+  }
+
+  /** The IPv4 header of the next packet (or of all fragments of the next datagram), with its own ID. */
+  private ipv4Packet(src: Uint8Array, dst: Uint8Array, protocol: number, ttl: number): Ipv4Repr {
+    const ip = this.ip4;
+    ip.src = src;
+    ip.dst = dst;
+    ip.protocol = protocol;
+    ip.ttl = ttl;
+    ip.id = this.nextIpId;
+    this.nextIpId = (this.nextIpId + 1) & 0xffff;
+    return ip;
+  }
+
+  private ipv6Packet(src: Uint8Array, dst: Uint8Array, nextHeader: number, hopLimit: number): Ipv6Repr {
+    const ip = this.ip6;
+    ip.src = src;
+    ip.dst = dst;
+    ip.nextHeader = nextHeader;
+    ip.hopLimit = hopLimit;
+    return ip;
   }
 
   /** The Ethernet header towards `dst`: the sandbox's MAC, or the RFC 2464 group MAC for IPv6 multicast. */

@@ -1,7 +1,7 @@
 // One UDP session: a 4-tuple the sandbox sent from, its forwarder request while pending, then the
 // UdpConn the forwarder talks to once accepted. A session we open towards the sandbox (UdpProtocol.open,
 // for published ports) starts open, with no first datagram and no forwarder request to answer.
-import { emitUdp, UDP_HEADER_LENGTH, UDP_PROTOCOL } from '../../header/udp.js';
+import { UDP_HEADER_LENGTH, UDP_PROTOCOL, UdpRepr } from '../../header/udp.js';
 import type { UdpConn, UdpForwarderRequest } from '../../forwarding.js';
 import type { Clock, FlowId, NetworkSender, Refusal, TimerHandle } from '../../tcpip.js';
 
@@ -37,6 +37,8 @@ export class UdpSession implements UdpConn {
   /** The last inbound IP packet (truncated), for ICMP errors that quote it. */
   private readonly quote: Buffer;
   private quoteLength = 0;
+  /** Our datagrams' header: from the flow's destination port back to the sandbox's. */
+  private readonly header = new UdpRepr();
   private lastActivity: number;
   private timer: TimerHandle;
 
@@ -52,6 +54,8 @@ export class UdpSession implements UdpConn {
     first: { payload: Buffer; packet: Buffer } | null,
   ) {
     this.quote = Buffer.alloc(QUOTE_LIMIT[id.family]);
+    this.header.srcPort = id.dstPort;
+    this.header.dstPort = id.srcPort;
     this.lastActivity = owner.clock.now();
     this.timer = owner.clock.setTimeout(() => this.checkIdle(), idleMs);
     if (first) this.receive(first.payload, first.packet);
@@ -99,7 +103,9 @@ export class UdpSession implements UdpConn {
     this.lastActivity = this.owner.clock.now();
     const { buf, offset } = sender.scratch(this.id.family);
     buf.set(payload, offset + UDP_HEADER_LENGTH);
-    emitUdp(buf, offset, this.id.dstPort, this.id.srcPort, length, this.remoteAddr, this.sandboxAddr);
+    const udp = this.header;
+    udp.payloadLength = payload.length;
+    udp.emit(buf, offset, this.remoteAddr, this.sandboxAddr);
     sender.send(this.id.family, this.remoteAddr, this.sandboxAddr, UDP_PROTOCOL, length);
   }
 

@@ -1,0 +1,29 @@
+// Inside a sandbox: for SECONDS, open a TCP connection to HOST:PORT, write an HTTP/1.0 request and wait
+// for the server to answer and close first (as HTTP/1.0 servers, many APIs and CDNs do); our side closes
+// after its FIN. CONCURRENCY loops at once. Prints {"ops": N, "seconds": S, "errors": E}. A connection
+// that makes no progress for 5 s counts as an error, so a stalled network ends the run.
+import net from 'node:net';
+
+const [host, port, seconds, concurrency = '8'] = process.argv.slice(2);
+const until = Date.now() + Number(seconds) * 1000;
+let ops = 0;
+let errors = 0;
+
+function once() {
+  return new Promise((resolve) => {
+    // allowHalfOpen false (the default): the server's FIN ends our side too.
+    const s = net.connect({ host, port: Number(port) }, () => s.write('GET / HTTP/1.0\r\n\r\n'));
+    s.setTimeout(5000, () => s.destroy(new Error('stalled')));
+    s.on('data', () => {});
+    s.on('end', () => (ops++, resolve()));
+    s.on('error', () => (errors++, resolve()));
+  });
+}
+
+async function loop() {
+  while (Date.now() < until) await once();
+}
+
+const start = Date.now();
+await Promise.all(Array.from({ length: Number(concurrency) }, loop));
+console.log(JSON.stringify({ ops, seconds: (Date.now() - start) / 1000, errors }));
