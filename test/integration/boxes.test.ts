@@ -32,6 +32,18 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     scratch?.cleanup();
   });
 
+  /** One request on a box's control socket, from this process (root). */
+  function rawRequest(socket: string, req: object): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const connection = createConnection(socket);
+      let text = '';
+      connection.on('data', (d) => (text += d));
+      connection.on('end', () => resolve(JSON.parse(text)));
+      connection.on('error', reject);
+      connection.write(`${JSON.stringify(req)}\n`);
+    });
+  }
+
   async function inspect(name: string): Promise<{ state: string; record: { supervisorPid: number; launcherPid: number } | null; exit: { code: number } | null; live: { flows: number; denials: number } | null }> {
     const r = await box(['inspect', name]);
     expect(r.code, r.stderr).toBe(0);
@@ -173,6 +185,103 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     expect(asRoot.code).not.toBe(0);
     expect(asRoot.stderr).toMatch(/is not a directory private to you/);
     expect((await box(['rm', '-f', 'mine'])).code).toBe(0);
+  });
+
+  it('policy: allow and deny (--cut) change a running box\'s egress at once, show lists the rules and the changes, each change is an audit event; a bad rule changes nothing', async () => {
+    expect((await box(['run', '-d', '--name', 'pol', '--allow', `${host.ip4}:9`, '--', 'sleep', '1000'])).code).toBe(0);
+    const connect = async () => JSON.parse((await box(['exec', 'pol', '--', process.execPath, probe, 'tcp-connect', host.ip4, '7'])).stdout) as { ok?: boolean; error?: string };
+    expect(await connect()).toMatchObject({ error: 'ECONNREFUSED' });
+
+    const allowed = await box(['policy', 'pol', 'allow', `${host.ip4}:7`, 'extra.test:443']);
+    expect(allowed.code, allowed.stderr).toBe(0);
+    expect(allowed.stdout).toBe(`allow ${host.ip4}:7\nallow extra.test:443\n`);
+    expect(await connect()).toMatchObject({ ok: true });
+
+    // A bad rule among good ones: one sentence, exit 2, and none of them applied.
+    const bad = await box(['policy', 'pol', 'allow', 'other.test:443', '[2001:db8::1:443']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^tapbox: tapbox policy: bad rule "\[2001:db8::1:443": [^\n]+\.\n$/);
+    const denyAsAllow = await box(['policy', 'pol', 'allow', '!other.test']);
+    expect(denyAsAllow.code).toBe(2);
+    expect(denyAsAllow.stderr).toBe('tapbox: "!other.test" is a deny rule; give it to deny instead (`tapbox policy pol deny other.test`).\n');
+    expect((await box(['policy', 'pol', 'show'])).stdout).not.toContain('other.test');
+
+    // deny --cut resets the open flow the new rule covers; new ones are refused.
+    const holding = box(['exec', 'pol', '--', process.execPath, probe, 'tcp-read', host.ip4, '7'], 60_000);
+    for (let i = 0; i < 100 && (await inspect('pol')).live!.flows < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    const denied = await box(['policy', 'pol', 'deny', `${host.ip4}:7`, '--cut']);
+    expect(denied.code, denied.stderr).toBe(0);
+    expect(denied.stdout).toBe(`deny !${host.ip4}:7, replacing ${host.ip4}:7; 1 open flow cut\n`);
+    expect(JSON.parse((await holding).stdout)).toMatchObject({ error: 'ECONNRESET' });
+    expect(await connect()).toMatchObject({ error: 'ECONNREFUSED' });
+
+    const show = await box(['policy', 'pol', 'show']);
+    expect(show.code).toBe(0);
+    const lines = show.stdout.split('\n');
+    expect(lines.slice(0, 4)).toEqual([`${host.ip4}:9`, 'extra.test:443', `!${host.ip4}:7`, '# changed since the box started:']);
+    expect(lines.slice(4, 7).map((l) => l.replace(/^# \S+ /, ''))).toEqual([`allow ${host.ip4}:7`, 'allow extra.test:443', `deny !${host.ip4}:7, replacing ${host.ip4}:7; 1 open flow cut`]);
+    const events = (await box(['logs', '--audit', 'pol'])).stdout.trim().split('\n').map((l) => JSON.parse(l) as { event?: string }).filter((e) => e.event === 'policy');
+    expect(events).toEqual([
+      expect.objectContaining({ action: 'allow', rule: `${host.ip4}:7`, origin: 'tapbox policy', replaced: [], reset: 0 }),
+      expect.objectContaining({ action: 'allow', rule: 'extra.test:443', origin: 'tapbox policy' }),
+      expect.objectContaining({ action: 'deny', rule: `!${host.ip4}:7`, origin: 'tapbox policy', replaced: [`${host.ip4}:7`], reset: 1 }),
+    ]);
+    expect((await box(['policy', 'pol', 'frob'])).stderr).toBe('tapbox: tapbox policy has no action "frob"; use allow, deny or show.\n');
+    // The library: the same through box.allow / deny / policy.
+    const script = `
+      import { boxes } from ${JSON.stringify(join(repoRoot, 'dist', 'src', 'boxes', 'index.js'))};
+      const box = boxes.get('pol');
+      const allowed = await box.allow(['lib.test:443']);
+      const denied = await box.deny('lib.test:443', { cut: true });
+      const bad = await box.allow('lib.test:99999').catch((e) => e.code);
+      const { rules, changes } = await box.policy();
+      console.log(JSON.stringify({ allowed: allowed.map((c) => c.rule), denied: denied.map((c) => [c.rule, c.replaced]), bad, rules, changes: changes.length }));
+    `;
+    const lib = await new Promise<string>((resolve) => {
+      const argv = asTestUser([process.execPath, '--input-type=module', '-e', script]);
+      const child = spawn(argv[0]!, argv.slice(1), { env, cwd: scratch.dir, stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.on('close', () => resolve(out));
+    });
+    expect(JSON.parse(lib)).toEqual({ allowed: ['lib.test:443'], denied: [['!lib.test:443', ['lib.test:443']]], bad: 'EPOLICY', rules: [`${host.ip4}:9`, 'extra.test:443', `!${host.ip4}:7`, '!lib.test:443'], changes: 5 });
+    expect((await box(['rm', '-f', 'pol'])).code).toBe(0);
+  });
+
+  it("policy can't be widened by another uid (SO_PEERCRED) nor from inside a box that sees its socket (user namespace check)", async () => {
+    // -M shows the runtime directory in the box, as an XDG_RUNTIME_DIR under a directory the sandbox
+    // shows would (by default it is under /run or /tmp, which every mode replaces: checked below).
+    expect((await box(['run', '-d', '--name', 'widen', '-M', runtimeDir(), '--allow', `${host.ip4}:9`, '--', 'sleep', '1000'])).code).toBe(0);
+    const socket = join(runtimeDir(), 'widen', 'control.sock');
+    const asRoot = await rawRequest(socket, { op: 'allow', rules: ['0.0.0.0/0'] });
+    expect(asRoot).toMatchObject({ ok: false, code: 'EACCES', message: expect.stringMatching(/^this box belongs to uid \d+; uid 0 may not drive it\.$/) });
+    // From inside the box: same uid outside (root inside maps to the test user), the socket in sight.
+    const fromInside = async (req: object) => {
+      const client = `const s = require('net').createConnection(${JSON.stringify(socket)}); let t = ''; s.on('connect', () => s.write(${JSON.stringify(JSON.stringify(req))} + '\\n')); s.on('data', (d) => (t += d)); s.on('end', () => console.log(t.trim())); s.on('error', (e) => console.log(JSON.stringify({ error: e.code })));`;
+      return JSON.parse((await box(['exec', 'widen', '--', process.execPath, '-e', client])).stdout) as unknown;
+    };
+    const refused = { ok: false, code: 'EACCES', message: 'a process inside a sandbox may not drive a box; run tapbox from the host.' };
+    expect(await fromInside({ op: 'allow', rules: ['0.0.0.0/0'] })).toEqual(refused);
+    expect(await fromInside({ op: 'stop', timeout: 0 })).toEqual(refused);
+    expect((await inspect('widen')).state).toBe('running');
+    expect((await box(['policy', 'widen', 'show'])).stdout).toBe(`${host.ip4}:9\n`);
+    expect((await box(['rm', '-f', 'widen'])).code).toBe(0);
+
+    // Here the box's working directory (bound in every mode) holds the runtime directory, as -M would.
+    // From a working directory that does not, neither a default (read-only) box nor an -x box (which
+    // shows the cwd's parent too) sees it: it is under /tmp here, and /run/user/UID, its usual place,
+    // is hidden the same way (both modes show an empty /run).
+    const deeper = join(scratch.dir, 'a', 'b');
+    mkdirSync(deeper, { recursive: true });
+    chownSync(join(scratch.dir, 'a'), testIds.uid, testIds.gid);
+    chownSync(deeper, testIds.uid, testIds.gid);
+    for (const mode of [[], ['-x']]) {
+      const name = `see${mode.join('')}`;
+      expect((await tapbox(['run', '-d', '--name', name, ...mode, '--', 'sleep', '1000'], { env, cwd: deeper })).code).toBe(0);
+      const seen = await box(['exec', name, '--', 'sh', '-c', `ls ${runtimeDir()} 2>&1; ls /run`]);
+      expect(seen.stdout, mode.join('')).toMatch(/^ls: [^\n]*No such file or directory\n$/);
+      expect((await box(['rm', '-f', name])).code).toBe(0);
+    }
   });
 
   it('a box whose supervisor was SIGKILLed shows as dead in ps, its sandbox gone with it, and rm cleans it up', async () => {
