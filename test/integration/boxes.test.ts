@@ -120,7 +120,11 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     expect(JSON.parse(denied.stdout)).toMatchObject({ error: 'ECONNREFUSED' });
     const audit = (await box(['logs', '--audit', 'ex'])).stdout.trim().split('\n').map((l) => JSON.parse(l) as { event?: string; verdict?: string; port?: number; dst?: string });
     expect(audit.filter((l) => l.event === 'flow' && l.verdict === 'deny').map((l) => [l.dst, l.port])).toEqual([[host.ip4, 80]]);
-    expect((await inspect('ex')).live).toMatchObject({ flows: 1, denials: 1 });
+    // inspect: the counts, and per destination as the --report JSON has them.
+    const live = (await inspect('ex')).live as unknown as { flows: number; denials: number; egress: { destinations: unknown[]; totals: unknown } };
+    expect(live).toMatchObject({ flows: 1, denials: 1 });
+    expect(live.egress.destinations).toEqual([expect.objectContaining({ destination: host.ip4, verdict: 'mixed', connections: 1, denied: 1, lookups: 0 })]);
+    expect(live.egress.totals).toMatchObject({ connections: 1, denied: 1, lookups: 0, deniedLookups: 0 });
 
     // --pids 40 holds for exec'd processes too: 60 more can't all start.
     const bomb = await box(['exec', 'ex', '--', 'sh', '-c', 'for i in $(seq 60); do sleep 2 & done; wait']);
