@@ -156,6 +156,37 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     expect((await box(['rm', '-f', 'term'])).code).toBe(0);
   });
 
+  it('exec passes SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to tapbox on to the command, and leaves nothing running', async () => {
+    expect((await box(['run', '-d', '--name', 'sig', '--', 'sleep', '1000'])).code).toBe(0);
+    for (const [signal, code] of [['INT', 11], ['TERM', 12], ['HUP', 13], ['QUIT', 14]] as const) {
+      const script = `trap "echo got-${signal}; exit ${code}" ${signal}; echo ready; while :; do sleep 0.1; done`;
+      const argv = asTestUser([process.execPath, cliPath, 'exec', 'sig', '--', 'sh', '-c', script]);
+      const child = spawn(argv[0]!, argv.slice(1), { env, cwd: scratch.dir, stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      const ready = new Promise<void>((resolve) => child.stdout.on('data', (d) => (out += d) && out.includes('ready') && resolve()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      const closed = new Promise((resolve) => child.on('close', resolve));
+      await ready;
+      // The tapbox CLI itself (under runuser), as a shell would signal it: not the helper it started.
+      const cli = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
+        try {
+          const args = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+          return args[0] === process.execPath && args[1] === cliPath && args[2] === 'exec';
+        } catch {
+          return false;
+        }
+      });
+      process.kill(Number(cli), `SIG${signal}`);
+      expect(await exited, signal).toBe(code);
+      await closed;
+      expect(out).toBe(`ready\ngot-${signal}\n`);
+    }
+    // Only the box's own command is left in it.
+    const ps = await box(['exec', 'sig', '--', 'ps', '-e', '-o', 'comm=']);
+    expect(ps.stdout.trim().split('\n')).toEqual(['tapbox-launcher', 'sleep', 'ps']);
+    expect((await box(['rm', '-f', 'sig'])).code).toBe(0);
+  });
+
   it('stop sends SIGTERM, then SIGKILL after the grace period to a command that ignores it', async () => {
     const script = 'trap "echo got TERM" TERM; echo ready; while :; do sleep 0.1; done';
     expect((await box(['run', '-d', '--name', 'grace', '--', 'sh', '-c', script])).code).toBe(0);
