@@ -1,13 +1,14 @@
 // Boxes (tapbox run -d, ps, exec, logs, stop, kill, rm, inspect), run as the unprivileged test user,
 // with real daemons, real sandboxes and a real test host. Each test names its own box; the state and
 // runtime directories are a scratch directory of the test user's (XDG_STATE_HOME, XDG_RUNTIME_DIR).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asTestUser, cliPath, repoRoot, tapbox, testIds, userTempDir, type RunResult } from '../helpers/tapbox.js';
 import { canMakeTestHost, TestHost } from '../helpers/testhost.js';
+import { ociLayout, tarOf } from '../helpers/images.js';
 
 const probe = join(repoRoot, 'test', 'helpers', 'clients', 'net-probe.mjs');
 
@@ -376,6 +377,27 @@ describe.runIf(canMakeTestHost)('boxes', () => {
       rmSync(fallback, { recursive: true, force: true });
       if (aside) renameSync(aside, fallback);
     }
+  });
+
+  it("image rm refuses while a running box runs on the image's root, and removes it once the box stopped", async () => {
+    const layout = join(scratch.dir, 'layout');
+    ociLayout(layout, [await tarOf([{ name: 'bin/busybox', data: readFileSync('/bin/busybox'), mode: 0o755 }])], { gzip: true });
+    execFileSync('chown', ['-R', `${testIds.uid}:${testIds.gid}`, layout]);
+    const withStore = (args: string[]) => tapbox(args, { env: { ...env, XDG_DATA_HOME: join(scratch.dir, 'data') }, cwd: scratch.dir });
+    expect((await withStore(['image', 'import', layout, 'boxroot'])).code).toBe(0);
+    const started = await withStore(['run', '-d', '--name', 'onimage', '--image', 'boxroot', '--', '/bin/busybox', 'sleep', '1000']);
+    expect(started.code, started.stderr).toBe(0);
+    const refused = await withStore(['image', 'rm', 'boxroot']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe('tapbox: box onimage runs on the image boxroot; stop or remove the box first (tapbox stop onimage, tapbox rm onimage).\n');
+    expect((await withStore(['image', 'ls'])).stdout).toMatch(/^boxroot /m);
+    expect((await withStore(['exec', 'onimage', '--', '/bin/busybox', 'true'])).code).toBe(0);
+    expect((await withStore(['stop', '-t', '1', 'onimage'])).code).toBe(0);
+    const removed = await withStore(['image', 'rm', 'boxroot']);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(removed.stdout).toBe('boxroot\n');
+    expect(readdirSync(join(scratch.dir, 'data', 'tapbox', 'rootfs'))).toEqual([]);
+    expect((await box(['rm', 'onimage'])).code).toBe(0);
   });
 
   it('names are checked, and a name is taken once', async () => {
