@@ -181,9 +181,10 @@ export function get(name: string): Box {
   return box;
 }
 
-/** Every box of this user, running or not. */
+/** Every box of this user, running or not (none, and nothing made, before the first box). */
 export async function list(): Promise<BoxInfo[]> {
-  const names = readdirSync(boxesDir()).sort();
+  const dir = boxesDir();
+  const names = dir === null ? [] : readdirSync(dir).sort();
   return Promise.all(names.map((n) => new Box(n).inspect()));
 }
 
