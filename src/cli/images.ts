@@ -74,24 +74,25 @@ export function addImageCommands(program: Command, done: (status: number) => voi
     .command('rm <name...>')
     .description('remove images (their files go when no other name uses them)')
     .action(async (names: string[]) => {
-      for (const name of names) {
-        await refuseIfInUse(name);
-        process.stdout.write(`${images.remove(name).name}\n`);
-      }
+      await refuseIfInUse(names); // all checked first: a refusal removes none
+      for (const name of names) process.stdout.write(`${images.remove(name).name}\n`);
       done(0);
     });
 }
 
-/** Throws while a running box runs on the root of image `name` (removing it would pull the root from under the box). */
-async function refuseIfInUse(name: string): Promise<void> {
-  let root: string;
-  try {
-    root = images.resolve(name);
-  } catch {
-    return; // no such image, or its root is gone already: images.remove says what to do
+/** Throws while a running box runs on the root of one of the images `names` (removing it would pull the root from under the box). */
+async function refuseIfInUse(names: string[]): Promise<void> {
+  const running = (await listBoxes()).filter((b) => b.state === 'running' && b.record?.options.rootfs !== undefined);
+  for (const name of names) {
+    let root: string;
+    try {
+      root = images.resolve(name);
+    } catch {
+      continue; // no such image, or its root is gone already: images.remove says what to do
+    }
+    const box = running.find((b) => resolve(b.record!.cwd, b.record!.options.rootfs!) === root);
+    if (box) throw new TapboxError('EUSAGE', `box ${box.name} runs on the image ${name}; stop or remove the box first (tapbox stop ${box.name}, tapbox rm ${box.name}).`);
   }
-  const box = (await listBoxes()).find((b) => b.state === 'running' && b.record?.options.rootfs !== undefined && resolve(b.record.cwd, b.record.options.rootfs) === root);
-  if (box) throw new TapboxError('EUSAGE', `box ${box.name} runs on the image ${name}; stop or remove the box first (tapbox stop ${box.name}, tapbox rm ${box.name}).`);
 }
 
 /** --image NAME as the --rootfs it stands for: the image's unpacked root. */
