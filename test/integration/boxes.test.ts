@@ -282,7 +282,7 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     });
     expect(JSON.parse(lib)).toEqual({ allowed: ['lib.test:443'], denied: [['!lib.test:443', ['lib.test:443']]], bad: 'EPOLICY', rules: [`${host.ip4}:9`, 'extra.test:443', `!${host.ip4}:7`, '!lib.test:443'], changes: 5 });
     expect((await box(['rm', '-f', 'pol'])).code).toBe(0);
-  });
+  }, 180_000); // some twenty tapbox commands: minutes on a loaded machine
 
   it("policy can't be widened by another uid (SO_PEERCRED) nor from inside a box that sees its socket (user namespace check)", async () => {
     // -M shows the runtime directory in the box, as an XDG_RUNTIME_DIR under a directory the sandbox
@@ -318,7 +318,7 @@ describe.runIf(canMakeTestHost)('boxes', () => {
       expect(seen.stdout, mode.join('')).toMatch(/^ls: [^\n]*No such file or directory\n$/);
       expect((await box(['rm', '-f', name])).code).toBe(0);
     }
-  });
+  }, 180_000);
 
   it('a box whose supervisor was SIGKILLed shows as dead in ps, its sandbox gone with it, and rm cleans it up', async () => {
     expect((await box(['run', '-d', '--name', 'killed', '-x', '--', 'sleep', '1000'])).code).toBe(0);
