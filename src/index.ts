@@ -25,4 +25,4 @@ export { hostChecks, type Check } from './supervisor/doctor.js';
 // Images: import rootfs tarballs, OCI layouts and docker save archives, pull from registries (src/images/).
 export { images, type ImageRecord, type Credentials, type ImageStoreOptions, type PullOptions } from './images/index.js';
 // Boxes: named, detached sandboxes driven like podman's containers (src/boxes/).
-export { boxes, Box, type BoxInfo, type BoxRunOptions, type BoxState, type ExecOptions } from './boxes/index.js';
+export { boxes, Box, type BoxInfo, type BoxRunOptions, type BoxState, type ExecOptions, type BoxPolicy, type PolicyChange } from './boxes/index.js';

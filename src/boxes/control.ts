@@ -2,6 +2,10 @@
 // request and one JSON answer per connection. The directory is 0700, so only the user (and root) can
 // connect; the supervisor also checks every peer's uid (SO_PEERCRED, from the kernel, not the peer)
 // and refuses anyone but its own user, root included: a box is driven by the user who started it.
+// It also refuses a peer in another user namespace than its own: a process inside a sandbox (this
+// box or another) runs as the same uid outside, and may see the socket (an XDG_RUNTIME_DIR under a
+// directory the sandbox shows, a -w bind); it must not drive, stop or widen its own box.
+import { readlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { requireNative } from '../../native/addon/index.js';
 import { TapboxError } from '../errors.js';
@@ -10,15 +14,27 @@ export type Request =
   | { op: 'status' }
   | { op: 'stop'; timeout: number }
   | { op: 'kill'; signal: NodeJS.Signals }
-  | { op: 'exec' };
+  | { op: 'exec' }
+  | { op: 'allow'; rules: string[] }
+  | { op: 'deny'; rules: string[]; cut: boolean }
+  | { op: 'policy' };
 
 export type Answer = { ok: true; value: unknown } | { ok: false; code: TapboxError['code']; message: string };
 
-/** The uid of the process at the other end of `socket` (SO_PEERCRED). */
-function peerUid(socket: Socket): number {
+/** The pid and uid of the process at the other end of `socket` (SO_PEERCRED). */
+function peer(socket: Socket): { pid: number; uid: number } {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (fd === undefined || fd < 0) throw new Error('the control socket has no descriptor');
-  return requireNative().peerCredentials(fd).uid;
+  return requireNative().peerCredentials(fd);
+}
+
+/** Whether process `pid` is in our user namespace; false when that can't be told (it is gone, say). */
+function sameUserNamespace(pid: number): boolean {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/user`) === readlinkSync('/proc/self/ns/user');
+  } catch {
+    return false;
+  }
 }
 
 /** Serves `handle` on `path` to the user's own processes only. */
@@ -27,15 +43,19 @@ export function serveControl(path: string, handle: (request: Request) => Promise
   const server = createServer((socket) => {
     const answer = (a: Answer) => socket.end(`${JSON.stringify(a)}\n`);
     socket.on('error', () => undefined);
-    let peer: number;
+    let from: { pid: number; uid: number };
     try {
-      peer = peerUid(socket);
+      from = peer(socket);
     } catch {
       socket.destroy();
       return;
     }
-    if (peer !== uid) {
-      answer({ ok: false, code: 'EACCES', message: `this box belongs to uid ${uid}; uid ${peer} may not drive it.` });
+    if (from.uid !== uid) {
+      answer({ ok: false, code: 'EACCES', message: `this box belongs to uid ${uid}; uid ${from.uid} may not drive it.` });
+      return;
+    }
+    if (!sameUserNamespace(from.pid)) {
+      answer({ ok: false, code: 'EACCES', message: 'a process inside a sandbox may not drive a box; run tapbox from the host.' });
       return;
     }
     let buffered = '';

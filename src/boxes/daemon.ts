@@ -14,7 +14,9 @@ import { launcherArgs } from '../supervisor/launcher.js';
 import { SANDBOX_NET, type SandboxOptions } from '../options/options.js';
 import { Sandbox, type SandboxResult } from '../supervisor/sandbox.js';
 import type { Usage } from '../supervisor/cgroup.js';
+import type { EgressSummary } from '../egress/audit/summary.js';
 import { serveControl, type Request } from './control.js';
+import { applyPolicy, PolicyChanges } from './policy.js';
 import { captureOutput } from './logs.js';
 import { boxPaths, type BoxPaths } from './paths.js';
 import { commandPid, descendants } from './procs.js';
@@ -43,6 +45,8 @@ export interface LiveStatus {
   addresses: { ip4: string; ip6: string; gateway4: string; gateway6: string; dns4: string; dns6: string } | null;
   published: unknown[];
   rules: string[];
+  /** Per destination and in all so far, as in the --report JSON (bytes: of the flows that ended); null without --net tap. */
+  egress: EgressSummary | null;
 }
 
 /** What `exec` needs: the box command's host pid, the launcher's arguments, the box's environment. */
@@ -82,6 +86,7 @@ async function superviseBox(spec: DaemonSpec): Promise<void> {
     if (e.verdict === 'allow') flows++;
   });
   sandbox.on('deny', () => denials++);
+  const changes = new PolicyChanges(sandbox);
   sandbox.on('warning', (message) => process.stderr.write(`tapbox: warning: ${message}\n`));
   captureOutput(paths.output, [sandbox.stdout!, sandbox.stderr!]);
   sandbox.stdin!.end();
@@ -102,13 +107,14 @@ async function superviseBox(spec: DaemonSpec): Promise<void> {
       addresses: o.net === 'tap' ? { ip4: SANDBOX_NET.ip4, ip6: SANDBOX_NET.ip6, gateway4: SANDBOX_NET.gateway4, gateway6: SANDBOX_NET.gateway6, dns4: SANDBOX_NET.dns4, dns6: SANDBOX_NET.dns6 } : null,
       published: o.publish,
       rules: o.net === 'tap' && sandbox.exitCode === null ? safeRules(sandbox) : [],
+      egress: sandbox.egressSummary(),
     };
   };
 
   mkdirSync(paths.runtime, { mode: 0o700 });
   const closed = new Promise((r) => sandbox.once('close', r));
   const running = sandbox.run();
-  const server = await serveControl(paths.socket, (req) => handle(req, sandbox, status, running.catch(() => null)));
+  const server = await serveControl(paths.socket, (req) => handle(req, spec.name, sandbox, status, changes, running.catch(() => null)));
   const failure = await commandStarted(sandbox, running);
   if (failure) {
     cleanUp(server, paths, true);
@@ -162,8 +168,12 @@ function cleanUp(server: Server, paths: BoxPaths, all: boolean): void {
   if (all) rmSync(paths.state, { recursive: true, force: true });
 }
 
-async function handle(req: Request, sandbox: Sandbox, status: () => LiveStatus, settled: Promise<unknown>): Promise<unknown> {
+async function handle(req: Request, name: string, sandbox: Sandbox, status: () => LiveStatus, changes: PolicyChanges, settled: Promise<unknown>): Promise<unknown> {
   switch (req.op) {
+    case 'allow':
+    case 'deny':
+    case 'policy':
+      return applyPolicy(req, name, sandbox, changes);
     case 'status':
       return status();
     case 'kill':

@@ -1,6 +1,6 @@
 // Boxes: named, long-lived sandboxes, each run by a supervisor daemon of its own (daemon.ts), driven
 // through its control socket (control.ts). The library face of `tapbox run -d`, `ps`, `exec`, `logs`,
-// `stop`, `kill`, `rm`, `inspect`; the CLI (cli.ts) is a thin layer over it.
+// `stop`, `kill`, `rm`, `inspect`, `policy`; the CLI (cli.ts) is a thin layer over it.
 //
 //   const box = await boxes.run(['sleep', 'infinity'], { name: 'web', allow: ['example.com:443'] });
 //   await box.exec(['sh', '-c', 'ps']);  box.logs();  await box.stop({ timeout: 5 });  await box.remove();
@@ -17,9 +17,10 @@ import { request } from './control.js';
 import type { DaemonReply, DaemonSpec, ExecPlan, LiveStatus } from './daemon.js';
 import { followLog, readLog } from './logs.js';
 import { boxesDir, boxPaths, checkName, type BoxPaths } from './paths.js';
+import type { BoxPolicy, PolicyChange } from './policy.js';
 import { readJson, type BoxExit, type BoxRecord } from './record.js';
 
-export type { BoxRecord, BoxExit, LiveStatus, ExecPlan };
+export type { BoxRecord, BoxExit, LiveStatus, ExecPlan, BoxPolicy, PolicyChange };
 
 export interface BoxRunOptions extends Omit<SandboxOptions, 'stdio' | 'onRequest' | 'ask' | 'askSave' | 'askTimeout'> {
   /** Return once the command runs (default); false: wait for the box to end. */
@@ -128,6 +129,24 @@ export class Box {
     return readJson<BoxExit>(this.paths.exit);
   }
 
+  /**
+   * Allows RULES (allowlist syntax) in the running box from now on, as sandbox.allow() does; resolves
+   * with the changes made. A bad rule rejects (TapboxError EPOLICY) and changes nothing.
+   */
+  allow(rules: string | readonly string[]): Promise<PolicyChange[]> {
+    return request(this.paths.socket, { op: 'allow', rules: [rules].flat() }, this.name);
+  }
+
+  /** Denies RULES ("!" optional) from now on; with `cut`, the open flows they cover are cut too. */
+  deny(rules: string | readonly string[], options: { cut?: boolean } = {}): Promise<PolicyChange[]> {
+    return request(this.paths.socket, { op: 'deny', rules: [rules].flat(), cut: options.cut === true }, this.name);
+  }
+
+  /** The rules in force in the running box, and the changes made since it started. */
+  policy(): Promise<BoxPolicy> {
+    return request(this.paths.socket, { op: 'policy' }, this.name);
+  }
+
   /** Sends `signal` to the box's command (through its launcher and PID 1). */
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     await request(this.paths.socket, { op: 'kill', signal }, this.name);
@@ -162,9 +181,10 @@ export function get(name: string): Box {
   return box;
 }
 
-/** Every box of this user, running or not. */
+/** Every box of this user, running or not (none, and nothing made, before the first box). */
 export async function list(): Promise<BoxInfo[]> {
-  const names = readdirSync(boxesDir()).sort();
+  const dir = boxesDir();
+  const names = dir === null ? [] : readdirSync(dir).sort();
   return Promise.all(names.map((n) => new Box(n).inspect()));
 }
 

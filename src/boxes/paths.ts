@@ -5,7 +5,7 @@
 //                                               audit.log (its egress log), supervisor.log
 // Without $XDG_RUNTIME_DIR (runuser, cron), /tmp/tapbox-UID. Every directory of ours is 0700 and owned
 // by the user; one that is not (another user made /tmp/tapbox-UID first, say) is refused, never used.
-import { lstatSync, mkdirSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { TapboxError } from '../errors.js';
@@ -72,7 +72,7 @@ export function boxPaths(name: string): BoxPaths {
   };
 }
 
-/** The directory holding every box's state directory. */
-export function boxesDir(): string {
-  return privateDir(stateRoot());
+/** The directory holding every box's state directory (checked private); null when none was made yet. */
+export function boxesDir(): string | null {
+  return existsSync(stateRoot()) ? privateDir(stateRoot()) : null;
 }

@@ -1,4 +1,4 @@
-// The box verbs of the CLI: run, ps, exec, logs, stop, kill, rm, inspect. A thin layer over the
+// The box verbs of the CLI: run, ps, exec, logs, stop, kill, rm, inspect, policy. A thin layer over the
 // library (./index.ts). `run` takes every option of the plain form (`tapbox [options] -- CMD`), plus
 // -d/--detach, --name and --rm; as in podman, -d means detach there, so the store is --store only.
 import { Command, Option, type OptionValues } from 'commander';
@@ -6,7 +6,8 @@ import { constants as osConstants } from 'node:os';
 import { TapboxError } from '../errors.js';
 import type { SandboxOptions } from '../options/options.js';
 import { closePtySlave, openPty, relayTerminal, terminalFds, type Pty } from '../supervisor/terminal.js';
-import { get, list, run, type BoxInfo } from '../boxes/index.js';
+import { get, list, run, type BoxInfo, type PolicyChange } from '../boxes/index.js';
+import { FORWARDED_SIGNALS } from '../supervisor/sandbox.js';
 import { integer } from './flags.js';
 
 /** The plain form's pieces `run` reuses: its flags-to-options and its foreground run. */
@@ -129,6 +130,38 @@ export function addBoxCommands(program: Command, done: (status: number) => void,
       process.stdout.write(`${JSON.stringify(await get(name).inspect(), null, 2)}\n`);
       done(0);
     });
+
+  program
+    .command('policy')
+    .usage('NAME allow RULE... | NAME deny RULE... [--cut] | NAME show')
+    .description('change a running box\'s egress policy (allow, deny), or show it with the changes made since it started')
+    .argument('<name>')
+    .argument('<action>', 'allow, deny or show')
+    .argument('[rules...]', 'rules in allowlist syntax (tapbox help allowlist)')
+    .option('--cut', 'deny: also cut the open flows the new rules cover')
+    .action(async (name: string, action: string, rules: string[], flags: { cut?: boolean }) => {
+      if (flags.cut && action !== 'deny') throw new TapboxError('EUSAGE', '--cut cuts the open flows a new deny rule covers; use it with deny.');
+      const box = get(name);
+      if (action === 'show') {
+        if (rules.length) throw new TapboxError('EUSAGE', `show takes no rules; to change the policy, use \`tapbox policy ${name} allow|deny RULE...\`.`);
+        const policy = await box.policy();
+        const changes = policy.changes.map((c) => `# ${c.at} ${describeChange(c)}\n`);
+        process.stdout.write(policy.rules.map((r) => `${r}\n`).join('') + (changes.length ? `# changed since the box started:\n${changes.join('')}` : ''));
+      } else if (action === 'allow' || action === 'deny') {
+        const made = action === 'allow' ? await box.allow(rules) : await box.deny(rules, { cut: flags.cut });
+        process.stdout.write(made.map((c) => `${describeChange(c)}\n`).join(''));
+      } else {
+        throw new TapboxError('EUSAGE', `tapbox policy has no action "${action}"; use allow, deny or show.`);
+      }
+      done(0);
+    });
+}
+
+/** "deny !x.example, replacing x.example; 2 open flows cut" */
+function describeChange(c: PolicyChange): string {
+  const replaced = c.replaced.length ? `, replacing ${c.replaced.join(', ')}` : '';
+  const cut = c.reset ? `; ${c.reset} open flow${c.reset === 1 ? '' : 's'} cut` : '';
+  return `${c.action} ${c.rule}${replaced}${cut}`;
 }
 
 function formatTable(boxes: BoxInfo[]): string {
@@ -176,6 +209,11 @@ async function execCli(name: string, command: string[], flags: { interactive?: b
   } finally {
     if (pty) closePtySlave(pty);
   }
+  // Signals for the command go to the helper, which passes them on (as a run's supervisor does). Not
+  // SIGWINCH: with -t the terminal relay resizes the command's pty; without, it has no terminal.
+  const forwarded = FORWARDED_SIGNALS.filter((s) => s !== 'SIGWINCH');
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  for (const signal of forwarded) process.on(signal, forward);
   const relay = pty ? relayTerminal(pty, ttys) : null;
   if (!pty) {
     child.stdout?.pipe(process.stdout);
@@ -183,6 +221,7 @@ async function execCli(name: string, command: string[], flags: { interactive?: b
     if (child.stdin) process.stdin.pipe(child.stdin);
   }
   const code = await new Promise<number>((resolve) => child.on('exit', (c, s) => resolve(s ? 128 + osConstants.signals[s] : (c ?? 0))));
+  for (const signal of forwarded) process.off(signal, forward);
   if (relay) {
     await relay.settled(200);
     relay.restore();

@@ -16,7 +16,7 @@ import { imageRootfs } from './images.js';
 
 export function buildProgram(): Command {
   const program = new Command('tapbox')
-    .usage('[options] -- COMMAND [ARGS...]\n       tapbox doctor | setup apparmor | allowlists | image | help [TOPIC]\n       tapbox run -d | ps | exec | logs | stop | kill | rm | inspect   (boxes)')
+    .usage('[options] -- COMMAND [ARGS...]\n       tapbox doctor | setup apparmor | allowlists | image | help [TOPIC]\n       tapbox run -d | ps | exec | logs | stop | kill | rm | inspect | policy   (boxes)')
     .description('Run COMMAND in a rootless sandbox whose only network is a TAP device driven by tapbox\'s own TCP/IP stack, with an egress allowlist.')
     .helpOption('--help', 'show this help')
     .argument('[command...]', 'the command to run in the sandbox, and its arguments')

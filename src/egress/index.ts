@@ -70,6 +70,8 @@ export interface Egress extends EventEmitter {
   auditor: Auditor;
   /** Changes the policy while the sandbox runs (emits 'policy' events). */
   live: LivePolicy;
+  /** The report's figures so far (bytes of the flows that ended). */
+  summary(): EgressSummary;
   /** Stops every flow and DNS query, writes the report (with the supervisor's `extras`) and the learned allowlist. */
   close(extras?: ReportExtras): Promise<EgressSummary>;
 }
@@ -125,6 +127,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     policy,
     auditor,
     live,
+    summary: () => stats.summary(),
     close: (extras: ReportExtras = { usage: null }) => (closing ??= close(extras)),
   });
 }

@@ -1,5 +1,5 @@
 // Changing the egress policy while the sandbox runs (README "Changing the policy while it runs"):
-// the library's sandbox.allow / deny / rules, and later the box CLI's `tapbox policy NAME`, call these.
+// the library's sandbox.allow / deny / rules, and a box's `tapbox policy NAME` (src/boxes/), call these.
 // A change applies to every decision made after it: DNS lookups, new flows, pins. A new deny rule can
 // also cut the open flows it covers (TCP reset, UDP refused with ICMP). Every change is an audit event.
 import type { Auditor } from './audit/auditor.js';
@@ -25,6 +25,19 @@ export interface DenyOptions {
   resetFlows?: boolean;
 }
 
+/** The rule `allow(text)` would add; throws TapboxError EPOLICY on a bad rule or a deny rule. */
+export function allowRule(text: string, origin: string): Rule {
+  const rule = parseRule(text, origin);
+  if (rule.deny) throw new TapboxError('EPOLICY', `${origin}: "${rule.text}" is a deny rule; give it to deny() instead.`);
+  return rule;
+}
+
+/** The rule `deny(text)` would add ("!" optional); throws TapboxError EPOLICY on a bad rule. */
+export function denyRule(text: string, origin: string): Rule {
+  const trimmed = text.trim();
+  return parseRule(trimmed.startsWith('!') ? trimmed : `!${trimmed}`, origin);
+}
+
 export class LivePolicy {
   constructor(
     private readonly policy: Policy,
@@ -34,8 +47,7 @@ export class LivePolicy {
 
   /** Allows `text` (rule syntax, without "!") from now on; throws TapboxError EPOLICY on a bad rule. */
   allow(text: string, origin = 'sandbox.allow'): Rule {
-    const rule = parseRule(text, origin);
-    if (rule.deny) throw new TapboxError('EPOLICY', `${origin}: "${rule.text}" is a deny rule; give it to deny() instead.`);
+    const rule = allowRule(text, origin);
     const replaced = this.policy.change(rule);
     this.auditor.policyChange({ action: 'allow', rule: rule.text, origin, replaced: replaced.map((r) => r.text), reset: 0 });
     return rule;
@@ -43,8 +55,7 @@ export class LivePolicy {
 
   /** Denies `text` (rule syntax; the "!" is optional) from now on; with resetFlows, cuts the open flows it covers. */
   deny(text: string, opts: DenyOptions = {}, origin = 'sandbox.deny'): Rule {
-    const trimmed = text.trim();
-    const rule = parseRule(trimmed.startsWith('!') ? trimmed : `!${trimmed}`, origin);
+    const rule = denyRule(text, origin);
     const replaced = this.policy.change(rule);
     let reset = 0;
     if (opts.resetFlows) {

@@ -139,18 +139,24 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   /**
    * Allows RULE (allowlist syntax) from now on, while the command runs: lookups and new flows see it at
    * once; a deny rule of the same scope is replaced. An audit event ('policy'). Throws TapboxError:
-   * EPOLICY for a bad rule, EUSAGE before the network is up ('spawn') or without --net tap.
+   * EPOLICY for a bad rule, EUSAGE before the network is up ('spawn') or without --net tap. `origin`
+   * names who changed it in the audit event.
    */
-  allow(rule: string): Rule {
-    return this.livePolicy('allow').allow(rule);
+  allow(rule: string, origin = 'sandbox.allow'): Rule {
+    return this.livePolicy('allow').allow(rule, origin);
   }
 
   /**
    * Denies RULE ("!" optional) from now on; with `resetFlows`, the open flows it covers are reset (TCP)
    * or refused (UDP) too. An allow rule of the same scope is replaced. An audit event ('policy').
    */
-  deny(rule: string, options: DenyOptions = {}): Rule {
-    return this.livePolicy('deny').deny(rule, options);
+  deny(rule: string, options: DenyOptions = {}, origin = 'sandbox.deny'): Rule {
+    return this.livePolicy('deny').deny(rule, options, origin);
+  }
+
+  /** Per destination and in all, what the sandbox talked to so far (the report's shape); null without --net tap or before the network is up. */
+  egressSummary(): EgressSummary | null {
+    return this.network?.egress.summary() ?? null;
   }
 
   /** The egress rules in force now (from -F, --allow, and changes made while it runs). */

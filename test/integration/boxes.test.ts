@@ -1,13 +1,14 @@
 // Boxes (tapbox run -d, ps, exec, logs, stop, kill, rm, inspect), run as the unprivileged test user,
 // with real daemons, real sandboxes and a real test host. Each test names its own box; the state and
 // runtime directories are a scratch directory of the test user's (XDG_STATE_HOME, XDG_RUNTIME_DIR).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asTestUser, cliPath, repoRoot, tapbox, testIds, userTempDir, type RunResult } from '../helpers/tapbox.js';
 import { canMakeTestHost, TestHost } from '../helpers/testhost.js';
+import { ociLayout, tarOf } from '../helpers/images.js';
 
 const probe = join(repoRoot, 'test', 'helpers', 'clients', 'net-probe.mjs');
 
@@ -31,6 +32,18 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     host?.destroy();
     scratch?.cleanup();
   });
+
+  /** One request on a box's control socket, from this process (root). */
+  function rawRequest(socket: string, req: object): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const connection = createConnection(socket);
+      let text = '';
+      connection.on('data', (d) => (text += d));
+      connection.on('end', () => resolve(JSON.parse(text)));
+      connection.on('error', reject);
+      connection.write(`${JSON.stringify(req)}\n`);
+    });
+  }
 
   async function inspect(name: string): Promise<{ state: string; record: { supervisorPid: number; launcherPid: number } | null; exit: { code: number } | null; live: { flows: number; denials: number } | null }> {
     const r = await box(['inspect', name]);
@@ -108,7 +121,11 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     expect(JSON.parse(denied.stdout)).toMatchObject({ error: 'ECONNREFUSED' });
     const audit = (await box(['logs', '--audit', 'ex'])).stdout.trim().split('\n').map((l) => JSON.parse(l) as { event?: string; verdict?: string; port?: number; dst?: string });
     expect(audit.filter((l) => l.event === 'flow' && l.verdict === 'deny').map((l) => [l.dst, l.port])).toEqual([[host.ip4, 80]]);
-    expect((await inspect('ex')).live).toMatchObject({ flows: 1, denials: 1 });
+    // inspect: the counts, and per destination as the --report JSON has them.
+    const live = (await inspect('ex')).live as unknown as { flows: number; denials: number; egress: { destinations: unknown[]; totals: unknown } };
+    expect(live).toMatchObject({ flows: 1, denials: 1 });
+    expect(live.egress.destinations).toEqual([expect.objectContaining({ destination: host.ip4, verdict: 'mixed', connections: 1, denied: 1, lookups: 0 })]);
+    expect(live.egress.totals).toMatchObject({ connections: 1, denied: 1, lookups: 0, deniedLookups: 0 });
 
     // --pids 40 holds for exec'd processes too: 60 more can't all start.
     const bomb = await box(['exec', 'ex', '--', 'sh', '-c', 'for i in $(seq 60); do sleep 2 & done; wait']);
@@ -138,6 +155,37 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     expect(code).toBe(3);
     expect(output).toMatch(/\r?\ntty-42\r*\nsleep\r*\n/);
     expect((await box(['rm', '-f', 'term'])).code).toBe(0);
+  });
+
+  it('exec passes SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to tapbox on to the command, and leaves nothing running', async () => {
+    expect((await box(['run', '-d', '--name', 'sig', '--', 'sleep', '1000'])).code).toBe(0);
+    for (const [signal, code] of [['INT', 11], ['TERM', 12], ['HUP', 13], ['QUIT', 14]] as const) {
+      const script = `trap "echo got-${signal}; exit ${code}" ${signal}; echo ready; while :; do sleep 0.1; done`;
+      const argv = asTestUser([process.execPath, cliPath, 'exec', 'sig', '--', 'sh', '-c', script]);
+      const child = spawn(argv[0]!, argv.slice(1), { env, cwd: scratch.dir, stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      const ready = new Promise<void>((resolve) => child.stdout.on('data', (d) => (out += d) && out.includes('ready') && resolve()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      const closed = new Promise((resolve) => child.on('close', resolve));
+      await ready;
+      // The tapbox CLI itself (under runuser), as a shell would signal it: not the helper it started.
+      const cli = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
+        try {
+          const args = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+          return args[0] === process.execPath && args[1] === cliPath && args[2] === 'exec';
+        } catch {
+          return false;
+        }
+      });
+      process.kill(Number(cli), `SIG${signal}`);
+      expect(await exited, signal).toBe(code);
+      await closed;
+      expect(out).toBe(`ready\ngot-${signal}\n`);
+    }
+    // Only the box's own command is left in it.
+    const ps = await box(['exec', 'sig', '--', 'ps', '-e', '-o', 'comm=']);
+    expect(ps.stdout.trim().split('\n')).toEqual(['tapbox-launcher', 'sleep', 'ps']);
+    expect((await box(['rm', '-f', 'sig'])).code).toBe(0);
   });
 
   it('stop sends SIGTERM, then SIGKILL after the grace period to a command that ignores it', async () => {
@@ -174,6 +222,103 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     expect(asRoot.stderr).toMatch(/is not a directory private to you/);
     expect((await box(['rm', '-f', 'mine'])).code).toBe(0);
   });
+
+  it('policy: allow and deny (--cut) change a running box\'s egress at once, show lists the rules and the changes, each change is an audit event; a bad rule changes nothing', async () => {
+    expect((await box(['run', '-d', '--name', 'pol', '--allow', `${host.ip4}:9`, '--', 'sleep', '1000'])).code).toBe(0);
+    const connect = async () => JSON.parse((await box(['exec', 'pol', '--', process.execPath, probe, 'tcp-connect', host.ip4, '7'])).stdout) as { ok?: boolean; error?: string };
+    expect(await connect()).toMatchObject({ error: 'ECONNREFUSED' });
+
+    const allowed = await box(['policy', 'pol', 'allow', `${host.ip4}:7`, 'extra.test:443']);
+    expect(allowed.code, allowed.stderr).toBe(0);
+    expect(allowed.stdout).toBe(`allow ${host.ip4}:7\nallow extra.test:443\n`);
+    expect(await connect()).toMatchObject({ ok: true });
+
+    // A bad rule among good ones: one sentence, exit 2, and none of them applied.
+    const bad = await box(['policy', 'pol', 'allow', 'other.test:443', '[2001:db8::1:443']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^tapbox: tapbox policy: bad rule "\[2001:db8::1:443": [^\n]+\.\n$/);
+    const denyAsAllow = await box(['policy', 'pol', 'allow', '!other.test']);
+    expect(denyAsAllow.code).toBe(2);
+    expect(denyAsAllow.stderr).toBe('tapbox: "!other.test" is a deny rule; give it to deny instead (`tapbox policy pol deny other.test`).\n');
+    expect((await box(['policy', 'pol', 'show'])).stdout).not.toContain('other.test');
+
+    // deny --cut resets the open flow the new rule covers; new ones are refused.
+    const holding = box(['exec', 'pol', '--', process.execPath, probe, 'tcp-read', host.ip4, '7'], 60_000);
+    for (let i = 0; i < 100 && (await inspect('pol')).live!.flows < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    const denied = await box(['policy', 'pol', 'deny', `${host.ip4}:7`, '--cut']);
+    expect(denied.code, denied.stderr).toBe(0);
+    expect(denied.stdout).toBe(`deny !${host.ip4}:7, replacing ${host.ip4}:7; 1 open flow cut\n`);
+    expect(JSON.parse((await holding).stdout)).toMatchObject({ error: 'ECONNRESET' });
+    expect(await connect()).toMatchObject({ error: 'ECONNREFUSED' });
+
+    const show = await box(['policy', 'pol', 'show']);
+    expect(show.code).toBe(0);
+    const lines = show.stdout.split('\n');
+    expect(lines.slice(0, 4)).toEqual([`${host.ip4}:9`, 'extra.test:443', `!${host.ip4}:7`, '# changed since the box started:']);
+    expect(lines.slice(4, 7).map((l) => l.replace(/^# \S+ /, ''))).toEqual([`allow ${host.ip4}:7`, 'allow extra.test:443', `deny !${host.ip4}:7, replacing ${host.ip4}:7; 1 open flow cut`]);
+    const events = (await box(['logs', '--audit', 'pol'])).stdout.trim().split('\n').map((l) => JSON.parse(l) as { event?: string }).filter((e) => e.event === 'policy');
+    expect(events).toEqual([
+      expect.objectContaining({ action: 'allow', rule: `${host.ip4}:7`, origin: 'tapbox policy', replaced: [], reset: 0 }),
+      expect.objectContaining({ action: 'allow', rule: 'extra.test:443', origin: 'tapbox policy' }),
+      expect.objectContaining({ action: 'deny', rule: `!${host.ip4}:7`, origin: 'tapbox policy', replaced: [`${host.ip4}:7`], reset: 1 }),
+    ]);
+    expect((await box(['policy', 'pol', 'frob'])).stderr).toBe('tapbox: tapbox policy has no action "frob"; use allow, deny or show.\n');
+    // The library: the same through box.allow / deny / policy.
+    const script = `
+      import { boxes } from ${JSON.stringify(join(repoRoot, 'dist', 'src', 'boxes', 'index.js'))};
+      const box = boxes.get('pol');
+      const allowed = await box.allow(['lib.test:443']);
+      const denied = await box.deny('lib.test:443', { cut: true });
+      const bad = await box.allow('lib.test:99999').catch((e) => e.code);
+      const { rules, changes } = await box.policy();
+      console.log(JSON.stringify({ allowed: allowed.map((c) => c.rule), denied: denied.map((c) => [c.rule, c.replaced]), bad, rules, changes: changes.length }));
+    `;
+    const lib = await new Promise<string>((resolve) => {
+      const argv = asTestUser([process.execPath, '--input-type=module', '-e', script]);
+      const child = spawn(argv[0]!, argv.slice(1), { env, cwd: scratch.dir, stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.on('close', () => resolve(out));
+    });
+    expect(JSON.parse(lib)).toEqual({ allowed: ['lib.test:443'], denied: [['!lib.test:443', ['lib.test:443']]], bad: 'EPOLICY', rules: [`${host.ip4}:9`, 'extra.test:443', `!${host.ip4}:7`, '!lib.test:443'], changes: 5 });
+    expect((await box(['rm', '-f', 'pol'])).code).toBe(0);
+  }, 180_000); // some twenty tapbox commands: minutes on a loaded machine
+
+  it("policy can't be widened by another uid (SO_PEERCRED) nor from inside a box that sees its socket (user namespace check)", async () => {
+    // -M shows the runtime directory in the box, as an XDG_RUNTIME_DIR under a directory the sandbox
+    // shows would (by default it is under /run or /tmp, which every mode replaces: checked below).
+    expect((await box(['run', '-d', '--name', 'widen', '-M', runtimeDir(), '--allow', `${host.ip4}:9`, '--', 'sleep', '1000'])).code).toBe(0);
+    const socket = join(runtimeDir(), 'widen', 'control.sock');
+    const asRoot = await rawRequest(socket, { op: 'allow', rules: ['0.0.0.0/0'] });
+    expect(asRoot).toMatchObject({ ok: false, code: 'EACCES', message: expect.stringMatching(/^this box belongs to uid \d+; uid 0 may not drive it\.$/) });
+    // From inside the box: same uid outside (root inside maps to the test user), the socket in sight.
+    const fromInside = async (req: object) => {
+      const client = `const s = require('net').createConnection(${JSON.stringify(socket)}); let t = ''; s.on('connect', () => s.write(${JSON.stringify(JSON.stringify(req))} + '\\n')); s.on('data', (d) => (t += d)); s.on('end', () => console.log(t.trim())); s.on('error', (e) => console.log(JSON.stringify({ error: e.code })));`;
+      return JSON.parse((await box(['exec', 'widen', '--', process.execPath, '-e', client])).stdout) as unknown;
+    };
+    const refused = { ok: false, code: 'EACCES', message: 'a process inside a sandbox may not drive a box; run tapbox from the host.' };
+    expect(await fromInside({ op: 'allow', rules: ['0.0.0.0/0'] })).toEqual(refused);
+    expect(await fromInside({ op: 'stop', timeout: 0 })).toEqual(refused);
+    expect((await inspect('widen')).state).toBe('running');
+    expect((await box(['policy', 'widen', 'show'])).stdout).toBe(`${host.ip4}:9\n`);
+    expect((await box(['rm', '-f', 'widen'])).code).toBe(0);
+
+    // Here the box's working directory (bound in every mode) holds the runtime directory, as -M would.
+    // From a working directory that does not, neither a default (read-only) box nor an -x box (which
+    // shows the cwd's parent too) sees it: it is under /tmp here, and /run/user/UID, its usual place,
+    // is hidden the same way (both modes show an empty /run).
+    const deeper = join(scratch.dir, 'a', 'b');
+    mkdirSync(deeper, { recursive: true });
+    chownSync(join(scratch.dir, 'a'), testIds.uid, testIds.gid);
+    chownSync(deeper, testIds.uid, testIds.gid);
+    for (const mode of [[], ['-x']]) {
+      const name = `see${mode.join('')}`;
+      expect((await tapbox(['run', '-d', '--name', name, ...mode, '--', 'sleep', '1000'], { env, cwd: deeper })).code).toBe(0);
+      const seen = await box(['exec', name, '--', 'sh', '-c', `ls ${runtimeDir()} 2>&1; ls /run`]);
+      expect(seen.stdout, mode.join('')).toMatch(/^ls: [^\n]*No such file or directory\n$/);
+      expect((await box(['rm', '-f', name])).code).toBe(0);
+    }
+  }, 180_000);
 
   it('a box whose supervisor was SIGKILLed shows as dead in ps, its sandbox gone with it, and rm cleans it up', async () => {
     expect((await box(['run', '-d', '--name', 'killed', '-x', '--', 'sleep', '1000'])).code).toBe(0);
@@ -232,6 +377,27 @@ describe.runIf(canMakeTestHost)('boxes', () => {
       rmSync(fallback, { recursive: true, force: true });
       if (aside) renameSync(aside, fallback);
     }
+  });
+
+  it("image rm refuses while a running box runs on the image's root, and removes it once the box stopped", async () => {
+    const layout = join(scratch.dir, 'layout');
+    ociLayout(layout, [await tarOf([{ name: 'bin/busybox', data: readFileSync('/bin/busybox'), mode: 0o755 }])], { gzip: true });
+    execFileSync('chown', ['-R', `${testIds.uid}:${testIds.gid}`, layout]);
+    const withStore = (args: string[]) => tapbox(args, { env: { ...env, XDG_DATA_HOME: join(scratch.dir, 'data') }, cwd: scratch.dir });
+    expect((await withStore(['image', 'import', layout, 'boxroot'])).code).toBe(0);
+    const started = await withStore(['run', '-d', '--name', 'onimage', '--image', 'boxroot', '--', '/bin/busybox', 'sleep', '1000']);
+    expect(started.code, started.stderr).toBe(0);
+    const refused = await withStore(['image', 'rm', 'boxroot']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe('tapbox: box onimage runs on the image boxroot; stop or remove the box first (tapbox stop onimage, tapbox rm onimage).\n');
+    expect((await withStore(['image', 'ls'])).stdout).toMatch(/^boxroot /m);
+    expect((await withStore(['exec', 'onimage', '--', '/bin/busybox', 'true'])).code).toBe(0);
+    expect((await withStore(['stop', '-t', '1', 'onimage'])).code).toBe(0);
+    const removed = await withStore(['image', 'rm', 'boxroot']);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(removed.stdout).toBe('boxroot\n');
+    expect(readdirSync(join(scratch.dir, 'data', 'tapbox', 'rootfs'))).toEqual([]);
+    expect((await box(['rm', 'onimage'])).code).toBe(0);
   });
 
   it('names are checked, and a name is taken once', async () => {
