@@ -15,7 +15,7 @@ describe('tapbox --help', () => {
     const r = await tapbox(['--help']);
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('');
-    expect(r.stdout).toMatch(/^Usage: tapbox \[options\] -- COMMAND \[ARGS\.\.\.\]\n {7}tapbox doctor \| setup apparmor \| allowlists \| image \| help \[TOPIC\]\n {7}tapbox run -d \| ps \| exec \| logs \| stop \| kill \| rm \| inspect {3}\(boxes\)\n/);
+    expect(r.stdout).toMatch(/^Usage: tapbox \[options\] -- COMMAND \[ARGS\.\.\.\]\n {7}tapbox doctor \| setup apparmor \| allowlists \| image \| help \[TOPIC\]\n {7}tapbox run -d \| ps \| exec \| logs \| stop \| kill \| rm \| inspect \| policy {3}\(boxes\)\n/);
     expect(r.stdout).toMatch(/\n {2}run \[options\] \[command\.\.\.\] +run COMMAND in a sandbox; with -d/);
     expect(r.stdout).toMatch(/\nCommands:\n {2}doctor +check that this host can run tapbox/);
     expect(r.stdout).toMatch(/\n {2}allowlists +list the allowlists shipped/);
@@ -74,7 +74,7 @@ describe('tapbox help TOPIC', () => {
     const r = await tapbox(['help', 'bogus']);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toBe('tapbox: there is no help topic "bogus"; the topics are allowlist, modes, network, exit, and the commands doctor, setup, allowlists, image, run, ps, logs, exec, stop, kill, rm, inspect, help.\n');
+    expect(r.stderr).toBe('tapbox: there is no help topic "bogus"; the topics are allowlist, modes, network, exit, and the commands doctor, setup, allowlists, image, run, ps, logs, exec, stop, kill, rm, inspect, policy, help.\n');
   });
 });
 
