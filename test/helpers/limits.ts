@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { asTestUser, repoRoot } from './tapbox.js';
 
-const probe = `import(${JSON.stringify(join(repoRoot, 'dist', 'src', 'cgroup.js'))}).then((m) => process.stdout.write(m.findCgroupPlace().base ? 'cgroup' : 'per-process'))`;
+const probe = `import(${JSON.stringify(join(repoRoot, 'dist', 'src', 'cgroup.js'))}).then((m) => process.stdout.write(m.findCgroupPlace().reason === undefined ? 'cgroup' : 'per-process'))`;
 const argv = asTestUser([process.execPath, '--input-type=module', '-e', probe]);
 const answer = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', cwd: repoRoot }).stdout;
 if (answer !== 'cgroup' && answer !== 'per-process') throw new Error(`could not tell how limits hold here (${answer})`);
