@@ -1,5 +1,5 @@
 // Whether tapbox, run as the test user here, gets whole-sandbox limits (a cgroup v2 delegated to the
-// user: the VM lane's guests, most users' machines) or per-process ones (cgroup v1 hosts such as the
+// user: the VM lane's guests, most users' machines; or a user systemd to delegate a scope) or per-process ones (cgroup v1 hosts such as the
 // development machine): the tests of --memory/--pids/--cpus expect what the host can give.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';

@@ -99,11 +99,11 @@ describe('whole-sandbox limits on cgroup v2', () => {
       const refused = run('--require-limits --memory 256M');
       expect(refused.status).toBe(125);
       expect(refused.stdout).toBe('');
-      expect(refused.stderr).toMatch(/^tapbox: --require-limits: your cgroup \/not-delegated-limits is not delegated to you, so the limits can't hold for the sandbox as a whole; /);
+      expect(refused.stderr).toMatch(/^tapbox: --require-limits: your cgroup \/not-delegated-limits is not delegated to you and no user systemd runs for you \(\/run\/user\/\d+\/systemd\/private is missing\), so the limits can't hold for the sandbox as a whole; /);
       const warned = run('--memory 256M');
       expect(warned.stdout).toBe('ran\n'); // RLIMIT_DATA: node starts under it
       expect(warned.stderr.match(/warning/g)).toHaveLength(1);
-      expect(warned.stderr).toMatch(/^tapbox: warning: your cgroup \/not-delegated-limits is not delegated to you, so --memory, --pids and --cpus hold per process/);
+      expect(warned.stderr).toMatch(/^tapbox: warning: your cgroup \/not-delegated-limits is not delegated to you and no user systemd runs for you \(\/run\/user\/\d+\/systemd\/private is missing\), so --memory, --pids and --cpus hold per process/);
     } finally {
       rmdirSync(foreign);
     }

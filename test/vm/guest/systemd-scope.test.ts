@@ -27,10 +27,10 @@ let madeMarker = false;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Runs `tapbox ARGS` as the test user from the cgroup `from` (root's), as a shell there would. */
-function tapboxFrom(from: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs `tapbox ARGS` (or `node ARGS` with a script) as the test user from the cgroup `from` (root's), as a shell there would. */
+function tapboxFrom(from: string, args: string[], program = `${node} ${cliPath}`): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const quoted = args.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-  const script = `echo $$ > ${from}/cgroup.procs && exec runuser -u ${testUser} -- env XDG_RUNTIME_DIR=${runtimeDir} ${node} ${cliPath} ${quoted}`;
+  const script = `echo $$ > ${from}/cgroup.procs && exec runuser -u ${testUser} -- env XDG_RUNTIME_DIR=${runtimeDir} ${program} ${quoted}`;
   return new Promise((resolveRun) => {
     const child = spawn('sh', ['-c', script], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -74,7 +74,9 @@ async function report(args: string[], command: string[]) {
 }
 
 beforeAll(async () => {
-  mkdirSync(runtimeDir, { recursive: true, mode: 0o700 });
+  // As pam_systemd makes it: /run/user/UID, the user's, 0700.
+  mkdirSync('/run/user', { recursive: true, mode: 0o755 });
+  mkdirSync(runtimeDir, { mode: 0o700 });
   chownSync(runtimeDir, testIds.uid, testIds.gid);
   if (!existsSync(marker)) {
     mkdirSync(marker, { recursive: true });
@@ -85,7 +87,7 @@ beforeAll(async () => {
   mkdirSync(init, { recursive: true });
   chownSync(init, testIds.uid, testIds.gid);
   for (const file of ['cgroup.procs', 'cgroup.subtree_control', 'cgroup.threads']) chownSync(join(init, file), testIds.uid, testIds.gid);
-  const start = `echo $$ > ${init}/cgroup.procs && exec runuser -u ${testUser} -- env XDG_RUNTIME_DIR=${runtimeDir} /lib/systemd/systemd --user`;
+  const start = `echo $$ > ${init}/cgroup.procs && exec runuser -u ${testUser} -- env XDG_RUNTIME_DIR=${runtimeDir} SYSTEMD_LOG_TARGET=console /lib/systemd/systemd --user`;
   let log = '';
   manager = spawn('sh', ['-c', start], { stdio: ['ignore', 'pipe', 'pipe'] });
   manager.stdout!.on('data', (d) => (log += d));
@@ -159,6 +161,30 @@ describe('whole-sandbox limits through a scope of the user systemd, from a cgrou
     await run;
     // The keeper sees the supervisor go, the sandbox dies with it: systemd removes the empty scope.
     for (let i = 0; i < 600 && tapboxScopes().cgroups.length; i++) await sleep(100);
+    expect(await scopesLeft()).toEqual({ units: '', cgroups: [] });
+  });
+
+  it('does the same for the library: live usage while it runs, the final usage on the result, no warning', async () => {
+    const script = `
+      import { Sandbox } from ${JSON.stringify(join(repoRoot, 'dist', 'src', 'index.js'))};
+      const sandbox = new Sandbox(['sh', '-c', 'read line; echo got $line'], { net: 'none', stdio: 'pipe', limits: { memory: '64M', pids: 20 } });
+      const warnings = [];
+      sandbox.on('warning', (w) => warnings.push(w));
+      let out = '';
+      sandbox.stdout.on('data', (d) => (out += d));
+      const done = sandbox.run();
+      let live = null;
+      while (!(live = sandbox.usage())) await new Promise((r) => setTimeout(r, 50));
+      sandbox.stdin.end('x\n');
+      const result = await done;
+      console.log(JSON.stringify({ live, usage: result.usage, code: result.code, out, warnings }));`;
+    const r = await tapboxFrom(foreign, ['--input-type=module', '-e', script], node);
+    expect(r.stderr).toBe('');
+    const seen = JSON.parse(r.stdout);
+    expect(seen).toMatchObject({ code: 0, out: 'got x\n', warnings: [] });
+    expect(seen.live.memoryBytes).toBeGreaterThan(0);
+    expect(seen.usage.memoryPeakBytes).toBeGreaterThan(0);
+    expect(seen.usage.oomKills).toBe(0);
     expect(await scopesLeft()).toEqual({ units: '', cgroups: [] });
   });
 
