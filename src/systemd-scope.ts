@@ -127,7 +127,7 @@ export class SystemdScope {
   /**
    * Talks to the shim on `channel` (the spawned process's fd 4): makes the sandbox's cgroup in the
    * scope systemd made, and hands its path over. Rejects with ELIMIT when there is no scope (systemd-run
-   * failed and said why on stderr) or the scope can't hold the limits.
+   * failed: with --quiet it says nothing, the manager logs why) or the scope can't hold the limits.
    */
   async open(channel: Duplex): Promise<SandboxCgroup> {
     this.channel = channel;
@@ -137,7 +137,7 @@ export class SystemdScope {
     reader.close();
     const scope = first.done ? undefined : first.value;
     if (scope === undefined || !scope.startsWith('/')) {
-      throw new TapboxError('ELIMIT', `your user systemd did not start a scope for the sandbox (systemd-run said why above), so the limits can't hold; check \`systemctl --user status\`, or run where your cgroup v2 is delegated to you (tapbox doctor tells).`);
+      throw new TapboxError('ELIMIT', `your user systemd did not start a scope for the sandbox (its log says why: \`journalctl --user -e\`), so the limits can't hold; check \`tapbox doctor\`, or run where your cgroup v2 is delegated to you.`);
     }
     this.scopePath = join(MOUNT, scope);
     const cgroup = await SandboxCgroup.create(this.scopePath, this.limits);
@@ -172,6 +172,6 @@ export function tryScope(systemd: UserSystemd): string {
     timeout: 20_000,
     env: { ...process.env, XDG_RUNTIME_DIR: systemd.runtimeDir },
   });
-  if (r.status !== 0) throw new Error((r.stderr || r.error?.message || `systemd-run exited ${r.status}`).trim());
+  if (r.status !== 0) throw new Error((r.stderr || r.error?.message || `systemd-run exited ${r.status}; its log says why: \`journalctl --user -e\``).trim());
   return r.stdout.trim();
 }
