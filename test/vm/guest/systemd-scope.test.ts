@@ -178,7 +178,8 @@ describe('whole-sandbox limits through a scope of the user systemd, from a cgrou
       sandbox.stdout.on('data', (d) => (out += d));
       const done = sandbox.run();
       let live = null;
-      while (!(live = sandbox.usage())) await new Promise((r) => setTimeout(r, 50));
+      // The cgroup exists (usage() answers) just before the launcher joins it: wait for the sandbox in it.
+      while (!(live = sandbox.usage())?.memoryBytes) await new Promise((r) => setTimeout(r, 50));
       sandbox.stdin.end('x\\n');
       const result = await done;
       console.log(JSON.stringify({ live, usage: result.usage, code: result.code, out, warnings }));`;
