@@ -13,6 +13,7 @@ import { hardeningFromFlags, hardeningOptions, type HardeningFlags } from './har
 import { collect, integer } from './flags.js';
 import { networkLimitsFromFlags, networkLimitFlags, type NetworkLimitFlags } from './network-limit-flags.js';
 import { imageRootfs } from './images.js';
+import { addConfigCommand, addConfigOption, applyConfigFiles } from '../config/index.js';
 
 export function buildProgram(): Command {
   const program = new Command('tapbox')
@@ -133,17 +134,19 @@ export function toOptions(flags: CliFlags): SandboxOptions {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = addConfigOption(buildProgram());
   let status = 0;
   program.action(async () => {
     status = await runSandbox(program);
   });
   addCommands(program, (code) => (status = code), { toOptions, run: runSandbox });
+  addConfigCommand(program, buildProgram, (code) => (status = code));
   await program.parseAsync(escapeCommandName(argv, program), { from: 'user' });
   return status;
 }
 
 async function runSandbox(program: Command): Promise<number> {
+  const commandFromConfig = applyConfigFiles(program);
   const flags = program.opts<CliFlags>();
   const options = toOptions(flags);
   if (options.net === 'host') process.stderr.write('tapbox: warning: --net host gives the sandbox the host\'s network: no isolation and no allowlist.\n');
@@ -151,7 +154,7 @@ async function runSandbox(program: Command): Promise<number> {
   if (auditFlag && (flags.allowFile.length > 0 || flags.allow.some((r) => !r.trim().startsWith('!')))) {
     process.stderr.write(`tapbox: warning: ${auditFlag} allows every destination, so the allow rules of -F and --allow are not enforced (deny rules, "!", still are).\n`);
   }
-  const sandbox = new Sandbox(unescapeCommandName(program.args), options);
+  const sandbox = new Sandbox(program.args.length ? unescapeCommandName(program.args) : (commandFromConfig ?? []), options);
   const { hardening, cwd } = sandbox.options;
   if (hardening.exposedHome) {
     process.stderr.write(`tapbox: warning: --expose-home: the working directory holds your home, so all of ${hardening.exposedHome} is writable in the sandbox and its writes persist (dotfiles included).\n`);

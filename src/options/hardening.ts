@@ -32,8 +32,9 @@ export interface Mount {
 
 
 /**
- * Resource limits. Where this process's cgroup v2 is delegated to the user they hold for the sandbox
- * as a whole (src/supervisor/cgroup.ts); elsewhere per process (a warning says so; `requireLimits` refuses instead).
+ * Resource limits. Where this process's cgroup v2 is delegated to the user, or a user systemd delegates
+ * a scope to the sandbox, they hold for the sandbox as a whole (src/supervisor/cgroup.ts, src/supervisor/systemd-scope.ts);
+ * elsewhere per process (a warning says so; `requireLimits` refuses instead).
  */
 export interface Limits {
   /** Memory of the whole sandbox (memory.max); per process its data segment (RLIMIT_DATA) without a cgroup. */
@@ -62,7 +63,7 @@ export interface HardeningOptions {
   /** Extra mounts, applied in order after the mode's own. */
   mounts?: Mount[];
   limits?: Limits;
-  /** Refuse to run (ELIMIT) when the limits can't hold for the sandbox as a whole (no delegated cgroup v2). */
+  /** Refuse to run (ELIMIT) when the limits can't hold for the sandbox as a whole (no delegated cgroup v2, no user systemd). */
   requireLimits?: boolean;
   /** Seconds before the command is stopped (SIGTERM, then SIGKILL after `grace`). */
   timeout?: number;

@@ -9,12 +9,15 @@
 //                         joins it before it clones the sandbox (native/launcher/limits.c)
 //
 // A run of tapbox from a shell already moved into tapbox-processes uses B again, so nothing nests.
+// Where the cgroup we run in is not ours but a user systemd runs, B is a scope it delegates to us for
+// each sandbox (./systemd-scope.ts).
 // At exit the sandbox's cgroup is emptied (cgroup.kill, Linux 5.14+; else SIGKILL to each process)
 // and removed; a cgroup whose supervisor was SIGKILLed is removed by the next start in the same B.
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { TapboxError } from '../errors.js';
+import { findUserSystemd, type UserSystemd } from './systemd-scope.js';
 
 const MOUNT = '/sys/fs/cgroup';
 const PROCESSES = 'tapbox-processes';
@@ -53,11 +56,14 @@ export function formatUsage(u: Usage): string {
 
 /** The one warning where limits can't be whole-sandbox ones: `reason` says why, this the fix. */
 export function perProcessLimits(reason: string): string {
-  return `${reason}, so --memory, --pids and --cpus hold per process, not for the sandbox as a whole; for whole-sandbox limits run tapbox under \`systemd-run --user --scope -p Delegate=yes tapbox ...\` on a cgroup v2 host, or pass --require-limits to refuse to run without them.`;
+  return `${reason}, so --memory, --pids and --cpus hold per process, not for the sandbox as a whole; for whole-sandbox limits run tapbox on a cgroup v2 host in a cgroup delegated to you or with a user systemd running (tapbox asks it for a delegated scope), or pass --require-limits to refuse to run without them.`;
 }
 
-/** Where a sandbox's cgroup can be made, or why it can't. */
-export type CgroupPlace = { base: string; reason?: undefined } | { base?: undefined; reason: string };
+/** Where a sandbox's cgroup can be made: in `base`, or in a scope `systemd` makes for it; or why it can't. */
+export type CgroupPlace =
+  | { base: string; systemd?: undefined; reason?: undefined }
+  | { base?: undefined; systemd: UserSystemd; reason?: undefined }
+  | { base?: undefined; systemd?: undefined; reason: string };
 
 function read(path: string): string | undefined {
   try {
@@ -86,8 +92,8 @@ function ours(path: string): boolean {
 }
 
 /**
- * The delegated cgroup this process may make sandboxes in, or why there is none (the reason names
- * the fix). Reads only; nothing is changed.
+ * The delegated cgroup this process may make sandboxes in, else the user systemd that can delegate one
+ * to each sandbox, or why there is neither (the reason names the fix). Reads only; nothing is changed.
  */
 export function findCgroupPlace(): CgroupPlace {
   const lines = (read('/proc/self/cgroup') ?? '').trim().split('\n');
@@ -98,7 +104,8 @@ export function findCgroupPlace(): CgroupPlace {
   let base = join(MOUNT, unified);
   if (basename(base) === PROCESSES && ours(dirname(base))) base = dirname(base);
   if (!ours(base) || !writable(join(base, 'cgroup.procs')) || !writable(join(base, 'cgroup.subtree_control'))) {
-    return { reason: `your cgroup ${unified} is not delegated to you` };
+    const systemd = findUserSystemd();
+    return typeof systemd === 'string' ? { reason: `your cgroup ${unified} is not delegated to you and ${systemd}` } : { systemd };
   }
   return { base };
 }

@@ -8,6 +8,7 @@ import { addonPath, packageRoot } from '../../native/addon/index.js';
 import { launcherPath } from './launcher.js';
 import { appArmorAdvice, appArmorRestrictsUserns } from './apparmor.js';
 import { findCgroupPlace, perProcessLimits } from './cgroup.js';
+import { tryScope } from './systemd-scope.js';
 
 export interface Check {
   name: string;
@@ -61,10 +62,21 @@ function userNamespaces(): string {
   return 'a user namespace can be created';
 }
 
-/** Whether this process's cgroup v2 is delegated to the user (whole-sandbox limits need it). */
+/**
+ * Whether this process's cgroup v2 is delegated to the user, or else a user systemd delegates a scope
+ * to each sandbox (tried for real): whole-sandbox limits need one of them.
+ */
 function cgroupDelegation(): string {
   const place = findCgroupPlace();
   if (place.reason !== undefined) throw new Warning(perProcessLimits(place.reason));
+  if (place.systemd) {
+    const yours = readSysctl('/proc/self/cgroup')?.trim().slice(3);
+    try {
+      return `cgroup v2, ${yours} is not yours, but your user systemd delegates a scope to each sandbox (controllers: ${tryScope(place.systemd) || 'none'})`;
+    } catch (e) {
+      throw new Warning(`your cgroup ${yours} is not delegated to you and your user systemd did not make a scope for a trial sandbox (${(e as Error).message}), so runs with --memory, --pids, --cpus or --require-limits stop before they start; check \`systemctl --user status\`.`);
+    }
+  }
   const controllers = readSysctl(join(place.base, 'cgroup.controllers')) ?? '';
   return `cgroup v2, ${place.base.slice('/sys/fs/cgroup'.length) || '/'} is yours (controllers: ${controllers || 'none'})`;
 }

@@ -13,12 +13,13 @@ import { accessSync, constants } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { constants as osConstants } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { PassThrough, type Duplex, type Readable, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { launcherErrorCode, TapboxError } from '../errors.js';
 import type { DnsEvent, FlowEndEvent, FlowEvent, LimitEvent } from '../egress/audit/events.js';
 import { formatSummary, type EgressSummary } from '../egress/audit/summary.js';
 import { findCgroupPlace, perProcessLimits, SandboxCgroup, type Usage } from './cgroup.js';
+import { SystemdScope } from './systemd-scope.js';
 import type { DenyOptions, LivePolicy, PolicyChangeEvent } from '../egress/live-policy.js';
 import type { AskEvent } from '../egress/ask/asker.js';
 import type { Rule } from '../egress/policy/rule.js';
@@ -90,10 +91,13 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   private child: ChildProcess | null = null;
   private network: Network | null = null;
   private cgroup: SandboxCgroup | null = null;
+  /** The scope a user systemd makes for the sandbox's cgroup, where ours is not delegated to us. */
+  private scope: SystemdScope | null = null;
   private setupError: TapboxError | null = null;
   private started = false;
   private pendingSignal: NodeJS.Signals | null = null;
   private attachFailed = false;
+  private scopeFailed = false;
 
   constructor(
     readonly command: string[],
@@ -204,9 +208,11 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       [this.exitCode, this.signalCode] = [code, signal];
       this.emit('exit', code, signal);
       result = { code, signal, report: null, usage: (await this.cgroup?.close()) ?? null };
+      await this.scope?.close();
     } catch (e) {
       this.endStreams();
       await this.cgroup?.close();
+      await this.scope?.close();
       await network?.close().catch(() => undefined);
       throw asSetupError(e);
     }
@@ -220,12 +226,17 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   }
 
   /**
-   * The sandbox's cgroup, with its limits, where this user has a delegated cgroup v2; else the limits
-   * hold per process: a warning says so, or, with requireLimits, nothing runs.
+   * The sandbox's cgroup, with its limits, where this user has a delegated cgroup v2, or a user systemd
+   * to delegate a scope (made as the launcher starts, and only when limits are asked for: it costs a
+   * systemd-run); else the limits hold per process: a warning says so, or, with requireLimits, nothing runs.
    */
   private async openCgroup(): Promise<void> {
     const { limits, requireLimits } = this.options.hardening;
     const place = findCgroupPlace();
+    if (place.systemd) {
+      if (limits.memory !== undefined || limits.pids !== undefined || limits.cpus !== undefined || requireLimits) this.scope = new SystemdScope(place.systemd, limits);
+      return;
+    }
     const created = place.base === undefined ? place.reason : await SandboxCgroup.create(place.base, limits);
     if (created instanceof SandboxCgroup) {
       this.cgroup = created;
@@ -233,7 +244,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     }
     if (limits.memory === undefined && limits.pids === undefined && limits.cpus === undefined && !requireLimits) return;
     if (requireLimits) {
-      throw new TapboxError('ELIMIT', `--require-limits: ${created}, so the limits can't hold for the sandbox as a whole; run where a cgroup v2 is delegated to you (tapbox doctor tells), e.g. under \`systemd-run --user --scope -p Delegate=yes tapbox ...\`, or drop --require-limits.`);
+      throw new TapboxError('ELIMIT', `--require-limits: ${created}, so the limits can't hold for the sandbox as a whole; run where a cgroup v2 is delegated to you or a user systemd runs (tapbox doctor tells), or drop --require-limits.`);
     }
     this.emit('warning', perProcessLimits(created));
   }
@@ -251,9 +262,12 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       const slave = terminals.some(Boolean) ? (pty = openPty(terminals)).slave : null;
       const stdio: StdioOptions =
         o.stdio === 'pipe' ? ['pipe', 'pipe', 'pipe', theirs] : [...terminals.map((isTerminal) => (isTerminal ? slave! : 'inherit')), theirs];
+      // Through the user systemd's scope, the launcher's --cgroup is filled in by the scope's shim.
+      const args = launcherArgs(o, this.command, this.cgroup?.path ?? (this.scope ? 'from-scope' : null));
+      const run = this.scope ? this.scope.command(launcherPath(), args, o.env) : { file: launcherPath(), args, env: o.env };
       // detached: the launcher gets its own process group, so a Ctrl-C on the caller's terminal reaches
       // only us, and we forward it once.
-      child = spawn(launcherPath(), launcherArgs(o, this.command, this.cgroup?.path ?? null), { stdio, detached: true, env: o.env, cwd: o.cwd });
+      child = spawn(run.file, run.args, { stdio: this.scope ? [...(stdio as unknown[]), 'pipe'] as StdioOptions : stdio, detached: true, env: run.env, cwd: o.cwd });
     } catch (e) {
       closeFd(ours);
       throw asSetupError(e);
@@ -262,6 +276,15 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       if (pty) closePtySlave(pty);
     }
     this.child = child;
+    // The scope's shim waits on fd 4 for the sandbox's cgroup before it execs the launcher.
+    const scopeOpened = this.scope?.open(child.stdio[4] as Duplex).then(
+      (cgroup) => void (this.cgroup = cgroup),
+      (e: unknown) => {
+        this.setupError = asSetupError(e);
+        this.scopeFailed = true;
+        this.kill('SIGKILL');
+      },
+    );
     if (o.stdio === 'pipe') this.connectStreams(child);
     const relay = pty ? relayTerminal(pty, terminals) : null;
     const exited = new Promise<{ code: number; signal: NodeJS.Signals | null }>((resolveExit) => {
@@ -277,10 +300,11 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     try {
       const status = await Promise.race([exited, spawnFailed]);
       await control;
+      await scopeOpened;
       // All the command's output is relayed before we return, unless the pty stays open and silent.
       if (relay) await relay.settled(200);
       // The command never started when the stack could not attach (we killed the launcher before GO).
-      if (this.setupError && (this.attachFailed || status.code === SETUP_FAILED || status.code === 126 || status.code === 127)) throw this.setupError;
+      if (this.setupError && (this.attachFailed || this.scopeFailed || status.code === SETUP_FAILED || status.code === 126 || status.code === 127)) throw this.setupError;
       return status;
     } finally {
       relay?.restore();

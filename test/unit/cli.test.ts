@@ -74,7 +74,7 @@ describe('tapbox help TOPIC', () => {
     const r = await tapbox(['help', 'bogus']);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toBe('tapbox: there is no help topic "bogus"; the topics are allowlist, modes, network, exit, and the commands doctor, setup, allowlists, image, run, ps, logs, exec, stop, kill, rm, inspect, policy, help.\n');
+    expect(r.stderr).toBe('tapbox: there is no help topic "bogus"; the topics are allowlist, modes, network, exit, and the commands doctor, setup, allowlists, image, run, ps, logs, exec, stop, kill, rm, inspect, policy, help, config.\n');
   });
 });
 

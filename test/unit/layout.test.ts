@@ -18,9 +18,10 @@ const MAY_IMPORT: Record<string, string[]> = {
   egress: ['errors', 'units', 'native', 'netstack', 'policy'],
   options: ['errors', 'units', 'netstack', 'egress', 'policy'],
   images: ['errors', 'units'],
+  config: ['errors'],
   supervisor: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy'],
   boxes: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor'],
-  cli: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'images', 'boxes', 'library'],
+  cli: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'images', 'boxes', 'config', 'library'],
   library: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'images', 'boxes'],
 };
 

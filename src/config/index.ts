@@ -1,0 +1,133 @@
+// Config files: `tapbox --config FILE` (repeatable) and `tapbox config --print | --schema`.
+//
+// A config file is JSON whose keys are tapbox's options (./keys.ts) or zbox's (./zbox.ts). It is read
+// only when named: never picked up from the working directory, so a cloned repository can't widen
+// its own sandbox. Files apply in the order given, a later one replacing a key an earlier one set;
+// a flag given on the command line wins over every file. Each file is checked against the schema
+// (ajv) and each value by the flag's own parser before anything runs: an error names the file, the
+// key and what is wrong, and nothing runs.
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import type { Command, Option } from 'commander';
+import { TapboxError } from '../errors.js';
+import { configKeys, configSchema } from './keys.js';
+import { fromZbox, type ZboxConfig } from './zbox.js';
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** Adds --config FILE to `program` (a sandbox run's options). */
+export function addConfigOption(program: Command): Command {
+  return program.option('--config <file>', 'read settings from this JSON file (repeatable; flags given here win; `tapbox config --schema` shows the keys)', collect, []);
+}
+
+function problem(file: string, key: string, what: string): string {
+  return `${file}: ${key}: ${what}`;
+}
+
+function describe(file: string, error: ErrorObject): string {
+  const key = error.instancePath.split('/').filter(Boolean).join('.') || '(top)';
+  if (error.keyword === 'additionalProperties') {
+    return problem(file, String(error.params.additionalProperty), 'is not a tapbox setting; `tapbox config --schema` lists them');
+  }
+  if (error.keyword === 'enum') return problem(file, key, `must be one of ${(error.params.allowedValues as unknown[]).join(', ')}`);
+  return problem(file, key, error.message ?? 'is wrong');
+}
+
+function readConfig(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new TapboxError('EUSAGE', `--config ${file}: the file can't be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); give the path of a JSON config file.`);
+  }
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch (e) {
+    throw new TapboxError('EUSAGE', `${file}: is not JSON (${(e as Error).message}); a config file is one JSON object.`);
+  }
+}
+
+/**
+ * Applies the files of `program`'s --config to its option values (a flag given on the command line
+ * wins), checking every key and value first. Returns the command a file names (zbox's `binary`), if any.
+ */
+export function applyConfigFiles(program: Command): string[] | undefined {
+  const files = program.getOptionValue('config') as string[];
+  if (files.length === 0) return undefined;
+  const keys = configKeys(program);
+  const validate = new Ajv({ allErrors: true, strict: false }).compile(configSchema(program));
+  let command: string[] | undefined;
+  for (const file of files) {
+    const config = readConfig(file);
+    if (!validate(config)) throw new TapboxError('EUSAGE', (validate.errors ?? []).map((e) => describe(file, e)).join('\n'));
+    const zbox = fromZbox(config as ZboxConfig);
+    const fromZboxKeys = new Set([...zbox.settings.map(([, , from]) => from), 'binary']);
+    const settings: [string, unknown, string][] = Object.entries(config).filter(([key]) => key !== '$schema' && !fromZboxKeys.has(key)).map(([k, v]) => [k, v, k]);
+    for (const [key, value, from] of zbox.settings) {
+      if (key in config) throw new TapboxError('EUSAGE', problem(file, from, `sets ${key}, and so does the key ${key}; keep one.`));
+      settings.push([key, value, from]);
+    }
+    command = zbox.command ?? command;
+    for (const [key, value, from] of settings) {
+      const entry = keys.get(key)!;
+      if (program.getOptionValueSource(entry.attribute) === 'cli') continue;
+      program.setOptionValueWithSource(entry.attribute, parseValue(file, from, entry.options, entry.list, value), 'config');
+    }
+  }
+  return command;
+}
+
+/** A config value as the flag would have it after parsing, through the flag's own parser. */
+function parseValue(file: string, key: string, options: Option[], list: boolean, value: unknown): unknown {
+  if (typeof value === 'boolean') return value;
+  const option = options.find((o) => !o.negate)!;
+  const parse = (v: unknown, previous: unknown) => {
+    try {
+      return option.parseArg ? option.parseArg(String(v), previous) : String(v);
+    } catch (e) {
+      throw new TapboxError('EUSAGE', problem(file, key, (e as Error).message.replace(/^error: /, '').replace(/^tapbox: /, '')));
+    }
+  };
+  // A repeatable flag's values go through its parser one by one, as repeated flags do.
+  return list ? (value as unknown[]).reduce((previous, v) => parse(v, previous), option.defaultValue) : parse(value, undefined);
+}
+
+/** The effective settings of `program` (after its config files), as a config file would give them. */
+export function effectiveSettings(program: Command, command: string[]): Record<string, unknown> {
+  const settings: Record<string, unknown> = {};
+  for (const entry of configKeys(program).values()) {
+    const value = program.getOptionValue(entry.attribute);
+    if (value !== undefined) settings[entry.key] = value;
+  }
+  if (command.length) settings.command = command;
+  return settings;
+}
+
+/**
+ * Adds `tapbox config --print [options] [-- COMMAND]` (the effective settings, as JSON) and
+ * `tapbox config --schema` (the config files' JSON Schema). `build` makes a fresh program to parse
+ * the run's options with.
+ */
+export function addConfigCommand(program: Command, build: () => Command, done: (status: number) => void): void {
+  program
+    .command('config')
+    .description('--print [options]: the settings a run with these options (and their --config files) would have, as JSON; --schema: the JSON Schema of config files')
+    .option('--print', 'print the effective settings')
+    .option('--schema', 'print the JSON Schema of config files')
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .helpOption(false)
+    .argument('[options...]')
+    .action((_args: string[], flags: { print?: boolean; schema?: boolean }, command: Command) => {
+      const run = addConfigOption(build()).exitOverride();
+      if (flags.schema) {
+        process.stdout.write(`${JSON.stringify(configSchema(run), null, 2)}\n`);
+        return done(0);
+      }
+      if (!flags.print) throw new TapboxError('EUSAGE', '`tapbox config` needs --print [options] or --schema.');
+      run.parse(command.args, { from: 'user' });
+      const fromFile = applyConfigFiles(run);
+      process.stdout.write(`${JSON.stringify(effectiveSettings(run, run.args.length ? run.args : (fromFile ?? [])), null, 2)}\n`);
+      done(0);
+    });
+}
