@@ -1,12 +1,14 @@
 // `npm run bench`: tapbox against slirp4netns and pasta, in one run, on the same test host and MTU.
 // Each peer runs the same clients in its own rootless network namespace as the unprivileged test
 // user; the test host is a network namespace on a veth pair (198.18.0.0/15), so traffic never leaves
-// the machine. Prints tapbox's figure and its ratio to each peer. Needs root (to make the test host)
-// and installs slirp4netns, passt and iperf3 from Debian when they are missing.
+// the machine. Prints tapbox's figure and its ratio to each peer, then start-up times (bench/startup.ts).
+// Needs root (to make the test host) and installs slirp4netns, passt and iperf3 from Debian when they
+// are missing.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { TestHost } from '../test/helpers/testhost.js';
 import { asTestUser, cliPath, repoRoot } from '../test/helpers/tapbox.js';
+import { measureStartup } from './startup.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const MTU = 65520;
@@ -49,37 +51,46 @@ function client(peer: string, script: string, args: string[]): number {
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench needs root to create its test host (a network namespace); run it with sudo.');
   ensureTools();
+  // BENCH_ONLY=UDP runs only the metrics whose name contains it (case-insensitive), for quick A/B runs.
+  const only = process.env.BENCH_ONLY?.toLowerCase();
+  const chosen = (name: string) => !only || name.toLowerCase().includes(only);
   const host = new TestHost();
-  try {
-    await host.start('services.mjs', ['--http', '8080', '--udp-echo', '7']);
-    host.spawnInside(['iperf3', '-s', '-p', '5201']);
-    await new Promise((r) => setTimeout(r, 500));
-    const metrics: [string, string, (peer: string) => number][] = [
-      ['TCP sandbox→host', 'Gbit/s', (p) => iperf(p, host.ip4, false)],
-      ['TCP host→sandbox', 'Gbit/s', (p) => iperf(p, host.ip4, true)],
-      ['TCP connections', 'conn/s', (p) => client(p, 'connrate.mjs', [host.ip4, '8080'])],
-      ['TCP connections, server closes', 'conn/s', (p) => client(p, 'connclose.mjs', [host.ip4, '8080'])],
-      ['UDP request/response', 'rr/s', (p) => client(p, 'udprr.mjs', [host.ip4, '7'])],
-    ];
-    const rows: string[][] = [];
-    // BENCH_ONLY=UDP runs only the metrics whose name contains it (case-insensitive), for quick A/B runs.
-    const only = process.env.BENCH_ONLY?.toLowerCase();
-    for (const [name, unit, measure] of metrics.filter(([name]) => !only || name.toLowerCase().includes(only))) {
-      const figures: Record<string, number> = {};
-      for (const peer of Object.keys(peers)) {
-        try {
-          figures[peer] = measure(peer);
-        } catch (e) {
-          console.error(`bench: ${(e as Error).message}`);
-          figures[peer] = NaN;
+  const all: [string, string, (peer: string) => number][] = [
+    ['TCP sandbox→host', 'Gbit/s', (p) => iperf(p, host.ip4, false)],
+    ['TCP host→sandbox', 'Gbit/s', (p) => iperf(p, host.ip4, true)],
+    ['TCP connections', 'conn/s', (p) => client(p, 'connrate.mjs', [host.ip4, '8080'])],
+    ['TCP connections, server closes', 'conn/s', (p) => client(p, 'connclose.mjs', [host.ip4, '8080'])],
+    ['UDP request/response', 'rr/s', (p) => client(p, 'udprr.mjs', [host.ip4, '7'])],
+  ];
+  const metrics = all.filter(([name]) => chosen(name));
+  if (metrics.length > 0) {
+    try {
+      await host.start('services.mjs', ['--http', '8080', '--udp-echo', '7']);
+      host.spawnInside(['iperf3', '-s', '-p', '5201']);
+      await new Promise((r) => setTimeout(r, 500));
+      const rows: string[][] = [];
+      for (const [name, unit, measure] of metrics) {
+        const figures: Record<string, number> = {};
+        for (const peer of Object.keys(peers)) {
+          try {
+            figures[peer] = measure(peer);
+          } catch (e) {
+            console.error(`bench: ${(e as Error).message}`);
+            figures[peer] = NaN;
+          }
         }
+        const t = figures.tapbox!;
+        rows.push([name, `${fmt(t)} ${unit}`, ...['slirp4netns', 'pasta'].map((p) => `${fmt(figures[p]!)} (${fmt(t / figures[p]!)}x)`)]);
       }
-      const t = figures.tapbox!;
-      rows.push([name, `${fmt(t)} ${unit}`, ...['slirp4netns', 'pasta'].map((p) => `${fmt(figures[p]!)} (${fmt(t / figures[p]!)}x)`)]);
+      printTable(['metric (MTU ' + MTU + ', ' + SECONDS + ' s each)', 'tapbox', 'slirp4netns (tapbox ratio)', 'pasta (tapbox ratio)'], rows);
+    } finally {
+      host.destroy();
     }
-    printTable(['metric (MTU ' + MTU + ', ' + SECONDS + ' s each)', 'tapbox', 'slirp4netns (tapbox ratio)', 'pasta (tapbox ratio)'], rows);
-  } finally {
-    host.destroy();
+  }
+  if (chosen('start-up')) {
+    const rows = measureStartup().map((f) => [f.name, `${fmt(f.ms)} ms`, `${fmt(f.node)} ms (${fmt(f.ms / f.node)}x)`, `${fmt(f.pasta)} ms (${fmt(f.ms / f.pasta)}x)`]);
+    if (metrics.length > 0) console.log('');
+    printTable(['start-up (median of 15 runs)', 'tapbox', 'node -e 0 (tapbox ratio)', 'pasta --config-net -- true (tapbox ratio)'], rows);
   }
 }
 

@@ -5,8 +5,6 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { TapboxError } from '../errors.js';
-import { runDoctor } from '../supervisor/doctor.js';
-import { setupAppArmor } from '../supervisor/apparmor.js';
 import { packageRoot } from '../../native/addon/index.js';
 import { DEFAULT_MTU, SANDBOX_NET } from '../options/options.js';
 import { parse } from '../egress/policy/allowlist.js';
@@ -169,13 +167,13 @@ export function addCommands(program: Command, done: (status: number) => void, pl
   program
     .command('doctor')
     .description('check that this host can run tapbox, and name the fix for what fails')
-    .action(() => done(runDoctor()));
+    .action(async () => done((await import('../supervisor/doctor.js')).runDoctor()));
   program
     .command('setup <what>')
     .description('prepare this host: `setup apparmor` prints (or, as root, installs) the AppArmor profile that lets tapbox create user namespaces where AppArmor restricts them (Ubuntu 23.10+)')
-    .action((what: string) => {
+    .action(async (what: string) => {
       if (what !== 'apparmor') throw new TapboxError('EUSAGE', `there is nothing called "${what}" to set up; the one thing is apparmor: tapbox setup apparmor.`);
-      setupAppArmor((text) => process.stdout.write(text));
+      (await import('../supervisor/apparmor.js')).setupAppArmor((text) => process.stdout.write(text));
       done(0);
     });
   program

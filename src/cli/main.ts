@@ -6,7 +6,6 @@ import { Command, CommanderError, Option } from 'commander';
 import { TapboxError } from '../errors.js';
 import { FORWARDED_SIGNALS, Sandbox } from '../supervisor/sandbox.js';
 import { addCommands, escapeCommandName, unescapeCommandName } from './commands.js';
-import { startProgress } from './progress.js';
 import { formatUsage } from '../supervisor/cgroup.js';
 import type { SandboxOptions } from '../options/options.js';
 import { hardeningFromFlags, hardeningOptions, type HardeningFlags } from './hardening-flags.js';
@@ -163,7 +162,7 @@ async function runSandbox(program: Command): Promise<number> {
   }
   sandbox.on('warning', (message) => process.stderr.write(`tapbox: warning: ${message}\n`));
   for (const signal of FORWARDED_SIGNALS) process.on(signal, () => sandbox.kill(signal === 'SIGINT' && flags.sigintAsSigterm ? 'SIGTERM' : signal));
-  const progress = flags.progress ? startProgress(sandbox) : null;
+  const progress = flags.progress ? (await import('./progress.js')).startProgress(sandbox) : null;
   try {
     const { code, usage } = await sandbox.run();
     // What a limited sandbox used, next to the limits the user asked for.

@@ -5,11 +5,11 @@
 //   await run(['cat', '/etc/debian_version'], { rootfs: images.resolve('debian:12') });
 import { existsSync } from 'node:fs';
 import { TapboxError } from '../errors.js';
-import { importImage } from './import.js';
-import { pull } from './pull.js';
 import { formatReference, parseReference } from './reference.js';
 import { ImageStore, type ImageRecord } from './store.js';
 import type { Credentials } from './registry.js';
+// import.js and pull.js (tar-stream, zlib, the registry client) are loaded by importImage and pull only:
+// resolve() runs on every --image (start-up time).
 
 export type { ImageRecord } from './store.js';
 export type { Credentials } from './registry.js';
@@ -49,12 +49,12 @@ function unknown(name: string): never {
 
 export const images = {
   /** Imports a rootfs tarball (.tar, .tar.gz), an OCI image layout (directory or tar) or a docker save archive as NAME. */
-  importImage(file: string, name: string, options: ImageStoreOptions = {}): Promise<ImageRecord> {
-    return importImage(open(options), file, name, options.onWarning);
+  async importImage(file: string, name: string, options: ImageStoreOptions = {}): Promise<ImageRecord> {
+    return (await import('./import.js')).importImage(open(options), file, name, options.onWarning);
   },
   /** Pulls REF from its registry; the image is then known by its full reference. */
-  pull(ref: string, options: PullOptions = {}): Promise<ImageRecord> {
-    return pull(open(options), ref, options);
+  async pull(ref: string, options: PullOptions = {}): Promise<ImageRecord> {
+    return (await import('./pull.js')).pull(open(options), ref, options);
   },
   /** The images in the store, by name. */
   list(options: ImageStoreOptions = {}): ImageRecord[] {

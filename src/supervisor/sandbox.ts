@@ -26,7 +26,7 @@ import type { Rule } from '../egress/policy/rule.js';
 import { launcherArgs, launcherPath } from './launcher.js';
 import { resolveOptions, type ResolvedOptions, type SandboxOptions } from '../options/options.js';
 import { closeFd, recvMessage, sendMessage, socketpair } from './control.js';
-import { startNetwork, type Network } from './network.js';
+import type { Network } from './network.js';
 import { closePtySlave, openPty, relayTerminal, terminalFds, type Pty, type Terminals } from './terminal.js';
 
 export interface SandboxResult {
@@ -199,7 +199,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
         checkOutputPaths(o);
         if (o.net === 'tap') checkTunDevice();
         await this.openCgroup();
-        network = o.net === 'tap' ? await startNetwork(o, this, () => this.pid) : null;
+        // The stack and the egress side are loaded only when this run needs them (start-up time).
+        network = o.net === 'tap' ? await (await import('./network.js')).startNetwork(o, this, () => this.pid) : null;
       } catch (e) {
         throw asSetupError(e);
       }

@@ -10,22 +10,31 @@
 // stdout if it is a terminal, else stderr, else stdin's terminal (where the echo of typing shows).
 // The pty takes the window size of that terminal, and follows it on SIGWINCH.
 import { closeSync, readSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import tty from 'node:tty';
-import koffi from 'koffi';
+import type Koffi from 'koffi';
 import { TapboxError } from '../errors.js';
 
-const libc = koffi.load('libc.so.6');
-koffi.struct('tapbox_winsize', { ws_row: 'uint16', ws_col: 'uint16', ws_xpixel: 'uint16', ws_ypixel: 'uint16' });
-const openpty = libc.func('int openpty(_Out_ int *master, _Out_ int *slave, void *name, void *termp, const tapbox_winsize *winp)');
-const setWinsize = libc.func('int ioctl(int fd, unsigned long request, const tapbox_winsize *winp)');
-const getWinsize = libc.func('int ioctl(int fd, unsigned long request, _Out_ tapbox_winsize *winp)');
-const fcntl = libc.func('int fcntl(int fd, int cmd, int arg)');
-koffi.struct('tapbox_pollfd', { fd: 'int', events: 'short', revents: 'short' });
-const poll = libc.func('int poll(_Inout_ tapbox_pollfd *fds, unsigned long nfds, int timeout)');
+/** libc's terminal calls, bound through koffi on first use: a run without a pty never loads koffi (start-up time). */
+function bindLibc() {
+  const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
+  const libc = koffi.load('libc.so.6');
+  koffi.struct('tapbox_winsize', { ws_row: 'uint16', ws_col: 'uint16', ws_xpixel: 'uint16', ws_ypixel: 'uint16' });
+  koffi.struct('tapbox_pollfd', { fd: 'int', events: 'short', revents: 'short' });
+  return {
+    openpty: libc.func('int openpty(_Out_ int *master, _Out_ int *slave, void *name, void *termp, const tapbox_winsize *winp)'),
+    setWinsize: libc.func('int ioctl(int fd, unsigned long request, const tapbox_winsize *winp)'),
+    getWinsize: libc.func('int ioctl(int fd, unsigned long request, _Out_ tapbox_winsize *winp)'),
+    fcntl: libc.func('int fcntl(int fd, int cmd, int arg)'),
+    poll: libc.func('int poll(_Inout_ tapbox_pollfd *fds, unsigned long nfds, int timeout)'),
+    tcgetpgrp: libc.func('int tcgetpgrp(int fd)'),
+    getpgrp: libc.func('int getpgrp(void)'),
+  };
+}
+let bound: ReturnType<typeof bindLibc> | null = null;
+const libc = () => (bound ??= bindLibc());
 const POLLIN = 1;
 const [F_DUPFD_CLOEXEC, F_SETFD, F_GETFL, F_SETFL, FD_CLOEXEC, O_NONBLOCK] = [1030, 2, 3, 4, 1, 0o4000];
-const tcgetpgrp = libc.func('int tcgetpgrp(int fd)');
-const getpgrp = libc.func('int getpgrp(void)');
 const TIOCGWINSZ = 0x5413;
 const TIOCSWINSZ = 0x5414;
 
@@ -56,7 +65,7 @@ interface Winsize {
 /** fd's window size, or 24x80 when it has none (a terminal that never set one). */
 function windowSize(fd: number): Winsize {
   const size: Winsize = { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-  if (getWinsize(fd, TIOCGWINSZ, size) !== 0 || size.ws_row === 0 || size.ws_col === 0) return { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
+  if (libc().getWinsize(fd, TIOCGWINSZ, size) !== 0 || size.ws_row === 0 || size.ws_col === 0) return { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
   return size;
 }
 
@@ -64,13 +73,13 @@ function windowSize(fd: number): Winsize {
 export function openPty(terminals: Terminals): Pty {
   const master = [0];
   const slave = [0];
-  if (openpty(master, slave, null, null, windowSize(outputFd(terminals))) !== 0) {
+  if (libc().openpty(master, slave, null, null, windowSize(outputFd(terminals))) !== 0) {
     // Never the caller's terminal instead: nothing runs.
     throw new TapboxError('EINTERNAL', 'cannot open a pseudo-terminal for the command (/dev/ptmx refused one); close some terminals or raise kernel.pty.max, or redirect its stdin, stdout and stderr away from the terminal.');
   }
   // Neither leaks into the launcher under its own number: it gets the slave as its stdio only.
-  fcntl(master[0]!, F_SETFD, FD_CLOEXEC);
-  fcntl(slave[0]!, F_SETFD, FD_CLOEXEC);
+  libc().fcntl(master[0]!, F_SETFD, FD_CLOEXEC);
+  libc().fcntl(slave[0]!, F_SETFD, FD_CLOEXEC);
   return { master: master[0]!, slave: slave[0]! };
 }
 
@@ -131,12 +140,12 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
   };
   // Non-blocking: typing into a command that does not read must not stall the event loop, and with
   // it the output relay (the command, blocked on its output, would never read: a deadlock).
-  fcntl(pty.master, F_SETFL, fcntl(pty.master, F_GETFL, 0) | O_NONBLOCK);
+  libc().fcntl(pty.master, F_SETFL, libc().fcntl(pty.master, F_GETFL, 0) | O_NONBLOCK);
   const input = queuedWriter(pty.master);
   // libuv ends a stream at the hang-up (every slave closed) once a read came back short, which a pty
   // read always does: what the command wrote last may still be in the pty. A second descriptor of it
   // reads that rest; the kernel says EIO only once nothing is left.
-  const rest = fcntl(pty.master, F_DUPFD_CLOEXEC, 0);
+  const rest = libc().fcntl(pty.master, F_DUPFD_CLOEXEC, 0);
   const readRest = () => {
     const buffer = Buffer.allocUnsafe(65536);
     for (;;) {
@@ -151,7 +160,7 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
     }
   };
   const master = new tty.ReadStream(pty.master);
-  const onResize = () => setWinsize(pty.master, TIOCSWINSZ, windowSize(out));
+  const onResize = () => libc().setWinsize(pty.master, TIOCSWINSZ, windowSize(out));
   // First, so that the pty has its new size before the CLI forwards SIGWINCH to the command.
   process.prependListener('SIGWINCH', onResize);
   // Typing is relayed only while we are the terminal's foreground job: a background job that set its
@@ -163,7 +172,7 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
   // Ask mode's prompt has the keyboard: what is typed goes to it, never to the sandbox.
   const onInput = (chunk: Buffer) => (diverted ? diverted(chunk) : input.write(chunk));
   const startInput = () => {
-    if (relaying || !stdin || tcgetpgrp(0) !== getpgrp()) return;
+    if (relaying || !stdin || libc().tcgetpgrp(0) !== libc().getpgrp()) return;
     relaying = true;
     stdin.setRawMode(true);
     stdin.on('data', onInput);
@@ -192,7 +201,7 @@ export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
     },
   };
   // Asked of the kernel, not of our 'data' events: a write blocked on a slow terminal delays those.
-  const pending = () => poll({ fd: pty.master, events: POLLIN, revents: 0 }, 1, 0) > 0; // output, or every slave closed
+  const pending = () => libc().poll({ fd: pty.master, events: POLLIN, revents: 0 }, 1, 0) > 0; // output, or every slave closed
   const settled = (idleMs: number) =>
     new Promise<void>((resolveSettled) => {
       const check = () => (pending() ? (timer = setTimeout(check, idleMs)) : resolveSettled());
