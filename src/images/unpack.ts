@@ -10,13 +10,14 @@
 // these checks and the writes that follow them see the same tree.
 //
 // Refused (the whole import fails, and its partial directory is removed): ".." members, a write
-// through a symlink, a hard link to something not in the root. Skipped with a warning: device nodes
+// through a symlink, a hard link to something not in the root, files that would leave less than 1 GiB
+// free on the disk (a compression bomb: each file's size is in its header). Skipped with a warning: device nodes
 // and fifos (a rootless user can't create devices; the sandbox gets tapbox's own /dev). Modes keep
 // their permission bits; setuid and setgid are dropped (inside the sandbox no_new_privs makes them
 // inert anyway, and on the host they must not exist); directories also get u+rwx so that the owner can
 // fill and remove them. Owners are not kept: rootless tapbox can't chown, so every file belongs to the
 // user, who is root inside the sandbox, so root's files look right there.
-import { closeSync, constants, fchmodSync as fchmod, futimesSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchmodSync as fchmod, futimesSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, rmSync, statfsSync, symlinkSync, writeSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { finished, pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -30,6 +31,16 @@ export interface ApplyOptions {
   whiteouts: boolean;
   /** Called once per skipped member (a device node, a fifo, an unknown type). */
   onSkip?: (name: string, why: string) => void;
+  /** Bytes the archive may write (default: the free space of root's filesystem less KEEP_FREE). */
+  spaceLeft?: (root: string) => number;
+}
+
+/** What unpacking leaves free on the disk: a layer that is a compression bomb must not fill it. */
+const KEEP_FREE = 1024 ** 3;
+
+function freeSpace(root: string): number {
+  const fs = statfsSync(root);
+  return fs.bavail * fs.bsize - KEEP_FREE;
 }
 
 const WHITEOUT = '.wh.';
@@ -99,6 +110,8 @@ export async function applyTar(input: Readable, root: string, options: ApplyOpti
   const feeding = pipeline(input, extract);
   // Paths this layer wrote, for opaque whiteouts: they hide what lower layers put in a directory only.
   const written = new Set<string>();
+  // Each file's size is in its header before its bytes are read: one that would not fit refuses the archive.
+  let budget = (options.spaceLeft ?? freeSpace)(root);
   try {
     for await (const entry of extract) {
       const h = entry.header;
@@ -132,6 +145,10 @@ export async function applyTar(input: Readable, root: string, options: ApplyOpti
           break;
         case 'file':
         case 'contiguous-file': {
+          budget -= h.size ?? 0;
+          if (budget < 0) {
+            throw new TapboxError('EUSAGE', `unpacking ${source} stopped at "${h.name}": it would fill the disk (tapbox keeps 1 GiB free); free some space, or use a smaller image.`);
+          }
           if (existing) clear(path);
           const fd = openSync(path, NEW_FILE, 0o600);
           try {

@@ -10,6 +10,9 @@ import { gzipSync } from 'node:zlib';
 import { images } from '../../src/images/index.js';
 import { dockerSave, multiPlatformLayout, ociLayout, sha256, tarOf, type Member } from '../helpers/images.js';
 import { hostPlatform } from '../../src/images/oci.js';
+import { applyTar } from '../../src/images/unpack.js';
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 
 let dir: string;
 let store: string;
@@ -64,6 +67,20 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('hostile archives', () => {
+  it('refuses a compression bomb before it fills the disk: a file larger than the space left is never written', async () => {
+    // 64 MiB of zeros gzip to ~64 KiB; the disk is made to have 16 MiB left (the check reads each file's header size).
+    const bomb = gzipSync(await tarOf([{ name: 'small', data: 'ok' }, { name: 'zeros', data: Buffer.alloc(64 * 2 ** 20) }]));
+    expect(bomb.length).toBeLessThan(2 ** 20);
+    const root = join(dir, 'root');
+    mkdirSync(root);
+    const input = Readable.from([bomb]).pipe(createGunzip());
+    await expect(applyTar(input, root, { source: 'bomb.tar.gz', whiteouts: true, spaceLeft: () => 16 * 2 ** 20 })).rejects.toThrow(
+      'unpacking bomb.tar.gz stopped at "zeros": it would fill the disk (tapbox keeps 1 GiB free); free some space, or use a smaller image.',
+    );
+    expect(readFileSync(join(root, 'small'), 'utf8')).toBe('ok');
+    expect(existsSync(join(root, 'zeros'))).toBe(false);
+  });
+
   it('refuses a ".." member, including one that climbs out after a descent', async () => {
     for (const name of ['../escaped', 'a/../../escaped', `../outside/secret`]) {
       await expect(importTar([{ name: 'a', type: 'directory' }, { name, data: 'pwned' }])).rejects.toThrow(`refusing ${dir}`);
