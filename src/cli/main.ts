@@ -177,6 +177,14 @@ async function runSandbox(program: Command): Promise<number> {
 // A bad rule or allowlist (EPOLICY) is a bad argument: 2, like a bad flag.
 const EXIT_FOR: Partial<Record<TapboxError['code'], number>> = { ENOENT: 127, EACCES: 126, EUSAGE: 2, EPOLICY: 2 };
 
+// Output into a pipe whose reader left (`tapbox --help | head -1`): end quietly, as a program killed by
+// SIGPIPE would (128 + 13), not with a stack trace.
+const SIGPIPE_STATUS = 141;
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(SIGPIPE_STATUS);
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -26,6 +26,11 @@ describe('tapbox --help', () => {
     expect((await tapbox(['help'])).stdout).toBe(r.stdout);
   });
 
+  it('into a pipe whose reader already left (| true), ends quietly with the SIGPIPE status, not a stack trace', () => {
+    const r = spawnSync('bash', ['-c', '"$0" "$1" --help | true; echo "status ${PIPESTATUS[0]}" >&2', process.execPath, cliPath], { encoding: 'utf8' });
+    expect(r.stderr).toBe('status 141\n');
+  });
+
   it('names only flags that exist, in the examples and in every topic', async () => {
     const help = (await tapbox(['--help'])).stdout;
     const texts = [EXAMPLES, ...Object.values(TOPICS).map((t) => t.text())];
