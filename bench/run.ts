@@ -42,8 +42,9 @@ function iperf(peer: string, host: string, reverse: boolean): number {
   return json.end.sum_received.bits_per_second / 1e9;
 }
 
-function client(peer: string, script: string, args: string[]): number {
-  const out = runIn(peer, [process.execPath, join(repoRoot, 'bench', 'clients', script), ...args, String(SECONDS)]);
+/** Runs a client in `peer` for SECONDS: SCRIPT ARGS... SECONDS MORE... */
+function client(peer: string, script: string, args: string[], more: string[] = []): number {
+  const out = runIn(peer, [process.execPath, join(repoRoot, 'bench', 'clients', script), ...args, String(SECONDS), ...more]);
   const r = JSON.parse(out.trim().split('\n').pop()!) as { ops: number; seconds: number };
   return r.ops / r.seconds;
 }
@@ -59,7 +60,7 @@ async function main(): Promise<void> {
     ['TCP sandbox→host', 'Gbit/s', (p) => iperf(p, host.ip4, false)],
     ['TCP host→sandbox', 'Gbit/s', (p) => iperf(p, host.ip4, true)],
     ['TCP connections', 'conn/s', (p) => client(p, 'connrate.mjs', [host.ip4, '8080'])],
-    ['TCP connections, server closes', 'conn/s', (p) => client(p, 'connclose.mjs', [host.ip4, '8080'])],
+    ['TCP connections, server closes', 'conn/s', (p) => client(p, 'connrate.mjs', [host.ip4, '8080'], ['8', 'server'])],
     ['UDP request/response', 'rr/s', (p) => client(p, 'udprr.mjs', [host.ip4, '7'])],
   ];
   const metrics = all.filter(([name]) => chosen(name));
