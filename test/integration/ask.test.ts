@@ -11,7 +11,7 @@ import { canMakeTestHost, TestHost } from '../helpers/testhost.js';
 
 const driver = join(repoRoot, 'test', 'helpers', 'ask-driver.mjs');
 const probe = join(repoRoot, 'test', 'helpers', 'clients', 'ask-probe.py');
-const ptyAsk = join(repoRoot, 'test', 'helpers', 'pty-run.py');
+const ptyRun = join(repoRoot, 'test', 'helpers', 'pty-run.py');
 type Line = Record<string, unknown> & { event: string };
 
 describe.runIf(canMakeTestHost)('ask mode', () => {
@@ -148,7 +148,7 @@ describe.runIf(canMakeTestHost)('ask mode on a terminal', () => {
 
   /** Runs `tapbox FLAGS -- COMMAND` on a pty; at each step's prompt `atStep(n)` runs before the keys are typed. */
   function onTerminal(flags: string[], command: string[], steps: [string, string][], atStep: (n: number) => void = () => {}): Promise<{ code: number; output: string }> {
-    const argv = asTestUser(['python3', ptyAsk, process.execPath, cliPath, '--dns-upstream', host.ip4, '--allow', 'unrelated.tty.test', '--no-summary', ...flags, '--', ...command]);
+    const argv = asTestUser(['python3', ptyRun, process.execPath, cliPath, '--dns-upstream', host.ip4, '--allow', 'unrelated.tty.test', '--no-summary', ...flags, '--', ...command]);
     return new Promise((resolve) => {
       const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], cwd: scratch.dir, env: { ...process.env, PTY_STEPS: JSON.stringify(steps) } });
       let out = '';
