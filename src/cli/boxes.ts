@@ -9,6 +9,7 @@ import { closePtySlave, openPty, relayTerminal, terminalFds, type Pty } from '..
 import { get, list, run, type BoxInfo, type PolicyChange } from '../boxes/index.js';
 import { FORWARDED_SIGNALS } from '../supervisor/sandbox.js';
 import { integer } from './flags.js';
+import { applyConfigFiles, blameConfig } from '../config/index.js';
 
 /** The plain form's pieces `run` reuses: its flags-to-options and its foreground run. */
 export interface PlainRun {
@@ -30,20 +31,30 @@ export function addBoxCommands(program: Command, done: (status: number) => void,
     if (option.long === '--store') runCommand.addOption(new Option('--store <dir>', option.description));
     else runCommand.addOption(option);
   }
-  runCommand.action(async (command: string[], flags: OptionValues) => {
-    if (!flags.detach) {
-      if (flags.name !== undefined) throw new TapboxError('EUSAGE', '--name names a box that runs in the background; add -d, or drop --name.');
+  runCommand.action(async (args: string[], { detach }: OptionValues) => {
+    if (!detach) {
+      if (runCommand.getOptionValue('name') !== undefined) throw new TapboxError('EUSAGE', '--name names a box that runs in the background; add -d, or drop --name.');
       done(await plain.run(runCommand));
       return;
     }
+    const fromConfig = applyConfigFiles(runCommand);
+    try {
+      await runDetached(args.length ? args : (fromConfig.command ?? []), runCommand.opts(), fromConfig.name);
+    } catch (e) {
+      throw blameConfig(runCommand, e);
+    }
+  });
+
+  /** `run -d`: starts the box, prints its name. */
+  async function runDetached(command: string[], flags: OptionValues, nameFromConfig: string | undefined): Promise<void> {
     if (flags.ask) throw new TapboxError('EUSAGE', '--ask asks on a terminal, which a detached box has not; give the rules with -F/--allow instead.');
     if (flags.progress) throw new TapboxError('EUSAGE', '--progress draws on a terminal, which a detached box has not; drop it (tapbox ps shows the figures).');
     // The audit log format: the one asked for, else JSON (toOptions picks by stderr, which the box has not).
     const options = { ...plain.toOptions(flags), logFormat: flags.logFormat as 'json' | 'pretty' | undefined };
-    const box = await run(command, { ...options, detach: true, name: flags.name, remove: Boolean(flags.rm) });
+    const box = await run(command, { ...options, detach: true, name: flags.name ?? nameFromConfig, remove: Boolean(flags.rm) });
     process.stdout.write(`${box.name}\n`);
     done(0);
-  });
+  }
 
   program
     .command('ps')

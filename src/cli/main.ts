@@ -12,7 +12,7 @@ import { hardeningFromFlags, hardeningOptions, type HardeningFlags } from './har
 import { collect, integer } from './flags.js';
 import { networkLimitsFromFlags, networkLimitFlags, type NetworkLimitFlags } from './network-limit-flags.js';
 import { imageRootfs } from './images.js';
-import { addConfigCommand, addConfigOption, applyConfigFiles } from '../config/index.js';
+import { addConfigCommand, addConfigOption, applyConfigFiles, blameConfig } from '../config/index.js';
 
 export function buildProgram(): Command {
   const program = new Command('tapbox')
@@ -145,7 +145,15 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function runSandbox(program: Command): Promise<number> {
-  const commandFromConfig = applyConfigFiles(program);
+  const fromConfig = applyConfigFiles(program);
+  try {
+    return await runConfigured(program, fromConfig.command);
+  } catch (e) {
+    throw blameConfig(program, e);
+  }
+}
+
+async function runConfigured(program: Command, commandFromConfig: string[] | undefined): Promise<number> {
   const flags = program.opts<CliFlags>();
   const options = toOptions(flags);
   if (options.net === 'host') process.stderr.write('tapbox: warning: --net host gives the sandbox the host\'s network: no isolation and no allowlist.\n');

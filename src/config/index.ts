@@ -5,7 +5,8 @@
 // its own sandbox. Files apply in the order given, a later one replacing a key an earlier one set;
 // a flag given on the command line wins over every file. Each file is checked against the schema
 // (ajv) and each value by the flag's own parser before anything runs: an error names the file, the
-// key and what is wrong, and nothing runs.
+// key and what is wrong, and nothing runs. A value only checked when the run's options are resolved
+// (--memory's size, --cpuset's list, --rootfs's path) is blamed on its file and key there (blameConfig).
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import type { Command, Option } from 'commander';
@@ -47,16 +48,28 @@ function readConfig(file: string): Record<string, unknown> {
   }
 }
 
+/** What config files gave a run besides option values: zbox's `binary` and `name`. */
+export interface FromConfig {
+  command?: string[];
+  /** zbox's `name`: the hostname, and the name of a box started with `run -d` without --name. */
+  name?: string;
+}
+
+/** Per program: which file and key set each option value that came from a config file. */
+const origins = new WeakMap<Command, Map<string, string>>();
+
 /**
  * Applies the files of `program`'s --config to its option values (a flag given on the command line
- * wins), checking every key and value first. Returns the command a file names (zbox's `binary`), if any.
+ * wins), checking every key and value first.
  */
-export function applyConfigFiles(program: Command): string[] | undefined {
+export function applyConfigFiles(program: Command): FromConfig {
   const files = program.getOptionValue('config') as string[];
-  if (files.length === 0) return undefined;
+  if (files.length === 0) return {};
   const keys = configKeys(program);
   const validate = new Ajv({ allErrors: true, strict: false }).compile(configSchema(program));
-  let command: string[] | undefined;
+  const origin = new Map<string, string>();
+  origins.set(program, origin);
+  const from: FromConfig = {};
   for (const file of files) {
     const config = readConfig(file);
     if (!validate(config)) throw new TapboxError('EUSAGE', (validate.errors ?? []).map((e) => describe(file, e)).join('\n'));
@@ -67,14 +80,33 @@ export function applyConfigFiles(program: Command): string[] | undefined {
       if (key in config) throw new TapboxError('EUSAGE', problem(file, from, `sets ${key}, and so does the key ${key}; keep one.`));
       settings.push([key, value, from]);
     }
-    command = zbox.command ?? command;
-    for (const [key, value, from] of settings) {
+    from.command = zbox.command ?? from.command;
+    from.name = (config as ZboxConfig).name ?? from.name;
+    for (const [key, value, fromKey] of settings) {
       const entry = keys.get(key)!;
       if (program.getOptionValueSource(entry.attribute) === 'cli') continue;
-      program.setOptionValueWithSource(entry.attribute, parseValue(file, from, entry.options, entry.list, value), 'config');
+      program.setOptionValueWithSource(entry.attribute, parseValue(file, fromKey, entry.options, entry.list, value), 'config');
+      origin.set(entry.attribute, `${file}: ${fromKey}`);
     }
   }
-  return command;
+  return from;
+}
+
+/**
+ * `error`, blamed on the config file and key behind it when it is about an option whose value a file
+ * gave (the first such --flag it names), as `FILE: key: ...`; otherwise `error` itself.
+ */
+export function blameConfig(program: Command, error: unknown): unknown {
+  const origin = origins.get(program);
+  if (!origin || !(error instanceof TapboxError) || error.code !== 'EUSAGE') return error;
+  for (const [flag] of error.message.matchAll(/--[a-z][a-z0-9-]*/g)) {
+    const option = program.options.find((o) => o.long === flag);
+    const attribute = option?.attributeName();
+    if (attribute && program.getOptionValueSource(attribute) === 'config' && origin.has(attribute)) {
+      return new TapboxError(error.code, `${origin.get(attribute)}: ${error.message}`);
+    }
+  }
+  return error;
 }
 
 /** A config value as the flag would have it after parsing, through the flag's own parser. */
@@ -127,7 +159,7 @@ export function addConfigCommand(program: Command, build: () => Command, done: (
       if (!flags.print) throw new TapboxError('EUSAGE', '`tapbox config` needs --print [options] or --schema.');
       run.parse(command.args, { from: 'user' });
       const fromFile = applyConfigFiles(run);
-      process.stdout.write(`${JSON.stringify(effectiveSettings(run, run.args.length ? run.args : (fromFile ?? [])), null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify(effectiveSettings(run, run.args.length ? run.args : (fromFile.command ?? [])), null, 2)}\n`);
       done(0);
     });
 }

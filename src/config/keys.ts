@@ -17,8 +17,11 @@ export interface ConfigKey {
   list: boolean;
 }
 
-/** Options that are not settings of a run. */
-const NOT_SETTINGS = new Set(['help', 'config']);
+/**
+ * Options that are not settings of a run; nor is what names a box under `run` (-d, --name, --rm):
+ * the command line gives those (zbox's `name` can name a detached box, see ./index.ts).
+ */
+const NOT_SETTINGS = new Set(['help', 'config', 'detach', 'name', 'rm']);
 
 const kebab = (attribute: string) => attribute.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 

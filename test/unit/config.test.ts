@@ -7,6 +7,8 @@ import { repoRoot, tapbox, userTempDir } from '../helpers/tapbox.js';
 
 const { dir, cleanup } = userTempDir('tapbox-config-');
 afterAll(cleanup);
+/** Boxes started here keep their state in the scratch directory. */
+const boxEnv = { ...process.env, XDG_STATE_HOME: join(dir, 'state'), XDG_RUNTIME_DIR: join(dir, 'run') };
 
 let n = 0;
 /** Writes `content` (JSON unless a string) to a new file the test user can read; returns its path. */
@@ -81,16 +83,26 @@ describe('config files', () => {
       [{ port_forwards: [{ host: 8080 }] }, /: port_forwards\.0: must have required property 'sandbox'$/m],
       [{ memory_limit_mb: 3, memory: '3M' }, /: memory_limit_mb: sets memory, and so does the key memory; keep one\.$/m],
       ['{"memory": ', /: is not JSON \(/],
+      // Values the flags take as text and the run checks when it resolves its options.
+      [{ cpuset: '9-2' }, /: cpuset: --cpuset takes CPU numbers and ranges such as 0,2-3, not "9-2"\.$/m],
+      [{ memory: '12Q' }, /: memory: --memory "12Q" is not a size/m],
+      [{ root: '/nonexistent/tapbox-root' }, /: root: --rootfs \/nonexistent\/tapbox-root: no such file or directory/m],
     ];
     for (const [content, error] of cases) {
       const file = configFile(content);
       const marker = join(dir, `ran-${n}`);
-      const r = await tapbox(['--config', file, '--net', 'none', '--', 'touch', marker], { cwd: dir });
-      expect(r.code, JSON.stringify(content)).toBe(2);
-      expect(r.stderr, JSON.stringify(content)).toMatch(new RegExp(`^tapbox: ${file.replace(/[.]/g, '\\.')}: `));
-      expect(r.stderr, JSON.stringify(content)).toMatch(error);
-      expect(existsSync(marker)).toBe(false);
+      // The plain form, and a box: the same sentence, nothing runs.
+      for (const form of [[], ['run', '-d', '--name', `bad-${n}`]]) {
+        const r = await tapbox([...form, '--config', file, '--net', 'none', '--', 'touch', marker], { cwd: dir, env: boxEnv });
+        expect(r.code, JSON.stringify(content)).toBe(2);
+        expect(r.stderr, JSON.stringify(content)).toMatch(new RegExp(`^tapbox: ${file.replace(/[.]/g, '\\.')}: `));
+        expect(r.stderr, JSON.stringify(content)).toMatch(error);
+        expect(existsSync(marker)).toBe(false);
+      }
     }
+    // The same value given as a flag is not blamed on a file.
+    const flag = await tapbox(['--config', configFile({ hostname: 'h' }), '--cpuset', '9-2', '--', 'true'], { cwd: dir });
+    expect(flag.stderr).toMatch(/^tapbox: --cpuset takes/);
     const missing = await tapbox(['--config', join(dir, 'nope.json'), '--', 'true']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/^tapbox: --config .*nope\.json: the file can't be read \(ENOENT\); give the path of a JSON config file\.$/m);
@@ -119,6 +131,25 @@ describe('config files', () => {
     const r = await tapbox(['--config', file, '--', 'sh', '-c', 'hostname; id -u'], { cwd: dir });
     expect(r.code).toBe(0);
     expect(r.stdout.split('\n')[0]).toBe('from-config');
+  });
+
+  it('drives a detached box: its settings, and zbox\'s name names the box unless --name does', async () => {
+    const file = configFile({ name: 'zbox-named', 'same-uid': true, net: 'none', memory_limit_mb: 64 });
+    const started = await tapbox(['run', '-d', '--config', file, '--', 'sh', '-c', 'hostname; id -u; sleep 30'], { cwd: dir, env: boxEnv });
+    expect(started.stderr).toBe('');
+    expect(started.stdout).toBe('zbox-named\n');
+    try {
+      const inspected = JSON.parse((await tapbox(['inspect', 'zbox-named'], { env: boxEnv })).stdout) as { record: { options: unknown } };
+      expect(inspected.record.options).toMatchObject({ limits: { memory: '64M' }, hostname: 'zbox-named' });
+      let logs = '';
+      for (let i = 0; i < 100 && !logs.includes('\n'); i++) logs = (await tapbox(['logs', 'zbox-named'], { env: boxEnv })).stdout;
+      expect(logs.split('\n')[0]).toBe('zbox-named');
+    } finally {
+      await tapbox(['rm', '-f', 'zbox-named'], { env: boxEnv });
+    }
+    const named = await tapbox(['run', '-d', '--name', 'cli-named', '--config', file, '--', 'true'], { cwd: dir, env: boxEnv });
+    expect(named.stdout).toBe('cli-named\n');
+    await tapbox(['rm', '-f', 'cli-named'], { env: boxEnv });
   });
 
   it('runs zbox\'s example config: its root, its binary, its limits, its network and port forward', async () => {
