@@ -24,6 +24,12 @@
  * The parent waits for it, forwarding signals, and exits with its status. It is not dumpable, so the
  * box's processes can't ptrace it while it holds capabilities in the sandbox's namespaces.
  *
+ * With --join-tty (`tapbox exec -t`), before the fork we open a pty in the box's own devpts (its
+ * /dev/ptmx, as a terminal opened inside the box would be: `tty` and ttyname() find it in its
+ * /dev/pts), send its master to the caller on the control socket (fd 3, "PTY" + SCM_RIGHTS), and wait
+ * for "GO" (the caller has sized it to its terminal); the child gets the slave as the fds named, and as
+ * its controlling terminal when stdin is one. The caller relays between its terminal and the master.
+ *
  * A namespace we already share (the host's network under --net host) is skipped: setns to it is
  * refused, and there is nothing to join. Traffic needs nothing more: the network namespace's only
  * link is the box's tap0, read by its supervisor through its policy.
@@ -87,6 +93,41 @@ static void enter(int fd, int type, const char *name)
 		join_error("joining the box's %s namespace failed (%s)", name, strerror(errno));
 }
 
+/* A pty of the box's devpts (we are in its mount namespace): its master goes to the caller, its slave
+ * is returned for the command. */
+static int open_box_terminal(void)
+{
+	int unlock = 0;
+
+	if (!control_connected())
+		join_error("--join-tty hands the terminal's master over the control socket on fd 3, and there is none; run it through tapbox exec -t");
+	int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0)
+		join_error("opening a terminal in the box (/dev/ptmx) failed (%s); run exec without -t", strerror(errno));
+	if (ioctl(master, TIOCSPTLCK, &unlock) != 0)
+		join_error("unlocking the box's terminal failed (%s); run exec without -t", strerror(errno));
+	int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (slave < 0)
+		join_error("opening the box's terminal's slave failed (%s); run exec without -t", strerror(errno));
+	int err = control_send_fd("PTY", master);
+	if (err < 0)
+		join_error("handing the box's terminal to tapbox failed (%s)", strerror(-err));
+	close(master);
+	control_wait_go();
+	/* What fails from here (e.g. command not found) is said on stderr, the terminal with -t. */
+	control_close();
+	return slave;
+}
+
+/* The child's stdin, stdout, stderr named in `fds` become the terminal. */
+static void use_terminal(int slave, unsigned fds)
+{
+	for (int fd = 0; fd <= 2; fd++)
+		if ((fds & (1u << fd)) && dup2(slave, fd) < 0)
+			fail("EINIT", EXIT_SETUP_FAILED, "giving the command its terminal failed (%s)", strerror(errno));
+	close(slave);
+}
+
 _Noreturn void join_run(const struct launch_plan *plan, const sigset_t *signals)
 {
 	struct ns outer[] = {
@@ -121,15 +162,21 @@ _Noreturn void join_run(const struct launch_plan *plan, const sigset_t *signals)
 	if (chdir(plan->cwd) != 0)
 		join_error("changing to the box's working directory %s failed (%s)", plan->cwd, strerror(errno));
 
+	int terminal = plan->join_tty ? open_box_terminal() : -1;
+
 	pid_t child = fork();
 	if (child < 0)
 		fail("EINIT", EXIT_SETUP_FAILED, "starting the command in the box failed (%s); the box may be at its --pids limit",
 		     strerror(errno));
 	if (child == 0) {
+		if (terminal >= 0)
+			use_terminal(terminal, plan->join_tty);
 		init_new_session();
 		/* Our own /proc/self maps stay ours to write after exec (exec resets it anyway). */
 		prctl(PR_SET_DUMPABLE, 1);
 		init_exec(plan);
 	}
+	if (terminal >= 0)
+		close(terminal);
 	_exit(supervise(child, signals, 0, 0));
 }

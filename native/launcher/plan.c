@@ -144,6 +144,20 @@ static unsigned long long parse_number(const char *text, const char *flag, unsig
 	return value;
 }
 
+/* --join-tty "0,1,2" → a bit per fd; each of 0, 1, 2 at most once. */
+static unsigned parse_std_fds(const char *text)
+{
+	unsigned fds = 0;
+
+	for (const char *p = text;; p += 2) {
+		if (p[0] < '0' || p[0] > '2' || (fds & (1u << (p[0] - '0'))) || (p[1] != ',' && p[1] != '\0'))
+			usage_error("--join-tty takes some of 0, 1, 2 separated by commas, not \"%s\"", text);
+		fds |= 1u << (p[0] - '0');
+		if (p[1] == '\0')
+			return fds;
+	}
+}
+
 static enum fs_mode parse_fs_mode(const char *text)
 {
 	static const char *const names[] = { [FS_READ_ONLY] = "read-only", [FS_DEFAULT] = "default",
@@ -221,7 +235,7 @@ enum {
 	OPT_HOSTNAME, OPT_SAME_UID, OPT_NOBODY, OPT_CWD, OPT_BIND_RO, OPT_BIND_RW, OPT_TMPFS, OPT_PROBE,
 	OPT_FS, OPT_ROOTFS, OPT_HOME, OPT_STORE, OPT_OVERLAY, OPT_STORAGE, OPT_MEMORY, OPT_PIDS, OPT_CPUS,
 	OPT_TIMEOUT, OPT_GRACE, OPT_SECCOMP, OPT_ALLOW_SYSCALL, OPT_DENY_SYSCALL, OPT_CAP_ADD, OPT_CAP_DROP,
-	OPT_CPUSET, OPT_CGROUP, OPT_JOIN,
+	OPT_CPUSET, OPT_CGROUP, OPT_JOIN, OPT_JOIN_TTY,
 };
 
 static const struct option options[] = {
@@ -254,6 +268,7 @@ static const struct option options[] = {
 	{ "cpuset", required_argument, NULL, OPT_CPUSET },
 	{ "cgroup", required_argument, NULL, OPT_CGROUP },
 	{ "join", required_argument, NULL, OPT_JOIN },
+	{ "join-tty", required_argument, NULL, OPT_JOIN_TTY },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "grace", required_argument, NULL, OPT_GRACE },
 	{ "seccomp", required_argument, NULL, OPT_SECCOMP },
@@ -340,6 +355,7 @@ void plan_parse(struct launch_plan *plan, int argc, char **argv)
 			break;
 		case OPT_CGROUP: plan->cgroup = existing_directory(optarg, "--cgroup"); break;
 		case OPT_JOIN: plan->join_pid = parse_number(optarg, "--join", 2, 1 << 22); break;
+		case OPT_JOIN_TTY: plan->join_tty = parse_std_fds(optarg); break;
 		case OPT_TIMEOUT: plan->timeout_s = parse_number(optarg, "--timeout", 1, 1u << 30); break;
 		case OPT_GRACE: plan->grace_s = parse_number(optarg, "--grace", 0, 1u << 30); break;
 		case OPT_SECCOMP: seccomp = optarg; break;
@@ -358,6 +374,8 @@ void plan_parse(struct launch_plan *plan, int argc, char **argv)
 	if (optind >= argc)
 		usage_error("no command given; put it after --, e.g. tapbox-launcher -- sh");
 	plan->command = &argv[optind];
+	if (plan->join_tty && !plan->join_pid)
+		usage_error("--join-tty gives a joined command its terminal; it needs --join PID");
 
 	if (!cwd)
 		cwd = canonical_path(".", "the current directory");

@@ -86,6 +86,9 @@ struct launch_plan {
 	/* --join PID: start the command inside the running sandbox whose command is PID (join.c), with
 	 * this plan's seccomp filter, capabilities, limits and cgroup; no new sandbox. 0: none. */
 	pid_t join_pid;
+	/* --join-tty FDS (e.g. 0,1,2): which of the joined command's stdin, stdout, stderr get a pty of
+	 * the box's own devpts, whose master goes to the caller on fd 3 (join.c). A bit per fd; 0: none. */
+	unsigned join_tty;
 	struct net_plan net;
 	enum identity identity;
 	uid_t outer_uid;

@@ -115,3 +115,10 @@ void control_wait_go(void)
 		fail("EPROTO", EXIT_SETUP_FAILED,
 		     "the supervisor sent an unexpected control message instead of GO; tapbox and its launcher are from different builds, reinstall tapbox");
 }
+
+void control_close(void)
+{
+	if (connected)
+		close(CONTROL_FD);
+	connected = false;
+}

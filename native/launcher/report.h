@@ -27,4 +27,7 @@ int control_send_fd(const char *message, int fd);
 /* Blocks until the supervisor sends "GO"; exits 125 if it closes the socket instead. */
 void control_wait_go(void);
 
+/* Closes the socket: from here on, sentences go to stderr (as when run by hand). */
+void control_close(void);
+
 #endif

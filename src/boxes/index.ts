@@ -10,8 +10,9 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { sweepStale } from '../supervisor/cgroup.js';
-import { TapboxError } from '../errors.js';
+import { launcherErrorCode, TapboxError } from '../errors.js';
 import { launcherPath } from '../supervisor/launcher.js';
+import { closeFd, recvMessage, sendMessage, socketpair, type ControlMessage } from '../supervisor/control.js';
 import type { NetMode, SandboxOptions } from '../options/options.js';
 import { request } from './control.js';
 import type { DaemonReply, DaemonSpec, ExecPlan, LiveStatus } from './daemon.js';
@@ -51,9 +52,37 @@ export interface BoxInfo {
 export interface ExecOptions {
   /** The helper's stdio (default 'pipe'); the CLI passes its own choice per fd. */
   stdio?: StdioOptions;
+  /**
+   * Which of the command's stdin, stdout, stderr are a terminal: a pty of the box's own (in its
+   * /dev/pts, as one opened inside), whose master the result's `terminal` holds. Their `stdio` entries
+   * are not used.
+   */
+  tty?: readonly [boolean, boolean, boolean];
+  /** With `tty`: called with the master before the command starts (e.g. to set its window size). */
+  onTerminal?: (master: number) => void;
+}
+
+export interface ExecProcess extends ChildProcess {
+  /** With `tty`: the master of the command's pty (yours to read, write and close); else null. */
+  terminal: number | null;
 }
 
 const daemonPath = fileURLToPath(new URL('./daemon.js', import.meta.url));
+
+/** The master of an exec's pty, from the helper's "PTY" message; its "ERR" sentence if it failed first. */
+async function receiveTerminal(fd: number): Promise<number> {
+  for (;;) {
+    const message = await new Promise<ControlMessage | undefined>((resolve, reject) => recvMessage(fd, (err, m) => (err ? reject(err) : resolve(m))));
+    const text = message?.data.toString('utf8') ?? '';
+    if (text === 'PTY' && message?.fd !== undefined) return message.fd;
+    if (message?.fd !== undefined) closeFd(message.fd);
+    if (text.startsWith('ERR ')) {
+      const [, code, ...words] = text.split(' ');
+      throw new TapboxError(launcherErrorCode(code), words.join(' '));
+    }
+    if (!text) throw new TapboxError('EINTERNAL', 'the exec helper ended before it opened the box\'s terminal; run exec without -t to see why.');
+  }
+}
 
 /** Whether the box's supervisor process is still there (the pid still a tapbox box daemon). */
 function supervisorAlive(pid: number): boolean {
@@ -96,11 +125,33 @@ export class Box {
    * capabilities and no_new_privs, under its PID 1, its traffic through its policy. Resolves with the
    * helper process (its exit status is the command's).
    */
-  async exec(command: readonly string[], options: ExecOptions = {}): Promise<ChildProcess> {
+  async exec(command: readonly string[], options: ExecOptions = {}): Promise<ExecProcess> {
     if (command.length === 0 || !command[0]) throw new TapboxError('EUSAGE', 'no command given to exec; put it after --, e.g. `tapbox exec NAME -- sh`.');
     const plan = await request<ExecPlan>(this.paths.socket, { op: 'exec' }, this.name);
-    const args = [...plan.args, '--join', String(plan.pid), '--', ...command];
-    return spawn(launcherPath(), args, { stdio: options.stdio ?? 'pipe', env: plan.env, cwd: plan.cwd });
+    const ttyFds = [0, 1, 2].filter((fd) => options.tty?.[fd]);
+    const args = [...plan.args, '--join', String(plan.pid), ...(ttyFds.length ? ['--join-tty', ttyFds.join(',')] : []), '--', ...command];
+    if (ttyFds.length === 0) return Object.assign(spawn(launcherPath(), args, { stdio: options.stdio ?? 'pipe', env: plan.env, cwd: plan.cwd }), { terminal: null });
+    // The helper hands the pty's master over a control socket on its fd 3 (native/launcher/join.c).
+    const given = options.stdio ?? 'pipe';
+    const stdio = [0, 1, 2].map((fd) => (ttyFds.includes(fd) ? 'ignore' : typeof given === 'string' ? given : given[fd]));
+    const [ours, theirs] = socketpair();
+    let child: ChildProcess;
+    try {
+      child = spawn(launcherPath(), args, { stdio: [...stdio, theirs] as StdioOptions, env: plan.env, cwd: plan.cwd });
+    } finally {
+      closeFd(theirs);
+    }
+    try {
+      const terminal = await receiveTerminal(ours);
+      options.onTerminal?.(terminal);
+      sendMessage(ours, Buffer.from('GO'));
+      return Object.assign(child, { terminal });
+    } catch (e) {
+      child.kill('SIGKILL');
+      throw e;
+    } finally {
+      closeFd(ours);
+    }
   }
 
   /** The command's output so far (its last `tail` lines), or with `audit`, its egress log. */

@@ -5,7 +5,7 @@ import { Command, Option, type OptionValues } from 'commander';
 import { constants as osConstants } from 'node:os';
 import { TapboxError } from '../errors.js';
 import type { SandboxOptions } from '../options/options.js';
-import { closePtySlave, openPty, relayTerminal, terminalFds, type Pty } from '../supervisor/terminal.js';
+import { relayTerminal, sizePty, terminalFds } from '../supervisor/terminal.js';
 import { get, list, run, type BoxInfo, type PolicyChange } from '../boxes/index.js';
 import { FORWARDED_SIGNALS } from '../supervisor/sandbox.js';
 import { integer } from './flags.js';
@@ -205,28 +205,24 @@ function size(bytes: number): string {
 
 /**
  * exec from the CLI. The command never gets the caller's terminal (as in a run, src/terminal.ts):
- * with -t, each of stdin, stdout, stderr that is a terminal becomes a pty of its own, relayed; without
- * -t, a terminal is relayed through a pipe. Other stdio is passed as it is; stdin only with -i.
+ * with -t, each of stdin, stdout, stderr that is a terminal becomes the same pty of the box's own (in
+ * its /dev/pts, so `tty` names it), relayed; without -t, a terminal is relayed through a pipe. Other
+ * stdio is passed as it is; stdin only with -i.
  */
 async function execCli(name: string, command: string[], flags: { interactive?: boolean; tty?: boolean }): Promise<number> {
   const box = get(name);
   const terminals = terminalFds();
   const ttys = [Boolean(flags.interactive) && terminals[0], terminals[1], terminals[2]] as const;
-  const pty: Pty | null = flags.tty && ttys.some(Boolean) ? openPty(ttys) : null;
-  const stdio = [0, 1, 2].map((fd) => (fd === 0 && !flags.interactive ? 'ignore' : ttys[fd] ? (pty ? pty.slave : 'pipe') : 'inherit'));
-  let child;
-  try {
-    child = await box.exec(command, { stdio: stdio as ('ignore' | 'pipe' | 'inherit' | number)[] });
-  } finally {
-    if (pty) closePtySlave(pty);
-  }
+  const tty = flags.tty && ttys.some(Boolean) ? ttys : undefined;
+  const stdio = [0, 1, 2].map((fd) => (fd === 0 && !flags.interactive ? 'ignore' : ttys[fd] ? 'pipe' : 'inherit'));
+  const child = await box.exec(command, { stdio: stdio as ('ignore' | 'pipe' | 'inherit')[], tty, onTerminal: (master) => sizePty(master, ttys) });
   // Signals for the command go to the helper, which passes them on (as a run's supervisor does). Not
   // SIGWINCH: with -t the terminal relay resizes the command's pty; without, it has no terminal.
   const forwarded = FORWARDED_SIGNALS.filter((s) => s !== 'SIGWINCH');
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const signal of forwarded) process.on(signal, forward);
-  const relay = pty ? relayTerminal(pty, ttys) : null;
-  if (!pty) {
+  const relay = child.terminal !== null ? relayTerminal({ master: child.terminal }, ttys) : null;
+  if (!relay) {
     child.stdout?.pipe(process.stdout);
     child.stderr?.pipe(process.stderr);
     if (child.stdin) process.stdin.pipe(child.stdin);

@@ -83,6 +83,11 @@ export function openPty(terminals: Terminals): Pty {
   return { master: master[0]!, slave: slave[0]! };
 }
 
+/** Sizes a pty opened elsewhere (`tapbox exec -t`: in the box) to the caller's terminal it will be relayed to. */
+export function sizePty(master: number, terminals: Terminals): void {
+  libc().setWinsize(master, TIOCSWINSZ, windowSize(outputFd(terminals)));
+}
+
 /**
  * Writes to a non-blocking fd without ever blocking the event loop: what the fd can't take now
  * (EAGAIN) waits, in order, and is retried shortly. Any other error drops it all (the reader is gone).
@@ -128,7 +133,7 @@ export interface Relay {
 }
 
 /** Relays between the caller's terminals and the pty master until the sandbox side closes. */
-export function relayTerminal(pty: Pty, terminals: Terminals): Relay {
+export function relayTerminal(pty: Pick<Pty, 'master'>, terminals: Terminals): Relay {
   const out = outputFd(terminals);
   // A tty stdout or stderr writes synchronously; stdin's terminal (when neither is one) takes the
   // echo of what is typed (none if that fd was opened for reading only).

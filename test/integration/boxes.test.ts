@@ -144,7 +144,8 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     const piped = await tapbox(['exec', '-i', 'term', '--', 'sh', '-c', 'test -t 0 || cat'], { env, cwd: scratch.dir, input: 'typed\n' });
     expect(piped.stdout).toBe('typed\n');
     const argv = asTestUser(['python3', join(repoRoot, 'test', 'helpers', 'pty-run.py'), process.execPath, cliPath, 'exec', '-i', '-t', 'term', '--', 'sh']);
-    const typed = ['test -t 0 && test -t 1 && echo tty-$((40+2)); ps -o comm= -p 2\r', 'exit 3\r'];
+    // A terminal of the box's own devpts: `tty` finds it there, sized to the caller's (24x80 here).
+    const typed = ['test -t 0 && test -t 1 && echo tty-$((40+2)); tty; stty size; ps -o comm= -p 2\r', 'exit 3\r'];
     const out = await new Promise<string>((resolve) => {
       const child = spawn(argv[0]!, argv.slice(1), { env: { ...env, PTY_INPUT: JSON.stringify(typed) }, cwd: scratch.dir, stdio: ['ignore', 'pipe', 'inherit'] });
       let text = '';
@@ -153,7 +154,7 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     });
     const { code, output } = JSON.parse(out) as { code: number; output: string };
     expect(code).toBe(3);
-    expect(output).toMatch(/\r?\ntty-42\r*\nsleep\r*\n/);
+    expect(output).toMatch(/\r?\ntty-42\r*\n\/dev\/pts\/\d+\r*\n24 80\r*\nsleep\r*\n/);
     expect((await box(['rm', '-f', 'term'])).code).toBe(0);
   });
 
@@ -413,21 +414,29 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     expect(nobox.stderr).toContain('there is no box named nosuchbox');
   });
 
-  it('the library: boxes.run, get, list, exec, logs, stop, remove', async () => {
+  it('the library: boxes.run, get, list, exec (with a terminal too), logs, stop, remove', async () => {
     const script = `
       import { boxes } from ${JSON.stringify(join(repoRoot, 'dist', 'src', 'boxes', 'index.js'))};
+      import { ReadStream } from 'node:tty';
       const box = await boxes.run(['sh', '-c', 'echo from-box; exec sleep 1000'], { name: 'lib', net: 'none' });
       const listed = (await boxes.list()).map((b) => [b.name, b.state]);
       const child = await boxes.get('lib').exec(['cat', '/proc/2/comm']);
       let out = '';
       child.stdout.on('data', (d) => (out += d));
       const code = await new Promise((r) => child.on('close', r));
+      // stdout on a terminal of the box's own: its master is ours to read until every slave closed (EIO).
+      const withTty = await boxes.get('lib').exec(['sh', '-c', 'tty <&1; test -t 0 || echo stdin-not-a-tty'], { tty: [false, true, false] });
+      let onTty = '';
+      const master = new ReadStream(withTty.terminal);
+      master.on('data', (d) => (onTty += d));
+      await new Promise((r) => { master.on('error', r); master.on('end', r); });
+      master.destroy();
       for (let i = 0; i < 50 && !box.logs().includes('from-box'); i++) await new Promise((r) => setTimeout(r, 50));
       const logs = box.logs();
       const exit = await box.stop({ timeout: 1 });
       await box.remove();
       const after = (await boxes.list()).filter((b) => b.name === 'lib');
-      console.log(JSON.stringify({ listed: listed.filter(([name]) => name === 'lib'), exec: [code, out], logs, exit: exit.code, after: after.length }));
+      console.log(JSON.stringify({ listed: listed.filter(([name]) => name === 'lib'), exec: [code, out], onTty, logs, exit: exit.code, after: after.length }));
     `;
     const argv = asTestUser([process.execPath, '--input-type=module', '-e', script]);
     const result = await new Promise<string>((resolve, reject) => {
@@ -436,6 +445,6 @@ describe.runIf(canMakeTestHost)('boxes', () => {
       child.stdout.on('data', (d) => (out += d));
       child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`exit ${code}: ${out}`))));
     });
-    expect(JSON.parse(result)).toEqual({ listed: [['lib', 'running']], exec: [0, 'sleep\n'], logs: 'from-box\n', exit: 143, after: 0 });
+    expect(JSON.parse(result)).toEqual({ listed: [['lib', 'running']], exec: [0, 'sleep\n'], onTty: expect.stringMatching(/^\/dev\/pts\/\d+\r?\nstdin-not-a-tty\r?\n$/), logs: 'from-box\n', exit: 143, after: 0 });
   });
 });
