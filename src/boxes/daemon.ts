@@ -45,7 +45,7 @@ export interface LiveStatus {
   addresses: { ip4: string; ip6: string; gateway4: string; gateway6: string; dns4: string; dns6: string } | null;
   published: unknown[];
   rules: string[];
-  /** Per destination and in all so far, as in the --report JSON (bytes: of the flows that ended); null without --net tap. */
+  /** Per destination and in all so far, as in the --report JSON (bytes: of ended flows and, so far, of open ones); null without --net tap. */
   egress: EgressSummary | null;
 }
 

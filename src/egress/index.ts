@@ -70,7 +70,7 @@ export interface Egress extends EventEmitter {
   auditor: Auditor;
   /** Changes the policy while the sandbox runs (emits 'policy' events). */
   live: LivePolicy;
-  /** The report's figures so far (bytes of the flows that ended). */
+  /** The report's figures so far (bytes of the flows that ended, and of those still open so far). */
   summary(): EgressSummary;
   /** Stops every flow and DNS query, writes the report (with the supervisor's `extras`) and the learned allowlist. */
   close(extras?: ReportExtras): Promise<EgressSummary>;
@@ -127,7 +127,7 @@ export async function createEgress(opts: EgressOptions): Promise<Egress> {
     policy,
     auditor,
     live,
-    summary: () => stats.summary(),
+    summary: () => stats.summary(forwarder.relayedFlows().map(({ flow, bytes }) => ({ ...flow, bytesUp: bytes().up, bytesDown: bytes().down }))),
     close: (extras: ReportExtras = { usage: null }) => (closing ??= close(extras)),
   });
 }

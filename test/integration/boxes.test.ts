@@ -126,6 +126,16 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     expect(live).toMatchObject({ flows: 1, denials: 1 });
     expect(live.egress.destinations).toEqual([expect.objectContaining({ destination: host.ip4, verdict: 'mixed', connections: 1, denied: 1, lookups: 0 })]);
     expect(live.egress.totals).toMatchObject({ connections: 1, denied: 1, lookups: 0, deniedLookups: 0 });
+    // A flow still open counts its bytes so far, not only once it ends.
+    const echo = `const s = require('net').connect(7, ${JSON.stringify(host.ip4)}, () => s.write(Buffer.alloc(5000, 1))); let n = 0; s.on('data', (d) => { n += d.length; if (n === 5000) console.log('echoed'); });`;
+    const holderArgv = asTestUser([process.execPath, cliPath, 'exec', 'ex', '--', process.execPath, '-e', echo]);
+    const holder = spawn(holderArgv[0]!, holderArgv.slice(1), { env, cwd: scratch.dir, stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => holder.stdout.on('data', (d: Buffer) => String(d).includes('echoed') && resolve()));
+    const open = (await inspect('ex')).live as unknown as { egress: { destinations: unknown[]; totals: unknown } };
+    expect(open.egress.destinations).toEqual([expect.objectContaining({ destination: host.ip4, connections: 2, bytesUp: 5000, bytesDown: 5000 })]);
+    expect(open.egress.totals).toMatchObject({ connections: 2, bytesUp: 5000, bytesDown: 5000 });
+    holder.kill('SIGTERM');
+    await new Promise((resolve) => holder.on('close', resolve));
 
     // --pids 40 holds for exec'd processes too: 60 more can't all start.
     const bomb = await box(['exec', 'ex', '--', 'sh', '-c', 'for i in $(seq 60); do sleep 2 & done; wait']);

@@ -49,6 +49,16 @@ interface DestinationStats {
   by: Set<string> | null;
 }
 
+/** A flow still open: where it goes and what it relayed so far. */
+export interface OpenFlowBytes {
+  dst: string;
+  port: number;
+  name: string | null;
+  direction?: 'inbound';
+  bytesUp: number;
+  bytesDown: number;
+}
+
 export class EgressStats {
   private readonly destinations = new Map<string, DestinationStats>();
   private readonly learned = new Map<string, LearnedFlow>();
@@ -92,7 +102,16 @@ export class EgressStats {
     return [...this.learned.values()];
   }
 
-  summary(): EgressSummary {
+  /** The figures so far; `open` adds the bytes the flows still open relayed (ended ones are counted at flowEnd). */
+  summary(open: readonly OpenFlowBytes[] = []): EgressSummary {
+    const extra = new Map<string, { bytesUp: number; bytesDown: number }>();
+    for (const f of open) {
+      const key = keyOf(f);
+      const e = extra.get(key) ?? { bytesUp: 0, bytesDown: 0 };
+      e.bytesUp += f.bytesUp;
+      e.bytesDown += f.bytesDown;
+      extra.set(key, e);
+    }
     const destinations: DestinationSummary[] = [...this.destinations]
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([destination, d]) => ({
@@ -101,18 +120,18 @@ export class EgressStats {
         connections: d.allowed,
         denied: d.denied,
         lookups: d.lookups,
-        bytesUp: d.bytesUp,
-        bytesDown: d.bytesDown,
+        bytesUp: d.bytesUp + (extra.get(destination)?.bytesUp ?? 0),
+        bytesDown: d.bytesDown + (extra.get(destination)?.bytesDown ?? 0),
         ...(d.by ? { by: [...d.by] } : {}),
       }));
-    const sum = (f: (d: DestinationStats) => number) => [...this.destinations.values()].reduce((n, d) => n + f(d), 0);
+    const sum = (f: (d: DestinationSummary) => number) => destinations.reduce((n, d) => n + f(d), 0);
     return {
       destinations,
       totals: {
-        connections: sum((d) => d.allowed),
+        connections: sum((d) => d.connections),
         denied: sum((d) => d.denied),
         lookups: sum((d) => d.lookups),
-        deniedLookups: sum((d) => d.deniedLookups),
+        deniedLookups: [...this.destinations.values()].reduce((n, d) => n + d.deniedLookups, 0),
         bytesUp: sum((d) => d.bytesUp),
         bytesDown: sum((d) => d.bytesDown),
       },

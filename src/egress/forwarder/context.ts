@@ -63,6 +63,14 @@ export const DEFAULT_MAX_FLOWS = 8192;
 /** Where a new flow goes before the policy is asked. */
 export type Route = 'dns' | 'resolver-closed' | 'gateway' | 'host-loopback' | 'host-internal' | 'policy';
 
+/** A flow being relayed. */
+export interface RelayedFlow {
+  flow: FlowEvent;
+  cut: (reason: string) => void;
+  /** Bytes relayed so far: up from the sandbox, down to it. */
+  bytes: () => { up: number; down: number };
+}
+
 export class ForwarderContext {
   readonly connectTimeoutMs: number;
   readonly keepAliveMs: number;
@@ -75,8 +83,8 @@ export class ForwarderContext {
   private readonly hostLoopback: Set<string>;
   /** Closes every open flow (Egress.close). */
   readonly closers = new Set<() => void>();
-  /** The flows being relayed, by flowId, and how to cut one (a live deny rule, Egress.deny). */
-  readonly relayed = new Map<number, { flow: FlowEvent; cut: (reason: string) => void }>();
+  /** The flows being relayed, by flowId: how to cut one (a live deny rule, Egress.deny), and their bytes so far. */
+  readonly relayed = new Map<number, RelayedFlow>();
   /** Set by Egress.close: host connections still being made are dropped when they complete. */
   closed = false;
   /** Who opened the recent flows, by 4-tuple (set at their start, read by `event`); bounded. */

@@ -1,10 +1,9 @@
 // The Forwarder the stack calls for every flow the sandbox opens (netstack/forwarding.ts).
 import type { Forwarder, TcpForwarderRequest, UdpForwarderRequest } from '../../../netstack/index.js';
-import { ForwarderContext, type ForwarderOptions } from './context.js';
+import { ForwarderContext, type ForwarderOptions, type RelayedFlow } from './context.js';
 import { forwardTcp } from './tcp.js';
 import { forwardUdp } from './udp.js';
 import { inboundFlows, type InboundFlows } from './inbound.js';
-import type { FlowEvent } from '../audit/events.js';
 
 export type { ForwarderOptions, SandboxAddresses } from './context.js';
 
@@ -14,7 +13,7 @@ export interface EgressForwarder extends Forwarder {
   /** Closes every open flow (host sockets and sandbox connections). */
   close(): void;
   /** The flows being relayed now, each with a way to cut it (reset TCP, ICMP-refuse UDP). */
-  relayedFlows(): { flow: FlowEvent; cut: (reason: string) => void }[];
+  relayedFlows(): RelayedFlow[];
 }
 
 export function createForwarder(o: ForwarderOptions): EgressForwarder {

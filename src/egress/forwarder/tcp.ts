@@ -324,7 +324,7 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.
     conn.reset();
     host.resetAndDestroy();
   };
-  ctx.relayed.set(flow.flowId, { flow, cut });
+  ctx.relayed.set(flow.flowId, { flow, cut, bytes: () => ({ up, down }) });
   const onClosed = () => {
     if (--open > 0) return;
     ctx.closers.delete(closeBoth);

@@ -295,7 +295,7 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, socket: dg
     conn.sendIcmp('admin-prohibited');
     close(false);
   };
-  ctx.relayed.set(flow.flowId, { flow, cut: refuse });
+  ctx.relayed.set(flow.flowId, { flow, cut: refuse, bytes: () => ({ up, down }) });
   const fromSandbox = guard
     ? (payload: Buffer) => {
         if (closed) return;
