@@ -127,6 +127,10 @@ int main(int argc, char **argv)
 
 	control_init();
 	plan_parse(&plan, argc, argv);
+	if (plan.sweep_store) {
+		store_sweep(plan.sweep_store);
+		return 0;
+	}
 	if (plan.join_pid) {
 		signals_block(&signals);
 		join_run(&plan, &signals);

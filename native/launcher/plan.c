@@ -13,6 +13,8 @@
  *                   [--cap-add CAP]... [--cap-drop CAP]...
  *                   -- COMMAND [ARGS...]
  *   tapbox-launcher --probe      (exits 0 if the sandbox's namespaces can be created, else explains)
+ *   tapbox-launcher --sweep-store DIR   (removes DIR's run directories whose launcher is gone: the
+ *                                        clean-up of a box whose supervisor was killed)
  *
  * Host paths are canonicalised here, in the host's mount namespace, so that the sandbox sees
  * exactly the file the caller named.
@@ -235,7 +237,7 @@ enum {
 	OPT_HOSTNAME, OPT_SAME_UID, OPT_NOBODY, OPT_CWD, OPT_BIND_RO, OPT_BIND_RW, OPT_TMPFS, OPT_PROBE,
 	OPT_FS, OPT_ROOTFS, OPT_HOME, OPT_STORE, OPT_OVERLAY, OPT_STORAGE, OPT_MEMORY, OPT_PIDS, OPT_CPUS,
 	OPT_TIMEOUT, OPT_GRACE, OPT_SECCOMP, OPT_ALLOW_SYSCALL, OPT_DENY_SYSCALL, OPT_CAP_ADD, OPT_CAP_DROP,
-	OPT_CPUSET, OPT_CGROUP, OPT_JOIN, OPT_JOIN_TTY,
+	OPT_CPUSET, OPT_CGROUP, OPT_JOIN, OPT_JOIN_TTY, OPT_SWEEP_STORE,
 };
 
 static const struct option options[] = {
@@ -269,6 +271,7 @@ static const struct option options[] = {
 	{ "cgroup", required_argument, NULL, OPT_CGROUP },
 	{ "join", required_argument, NULL, OPT_JOIN },
 	{ "join-tty", required_argument, NULL, OPT_JOIN_TTY },
+	{ "sweep-store", required_argument, NULL, OPT_SWEEP_STORE },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "grace", required_argument, NULL, OPT_GRACE },
 	{ "seccomp", required_argument, NULL, OPT_SECCOMP },
@@ -356,6 +359,7 @@ void plan_parse(struct launch_plan *plan, int argc, char **argv)
 		case OPT_CGROUP: plan->cgroup = existing_directory(optarg, "--cgroup"); break;
 		case OPT_JOIN: plan->join_pid = parse_number(optarg, "--join", 2, 1 << 22); break;
 		case OPT_JOIN_TTY: plan->join_tty = parse_std_fds(optarg); break;
+		case OPT_SWEEP_STORE: plan->sweep_store = existing_directory(optarg, "--sweep-store"); break;
 		case OPT_TIMEOUT: plan->timeout_s = parse_number(optarg, "--timeout", 1, 1u << 30); break;
 		case OPT_GRACE: plan->grace_s = parse_number(optarg, "--grace", 0, 1u << 30); break;
 		case OPT_SECCOMP: seccomp = optarg; break;
@@ -371,6 +375,8 @@ void plan_parse(struct launch_plan *plan, int argc, char **argv)
 		plan->net.mode = NET_NONE;
 		return;
 	}
+	if (plan->sweep_store)
+		return;
 	if (optind >= argc)
 		usage_error("no command given; put it after --, e.g. tapbox-launcher -- sh");
 	plan->command = &argv[optind];

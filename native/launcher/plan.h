@@ -83,6 +83,7 @@ struct net_plan {
 
 struct launch_plan {
 	bool probe; /* only check that the namespaces can be set up (tapbox doctor), run nothing */
+	const char *sweep_store; /* --sweep-store DIR: only remove DIR's stale run directories (store.c) */
 	/* --join PID: start the command inside the running sandbox whose command is PID (join.c), with
 	 * this plan's seccomp filter, capabilities, limits and cgroup; no new sandbox. 0: none. */
 	pid_t join_pid;

@@ -90,16 +90,21 @@ static void sweep_stale_runs(int store)
 	closedir(listing);
 }
 
+void store_sweep(const char *dir)
+{
+	int store = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (store < 0)
+		fail("EMOUNT", EXIT_SETUP_FAILED, "the store directory %s can't be opened (%s); pass an existing directory you own",
+		     dir, strerror(errno));
+	sweep_stale_runs(store);
+	close(store);
+}
+
 void store_prepare(struct launch_plan *plan)
 {
 	if (!plan->store)
 		return;
-	int store = open(plan->store, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (store < 0)
-		fail("EMOUNT", EXIT_SETUP_FAILED, "the store directory %s can't be opened (%s); pass an existing directory you own",
-		     plan->store, strerror(errno));
-	sweep_stale_runs(store);
-	close(store);
+	store_sweep(plan->store);
 
 	/* Another launcher's sweep may take a directory in the instant between mkdtemp and flock: a
 	 * locked directory that still has a link is ours. */

@@ -7,6 +7,8 @@
 /* In the outer launcher, before clone: removes the run directories of sandboxes that are gone, then
  * creates and locks plan->run_dir under plan->store. No-op when the layers live in memory. */
 void store_prepare(struct launch_plan *plan);
+/* Removes the run directories under the store `dir` whose launcher is gone (unlocked). */
+void store_sweep(const char *dir);
 /* After the sandbox exited: removes plan->run_dir. */
 void store_remove(const struct launch_plan *plan);
 

@@ -6,12 +6,12 @@
 //   await box.exec(['sh', '-c', 'ps']);  box.logs();  await box.stop({ timeout: 5 });  await box.remove();
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { sweepStale } from '../supervisor/cgroup.js';
 import { launcherErrorCode, TapboxError } from '../errors.js';
-import { launcherPath } from '../supervisor/launcher.js';
+import { launcherPath, sweepStore } from '../supervisor/launcher.js';
 import { closeFd, recvMessage, sendMessage, socketpair, type ControlMessage } from '../supervisor/control.js';
 import type { NetMode, SandboxOptions } from '../options/options.js';
 import { request } from './control.js';
@@ -215,6 +215,9 @@ export class Box {
     // cgroup is left (only a supervisor that exits removes its own): removed with the other stale ones.
     const cgroup = info.record?.cgroup;
     if (info.state === 'dead' && cgroup) await sweepStale(dirname(cgroup));
+    // So is its run directory in a --store: swept with the other stale ones there.
+    const store = info.record?.options.store;
+    if (info.state === 'dead' && store) await sweepStore(resolve(info.record!.cwd, store));
     rmSync(this.paths.runtime, { recursive: true, force: true });
     rmSync(this.paths.state, { recursive: true, force: true });
   }

@@ -1,5 +1,7 @@
 // Where the native launcher lives and the plan we hand it: everything it needs is decided here, before
 // it clones, and passed as arguments (see native/launcher/main.c for what each does).
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { packageRoot } from '../../native/addon/index.js';
@@ -13,6 +15,18 @@ export function launcherPath(): string {
     throw new TapboxError('EINTERNAL', `the launcher is not built (${path} is missing); run \`npm install\` (or \`npm run build\`) in ${packageRoot}.`);
   }
   return path;
+}
+
+/**
+ * Removes the run directories of the store `dir` (-d/--store) whose launcher is gone: what a launcher
+ * killed with its supervisor left (a later run with the same store would remove them too).
+ */
+export async function sweepStore(dir: string): Promise<void> {
+  const sweeper = spawn(launcherPath(), ['--sweep-store', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  sweeper.stderr.on('data', (d: Buffer) => (stderr += d));
+  const [code] = (await once(sweeper, 'close')) as [number | null];
+  if (code !== 0) throw new TapboxError('EMOUNT', stderr.trim().replace(/^tapbox-launcher: /, '') || `sweeping the store ${dir} failed`);
 }
 
 /** The MTU from which the offloads stop paying: a TCP super-segment is no larger than a frame. */

@@ -332,14 +332,21 @@ describe.runIf(canMakeTestHost)('boxes', () => {
   }, 180_000);
 
   it('a box whose supervisor was SIGKILLed shows as dead in ps, its sandbox gone with it, and rm cleans it up', async () => {
-    expect((await box(['run', '-d', '--name', 'killed', '-x', '--', 'sleep', '1000'])).code).toBe(0);
+    // Its throw-away layers on disk (--store, a path relative to where it started).
+    const store = join(scratch.dir, 'killed-store');
+    mkdirSync(store);
+    chownSync(store, testIds.uid, testIds.gid);
+    expect((await box(['run', '-d', '--name', 'killed', '-x', '--store', 'killed-store', '--', 'sleep', '1000'])).code).toBe(0);
+    expect(readdirSync(store)).toEqual([expect.stringMatching(/^\.tapbox-run-/)]);
     const { record } = await inspect('killed');
     process.kill(record!.supervisorPid, 'SIGKILL');
     // The launcher dies with its supervisor (PR_SET_PDEATHSIG), and the sandbox with the launcher.
     for (let i = 0; i < 100 && (alive(record!.supervisorPid) || alive(record!.launcherPid)); i++) await new Promise((r) => setTimeout(r, 50));
     expect((await box(['ps'])).stdout).toMatch(/^killed\s+dead\s/m);
+    expect(readdirSync(store)).toHaveLength(1); // left by the killed launcher
     expect((await box(['rm', 'killed'])).code).toBe(0);
     expectGone('killed', [record!.supervisorPid, record!.launcherPid]);
+    expect(readdirSync(store)).toEqual([]);
   });
 
   it('--rm: a box that ends leaves nothing', async () => {
