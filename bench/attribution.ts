@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, chownSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { clientResult } from './peer-run.js';
 import { TestHost } from '../test/helpers/testhost.js';
 import { asTestUser, cliPath, isRoot, repoRoot, testIds } from '../test/helpers/tapbox.js';
 
@@ -23,7 +24,7 @@ function measure(host: string, flags: string[], logFile: string): Run {
   const argv = asTestUser([process.execPath, cliPath, '--no-summary', '--log-level', 'debug', '--log-format', 'json', '--log-file', logFile, ...flags, '--', process.execPath, join(repoRoot, 'bench', 'clients', 'connrate.mjs'), host, '8080', String(SECONDS)]);
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: (SECONDS + 60) * 1000, cwd: '/tmp' });
   if (r.status !== 0) throw new Error(`tapbox ${flags.join(' ')} exited ${r.status}: ${r.stderr.slice(-500)}`);
-  const { ops, seconds } = JSON.parse(r.stdout.trim().split('\n').pop()!) as { ops: number; seconds: number };
+  const { ops, seconds } = clientResult(r.stdout);
   const stats = readFileSync(logFile, 'utf8')
     .split('\n')
     .filter((l) => l.includes('"attribution"'))

@@ -2,8 +2,9 @@
 // response to its end; CONCURRENCY loops at once. CLOSER says who closes first: `client` (the request is
 // followed by our FIN) or `server` (we wait for the server to answer and close first, as HTTP/1.0
 // servers, many APIs and CDNs do; our side closes after its FIN). Prints {"ops": N, "seconds": S,
-// "errors": E}. A connection that makes no progress for 5 s counts as an error, so a stalled network
-// ends the run.
+// "errors": E} between the marks {"mark": "start"} and {"mark": "end"} (the bench reads the network
+// process's CPU at each; we stay 300 ms after the last). A connection that makes no progress for 5 s
+// counts as an error, so a stalled network ends the run.
 import net from 'node:net';
 
 const [host, port, seconds, concurrency = '8', closer = 'client'] = process.argv.slice(2);
@@ -26,6 +27,9 @@ async function loop() {
   while (Date.now() < until) await once();
 }
 
+console.log(JSON.stringify({ mark: 'start' }));
 const start = Date.now();
 await Promise.all(Array.from({ length: Number(concurrency) }, loop));
 console.log(JSON.stringify({ ops, seconds: (Date.now() - start) / 1000, errors }));
+console.log(JSON.stringify({ mark: 'end' }));
+await new Promise((r) => setTimeout(r, 300));

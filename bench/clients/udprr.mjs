@@ -1,5 +1,6 @@
 // Inside a sandbox: for SECONDS, send a 64-byte datagram to HOST:PORT and wait for its echo, one at a
-// time. Prints {"ops": N, "seconds": S, "errors": E} (errors = datagrams not answered within 1 s).
+// time. Prints {"ops": N, "seconds": S, "errors": E} (errors = datagrams not answered within 1 s)
+// between the marks {"mark": "start"} and {"mark": "end"}, as bench/clients/connrate.mjs does.
 import dgram from 'node:dgram';
 
 const [host, port, seconds] = process.argv.slice(2);
@@ -18,7 +19,10 @@ function once() {
   });
 }
 
+console.log(JSON.stringify({ mark: 'start' }));
 const start = Date.now();
 while (Date.now() < until) await once();
 sock.close();
 console.log(JSON.stringify({ ops, seconds: (Date.now() - start) / 1000, errors }));
+console.log(JSON.stringify({ mark: 'end' }));
+await new Promise((r) => setTimeout(r, 300));
