@@ -83,7 +83,7 @@ export class Registry {
     const longer = 'or allow longer with --timeout SECONDS';
     switch ((err as { cause?: { code?: string } }).cause?.code) {
       case 'UND_ERR_CONNECT_TIMEOUT':
-        return new TapboxError('EUSAGE', `tapbox could not connect to ${host} within ${s} (the connect timeout) while pulling ${this.name}; check the name and your network, ${longer}.`);
+        return new TapboxError('EUSAGE', `can't connect to ${host} within ${s} (the connect timeout) while pulling ${this.name}; check the name and your network, ${longer}.`);
       case 'UND_ERR_HEADERS_TIMEOUT':
         return new TapboxError('EUSAGE', `${host} did not answer within ${s} (the response timeout) while tapbox was pulling ${this.name}; try again later, ${longer}.`);
       case 'UND_ERR_BODY_TIMEOUT':
