@@ -254,7 +254,7 @@ export class ImageStore {
     this.removeTree(trash);
   }
 
-  /** Deletes a directory tree of the store's (a root, an import's leftovers): the one place that does. */
+  /** Deletes a tree collecting found: a root no name uses, or what an import or pull left in tmp/. */
   private removeTree(path: string): void {
     rmSync(path, { recursive: true, force: true });
   }
