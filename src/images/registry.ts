@@ -58,7 +58,7 @@ export class Registry {
   ) {
     this.host = ref.registry === 'docker.io' ? 'registry-1.docker.io' : ref.registry;
     this.timeout = options.timeout ?? DEFAULT_TIMEOUT;
-    if (!(this.timeout > 0 && this.timeout <= 86_400)) throw new TapboxError('EUSAGE', `a registry timeout of ${this.timeout} s makes no sense; give between 1 and 86400 seconds.`);
+    if (!(this.timeout >= 1 && this.timeout <= 86_400)) throw new TapboxError('EUSAGE', `a registry timeout of ${this.timeout} s makes no sense; give from 1 to 86400 seconds.`);
     const ms = this.timeout * 1000;
     this.agent = new Agent({ connect: { timeout: ms }, headersTimeout: ms, bodyTimeout: ms });
   }

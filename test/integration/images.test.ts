@@ -453,7 +453,7 @@ describe('a registry that stalls, and pulls that fail or are killed', () => {
     expect(r.stderr).toBe(`tapbox: ${addr} did not answer within 1 s (the response timeout) while tapbox was pulling ${addr}/tools/busybox; try again later, or allow longer with --timeout SECONDS.\n`);
     const zero = await tapbox(['image', 'pull', '--timeout', '0', `${addr}/tools/busybox:1`], { cwd, env });
     expect(zero.code).toBe(2);
-    expect(zero.stderr).toBe('tapbox: a registry timeout of 0 s makes no sense; give between 1 and 86400 seconds.\n');
+    expect(zero.stderr).toBe('tapbox: a registry timeout of 0 s makes no sense; give from 1 to 86400 seconds.\n');
   });
 
   it('a registry that takes no connection fails at the connect timeout, in one sentence', async () => {
