@@ -1,6 +1,6 @@
 // tapbox_native: the per-frame hot path of the supervisor (TAP I/O, checksums, frame metadata), the
-// control-socket calls Node has no API for (socketpair, SCM_RIGHTS), and attribution's exact socket
-// lookup (sock_diag). Loaded by netstack/link/native.ts.
+// control-socket calls Node has no API for (socketpair, SCM_RIGHTS), attribution's exact socket lookup
+// (sock_diag), and flock (the image store's locks, a sandbox's lease on its root). Loaded by netstack/link/native.ts.
 #include "bindings.h"
 
 namespace {
@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tapbox::InitTapDevice(env, exports);
   tapbox::InitControl(env, exports);
   tapbox::InitSockDiag(env, exports);
+  tapbox::InitFlock(env, exports);
   return exports;
 }
 

@@ -9,5 +9,6 @@ void InitPacket(Napi::Env env, Napi::Object exports);
 void InitTapDevice(Napi::Env env, Napi::Object exports);
 void InitControl(Napi::Env env, Napi::Object exports);
 void InitSockDiag(Napi::Env env, Napi::Object exports);
+void InitFlock(Napi::Env env, Napi::Object exports);
 
 }  // namespace tapbox

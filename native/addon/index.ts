@@ -89,6 +89,11 @@ export interface NativeAddon {
   openSockDiag(pid: number): number;
   /** The inode of the socket with this exact tuple (its own end first) in the socket's namespace; 0: none. */
   sockDiagInode(fd: number, proto: 'tcp' | 'udp', family: 4 | 6, src: Buffer, srcPort: number, dst: Buffer, dstPort: number): number;
+  /**
+   * flock(fd, LOCK_SH or LOCK_EX, LOCK_NB): true when the lock is held now, false when another holder's
+   * conflicts. It is released when the fd is closed (by every process it was passed to) or its holder dies.
+   */
+  tryLock(fd: number, exclusive: boolean): boolean;
 }
 
 /** The package root: the nearest directory above this module (compiled or not) with a package.json. */

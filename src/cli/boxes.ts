@@ -7,6 +7,7 @@ import { TapboxError } from '../errors.js';
 import type { SandboxOptions } from '../options/options.js';
 import { relayTerminal, sizePty, terminalFds } from '../supervisor/terminal.js';
 import { get, list, run, type BoxInfo, type PolicyChange } from '../boxes/index.js';
+import { images } from '../images/index.js';
 import { FORWARDED_SIGNALS } from '../supervisor/sandbox.js';
 import { integer } from './flags.js';
 import { applyConfigFiles, blameConfig } from '../config/index.js';
@@ -130,6 +131,7 @@ export function addBoxCommands(program: Command, done: (status: number) => void,
         await get(name).remove({ force: flags.force });
         process.stdout.write(`${name}\n`);
       }
+      images.collect(); // the root of an image replaced while a box ran on it goes with the box
       done(0);
     });
 

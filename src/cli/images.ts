@@ -1,11 +1,10 @@
 // `tapbox image import | pull | ls | rm`, and --image NAME for a run (the image's unpacked root as --rootfs).
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { list as listBoxes } from '../boxes/index.js';
 import { TapboxError } from '../errors.js';
 import { formatBytes } from '../units.js';
 import { images, type Credentials } from '../images/index.js';
+import { integer } from './flags.js';
 
 const warn = (message: string) => process.stderr.write(`tapbox: warning: ${message}\n`);
 const progress = (message: string) => process.stderr.write(`tapbox: ${message}\n`);
@@ -55,8 +54,9 @@ export function addImageCommands(program: Command, done: (status: number) => voi
     .description('pull an image from a registry (OCI distribution API); credentials from $TAPBOX_REGISTRY_AUTH=USER:PASSWORD or --creds-file')
     .option('--insecure', 'allow plain HTTP to a registry that is not on localhost (HTTPS certificates are still verified)')
     .option('--creds-file <file>', 'registry credentials: a file whose first line is USER:PASSWORD')
-    .action(async (ref: string, opts: { insecure?: boolean; credsFile?: string }) => {
-      const r = await images.pull(ref, { insecure: opts.insecure, credentials: credentials(opts.credsFile), onWarning: warn, onProgress: progress });
+    .option('--timeout <seconds>', 'give up on a registry silent this long: to connect, to answer, or in the middle of a download (default 30)', integer('--timeout', 120))
+    .action(async (ref: string, opts: { insecure?: boolean; credsFile?: string; timeout?: number }) => {
+      const r = await images.pull(ref, { insecure: opts.insecure, credentials: credentials(opts.credsFile), timeout: opts.timeout, onWarning: warn, onProgress: progress });
       process.stdout.write(`${r.name} ${r.digest ?? r.id}\n`);
       done(0);
     });
@@ -73,26 +73,10 @@ export function addImageCommands(program: Command, done: (status: number) => voi
   image
     .command('rm <name...>')
     .description('remove images (their files go when no other name uses them)')
-    .action(async (names: string[]) => {
-      await refuseIfInUse(names); // all checked first: a refusal removes none
+    .action((names: string[]) => {
       for (const name of names) process.stdout.write(`${images.remove(name).name}\n`);
       done(0);
     });
-}
-
-/** Throws while a running box runs on the root of one of the images `names` (removing it would pull the root from under the box). */
-async function refuseIfInUse(names: string[]): Promise<void> {
-  const running = (await listBoxes()).filter((b) => b.state === 'running' && b.record?.options.rootfs !== undefined);
-  for (const name of names) {
-    let root: string;
-    try {
-      root = images.resolve(name);
-    } catch {
-      continue; // no such image, or its root is gone already: images.remove says what to do
-    }
-    const box = running.find((b) => resolve(b.record!.cwd, b.record!.options.rootfs!) === root);
-    if (box) throw new TapboxError('EUSAGE', `box ${box.name} runs on the image ${name}; stop or remove the box first (tapbox stop ${box.name}, tapbox rm ${box.name}).`);
-  }
 }
 
 /** --image NAME as the --rootfs it stands for: the image's unpacked root. */

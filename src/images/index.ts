@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { TapboxError } from '../errors.js';
 import { formatReference, parseReference } from './reference.js';
-import { ImageStore, type ImageRecord } from './store.js';
+import { defaultStoreRoot, ImageStore, type ImageRecord } from './store.js';
 import type { Credentials } from './registry.js';
 // import.js and pull.js (tar-stream, zlib, the registry client) are loaded by importImage and pull only:
 // resolve() runs on every --image (start-up time).
@@ -26,6 +26,8 @@ export interface PullOptions extends ImageStoreOptions {
   insecure?: boolean;
   /** For a private image (Basic auth, or a Bearer token asked for with them). */
   credentials?: Credentials;
+  /** Seconds to wait for the registry: to connect, for an answer, and between two reads of a download (default 30). */
+  timeout?: number;
   /** Progress lines ("pulling layer 1/3 ..."). */
   onProgress?: (message: string) => void;
 }
@@ -50,21 +52,36 @@ function unknown(name: string): never {
 export const images = {
   /** Imports a rootfs tarball (.tar, .tar.gz), an OCI image layout (directory or tar) or a docker save archive as NAME. */
   async importImage(file: string, name: string, options: ImageStoreOptions = {}): Promise<ImageRecord> {
-    return (await import('./import.js')).importImage(open(options), file, name, options.onWarning);
+    const { importImage } = await import('./import.js');
+    const store = open(options);
+    return store.working(() => importImage(store, file, name, options.onWarning));
   },
   /** Pulls REF from its registry; the image is then known by its full reference. */
   async pull(ref: string, options: PullOptions = {}): Promise<ImageRecord> {
-    return (await import('./pull.js')).pull(open(options), ref, options);
+    const { pull } = await import('./pull.js');
+    const store = open(options);
+    return store.working(() => pull(store, ref, options));
   },
   /** The images in the store, by name. */
   list(options: ImageStoreOptions = {}): ImageRecord[] {
     return open(options).records();
   },
-  /** Removes the name; its unpacked root and blobs go too when no other name uses them. */
+  /**
+   * Removes the name; its unpacked root and blobs go too when no other name uses them. Refused while a
+   * sandbox runs on that root (stop or remove the box first).
+   */
   remove(name: string, options: ImageStoreOptions = {}): ImageRecord {
     const store = open(options);
     const record = find(store, name) ?? unknown(name);
     return store.remove(record.name) ?? unknown(name);
+  },
+  /**
+   * Removes what no name uses and no sandbox runs on: the root of an image imported or pulled again
+   * while a box ran on it (once the box ended), blobs of a failed pull, leftovers of a killed import or
+   * pull. Import, pull and remove do it too; nothing is made when there is no store yet.
+   */
+  collect(options: ImageStoreOptions = {}): void {
+    if (existsSync(options.store ?? defaultStoreRoot())) open(options).collect();
   },
   /** The unpacked root directory of the image called name, for SandboxOptions.rootfs. */
   resolve(name: string, options: ImageStoreOptions = {}): string {

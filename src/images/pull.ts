@@ -8,8 +8,8 @@ import { TapboxError } from '../errors.js';
 import { formatBytes } from '../units.js';
 import { MEDIA, asManifest, checkLayerType, isIndex, parseJson, pickPlatform, type Descriptor, type ImageConfig } from './oci.js';
 import { unpackLayers } from './layers.js';
-import { formatReference, parseReference } from './reference.js';
-import { Registry, causeOf, type RegistryOptions } from './registry.js';
+import { formatReference, parseReference, type Reference } from './reference.js';
+import { Registry, type RegistryOptions } from './registry.js';
 import type { ImageRecord, ImageStore } from './store.js';
 
 const ACCEPT = [MEDIA.ociIndex, MEDIA.dockerList, MEDIA.ociManifest, MEDIA.dockerManifest];
@@ -25,7 +25,14 @@ export async function pull(store: ImageStore, refText: string, options: Registry
   const ref = parseReference(refText);
   const name = formatReference(ref);
   const registry = new Registry(ref, options);
+  try {
+    return await pullWith(registry, store, refText, name, ref, options);
+  } finally {
+    await registry.close();
+  }
+}
 
+async function pullWith(registry: Registry, store: ImageStore, refText: string, name: string, ref: Reference, options: PullHooks): Promise<ImageRecord> {
   // The manifest, by tag or digest; by digest it must hash to that digest. Its digest is what the tag
   // named (for a multi-platform image, the index's), as `docker pull` shows it.
   let doc = await document(registry, `manifests/${ref.digest ?? ref.tag}`, ref.digest, name);
@@ -49,8 +56,7 @@ export async function pull(store: ImageStore, refText: string, options: Registry
     try {
       await store.writeBlob(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), what, layer);
     } catch (err) {
-      if (err instanceof TapboxError) throw err;
-      throw new TapboxError('EUSAGE', `the download of ${what} broke off (${causeOf(err)}); pull again (the layers fetched so far are kept).`);
+      throw registry.readFailed(err, what);
     }
   }
   options.onProgress?.(`unpacking ${name}`);
@@ -81,8 +87,7 @@ async function document(registry: Registry, path: string, expected: string | und
       chunks.push(chunk as Buffer);
     }
   } catch (err) {
-    if (err instanceof TapboxError) throw err;
-    throw new TapboxError('EUSAGE', `the download of ${path} of ${name} broke off (${causeOf(err)}); pull again.`);
+    throw registry.readFailed(err, `${path} of ${name}`);
   }
   const bytes = Buffer.concat(chunks);
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;

@@ -2,7 +2,10 @@
 // schemes registries use (a Bearer token from the realm named in WWW-Authenticate, anonymous or with
 // credentials; or Basic). HTTPS always, except plain HTTP to a loopback registry or with --insecure
 // (certificates are verified either way). Redirects (blob storage) are followed by hand, so that each
-// hop passes the same scheme rule and credentials never go to another origin.
+// hop passes the same scheme rule and credentials never go to another origin. Every request has its own
+// timeouts (undici's defaults are 300 s): connecting (TLS included), waiting for the response headers,
+// and a body that sends nothing (the idle timeout); each fails with one sentence naming it.
+import { Agent, fetch, type Response } from 'undici';
 import { TapboxError } from '../errors.js';
 import type { Reference } from './reference.js';
 
@@ -15,7 +18,11 @@ export interface RegistryOptions {
   /** Allow plain HTTP to a registry that is not on loopback. */
   insecure?: boolean;
   credentials?: Credentials;
+  /** Seconds to wait for a connection, for an answer, and between two reads of a body (default 30). */
+  timeout?: number;
 }
+
+const DEFAULT_TIMEOUT = 30;
 
 const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])(:\d+)?$/;
 
@@ -42,12 +49,48 @@ export class Registry {
   private base: string | undefined;
   private authorization: string | undefined;
   private readonly host: string;
+  private readonly timeout: number;
+  private readonly agent: Agent;
 
   constructor(
     private readonly ref: Reference,
     private readonly options: RegistryOptions = {},
   ) {
     this.host = ref.registry === 'docker.io' ? 'registry-1.docker.io' : ref.registry;
+    this.timeout = options.timeout ?? DEFAULT_TIMEOUT;
+    if (!(this.timeout >= 1 && this.timeout <= 86_400)) throw new TapboxError('EUSAGE', `a registry timeout of ${this.timeout} s makes no sense; give from 1 to 86400 seconds.`);
+    const ms = this.timeout * 1000;
+    this.agent = new Agent({ connect: { timeout: ms }, headersTimeout: ms, bodyTimeout: ms });
+  }
+
+  /** Closes the connections kept open for the next request. */
+  async close(): Promise<void> {
+    await this.agent.destroy();
+  }
+
+  /**
+   * Why reading a body from the registry (a manifest, a config, a layer: `what`) failed, in one
+   * sentence: the idle timeout, or the download broke off. A TapboxError is passed on as it is.
+   */
+  readFailed(err: unknown, what: string): TapboxError {
+    if (err instanceof TapboxError) return err;
+    return this.timedOut(err, this.ref.registry, what) ?? new TapboxError('EUSAGE', `the download of ${what} broke off (${causeOf(err)}); pull again (the layers fetched so far are kept).`);
+  }
+
+  /** A timeout of ours under a fetch error (of host; reading `what`), as one sentence naming it and how to allow longer; else null. */
+  private timedOut(err: unknown, host: string, what = 'its answer'): TapboxError | null {
+    const s = `${this.timeout} s`;
+    const longer = 'or allow longer with --timeout SECONDS';
+    switch ((err as { cause?: { code?: string } }).cause?.code) {
+      case 'UND_ERR_CONNECT_TIMEOUT':
+        return new TapboxError('EUSAGE', `can't connect to ${host} within ${s} (the connect timeout) while pulling ${this.name}; check the name and your network, ${longer}.`);
+      case 'UND_ERR_HEADERS_TIMEOUT':
+        return new TapboxError('EUSAGE', `${host} did not answer within ${s} (the response timeout) while tapbox was pulling ${this.name}; try again later, ${longer}.`);
+      case 'UND_ERR_BODY_TIMEOUT':
+        return new TapboxError('EUSAGE', `${host} sent nothing more of ${what} for ${s} (the idle timeout); pull again (the layers fetched so far are kept), ${longer}.`);
+      default:
+        return null;
+    }
   }
 
   private get name(): string {
@@ -86,12 +129,12 @@ export class Registry {
   private async origin(): Promise<string> {
     if (this.base) return this.base;
     try {
-      const res = await fetch(`https://${this.host}/v2/`, { redirect: 'manual' });
+      const res = await fetch(`https://${this.host}/v2/`, { redirect: 'manual', dispatcher: this.agent });
       await res.body?.cancel();
       this.base = `https://${this.host}`;
     } catch (err) {
       if (!httpAllowed(this.host, this.options.insecure ?? false)) {
-        throw new TapboxError('EUSAGE', `can't reach ${this.ref.registry} over HTTPS (${causeOf(err)}); check the name and your network (plain HTTP only with --insecure, or for a registry on localhost).`);
+        throw this.timedOut(err, this.ref.registry) ?? new TapboxError('EUSAGE', `can't reach ${this.ref.registry} over HTTPS (${causeOf(err)}); check the name and your network (plain HTTP only with --insecure, or for a registry on localhost).`);
       }
       this.base = `http://${this.host}`;
     }
@@ -118,8 +161,8 @@ export class Registry {
     this.checkScheme(realm, 'its token server');
     if (challenge.params.service) realm.searchParams.set('service', challenge.params.service);
     realm.searchParams.set('scope', challenge.params.scope ?? `repository:${this.ref.repository}:pull`);
-    const res = await fetch(realm, { headers: creds ? { authorization: `Basic ${basic(creds)}` } : {}, redirect: 'error' }).catch((err: unknown) => {
-      throw new TapboxError('EUSAGE', `can't reach the token server of ${this.ref.registry} at ${realm.origin} (${causeOf(err)}); check your network.`);
+    const res = await fetch(realm, { headers: creds ? { authorization: `Basic ${basic(creds)}` } : {}, redirect: 'error', dispatcher: this.agent }).catch((err: unknown) => {
+      throw this.timedOut(err, `the token server of ${this.ref.registry} (${realm.host})`) ?? new TapboxError('EUSAGE', `can't reach the token server of ${this.ref.registry} at ${realm.origin} (${causeOf(err)}); check your network.`);
     });
     if (res.status === 401 || res.status === 403) {
       await res.body?.cancel();
@@ -145,8 +188,8 @@ export class Registry {
     let url = new URL(start);
     for (let hop = 0; hop <= 5; hop++) {
       const auth: Record<string, string> = this.authorization && url.origin === origin ? { authorization: this.authorization } : {};
-      const res = await fetch(url, { headers: { ...headers, ...auth }, redirect: 'manual' }).catch((err: unknown) => {
-        throw new TapboxError('EUSAGE', `can't reach ${url.origin} while pulling ${this.name} (${causeOf(err)}); check your network and try again.`);
+      const res = await fetch(url, { headers: { ...headers, ...auth }, redirect: 'manual', dispatcher: this.agent }).catch((err: unknown) => {
+        throw this.timedOut(err, url.host) ?? new TapboxError('EUSAGE', `can't reach ${url.origin} while pulling ${this.name} (${causeOf(err)}); check your network and try again.`);
       });
       const location = res.headers.get('location');
       if (res.status < 300 || res.status >= 400 || location === null) return res;

@@ -2,13 +2,23 @@
 //
 //   blobs/sha256/HEX   layers and image configs, named by the sha256 of their bytes (checked as
 //                      they are written: a blob is only ever renamed into place once its digest matched)
-//   rootfs/ID/         an image unpacked: the root a box runs in (ID: the hex of the image's id)
+//   rootfs/ID/         an image unpacked: the root a box runs in (ID: the hex of the image's id, so a
+//                      name imported or pulled again points at a new root, and the old one stays as it is)
 //   index.json         names -> image records
+//   index.lock         flocked (exclusive) while the index is read, changed and written
+//   work.lock          flocked shared by each import and pull while it writes content not yet indexed
 //   tmp/               imports and downloads in progress (removed when they end)
+//
+// Content no name uses (a replaced image's root, the blobs of a failed pull, what a killed tapbox left
+// in tmp/) is collected by collect(): only under work.lock taken exclusive, so never under an import or
+// pull in progress, and a root only when no sandbox holds its lease (a shared flock on the root
+// directory, held by the sandbox's supervisor while it runs: src/supervisor/root-lease.ts). Every lock
+// is a flock: the kernel drops it when its holder dies, so a killed tapbox leaves none behind.
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
+import { requireNative } from '../../native/addon/index.js';
 import { TapboxError } from '../errors.js';
 
 export interface ImageRecord {
@@ -37,6 +47,7 @@ interface Index {
 const blobsOf = (r: ImageRecord) => [r.config, ...r.layers].filter((d): d is string => d !== undefined);
 
 const DIGEST = /^sha256:([0-9a-f]{64})$/;
+const HEX = /^[0-9a-f]{64}$/;
 
 /** The hex of a sha256 digest; anything else (another algorithm, a path) is refused. */
 export function digestHex(digest: string, what: string): string {
@@ -138,39 +149,114 @@ export class ImageStore {
     return Object.hasOwn(images, name) ? images[name] : undefined;
   }
 
-  /** Adds or replaces the record under its name; the content it replaced is removed if no other name uses it. */
+  /**
+   * Adds or replaces the record under its name. What it replaced stays until collect(): a sandbox may
+   * run on its root, and the import or pull that calls this holds work.lock.
+   */
   save(record: ImageRecord): void {
     this.withLock(() => {
       const index = this.readIndex();
-      const replaced = Object.hasOwn(index.images, record.name) ? index.images[record.name] : undefined;
       index.images[record.name] = record;
       this.writeIndex(index);
-      if (replaced) this.collect(index, replaced);
     });
   }
 
-  /** Removes the name, then its unpacked root and blobs if no other name uses them. */
+  /**
+   * Removes the name, then collects its root and blobs if no other name uses them. Refused while a
+   * sandbox runs on the root that would go (a box started just after this check keeps it: collect()
+   * skips a root whose lease is held, and removes it after the box).
+   */
   remove(name: string): ImageRecord | undefined {
     return this.withLock(() => {
       const index = this.readIndex();
       if (!Object.hasOwn(index.images, name)) return undefined;
       const record = index.images[name]!;
       delete index.images[name];
+      if (!Object.values(index.images).some((r) => r.id === record.id) && this.rootInUse(record.id)) {
+        throw new TapboxError('EUSAGE', `the image ${name} is the root of a sandbox that is running; stop or remove that box first (tapbox ps lists them), or let the run end.`);
+      }
       this.writeIndex(index);
-      this.collect(index, record);
+      this.sweep(index);
       return record;
     });
   }
 
   /**
-   * Removes the unpacked root and blobs of a record that left the index, those no remaining record
-   * names. (Only the departed record's: an import or pull running meanwhile owns content not yet indexed.)
+   * Runs an import or pull: fn writes blobs, tmp/ and a new root that no name uses until it saves its
+   * record, so collecting waits for it (work.lock, shared). Afterwards, what the record replaced is collected.
    */
-  private collect(index: Index, departed: ImageRecord): void {
-    const records = Object.values(index.images);
-    if (!records.some((r) => r.id === departed.id)) rmSync(this.rootfsPath(departed.id), { recursive: true, force: true });
-    const kept = new Set(records.flatMap(blobsOf));
-    for (const digest of blobsOf(departed)) if (!kept.has(digest)) rmSync(this.blobPath(digest), { force: true });
+  async working<T>(fn: () => Promise<T>): Promise<T> {
+    const fd = this.lockFile('work.lock', false, 60_000);
+    if (fd === null) throw new TapboxError('EUSAGE', `the image store ${this.root} has been busy for a minute: another tapbox is removing unused images from it; try again once it is done.`);
+    let result: T;
+    try {
+      result = await fn();
+    } finally {
+      closeSync(fd);
+    }
+    this.collect();
+    return result;
+  }
+
+  /**
+   * Removes what no name uses: roots no sandbox runs on (a root in use stays until its sandbox ends),
+   * blobs (left by a failed pull, or by a replaced image), and everything in tmp/ (left by a killed
+   * import or pull). Does nothing while an import or pull runs: it collects when it ends.
+   */
+  collect(): void {
+    this.withLock(() => this.sweep(this.readIndex()));
+  }
+
+  /** collect() under the index lock, with the index as it is now. */
+  private sweep(index: Index): void {
+    const work = this.lockFile('work.lock', true, 0);
+    if (work === null) return; // an import or pull runs: what it wrote is not indexed yet
+    try {
+      const records = Object.values(index.images);
+      const ids = new Set(records.map((r) => digestHex(r.id, 'an image')));
+      for (const hex of readdirSync(join(this.root, 'rootfs'))) if (HEX.test(hex) && !ids.has(hex)) this.removeRoot(hex);
+      const kept = new Set(records.flatMap(blobsOf).map((d) => digestHex(d, 'a blob')));
+      for (const hex of readdirSync(join(this.root, 'blobs', 'sha256'))) if (HEX.test(hex) && !kept.has(hex)) rmSync(join(this.root, 'blobs', 'sha256', hex), { force: true });
+      for (const entry of readdirSync(join(this.root, 'tmp'))) this.removeTree(join(this.root, 'tmp', entry));
+    } finally {
+      closeSync(work);
+    }
+  }
+
+  /** Whether a sandbox holds the lease on the image's root (see rootfs/ above). */
+  private rootInUse(id: string): boolean {
+    const fd = openDirectory(this.rootfsPath(id));
+    if (fd === null) return false;
+    try {
+      return !requireNative().tryLock(fd, true);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Removes rootfs/HEX unless a sandbox holds its lease. Under our exclusive lock it is renamed into
+   * tmp/ first: a sandbox that opened it meanwhile finds it gone (root-lease.ts), and a root half
+   * removed (a killed tapbox) is never taken for an unpacked image.
+   */
+  private removeRoot(hex: string): void {
+    const root = join(this.root, 'rootfs', hex);
+    const fd = openDirectory(root);
+    if (fd === null) return;
+    let trash: string;
+    try {
+      if (!requireNative().tryLock(fd, true)) return; // in use: collected after its sandbox
+      trash = this.tempDir('removed');
+      renameSync(root, join(trash, hex));
+    } finally {
+      closeSync(fd);
+    }
+    this.removeTree(trash);
+  }
+
+  /** Deletes a tree collecting found: a root no name uses, or what an import or pull left in tmp/. */
+  private removeTree(path: string): void {
+    rmSync(path, { recursive: true, force: true });
   }
 
   private readIndex(): Index {
@@ -193,24 +279,36 @@ export class ImageStore {
 
   /** Runs fn holding index.lock, so that two tapbox processes don't lose each other's changes. */
   private withLock<T>(fn: () => T): T {
-    const lock = join(this.root, 'index.lock');
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      try {
-        closeSync(openSync(lock, 'wx', 0o600));
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        if (Date.now() > deadline) {
-          throw new TapboxError('EUSAGE', `the image store is locked by ${lock}; if no other tapbox is importing, pulling or removing an image, delete that file.`);
-        }
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
-      }
-    }
+    const fd = this.lockFile('index.lock', true, 30_000);
+    if (fd === null) throw new TapboxError('EUSAGE', `the image store ${this.root} has been locked for 30 s by another tapbox importing, pulling or removing an image; try again once it is done.`);
     try {
       return fn();
     } finally {
-      unlinkSync(lock);
+      closeSync(fd);
     }
+  }
+
+  /** Opens the store's lock file NAME and flocks it, waiting up to waitMs; the fd holding it, or null when it could not. */
+  private lockFile(name: string, exclusive: boolean, waitMs: number): number | null {
+    const fd = openSync(join(this.root, name), constants.O_RDWR | constants.O_CREAT, 0o600);
+    const deadline = Date.now() + waitMs;
+    while (!requireNative().tryLock(fd, exclusive)) {
+      if (Date.now() >= deadline) {
+        closeSync(fd);
+        return null;
+      }
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    }
+    return fd;
+  }
+}
+
+/** An fd of the directory at path (to flock it), or null when there is none. */
+function openDirectory(path: string): number | null {
+  try {
+    return openSync(path, constants.O_RDONLY | constants.O_DIRECTORY);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
   }
 }

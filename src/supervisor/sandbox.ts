@@ -9,7 +9,7 @@
 // and the egress policy. It fails closed: the launcher and PID 1 have PR_SET_PDEATHSIG, so if this
 // process dies, the sandbox dies with it.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, closeSync, constants } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { constants as osConstants } from 'node:os';
 import { dirname, resolve } from 'node:path';
@@ -24,6 +24,7 @@ import type { DenyOptions, LivePolicy, PolicyChangeEvent } from '../egress/live-
 import type { AskEvent } from '../egress/ask/asker.js';
 import type { Rule } from '../egress/policy/rule.js';
 import { launcherArgs, launcherPath } from './launcher.js';
+import { leaseRoot } from './root-lease.js';
 import { resolveOptions, type ResolvedOptions, type SandboxOptions } from '../options/options.js';
 import { closeFd, recvMessage, sendMessage, socketpair } from './control.js';
 import type { Network } from './network.js';
@@ -193,11 +194,13 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     this.started = true;
     const o = this.options;
     let network: Network | null = null;
+    let lease: number | null = null;
     let result: SandboxResult;
     try {
       try {
         checkOutputPaths(o);
         if (o.net === 'tap') checkTunDevice();
+        if (o.hardening.rootfs !== undefined) lease = leaseRoot(o.hardening.rootfs);
         await this.openCgroup();
         // The stack and the egress side are loaded only when this run needs them (start-up time).
         network = o.net === 'tap' ? await (await import('./network.js')).startNetwork(o, this, () => this.pid) : null;
@@ -216,6 +219,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       await this.scope?.close();
       await network?.close().catch(() => undefined);
       throw asSetupError(e);
+    } finally {
+      if (lease !== null) closeSync(lease); // the launcher has exited: nothing runs on the root any more
     }
     result.report = this.report = (await network?.close(result.usage)) ?? null;
     // A run that never touched the network has nothing to summarize: stay quiet.

@@ -397,17 +397,24 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     }
   });
 
-  it("image rm refuses while a running box runs on the image's root, and removes it once the box stopped", async () => {
-    const layout = join(scratch.dir, 'layout');
-    ociLayout(layout, [await tarOf([{ name: 'bin/busybox', data: readFileSync('/bin/busybox'), mode: 0o755 }])], { gzip: true });
+  /** An OCI layout of busybox and an /etc/motd saying motd, owned by the test user; its path. */
+  async function busyboxLayout(motd: string): Promise<string> {
+    const layout = join(scratch.dir, `layout-${motd}`);
+    ociLayout(layout, [await tarOf([{ name: 'bin/busybox', data: readFileSync('/bin/busybox'), mode: 0o755 }, { name: 'etc/motd', data: `${motd}\n` }])], { gzip: true });
     execFileSync('chown', ['-R', `${testIds.uid}:${testIds.gid}`, layout]);
+    return layout;
+  }
+  const inUse = (image: string) => `tapbox: the image ${image} is the root of a sandbox that is running; stop or remove that box first (tapbox ps lists them), or let the run end.\n`;
+
+  it("image rm refuses while a running box runs on the image's root, and removes it once the box stopped", async () => {
+    const layout = await busyboxLayout('boxroot');
     const withStore = (args: string[]) => tapbox(args, { env: { ...env, XDG_DATA_HOME: join(scratch.dir, 'data') }, cwd: scratch.dir });
     expect((await withStore(['image', 'import', layout, 'boxroot'])).code).toBe(0);
     const started = await withStore(['run', '-d', '--name', 'onimage', '--image', 'boxroot', '--', '/bin/busybox', 'sleep', '1000']);
     expect(started.code, started.stderr).toBe(0);
     const refused = await withStore(['image', 'rm', 'boxroot']);
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toBe('tapbox: box onimage runs on the image boxroot; stop or remove the box first (tapbox stop onimage, tapbox rm onimage).\n');
+    expect(refused.stderr).toBe(inUse('boxroot'));
     expect((await withStore(['image', 'ls'])).stdout).toMatch(/^boxroot /m);
     expect((await withStore(['exec', 'onimage', '--', '/bin/busybox', 'true'])).code).toBe(0);
     expect((await withStore(['stop', '-t', '1', 'onimage'])).code).toBe(0);
@@ -416,6 +423,55 @@ describe.runIf(canMakeTestHost)('boxes', () => {
     expect(removed.stdout).toBe('boxroot\n');
     expect(readdirSync(join(scratch.dir, 'data', 'tapbox', 'rootfs'))).toEqual([]);
     expect((await box(['rm', 'onimage'])).code).toBe(0);
+  });
+
+  it('an image imported again while a box runs on it: the box keeps its files, a new run gets the new ones, the old root goes with the box', async () => {
+    const data = join(scratch.dir, 'data-again');
+    const withStore = (args: string[]) => tapbox(args, { env: { ...env, XDG_DATA_HOME: data }, cwd: scratch.dir });
+    const rootfs = () => readdirSync(join(data, 'tapbox', 'rootfs')).sort();
+    expect((await withStore(['image', 'import', await busyboxLayout('old'), 'again'])).code).toBe(0);
+    const [old] = rootfs();
+    const started = await withStore(['run', '-d', '--name', 'again', '--image', 'again', '--', '/bin/busybox', 'sleep', '1000']);
+    expect(started.code, started.stderr).toBe(0);
+    const reimported = await withStore(['image', 'import', await busyboxLayout('new'), 'again']);
+    expect(reimported.code, reimported.stderr).toBe(0);
+    expect(rootfs()).toHaveLength(2);
+    const fresh = rootfs().find((id) => id !== old);
+    const inBox = await withStore(['exec', 'again', '--', '/bin/busybox', 'cat', '/etc/motd']);
+    expect(inBox.stdout, inBox.stderr).toBe('old\n');
+    const oneShot = await withStore(['--image', 'again', '--', '/bin/busybox', 'cat', '/etc/motd']);
+    expect(oneShot.stdout, oneShot.stderr).toBe('new\n');
+    expect((await withStore(['rm', '-f', 'again'])).code).toBe(0);
+    expect(rootfs()).toEqual([fresh]);
+    expect(readdirSync(join(data, 'tapbox', 'tmp'))).toEqual([]);
+  });
+
+  it("the library's images.remove() is refused while a box runs on the image; a SIGKILLed supervisor leaves no lease behind", async () => {
+    const data = join(scratch.dir, 'data-lease');
+    const withStore = (args: string[]) => tapbox(args, { env: { ...env, XDG_DATA_HOME: data }, cwd: scratch.dir });
+    expect((await withStore(['image', 'import', await busyboxLayout('leased'), 'leased'])).code).toBe(0);
+    const started = await withStore(['run', '-d', '--name', 'leased', '--image', 'leased', '--', '/bin/busybox', 'sleep', '1000']);
+    expect(started.code, started.stderr).toBe(0);
+    const script = `
+      import { images } from ${JSON.stringify(join(repoRoot, 'dist', 'src', 'images', 'index.js'))};
+      try {
+        images.remove('leased');
+        console.log('removed');
+      } catch (e) {
+        console.log(e.message);
+      }`;
+    const argv = asTestUser([process.execPath, '--input-type=module', '-e', script]);
+    const lib = execFileSync(argv[0]!, argv.slice(1), { env: { ...env, XDG_DATA_HOME: data }, cwd: scratch.dir, encoding: 'utf8' });
+    expect(`tapbox: ${lib}`).toBe(inUse('leased'));
+
+    const { record } = await inspect('leased');
+    process.kill(record!.supervisorPid, 'SIGKILL');
+    for (let i = 0; i < 100 && alive(record!.supervisorPid); i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await inspect('leased')).state).toBe('dead');
+    const removed = await withStore(['image', 'rm', 'leased']);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(readdirSync(join(data, 'tapbox', 'rootfs'))).toEqual([]);
+    expect((await box(['rm', 'leased'])).code).toBe(0);
   });
 
   it('names are checked, and a name is taken once', async () => {

@@ -7,12 +7,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, createSign, X509Certificate } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
+import { createConnection, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isRoot, tapbox, testIds, userTempDir } from '../helpers/tapbox.js';
+import { asTestUser, cliPath, isRoot, tapbox, testIds, userTempDir } from '../helpers/tapbox.js';
 import { TestHost } from '../helpers/testhost.js';
 import { multiPlatformLayout, ociLayout, tarOf } from '../helpers/images.js';
 import { hostPlatform } from '../../src/images/oci.js';
@@ -362,5 +362,113 @@ describe('tapbox image import', () => {
     expect(refused.stderr).toBe(`tapbox: refusing ${evil}: its member "escape/planted" would be written through the symlink "escape"; an image must stay inside its own root, so get a clean one from its publisher.\n`);
     expect(readdirSync(victim)).toEqual([]);
     expect(readdirSync(join(data, 'tapbox', 'tmp'))).toEqual([]);
+  });
+});
+
+/**
+ * A registry that stalls in the middle of a layer: it forwards to the open registry, but of a blob
+ * larger than 64 KiB (a layer: configs are small) it sends the headers and the first half, then
+ * nothing more, with the connection left open. `stalled` resolves once that half is out.
+ */
+async function startStallingRegistry(): Promise<{ addr: string; stalled: Promise<void> }> {
+  let onStall: () => void;
+  const stalled = new Promise<void>((ok) => (onStall = ok));
+  const server = createServer((req, res) => {
+    void fetch(`http://${open}${req.url}`, { headers: { accept: req.headers.accept ?? '*/*' } }).then(async (upstream) => {
+      const body = Buffer.from(await upstream.arrayBuffer());
+      const headers: Record<string, string> = { 'content-length': String(body.length) };
+      for (const h of ['content-type', 'docker-content-digest']) if (upstream.headers.has(h)) headers[h] = upstream.headers.get(h)!;
+      res.writeHead(upstream.status, headers);
+      if (!req.url!.includes('/blobs/') || body.length <= 64 << 10) return void res.end(body);
+      res.write(body.subarray(0, body.length >> 1), () => onStall());
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  cleanups.push(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return { addr: `127.0.0.1:${(server.address() as { port: number }).port}`, stalled };
+}
+
+describe('a registry that stalls, and pulls that fail or are killed', () => {
+  /** The blobs of the image pulled as ref: its config and layers (hex), from the store's index. */
+  const blobsOf = (data: string, ref: string) => {
+    const index = JSON.parse(readFileSync(join(data, 'tapbox', 'index.json'), 'utf8')) as { images: Record<string, { config: string; layers: string[] }> };
+    return [index.images[ref]!.config, ...index.images[ref]!.layers].map((d) => d.slice(7)).sort();
+  };
+
+  it('a pull SIGKILLed in the middle of a layer: what it left is gone after the next pull', async () => {
+    const { cwd, data, env } = userDirs();
+    const { addr, stalled } = await startStallingRegistry();
+    const store = join(data, 'tapbox');
+    const argv = asTestUser([process.execPath, cliPath, 'image', 'pull', `${addr}/tools/multi:1`]);
+    // A process group of its own: runuser and the tapbox under it are killed together.
+    const child = spawn(argv[0]!, argv.slice(1), { cwd, env, stdio: 'ignore', detached: true });
+    const exited = new Promise((ok) => child.once('exit', ok));
+    await stalled;
+    // Half the layer is written to its temporary file once tapbox has read it.
+    const partial = () => (existsSync(join(store, 'tmp')) ? readdirSync(join(store, 'tmp')).filter((d) => d.startsWith('blob-')) : []);
+    for (let i = 0; i < 200 && !partial().some((d) => existsSync(join(store, 'tmp', d, 'data')) && statSync(join(store, 'tmp', d, 'data')).size > 0); i++) await new Promise((r) => setTimeout(r, 50));
+    process.kill(-child.pid!, 'SIGKILL');
+    await exited;
+    expect(partial()).toHaveLength(1);
+    expect(readdirSync(join(store, 'blobs', 'sha256'))).toHaveLength(1); // the image's config
+    expect(existsSync(join(store, 'index.json'))).toBe(false);
+
+    const ref = `${open}/tools/busybox:1`;
+    const next = await tapbox(['image', 'pull', ref], { cwd, env });
+    expect(next.code, next.stderr).toBe(0);
+    expect(readdirSync(join(store, 'tmp'))).toEqual([]);
+    expect(readdirSync(join(store, 'blobs', 'sha256')).sort()).toEqual(blobsOf(data, ref));
+    expect(readdirSync(join(store, 'rootfs'))).toHaveLength(1);
+  });
+
+  it('a registry silent in the middle of a layer fails the pull at the idle timeout, in one sentence; the next pull collects what it left', async () => {
+    const { cwd, data, env } = userDirs();
+    const { addr } = await startStallingRegistry();
+    const ref = `${addr}/tools/busybox:1`;
+    const r = await tapbox(['image', 'pull', '--timeout', '1', ref], { cwd, env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^tapbox: pulling layer 1\/1 of /);
+    expect(r.stderr).toContain(`\ntapbox: ${addr} sent nothing more of layer 1/1 of ${ref} for 1 s (the idle timeout); pull again (the layers fetched so far are kept), or allow longer with --timeout SECONDS.\n`);
+    const store = join(data, 'tapbox');
+    expect(readdirSync(join(store, 'blobs', 'sha256'))).toHaveLength(1); // the config, kept for a pull again
+    expect(readdirSync(join(store, 'tmp'))).toEqual([]);
+
+    const other = `${open}/tools/multi:1`;
+    const next = await tapbox(['image', 'pull', other], { cwd, env });
+    expect(next.code, next.stderr).toBe(0);
+    expect(readdirSync(join(store, 'blobs', 'sha256')).sort()).toEqual(blobsOf(data, other));
+  });
+
+  it('a registry that accepts but never answers fails at the response timeout, in one sentence', async () => {
+    const { cwd, env } = userDirs();
+    const silent = createNetServer(() => undefined);
+    await new Promise<void>((ok) => silent.listen(0, '127.0.0.1', ok));
+    cleanups.push(() => silent.close());
+    const addr = `127.0.0.1:${(silent.address() as { port: number }).port}`;
+    const r = await tapbox(['image', 'pull', '--timeout', '1', `${addr}/tools/busybox:1`], { cwd, env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`tapbox: ${addr} did not answer within 1 s (the response timeout) while tapbox was pulling ${addr}/tools/busybox; try again later, or allow longer with --timeout SECONDS.\n`);
+    const zero = await tapbox(['image', 'pull', '--timeout', '0', `${addr}/tools/busybox:1`], { cwd, env });
+    expect(zero.code).toBe(2);
+    expect(zero.stderr).toBe('tapbox: a registry timeout of 0 s makes no sense; give from 1 to 86400 seconds.\n');
+  });
+
+  it('a registry that takes no connection fails at the connect timeout, in one sentence', async () => {
+    const { cwd, env } = userDirs();
+    // A listener that never accepts, with a backlog of 0 filled by one connection: the kernel drops
+    // the SYNs of any other, which never connects.
+    const listener = spawn('python3', ['-c', 'import socket,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(600)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(listener);
+    const port = await new Promise<number>((ok) => listener.stdout!.once('data', (d) => ok(Number(String(d).trim()))));
+    const filler = createConnection(port, '127.0.0.1');
+    cleanups.push(() => filler.destroy());
+    await new Promise((ok) => filler.once('connect', ok));
+    const addr = `127.0.0.1:${port}`;
+    const r = await tapbox(['image', 'pull', '--timeout', '1', `${addr}/tools/busybox:1`], { cwd, env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`tapbox: can't connect to ${addr} within 1 s (the connect timeout) while pulling ${addr}/tools/busybox; check the name and your network, or allow longer with --timeout SECONDS.\n`);
   });
 });

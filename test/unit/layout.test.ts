@@ -17,7 +17,7 @@ const MAY_IMPORT: Record<string, string[]> = {
   policy: ['errors', 'native'],
   egress: ['errors', 'units', 'native', 'netstack', 'policy'],
   options: ['errors', 'units', 'netstack', 'egress', 'policy'],
-  images: ['errors', 'units'],
+  images: ['errors', 'units', 'native'],
   config: ['errors'],
   supervisor: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy'],
   boxes: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor'],
