@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
 import pino from 'pino';
-import type { FlowId, Refusal, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from '../../netstack/index.js';
+import type { FlowId, Refusal, RelayedUdp, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from '../../netstack/index.js';
 import { Auditor } from '../../src/egress/audit/auditor.js';
 import type { FlowEndEvent, FlowEvent } from '../../src/egress/audit/events.js';
 import { EgressStats } from '../../src/egress/audit/summary.js';
@@ -134,6 +134,11 @@ export class FakeUdpConn implements UdpConn {
 
   close(): void {
     this.closed = true;
+  }
+
+  /** Like a link without a native relay (the in-memory channel): the forwarder keeps a dgram socket. */
+  relay(): RelayedUdp | null {
+    return null;
   }
 
   /** A later datagram from the sandbox. */
