@@ -170,9 +170,9 @@ export class FakeUdpRequest implements UdpForwarderRequest {
  * The egress forwarder on `rules` (an allowlist's text), with a silent log, a DNS proxy whose upstream
  * answers nothing, and the flow events collected. `options` override the forwarder's.
  */
-export function fakeEgress(rules: string, options: Partial<ForwarderOptions> & { audit?: boolean } = {}) {
-  const { audit = false, ...forwarderOptions } = options;
-  const policy = Policy.fromAllowlists([parse(rules, 'test.allow')], { audit });
+export function fakeEgress(rules: string, options: Partial<ForwarderOptions> & { audit?: boolean; maxFlows?: number } = {}) {
+  const { audit = false, maxFlows, ...forwarderOptions } = options;
+  const policy = Policy.fromAllowlists([parse(rules, 'test.allow')], { audit, maxFlows });
   const events = new EventEmitter();
   const flows: FlowEvent[] = [];
   const ends: FlowEndEvent[] = [];
@@ -181,5 +181,5 @@ export function fakeEgress(rules: string, options: Partial<ForwarderOptions> & {
   const auditor = new Auditor(pino({ level: 'silent' }), events, new EgressStats(), audit);
   const dns = new DnsProxy({ policy, upstream: { resolve: async () => null }, hostAddrs: new Set(), onEvent: (e) => auditor.dns(e) });
   const forwarder = createForwarder({ policy, dns, auditor, sandbox: SANDBOX, sniCheck: true, ...forwarderOptions });
-  return { policy, forwarder, events, flows, ends };
+  return { policy, forwarder, events, flows, ends, auditor };
 }
