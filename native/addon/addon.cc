@@ -1,6 +1,6 @@
-// tapbox_native: the per-frame hot path of the supervisor (TAP I/O, checksums, frame metadata), the
-// control-socket calls Node has no API for (socketpair, SCM_RIGHTS), and attribution's exact socket
-// lookup (sock_diag). Loaded by netstack/link/native.ts.
+// tapbox_native: the per-frame hot path of the supervisor (TAP I/O, checksums, frame metadata, the
+// native UDP relay of admitted flows: udp_relay.h), the control-socket calls Node has no API for
+// (socketpair, SCM_RIGHTS), and attribution's exact socket lookup (sock_diag). Loaded by netstack/link/native.ts.
 #include "bindings.h"
 
 namespace {

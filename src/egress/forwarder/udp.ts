@@ -95,7 +95,8 @@ function openThenRelayAccepted(ctx: ForwarderContext, flow: FlowEvent, conn: Udp
     let relayed: RelayedUdp | null;
     try {
       relayed = conn.relay(ipBytes(parseIp(target)!), flow.port, () => conn.sendIcmp('port-unreachable'));
-    } catch {
+    } catch (e) {
+      if (!(e as NodeJS.ErrnoException).syscall) throw e; // a bug, not a socket that can't open
       conn.sendIcmp('host-unreachable');
       conn.close();
       ctx.release();
