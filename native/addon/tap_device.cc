@@ -309,6 +309,9 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public UdpRelayHost {
       // A datagram of a flow the relay holds goes to its host socket; its slot is read into again.
       if (relay_ && meta[kMetaGsoSize] == 0 && relay_->Offer(slot + header_size_, length, meta[kMetaChecksumPartial] == 1)) {
         counters_[kRelayedIn]++;
+        // Nothing for JS yet: stop here rather than read again only to meet EAGAIN (a request/response
+        // flow has one frame in flight); the level-triggered poll calls back at once if more wait.
+        if (count == 0) break;
         continue;
       }
       count++;
