@@ -364,8 +364,12 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public UdpRelayHost {
       Napi::RangeError::New(info.Env(), "addUdpFlow: family 4 or 6 with addresses of its length").ThrowAsJavaScriptException();
       return Napi::Value();
     }
-    if (!relay_ || fd_ < 0) {
-      Napi::Error::New(info.Env(), "the UDP relay is not enabled or the TAP device is closed").ThrowAsJavaScriptException();
+    if (!relay_) {
+      Napi::Error::New(info.Env(), "addUdpFlow before enableUdpRelay").ThrowAsJavaScriptException();
+      return Napi::Value();
+    }
+    if (fd_ < 0) {
+      ThrowErrno(info.Env(), "udp relay socket", EBADF);  // the device closed: as a socket that can't open
       return Napi::Value();
     }
     UdpFlowSpec spec;

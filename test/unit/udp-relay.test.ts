@@ -11,7 +11,7 @@ import { realClock, Stack, TapEndpoint, type UdpOptions } from '../../netstack/i
 import { LivePolicy } from '../../src/egress/live-policy.js';
 import { closeFd, recvMessage, sendMessage, socketpair, type ControlMessage } from '../../src/supervisor/control.js';
 import { ethernet, GATEWAY_MAC, ipv4, parseIpv4Frame, parseIpv6Frame, SANDBOX4, SANDBOX6, SANDBOX_MAC, sumOk, udp, udp4Frame, udp6Frame, v4, v6 } from '../conformance/frames.js';
-import { fakeEgress } from '../helpers/forwarder-fakes.js';
+import { fakeEgress, FakeUdpRequest, flowId, type FakeUdpConn } from '../helpers/forwarder-fakes.js';
 
 const receive = promisify(recvMessage) as (fd: number) => Promise<ControlMessage>;
 const LOOP4 = v4('127.0.0.1');
@@ -297,5 +297,58 @@ describe('native UDP relay, attacked from the sandbox', () => {
     await expect.poll(() => unreachable(sb.frames)).toEqual([13, 13]);
     expect(allowed.received.map((r) => r.data)).toEqual(['hello', 'relayed']);
     expect(sb.tap.stats.relayedIn).toBe(1);
+  });
+});
+
+describe('TapEndpoint.udpRelay', () => {
+  const flow = { family: 4 as const, sandboxAddr: SANDBOX4, sandboxPort: 42000, remoteAddr: LOOP4, remotePort: 9, hostAddr: LOOP4, hostPort: 9 };
+  const events = { refused() {}, oversize() {} };
+
+  it('keeps a removed flow\'s last figures, and refuses a flow once the device is closed with an errno error', async () => {
+    const [ours, peer] = socketpair();
+    const tap = new TapEndpoint(ours, { mtu: 1500 });
+    tap.udpRelay.enable(GATEWAY_MAC, SANDBOX_MAC, 1500);
+    const relayed = tap.udpRelay.add(flow, events);
+    relayed.send(Buffer.from('12345'));
+    expect(relayed.figures()).toMatchObject({ bytesUp: 5, datagramsUp: 1, bytesDown: 0 });
+    expect(() => tap.udpRelay.add(flow, events)).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    expect(relayed.remove()).toMatchObject({ bytesUp: 5, datagramsUp: 1 });
+    relayed.send(Buffer.from('gone'));
+    expect(relayed.remove()).toMatchObject({ bytesUp: 5 });
+    tap.close();
+    expect(() => tap.udpRelay.add(flow, events)).toThrow(expect.objectContaining({ code: 'EBADF', syscall: 'udp relay socket' }));
+    closeFd(peer);
+  });
+});
+
+describe('the UDP forwarder and a relay that fails', () => {
+  /** A session whose link relay throws `error` when handed the flow. */
+  class FailingRelay extends FakeUdpRequest {
+    constructor(private readonly error: Error) {
+      super(flowId('198.18.0.1', 9), Buffer.from('x'));
+    }
+    override accept() {
+      const conn = super.accept() as FakeUdpConn;
+      conn.relay = () => {
+        throw this.error;
+      };
+      return conn;
+    }
+  }
+
+  it('answers host unreachable and frees the flow\'s slot when the relay\'s socket cannot open', () => {
+    const { forwarder, ends } = fakeEgress('198.18.0.0/15\n', { maxFlows: 1 });
+    for (let i = 0; i < 2; i++) {
+      const req = new FailingRelay(Object.assign(new Error('udp relay socket: Network is unreachable'), { code: 'ENETUNREACH', syscall: 'udp relay socket' }));
+      forwarder.udp(req);
+      expect(req.rejected).toBeNull(); // accepted (the slot was free again), then refused with ICMP
+      expect(req.conn).toMatchObject({ icmp: ['host-unreachable'], closed: true });
+    }
+    expect(ends).toEqual([]);
+  });
+
+  it('lets a bug in the relay surface instead of refusing the flow as if the host were unreachable', () => {
+    const { forwarder } = fakeEgress('198.18.0.0/15\n');
+    expect(() => forwarder.udp(new FailingRelay(new TypeError('conn.relay is not a function')))).toThrow(TypeError);
   });
 });
