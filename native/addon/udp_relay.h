@@ -1,5 +1,5 @@
 // UdpRelay: the native fast path for UDP flows the TypeScript side has admitted (see
-// docs/architecture.md, "The native UDP relay").
+// docs/architecture.md, "One UDP datagram, file by file: the native relay").
 //
 // The forwarder decides every flow in JS, from its first datagram (policy, DNS pins, inspection,
 // audit, limits); once a flow is admitted and nothing needs to see its datagrams one by one, JS hands
@@ -67,7 +67,6 @@ class UdpRelay {
   bool Offer(const uint8_t* frame, size_t length, bool checksum_partial);
   /** Closes every flow (the device is closing). */
   void Clear();
-  size_t size() const { return by_id_.size(); }
 
  private:
   struct Flow;
