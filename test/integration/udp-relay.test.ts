@@ -93,6 +93,8 @@ describe.runIf(canMakeTestHost)('UDP through the native relay and through the st
 
   for (const [path, extra] of [
     ['native relay', [] as string[]],
+    // Below MTU 65520 the TAP has the virtio-net header: the sandbox's kernel leaves UDP checksums to us.
+    ['native relay at --mtu 1500 (partial checksums)', ['--mtu', '1500']],
     ['stack (--pcap)', ['--pcap']],
   ] as const) {
     it(`echoes both ways over IPv4 and IPv6 with the bytes counted in the report: ${path}`, async () => {
@@ -108,7 +110,7 @@ describe.runIf(canMakeTestHost)('UDP through the native relay and through the st
           expect.objectContaining({ destination: host.ip6, bytesUp: 20000, bytesDown: 20000 }),
         ]),
       );
-      if (extra.length === 0) {
+      if (extra[0] !== '--pcap') {
         // All but each flow's first datagram went through C; every answer was built there.
         expect(r.relayedIn).toBe(38);
         expect(r.relayedOut).toBe(40);

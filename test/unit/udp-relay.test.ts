@@ -51,9 +51,10 @@ interface Sandbox {
   send(frame: Buffer): void;
 }
 
-function sandbox(rules: string, o: { maxFlows?: number; udp?: Partial<UdpOptions> } = {}): Sandbox {
+/** With `vnetHdr`, `send` takes the virtio-net header in front of the frame and `frames` keep ours. */
+function sandbox(rules: string, o: { maxFlows?: number; udp?: Partial<UdpOptions>; vnetHdr?: boolean } = {}): Sandbox {
   const [ours, peer] = socketpair();
-  const tap = new TapEndpoint(ours, { mtu: 1500 });
+  const tap = new TapEndpoint(ours, { mtu: 1500, vnetHdr: o.vnetHdr });
   const egress = fakeEgress(rules, { refuseHostInternal: false, maxFlows: o.maxFlows });
   // The sandbox's MAC is learned from its first frame, as on a real TAP.
   const stack = new Stack({ link: tap, clock: realClock, forwarder: egress.forwarder, udp: o.udp });
@@ -62,7 +63,7 @@ function sandbox(rules: string, o: { maxFlows?: number; udp?: Partial<UdpOptions
     for (;;) {
       const m = await receive(peer);
       if (m.data.length === 0) return;
-      frames.push(m.data);
+      frames.push(o.vnetHdr ? m.data.subarray(10) : m.data);
     }
   })();
   cleanups.push(async () => {
@@ -213,6 +214,29 @@ describe('native UDP relay', () => {
     await expect.poll(() => sb.egress.ends.length, { timeout: 5000 }).toBe(1);
     expect(sb.egress.ends[0]).toMatchObject({ bytesUp: 9, bytesDown: 9 * 6 });
     expect(sb.egress.forwarder.relayedFlows()).toEqual([]);
+  });
+
+  it('with the virtio-net header, relays a datagram whose checksum the sandbox\'s kernel left to us, and only that one', async () => {
+    const echo = await echoServer(4);
+    const sb = sandbox('127.0.0.1\n', { vnetHdr: true });
+    const NEEDS_CSUM = Buffer.from([1, 0, 0, 0, 0, 0, 34, 0, 6, 0]); // csum_start 34, csum_offset 6
+    const NONE = Buffer.alloc(10);
+    /** A datagram whose checksum field holds only the pseudo-header sum, as an offloading kernel sends it. */
+    const partial = (data: string) => {
+      const frame = Buffer.from(udp4Frame(LOOP4, 40009, echo.port, Buffer.from(data)));
+      frame.writeUInt16BE(pseudoHeaderChecksum(SANDBOX4, LOOP4, 17, 8 + data.length), 40);
+      return frame;
+    };
+    sb.send(Buffer.concat([NEEDS_CSUM, partial('first')]));
+    await expect.poll(() => echo.received.length).toBe(1);
+    sb.send(Buffer.concat([NEEDS_CSUM, partial('relayed')]));
+    sb.send(Buffer.concat([NONE, partial('a checksum nobody offloaded')]));
+    sb.send(Buffer.concat([NONE, udp4Frame(LOOP4, 40009, echo.port, Buffer.from('full checksum'))]));
+    await expect.poll(() => echo.received.length).toBe(3);
+    expect(echo.received.map((r) => r.data)).toEqual(['first', 'relayed', 'full checksum']);
+    expect(sb.tap.stats.relayedIn).toBe(2);
+    await expect.poll(() => datagrams(sb.frames).length).toBe(3);
+    expect(datagrams(sb.frames).every((d) => d.ok)).toBe(true);
   });
 
   it('holds the flow limit: a second flow is refused while the first is relayed', async () => {
