@@ -37,6 +37,24 @@ export interface UdpConn {
   close(): void;
   /** Called when the stack expires the session for idleness. */
   onClose: (() => void) | null;
+  /**
+   * Hands the session to the link's native UDP relay (the TAP addon): from now on a host socket
+   * connected to `host` (4 or 16 bytes):`port` carries its datagrams both ways without JS per datagram
+   * (onMessage is no longer called: what the stack still receives on the tuple goes to that socket).
+   * `onRefused` when the host answers port unreachable (sendIcmp then quotes the last datagram).
+   * Null when the link has no relay (pcap, link faults, the in-memory channel); throws the socket's
+   * errno error when it can't open. close() ends the relayed flow at once.
+   */
+  relay(host: Uint8Array, port: number, onRefused: () => void): RelayedUdp | null;
+}
+
+/** A session the link's relay carries (UdpConn.relay). */
+export interface RelayedUdp {
+  /** Sends a datagram on the relay's host socket (one the forwarder held, say). */
+  send(payload: Uint8Array): void;
+  /** Payload bytes each way so far (read from the relay); the final figures once the session closed. */
+  readonly bytesUp: number;
+  readonly bytesDown: number;
 }
 
 export interface UdpForwarderRequest {

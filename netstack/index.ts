@@ -4,7 +4,7 @@ export { Stack, STACK_DEFAULTS, type StackConfig } from './stack/stack.js';
 export { StackCounters } from './stack/counters.js';
 export { ManualClock } from './stack/manual-clock.js';
 export { realClock, type Clock, type Family, type FlowId, type LimitName, type NetworkInfo, type NetworkSender, type Refusal, type TimerHandle, type TransportProtocol } from './tcpip.js';
-export type { Forwarder, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from './forwarding.js';
+export type { Forwarder, TcpConn, TcpForwarderRequest, RelayedUdp, UdpConn, UdpForwarderRequest } from './forwarding.js';
 export type { LinkEndpoint, NetworkDispatcher } from './link/endpoint.js';
 export { FaultyEndpoint, type FaultyEndpointOptions } from './link/faults.js';
 export { ChannelEndpoint, type ChannelOptions, type Faults, type FaultCounts } from './link/channel.js';

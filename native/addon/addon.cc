@@ -1,6 +1,7 @@
-// tapbox_native: the per-frame hot path of the supervisor (TAP I/O, checksums, frame metadata), the
-// control-socket calls Node has no API for (socketpair, SCM_RIGHTS), attribution's exact socket lookup
-// (sock_diag), and flock (the image store's locks, a sandbox's lease on its root). Loaded by netstack/link/native.ts.
+// tapbox_native: the per-frame hot path of the supervisor (TAP I/O, checksums, frame metadata, the
+// native UDP relay of admitted flows: udp_relay.h), the control-socket calls Node has no API for
+// (socketpair, SCM_RIGHTS), attribution's exact socket lookup (sock_diag), and flock (the image
+// store's locks, a sandbox's lease on its root). Loaded by native/addon/index.ts.
 #include "bindings.h"
 
 namespace {

@@ -28,7 +28,30 @@ export interface CounterFields {
   readonly droppedOut: number;
   readonly writeErrors: number;
   readonly oversizeIn: number;
+  /** Frames from the sandbox the UDP relay sent on a host socket (counted in framesIn too). */
+  readonly relayedIn: number;
+  /** Frames the UDP relay built from host datagrams (counted in framesOut too). */
+  readonly relayedOut: number;
 }
+
+/** Indices into the Float64Array readUdpFlow / removeUdpFlow fill (`count` fields). */
+export interface UdpFlowFields {
+  readonly bytesUp: number;
+  readonly bytesDown: number;
+  readonly datagramsUp: number;
+  readonly datagramsDown: number;
+  /** Milliseconds since the flow's last datagram either way. */
+  readonly idleMs: number;
+  readonly count: number;
+}
+
+/** What the UDP relay tells JS about a flow (native/addon/udp_relay.h). */
+export const UdpRelayEvent = {
+  /** The host answered ICMP port unreachable; data: the last IP packet relayed from the sandbox (may be empty). */
+  refused: 1,
+  /** A host datagram too big for one frame; data: its payload, for the stack to send as fragments. */
+  oversize: 2,
+} as const;
 
 export interface NativeTapDeviceOptions {
   /** The largest frame read, Ethernet header included. */
@@ -55,6 +78,23 @@ export interface NativeTapDevice {
   resume(): void;
   /** Stops reading and closes the fd. */
   close(): void;
+  /**
+   * Starts the native UDP relay (once): frames it builds go from `ourMac` to `sandboxMac`, a buffer the
+   * stack updates in place as it learns the sandbox's MAC; `onEvent` hears of refusals and oversize datagrams.
+   */
+  enableUdpRelay(ourMac: Uint8Array, sandboxMac: Uint8Array, mtu: number, onEvent: (id: number, kind: number, data: Buffer) => void): void;
+  /**
+   * Relays the sandbox's datagrams from `sandboxAddr`:`sandboxPort` to `remoteAddr`:`remotePort` on a new
+   * socket connected to `hostAddr`:`hostPort`, and the socket's datagrams back; the flow's id. Throws
+   * an errno error if the socket can't open or connect.
+   */
+  addUdpFlow(family: 4 | 6, sandboxAddr: Uint8Array, sandboxPort: number, remoteAddr: Uint8Array, remotePort: number, hostAddr: Uint8Array, hostPort: number): number;
+  /** Sends `payload` on the flow's socket (counted as the relay's own); false if the flow is gone. */
+  udpFlowSend(id: number, payload: Uint8Array): boolean;
+  /** Fills `out` (UdpFlowFields); false if the flow is gone. */
+  readUdpFlow(id: number, out: Float64Array): boolean;
+  /** Ends the flow (closes its socket) and fills `out` with its last figures; false if it was gone. */
+  removeUdpFlow(id: number, out: Float64Array): boolean;
 }
 
 export interface NativeTapDeviceConstructor {
@@ -79,6 +119,7 @@ export interface NativeAddon {
   readonly TapDevice: NativeTapDeviceConstructor;
   readonly metaFields: MetaFields;
   readonly counterFields: CounterFields;
+  readonly udpFlowFields: UdpFlowFields;
   socketpair(): [number, number];
   sendMessage(fd: number, data: Uint8Array, passFd?: number): void;
   recvMessage(fd: number, callback: (err: NodeJS.ErrnoException | null, message?: ControlMessage) => void): void;

@@ -36,6 +36,7 @@
 #include "bindings.h"
 #include "frame_meta.h"
 #include "napi_util.h"
+#include "udp_relay.h"
 
 namespace tapbox {
 namespace {
@@ -50,6 +51,8 @@ enum Counter : int {
   kDroppedOut,  // frames dropped because the FIFO was full (or too large for a slot)
   kWriteErrors, // frames the kernel refused (e.g. interface down)
   kOversizeIn,  // frames longer than frameSize (the sandbox raised its MTU): dropped
+  kRelayedIn,   // frames from the sandbox the UDP relay sent on a host socket (also in kFramesIn)
+  kRelayedOut,  // frames the UDP relay built from host datagrams (also in kFramesOut)
   kCounterCount,
 };
 
@@ -57,7 +60,7 @@ constexpr size_t kMinFrameSize = 64;
 constexpr size_t kMaxFrameSize = 256 * 1024;
 constexpr size_t kMaxBatchFrames = 4096;
 
-class TapDevice : public Napi::ObjectWrap<TapDevice> {
+class TapDevice : public Napi::ObjectWrap<TapDevice>, public UdpRelayHost {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "TapDevice",
@@ -66,6 +69,11 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
                            InstanceMethod<&TapDevice::Pause>("pause"),
                            InstanceMethod<&TapDevice::Resume>("resume"),
                            InstanceMethod<&TapDevice::Close>("close"),
+                           InstanceMethod<&TapDevice::EnableUdpRelay>("enableUdpRelay"),
+                           InstanceMethod<&TapDevice::AddUdpFlow>("addUdpFlow"),
+                           InstanceMethod<&TapDevice::UdpFlowSend>("udpFlowSend"),
+                           InstanceMethod<&TapDevice::ReadUdpFlow>("readUdpFlow"),
+                           InstanceMethod<&TapDevice::RemoveUdpFlow>("removeUdpFlow"),
                        });
   }
 
@@ -178,6 +186,7 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
 
   void Shutdown() {
     if (fd_ < 0) return;
+    if (relay_) relay_->Clear();
     // The reference is dropped in the close callback, a later loop turn: never while a batch of ours
     // may still be on the stack (close() can be called from inside onFrames).
     uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) {
@@ -268,7 +277,7 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
   void ReadBatch() {
     size_t count = 0;
     int error = 0;
-    while (count < batch_frames_) {
+    while (count < batch_frames_ && fd_ >= 0) {
       uint8_t* slot = ring_ + count * slot_size_;
       ssize_t n = read(fd_, slot, slot_size_);
       if (n < 0) {
@@ -297,6 +306,14 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
         meta[kMetaGsoSize] = 0;
       }
       Count(kFramesIn, kBytesIn, length);
+      // A datagram of a flow the relay holds goes to its host socket; its slot is read into again.
+      if (relay_ && meta[kMetaGsoSize] == 0 && relay_->Offer(slot + header_size_, length, meta[kMetaChecksumPartial] == 1)) {
+        counters_[kRelayedIn]++;
+        // Nothing for JS yet: stop here rather than read again only to meet EAGAIN (a request/response
+        // flow has one frame in flight); the level-triggered poll calls back at once if more wait.
+        if (count == 0) break;
+        continue;
+      }
       count++;
     }
     if (count > 0) {
@@ -306,6 +323,114 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
       RaisePendingException(env);
     }
     if (error != 0 && fd_ >= 0) Fail("read", error);
+  }
+
+  // enableUdpRelay(ourMac, sandboxMac, mtu, onEvent(id, kind, data)): `sandboxMac` is the stack's
+  // learned MAC, which JS updates in place; it is kept referenced and read on every frame built.
+  Napi::Value EnableUdpRelay(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    uint8_t *our_mac, *sandbox_mac;
+    size_t our_size, sandbox_size, mtu;
+    if (!GetBytes(env, info[0], &our_mac, &our_size) || !GetBytes(env, info[1], &sandbox_mac, &sandbox_size) ||
+        !GetIndex(env, info[2], "mtu", 65535, &mtu)) {
+      return Napi::Value();
+    }
+    if (our_size != 6 || sandbox_size != 6 || !info[3].IsFunction() || relay_) {
+      Napi::TypeError::New(info.Env(), "enableUdpRelay(ourMac, sandboxMac, mtu, onEvent), once").ThrowAsJavaScriptException();
+      return Napi::Value();
+    }
+    sandbox_mac_ref_ = Napi::Persistent(info[1].As<Napi::Object>());
+    on_relay_event_ = Napi::Persistent(info[3].As<Napi::Function>());
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    relay_ = std::make_unique<UdpRelay>(loop, this, our_mac, sandbox_mac, mtu);
+    return Napi::Value();
+  }
+
+  // addUdpFlow(family, sandboxAddr, sandboxPort, remoteAddr, remotePort, hostAddr, hostPort) -> flow id.
+  // The host socket connects to hostAddr (4 or 16 bytes, its family from its length):hostPort.
+  Napi::Value AddUdpFlow(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    size_t family, sandbox_port, remote_port, host_port, sandbox_size, remote_size, host_size;
+    uint8_t *sandbox, *remote, *host;
+    if (!GetIndex(env, info[0], "family", 6, &family) || !GetBytes(env, info[1], &sandbox, &sandbox_size) ||
+        !GetIndex(env, info[2], "sandboxPort", 0xffff, &sandbox_port) || !GetBytes(env, info[3], &remote, &remote_size) ||
+        !GetIndex(env, info[4], "remotePort", 0xffff, &remote_port) || !GetBytes(env, info[5], &host, &host_size) ||
+        !GetIndex(env, info[6], "hostPort", 0xffff, &host_port)) {
+      return Napi::Value();
+    }
+    const size_t addr_size = family == 4 ? 4 : 16;
+    if ((family != 4 && family != 6) || sandbox_size != addr_size || remote_size != addr_size || (host_size != 4 && host_size != 16)) {
+      Napi::RangeError::New(info.Env(), "addUdpFlow: family 4 or 6 with addresses of its length").ThrowAsJavaScriptException();
+      return Napi::Value();
+    }
+    if (!relay_) {
+      Napi::Error::New(info.Env(), "addUdpFlow before enableUdpRelay").ThrowAsJavaScriptException();
+      return Napi::Value();
+    }
+    if (fd_ < 0) {
+      ThrowErrno(info.Env(), "udp relay socket", EBADF);  // the device closed: as a socket that can't open
+      return Napi::Value();
+    }
+    UdpFlowSpec spec;
+    spec.addrs.family = static_cast<int>(family);
+    std::memcpy(spec.addrs.sandbox, sandbox, addr_size);
+    std::memcpy(spec.addrs.remote, remote, addr_size);
+    spec.addrs.sandbox_port = static_cast<uint16_t>(sandbox_port);
+    spec.addrs.remote_port = static_cast<uint16_t>(remote_port);
+    spec.host_family = host_size == 4 ? 4 : 6;
+    std::memcpy(spec.host_addr, host, host_size);
+    spec.host_port = static_cast<uint16_t>(host_port);
+    int64_t id = relay_->AddFlow(spec);
+    if (id < 0) {
+      ThrowErrno(info.Env(), "udp relay socket", static_cast<int>(-id));
+      return Napi::Value();
+    }
+    return Napi::Number::New(env, static_cast<double>(id));
+  }
+
+  // udpFlowSend(id, payload) -> false if the flow is gone.
+  Napi::Value UdpFlowSend(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    size_t id, size;
+    uint8_t* data;
+    if (!GetIndex(env, info[0], "id", 0xffffffff, &id) || !GetBytes(env, info[1], &data, &size)) return Napi::Value();
+    return Napi::Boolean::New(env, relay_ && relay_->Send(static_cast<uint32_t>(id), data, size));
+  }
+
+  // readUdpFlow(id, out: Float64Array(udpFlowFields.count)) -> false if the flow is gone.
+  Napi::Value ReadUdpFlow(const Napi::CallbackInfo& info) { return FlowFigures(info, false); }
+
+  // removeUdpFlow(id, out) -> its last figures in `out`; false if the flow was already gone.
+  Napi::Value RemoveUdpFlow(const Napi::CallbackInfo& info) { return FlowFigures(info, true); }
+
+  Napi::Value FlowFigures(const Napi::CallbackInfo& info, bool remove) {
+    napi_env env = info.Env();
+    size_t id;
+    if (!GetIndex(env, info[0], "id", 0xffffffff, &id)) return Napi::Value();
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+        info[1].As<Napi::Float64Array>().ElementLength() < kFlowFieldCount) {
+      Napi::TypeError::New(info.Env(), "expected a Float64Array of the flow fields").ThrowAsJavaScriptException();
+      return Napi::Value();
+    }
+    double* out = info[1].As<Napi::Float64Array>().Data();
+    const uint32_t flow = static_cast<uint32_t>(id);
+    return Napi::Boolean::New(env, relay_ && (remove ? relay_->RemoveFlow(flow, out) : relay_->Read(flow, out)));
+  }
+
+  void WriteRelayFrame(const uint8_t* frame, size_t length) override {
+    if (fd_ < 0) return;
+    counters_[kRelayedOut]++;
+    Send(frame, length);
+  }
+
+  void RelayEvent(uint32_t id, int kind, const uint8_t* data, size_t length) override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    on_relay_event_.MakeCallback(Value(),
+                                 {Napi::Number::New(env, id), Napi::Number::New(env, kind), Napi::Buffer<uint8_t>::Copy(env, data, length)},
+                                 *async_context_);
+    RaisePendingException(env);
   }
 
   // The fd failed (a read or poll error; end of file on a socket): stop reading and tell JS. (A TAP
@@ -348,6 +473,9 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
   Napi::FunctionReference on_frames_;
   Napi::FunctionReference on_error_;
   std::unique_ptr<Napi::AsyncContext> async_context_;
+  std::unique_ptr<UdpRelay> relay_;
+  Napi::ObjectReference sandbox_mac_ref_;
+  Napi::FunctionReference on_relay_event_;
 };
 
 }  // namespace
@@ -370,7 +498,17 @@ void InitTapDevice(Napi::Env env, Napi::Object exports) {
   counters.Set("droppedOut", static_cast<int>(kDroppedOut));
   counters.Set("writeErrors", static_cast<int>(kWriteErrors));
   counters.Set("oversizeIn", static_cast<int>(kOversizeIn));
+  counters.Set("relayedIn", static_cast<int>(kRelayedIn));
+  counters.Set("relayedOut", static_cast<int>(kRelayedOut));
   exports.Set("counterFields", counters);
+  Napi::Object flow = Napi::Object::New(env);
+  flow.Set("bytesUp", static_cast<int>(kFlowBytesUp));
+  flow.Set("bytesDown", static_cast<int>(kFlowBytesDown));
+  flow.Set("datagramsUp", static_cast<int>(kFlowDatagramsUp));
+  flow.Set("datagramsDown", static_cast<int>(kFlowDatagramsDown));
+  flow.Set("idleMs", static_cast<int>(kFlowIdleMs));
+  flow.Set("count", static_cast<int>(kFlowFieldCount));
+  exports.Set("udpFlowFields", flow);
 }
 
 }  // namespace tapbox

@@ -14,7 +14,7 @@ seconds="${1:-${FUZZ_SECONDS:-60}}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 src="$root/native/fuzz"
 out="$root/build/fuzz"
-harnesses=(${FUZZ_HARNESSES:-frames checksum cmsg plan})
+harnesses=(${FUZZ_HARNESSES:-frames checksum cmsg plan udp_frame})
 
 if ! command -v clang >/dev/null || ! command -v clang++ >/dev/null; then
 	echo "native/fuzz/run.sh: clang is not installed; install it with: apt-get install clang libclang-rt-14-dev" >&2
@@ -35,6 +35,7 @@ build() {
 	case "$1" in
 	frames) clang++ "${sanitize[@]}" -std=c++17 -o "$out/frames" "$src/frames_fuzzer.cc" "$root/native/addon/frame_meta.cc" ;;
 	checksum) clang++ "${sanitize[@]}" -std=c++17 -o "$out/checksum" "$src/checksum_fuzzer.cc" "$root/native/addon/checksum.cc" ;;
+	udp_frame) clang++ "${sanitize[@]}" -std=c++17 -o "$out/udp_frame" "$src/udp_frame_fuzzer.cc" "$root/native/addon/udp_frame.cc" "$root/native/addon/checksum.cc" ;;
 	cmsg) clang++ "${sanitize[@]}" -std=c++17 -o "$out/cmsg" "$src/cmsg_fuzzer.cc" "$root/native/addon/cmsg.cc" ;;
 	plan)
 		# plan.c alone, its realpath() renamed so the harness can free what it returns (plan_fuzzer.c).

@@ -1,6 +1,7 @@
 // Seeds test/corpus/ from a pcap of real tap0 traffic (tapbox --pcap FILE): every distinct frame
 // becomes test/corpus/frames/<sha1>.bin (the frames harness and the TypeScript property tests start
-// from them), and the checksum harness gets the same frames behind its 7-byte header.
+// from them), the checksum harness gets the same frames behind its 7-byte header, and the udp_frame
+// harness behind its flags byte (0: a full checksum, the frame's own MACs, MTU 1280).
 //   node native/fuzz/seed-corpus.mjs FILE.pcap
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -22,5 +23,6 @@ const write = (dir, data) => {
 for (const f of frames) {
   write('frames', f);
   write('checksum', Buffer.concat([Buffer.from([f.length % 16, 0, 0, 0, 6, 0x12, 0x34]), f]));
+  write('udp_frame', Buffer.concat([Buffer.from([0]), f]));
 }
 console.log(`${frames.length} frames`);

@@ -31,8 +31,61 @@ export interface NetworkDispatcher {
 export interface LinkEndpoint {
   /** Largest IP packet (Ethernet payload) the link carries. */
   readonly mtu: number;
+  /**
+   * Present on a link that can relay admitted UDP flows itself (the TAP). A wrapper that must see
+   * every frame (pcap, link faults) leaves it out, and its flows stay on the stack's path.
+   */
+  readonly udpRelay?: UdpRelayLink;
   attach(dispatcher: NetworkDispatcher): void;
   /** Writes one Ethernet frame (header included). Copies or sends it before returning. */
   writeFrame(frame: Uint8Array): void;
   close(): void;
+}
+
+/**
+ * The native UDP relay of a link (native/addon/udp_relay.h): frames of an added flow's exact tuple go
+ * straight to its host socket and its socket's datagrams straight back as frames, without the stack.
+ */
+export interface UdpRelayLink {
+  /** Starts the relay (once): frames go from `ourMac` to `sandboxMac`, which the stack updates in place. */
+  enable(ourMac: Uint8Array, sandboxMac: Uint8Array, mtu: number): void;
+  /** Relays `flow` until remove(); throws the errno error of a socket that can't open or connect. */
+  add(flow: UdpRelaySpec, events: UdpRelayEvents): RelayedUdpFlow;
+}
+
+export interface UdpRelaySpec {
+  family: 4 | 6;
+  /** The sandbox's address and port, and where it sends to (4 or 16 bytes each). */
+  sandboxAddr: Uint8Array;
+  sandboxPort: number;
+  remoteAddr: Uint8Array;
+  remotePort: number;
+  /** Where the host socket connects (the remote address, or host loopback). */
+  hostAddr: Uint8Array;
+  hostPort: number;
+}
+
+export interface UdpRelayEvents {
+  /** The host answered port unreachable; `quote`: the last IP packet relayed from the sandbox (may be empty). */
+  refused(quote: Buffer): void;
+  /** A host datagram too big for one frame, for the stack to send as fragments. */
+  oversize(payload: Buffer): void;
+}
+
+export interface UdpRelayFigures {
+  bytesUp: number;
+  bytesDown: number;
+  datagramsUp: number;
+  datagramsDown: number;
+  /** Milliseconds since the last datagram either way. */
+  idleMs: number;
+}
+
+export interface RelayedUdpFlow {
+  /** Sends a datagram the stack received on the flow's tuple (a reassembled one, say) on its socket. */
+  send(payload: Uint8Array): void;
+  /** The figures so far; the last ones after remove(). */
+  figures(): UdpRelayFigures;
+  /** Ends the flow and closes its socket; its last figures. */
+  remove(): UdpRelayFigures;
 }

@@ -155,7 +155,10 @@ export class Stack implements NetworkDispatcher, NetworkHost {
     this.icmp = new Icmp(this, new NeighborDiscovery(this, this.mac, this.neighbors));
     this.ipv4 = new Ipv4Input(config.clock, reassembly4, this);
     this.ipv6 = new Ipv6Input(config.clock, reassembly6, this);
-    this.udp = new UdpProtocol(this, config.clock, config.forwarder, udpOptions, (reason) => this.drop(reason));
+    // A link with a native UDP relay (the TAP) carries admitted flows the forwarder hands it (UdpConn.relay).
+    const relay = this.link.udpRelay ?? null;
+    relay?.enable(this.mac, this.sandboxMac, this.mtu);
+    this.udp = new UdpProtocol(this, config.clock, config.forwarder, udpOptions, (reason) => this.drop(reason), relay);
     this.registerTransport(this.udp);
     this.link.attach(this);
   }

@@ -67,6 +67,8 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter, lau
               reassemblyBytes: stack.ipv4.reassembler.bytesInUse + stack.ipv6.reassembler.bytesInUse,
               drops: { ...stack.counters.drops },
               tapDroppedOut: tapEndpoint?.stats.droppedOut ?? 0,
+              udpRelayedIn: tapEndpoint?.stats.relayedIn ?? 0,
+              udpRelayedOut: tapEndpoint?.stats.relayedOut ?? 0,
             }
           : null,
       )

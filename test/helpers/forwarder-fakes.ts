@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
 import pino from 'pino';
-import type { FlowId, Refusal, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from '../../netstack/index.js';
+import type { FlowId, Refusal, RelayedUdp, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from '../../netstack/index.js';
 import { Auditor } from '../../src/egress/audit/auditor.js';
 import type { FlowEndEvent, FlowEvent } from '../../src/egress/audit/events.js';
 import { EgressStats } from '../../src/egress/audit/summary.js';
@@ -136,6 +136,11 @@ export class FakeUdpConn implements UdpConn {
     this.closed = true;
   }
 
+  /** Like a link without a native relay (the in-memory channel): the forwarder keeps a dgram socket. */
+  relay(): RelayedUdp | null {
+    return null;
+  }
+
   /** A later datagram from the sandbox. */
   fromSandbox(p: Buffer): void {
     this.handler?.(p);
@@ -165,9 +170,9 @@ export class FakeUdpRequest implements UdpForwarderRequest {
  * The egress forwarder on `rules` (an allowlist's text), with a silent log, a DNS proxy whose upstream
  * answers nothing, and the flow events collected. `options` override the forwarder's.
  */
-export function fakeEgress(rules: string, options: Partial<ForwarderOptions> & { audit?: boolean } = {}) {
-  const { audit = false, ...forwarderOptions } = options;
-  const policy = Policy.fromAllowlists([parse(rules, 'test.allow')], { audit });
+export function fakeEgress(rules: string, options: Partial<ForwarderOptions> & { audit?: boolean; maxFlows?: number } = {}) {
+  const { audit = false, maxFlows, ...forwarderOptions } = options;
+  const policy = Policy.fromAllowlists([parse(rules, 'test.allow')], { audit, maxFlows });
   const events = new EventEmitter();
   const flows: FlowEvent[] = [];
   const ends: FlowEndEvent[] = [];
@@ -176,5 +181,5 @@ export function fakeEgress(rules: string, options: Partial<ForwarderOptions> & {
   const auditor = new Auditor(pino({ level: 'silent' }), events, new EgressStats(), audit);
   const dns = new DnsProxy({ policy, upstream: { resolve: async () => null }, hostAddrs: new Set(), onEvent: (e) => auditor.dns(e) });
   const forwarder = createForwarder({ policy, dns, auditor, sandbox: SANDBOX, sniCheck: true, ...forwarderOptions });
-  return { policy, forwarder, events, flows, ends };
+  return { policy, forwarder, events, flows, ends, auditor };
 }

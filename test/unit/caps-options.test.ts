@@ -55,6 +55,7 @@ class SandboxUdp implements UdpForwarderRequest {
       send: (p: Uint8Array) => void this.replies.push(Buffer.from(p)),
       sendIcmp: () => {},
       close: () => {},
+      relay: () => null,
     } as UdpConn;
   }
   reject(how: Exclude<Refusal, 'reset'>): void {

@@ -59,7 +59,7 @@ describe('inbound flows', () => {
       id: { family: 4 as const, srcAddr: '10.0.2.100', srcPort: 1234, dstAddr: '198.18.0.1', dstPort: 9 },
       firstPayload: Buffer.from('x'),
       rejected: null as string | null,
-      accept: (): UdpConn => ({ id: outbound.id, onMessage: null, onClose: null, send() {}, sendIcmp() {}, close() {} }),
+      accept: (): UdpConn => ({ id: outbound.id, onMessage: null, onClose: null, send() {}, sendIcmp() {}, close() {}, relay: () => null }),
       reject(how: string) {
         outbound.rejected = how;
       },

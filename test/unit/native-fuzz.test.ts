@@ -1,5 +1,5 @@
 // The short fuzzing pass of npm test: builds every libFuzzer harness of native/fuzz/ (frame parser,
-// checksums, control-message walk, launcher plan) with AddressSanitizer and UBSan and runs each for
+// checksums, control-message walk, launcher plan, the UDP relay's frames) with AddressSanitizer and UBSan and runs each for
 // FUZZ_SECONDS (default 3 here) from its seed corpus in test/corpus/, whose regression inputs (the
 // crashes found so far) are replayed first. `npm run fuzz` runs the same harnesses longer (60 s each).
 // Skipped only where clang is not installed (.ci/run installs it with its libFuzzer runtime; clang
@@ -22,7 +22,7 @@ describe.runIf(hasClang)('libFuzzer harnesses', () => {
       .map((line) => line.trim().split(/\s+/));
     expect(r.stderr + r.stdout).not.toMatch(/ERROR|runtime error/);
     expect(r.status, r.stderr).toBe(0);
-    expect(rows.map((row) => row[0])).toEqual(['frames', 'checksum', 'cmsg', 'plan']);
+    expect(rows.map((row) => row[0])).toEqual(['frames', 'checksum', 'cmsg', 'plan', 'udp_frame']);
     for (const row of rows) {
       expect(Number(row[1])).toBeGreaterThan(1000); // executions
       expect(row[5]).toBe('0'); // crashes

@@ -8,6 +8,7 @@ import { formatIpv4, parseIpv4 } from '../../header/ipv4.js';
 import { formatIpv6, parseIpv6 } from '../../header/ipv6.js';
 import { UDP_HEADER_LENGTH, UDP_PROTOCOL, UdpView, validateUdp } from '../../header/udp.js';
 import type { Forwarder, UdpConn } from '../../forwarding.js';
+import type { UdpRelayLink } from '../../link/endpoint.js';
 import type { Clock, Family, FlowId, NetworkInfo, NetworkSender, TransportProtocol } from '../../tcpip.js';
 import { UdpSession, type SessionOwner } from './session.js';
 
@@ -43,6 +44,8 @@ export class UdpProtocol implements TransportProtocol, SessionOwner {
     private readonly forwarder: Forwarder,
     private readonly options: UdpOptions,
     readonly drop: (reason: string) => void,
+    /** The link's native relay, which UdpConn.relay hands sessions to; null on a link without one. */
+    readonly relay: UdpRelayLink | null = null,
   ) {
     this.maxQueued = options.maxQueued;
   }

@@ -1,8 +1,13 @@
 // One UDP session: a 4-tuple the sandbox sent from, its forwarder request while pending, then the
 // UdpConn the forwarder talks to once accepted. A session we open towards the sandbox (UdpProtocol.open,
 // for published ports) starts open, with no first datagram and no forwarder request to answer.
+// A session the forwarder handed to the link's native relay (relay()) keeps its place here: the
+// datagrams the relay leaves to the stack (fragments, odd shapes) go to the relayed flow's socket,
+// the relay's own figures say when it was last active before the idle timer expires it, and close()
+// ends the relayed flow.
 import { UDP_HEADER_LENGTH, UDP_PROTOCOL, UdpRepr } from '../../header/udp.js';
-import type { UdpConn, UdpForwarderRequest } from '../../forwarding.js';
+import type { RelayedUdp, UdpConn, UdpForwarderRequest } from '../../forwarding.js';
+import type { RelayedUdpFlow, UdpRelayLink } from '../../link/endpoint.js';
 import type { Clock, FlowId, NetworkSender, Refusal, TimerHandle } from '../../tcpip.js';
 
 /** The part of the UDP protocol a session calls back into. */
@@ -10,6 +15,7 @@ export interface SessionOwner {
   readonly sender: NetworkSender;
   readonly clock: Clock;
   readonly maxQueued: number;
+  readonly relay: UdpRelayLink | null;
   drop(reason: string): void;
   remove(session: UdpSession): void;
 }
@@ -41,6 +47,8 @@ export class UdpSession implements UdpConn {
   private readonly header = new UdpRepr();
   private lastActivity: number;
   private timer: TimerHandle;
+  /** The link relay's flow, once relay() handed the session over. */
+  private relayed: RelayedUdpFlow | null = null;
 
   constructor(
     readonly id: FlowId,
@@ -88,6 +96,7 @@ export class UdpSession implements UdpConn {
   receive(payload: Buffer, packet: Buffer): void {
     this.lastActivity = this.owner.clock.now();
     this.quoteLength = packet.copy(this.quote, 0, 0, Math.min(packet.length, this.quote.length));
+    if (this.relayed) return this.relayed.send(payload);
     // The consumer sends the payload on a host socket asynchronously, so it gets its own copy.
     if (this.state === 'open' && this.handler && this.queue.length === 0) return this.handler(Buffer.from(payload));
     if (this.queue.length >= this.owner.maxQueued) return this.owner.drop('udp-queue-full');
@@ -114,9 +123,38 @@ export class UdpSession implements UdpConn {
     this.owner.sender.sendUnreachable(this.quote.subarray(0, this.quoteLength), this.id.family, UNREACHABLE[how]);
   }
 
+  relay(host: Uint8Array, port: number, onRefused: () => void): RelayedUdp | null {
+    const link = this.owner.relay;
+    if (!link || this.state !== 'open' || this.relayed) return null;
+    const flow = link.add(
+      { family: this.id.family, sandboxAddr: this.sandboxAddr, sandboxPort: this.id.srcPort, remoteAddr: this.remoteAddr, remotePort: this.id.dstPort, hostAddr: host, hostPort: port },
+      {
+        refused: (quote) => {
+          if (quote.length > 0) this.quoteLength = quote.copy(this.quote);
+          onRefused();
+        },
+        oversize: (payload) => this.send(payload),
+      },
+    );
+    this.relayed = flow;
+    // What the sandbox sent before the hand-over (its first datagram at least) goes first.
+    for (const payload of this.queue) flow.send(payload);
+    this.queue.length = 0;
+    return {
+      send: (payload) => flow.send(payload),
+      get bytesUp() {
+        return flow.figures().bytesUp;
+      },
+      get bytesDown() {
+        return flow.figures().bytesDown;
+      },
+    };
+  }
+
   close(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    this.relayed?.remove();
     this.timer.cancel();
     this.queue.length = 0;
     this.owner.remove(this);
@@ -154,7 +192,7 @@ export class UdpSession implements UdpConn {
   }
 
   private checkIdle(): void {
-    const idle = this.owner.clock.now() - this.lastActivity;
+    const idle = Math.min(this.owner.clock.now() - this.lastActivity, this.relayed?.figures().idleMs ?? Infinity);
     if (idle >= this.idleMs) return this.expire();
     this.timer = this.owner.clock.setTimeout(() => this.checkIdle(), this.idleMs - idle);
   }

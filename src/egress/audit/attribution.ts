@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { describeProcess, packageContext, type PackageContext, type ProcessFacts } from './package-context.js';
 import { Procfs } from './procfs.js';
 import { native } from '../../../native/addon/index.js';
-import { parseIp, type IpAddr } from '../policy/address.js';
+import { ipBytes, parseIp, type IpAddr } from '../policy/address.js';
 import { TableSearch, type FlowTuple } from './socket-table.js';
 
 export type { FlowTuple } from './socket-table.js';
@@ -285,10 +285,4 @@ export class Attributor {
     return chain;
   }
 
-}
-
-/** An address's bytes in network order. */
-function ipBytes(ip: IpAddr): Buffer {
-  const bytes = ip.family === 4 ? 4 : 16;
-  return Buffer.from(ip.value.toString(16).padStart(bytes * 2, '0'), 'hex');
 }

@@ -15,6 +15,9 @@ export interface StackGauges {
   drops: Record<string, number>;
   /** Frames to the sandbox dropped because the TAP's write queue was full. */
   tapDroppedOut: number;
+  /** UDP frames the TAP's native relay carried without the stack, from the sandbox and to it. */
+  udpRelayedIn: number;
+  udpRelayedOut: number;
 }
 
 export interface StatsLine extends Partial<StackGauges> {

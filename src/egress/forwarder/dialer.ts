@@ -14,7 +14,7 @@
 // connection the same way it does for a direct dial.
 import net from 'node:net';
 import { TapboxError } from '../../errors.js';
-import { parseIp, type IpAddr } from '../policy/address.js';
+import { ipBytes, parseIp, type IpAddr } from '../policy/address.js';
 
 export interface ProxySpec {
   kind: 'http' | 'socks5';
@@ -252,14 +252,4 @@ async function socks5Connect(socket: net.Socket, proxy: ProxySpec, host: string,
     const total = 4 + len + 2;
     return b.length >= total ? total : -1;
   }, 4 + 1 + 255 + 2);
-}
-
-function ipBytes(ip: IpAddr): Buffer {
-  const out = Buffer.alloc(ip.family === 4 ? 4 : 16);
-  let v = ip.value;
-  for (let i = out.length - 1; i >= 0; i--) {
-    out[i] = Number(v & 0xffn);
-    v >>= 8n;
-  }
-  return out;
 }

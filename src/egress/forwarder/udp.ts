@@ -1,6 +1,10 @@
 // UDP sessions from the sandbox. Port 53 anywhere → the DNS proxy. Denied → ICMP administratively
 // prohibited. Allowed → one connected host socket per session, datagrams relayed both ways; an
 // ECONNREFUSED from the host becomes an ICMP port unreachable; the session's end closes the socket.
+// On a link with a native UDP relay (the TAP, without pcap or link faults), a session whose every
+// datagram need not be seen here is handed to it (UdpConn.relay): the addon then carries the
+// datagrams both ways and counts them, with no JS per datagram; only QUIC-guarded sessions (below)
+// keep a dgram socket in JS.
 // The stack hands the first datagram to `onMessage` once it is set, so it is relayed (or inspected)
 // like the others. Sessions allowed only through a DNS pin are inspected like TCP (see tcp.ts): the first datagrams
 // must be QUIC Initial packets whose ClientHello names an allowed name pinned to the address, unless
@@ -9,10 +13,10 @@
 // resets the session, and the Initial of a connection not seen yet on it is held until its own
 // ClientHello passed the same check.
 import dgram from 'node:dgram';
-import type { UdpConn, UdpForwarderRequest } from '../../../netstack/index.js';
+import type { RelayedUdp, UdpConn, UdpForwarderRequest } from '../../../netstack/index.js';
 import type { FlowEvent } from '../audit/events.js';
 import { QuicClientHelloReader, QuicSessionShape, type QuicResult } from '../inspect/quic.js';
-import { parseIp } from '../policy/address.js';
+import { ipBytes, parseIp } from '../policy/address.js';
 import { flowName, type FlowDecision } from '../policy/policy.js';
 import { allowReason, type ForwarderContext } from './context.js';
 import { FirstBytesInspection, type Allowed, type Verdict } from './first-bytes.js';
@@ -76,18 +80,43 @@ function admit(ctx: ForwarderContext, req: UdpForwarderRequest, decision: FlowDe
   else openThenRelay(ctx, req, ctx.event(ctx.flowId(), 'udp', id, 'allow', allowReason(decision), decision));
 }
 
-/** Audits `flow`, opens a host socket to `target` (its destination unless told), then accepts. */
+/** Audits `flow`, accepts, and relays it to a host socket to `target` (its destination unless told). */
 function openThenRelay(ctx: ForwarderContext, req: UdpForwarderRequest, flow: FlowEvent, target = flow.dst): void {
   ctx.o.auditor.flow(flow);
+  openThenRelayAccepted(ctx, flow, req.accept(), target, [], null);
+}
+
+/**
+ * Relays an accepted session (`held`: datagrams read before, sent first) to a host socket to `target`:
+ * the link's native relay unless `guard` must see every datagram, else a dgram socket opened now.
+ */
+function openThenRelayAccepted(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, target: string, held: Buffer[], guard: QuicSessionGuard | null): void {
+  if (!guard) {
+    let relayed: RelayedUdp | null;
+    try {
+      relayed = conn.relay(ipBytes(parseIp(target)!), flow.port, () => conn.sendIcmp('port-unreachable'));
+    } catch (e) {
+      if (!(e as NodeJS.ErrnoException).syscall) throw e; // a bug, not a socket that can't open
+      conn.sendIcmp('host-unreachable');
+      conn.close();
+      ctx.release();
+      return;
+    }
+    if (relayed) return relay(ctx, flow, conn, nativeHostEnd(relayed), held, null);
+  }
+  // Datagrams arriving while the host socket opens are held and sent (through the guard) first.
+  let sessionEnded = false;
+  conn.onMessage = (payload) => held.push(Buffer.from(payload));
+  conn.onClose = () => (sessionEnded = true);
   openHostSocket(target, flow.port).then(
     (socket) => {
-      if (!ctx.closed) return relay(ctx, flow, req.accept(), socket, [], null);
+      if (!sessionEnded && !ctx.closed) return relay(ctx, flow, conn, dgramHostEnd(socket, conn, guard), held, guard);
       socket.close();
-      req.reject('admin-prohibited');
       ctx.release();
     },
     () => {
-      req.reject('host-unreachable');
+      conn.sendIcmp('host-unreachable');
+      conn.close();
       ctx.release();
     },
   );
@@ -145,22 +174,7 @@ function admitSession(ctx: ForwarderContext, req: UdpForwarderRequest, decision:
     ctx.release();
     return;
   }
-  // Datagrams arriving while the host socket opens are held and sent (through the guard) first.
-  let sessionEnded = false;
-  conn.onMessage = (payload) => held.push(Buffer.from(payload));
-  conn.onClose = () => (sessionEnded = true);
-  openHostSocket(flow.dst, flow.port).then(
-    (socket) => {
-      if (!sessionEnded && !ctx.closed) return relay(ctx, flow, conn, socket, held, guard);
-      socket.close();
-      ctx.release();
-    },
-    () => {
-      conn.sendIcmp('host-unreachable');
-      conn.close();
-      ctx.release();
-    },
-  );
+  openThenRelayAccepted(ctx, flow, conn, flow.dst, held, guard);
 }
 
 /** The verdict on what a QUIC reader read so far; null while the ClientHello is incomplete. */
@@ -265,11 +279,53 @@ function openHostSocket(dst: string, port: number): Promise<dgram.Socket> {
   });
 }
 
+/** The host end of a session: sends datagrams there, counts the bytes each way, closes. */
+interface HostEnd {
+  send(payload: Buffer): void;
+  readonly bytesUp: number;
+  readonly bytesDown: number;
+  close(): void;
+}
+
+/** A dgram socket whose datagrams go to the sandbox (learned from by `guard`), counted here. */
+function dgramHostEnd(socket: dgram.Socket, conn: UdpConn, guard: QuicSessionGuard | null): HostEnd {
+  const end = {
+    bytesUp: 0,
+    bytesDown: 0,
+    send(payload: Buffer) {
+      end.bytesUp += payload.length;
+      socket.send(payload);
+    },
+    close: () => socket.close(),
+  };
+  socket.on('message', (msg) => {
+    end.bytesDown += msg.length;
+    guard?.fromServer(msg);
+    conn.send(msg);
+  });
+  socket.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ECONNREFUSED') conn.sendIcmp('port-unreachable');
+  });
+  return end;
+}
+
+/** The link's native relay: it counts the bytes; the session's close() ends it. */
+function nativeHostEnd(relayed: RelayedUdp): HostEnd {
+  return {
+    send: (payload) => relayed.send(payload),
+    get bytesUp() {
+      return relayed.bytesUp;
+    },
+    get bytesDown() {
+      return relayed.bytesDown;
+    },
+    close: () => {},
+  };
+}
+
 /** Relays datagrams until the stack ends the session; `held` were read during inspection. */
-function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, socket: dgram.Socket, held: Buffer[], guard: QuicSessionGuard | null): void {
+function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, host: HostEnd, held: Buffer[], guard: QuicSessionGuard | null): void {
   const started = Date.now();
-  let up = 0;
-  let down = 0;
   let closed = false;
   let error: string | undefined;
   const close = (byStack: boolean) => {
@@ -277,17 +333,15 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, socket: dg
     closed = true;
     ctx.closers.delete(closeFromHere);
     ctx.relayed.delete(flow.flowId);
-    socket.close();
+    host.close();
     if (!byStack) conn.close();
     ctx.release();
-    ctx.o.auditor.flowEnd({ flowId: flow.flowId, proto: 'udp', dst: flow.dst, port: flow.port, name: flow.name, bytesUp: up, bytesDown: down, durationMs: Date.now() - started, error });
+    // Read after the close: a native relay's last figures.
+    ctx.o.auditor.flowEnd({ flowId: flow.flowId, proto: 'udp', dst: flow.dst, port: flow.port, name: flow.name, bytesUp: host.bytesUp, bytesDown: host.bytesDown, durationMs: Date.now() - started, error });
   };
   const closeFromHere = () => close(false);
   ctx.closers.add(closeFromHere);
-  const send = (payload: Buffer) => {
-    up += payload.length;
-    socket.send(payload);
-  };
+  const send = (payload: Buffer) => host.send(payload);
   // A refused datagram ends the session: logged as a denial, the sandbox gets admin-prohibited.
   const refuse = (reason: string) => {
     ctx.o.auditor.flow({ ...flow, verdict: 'deny', reason });
@@ -295,7 +349,7 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, socket: dg
     conn.sendIcmp('admin-prohibited');
     close(false);
   };
-  ctx.relayed.set(flow.flowId, { flow, cut: refuse, bytes: () => ({ up, down }) });
+  ctx.relayed.set(flow.flowId, { flow, cut: refuse, bytes: () => ({ up: host.bytesUp, down: host.bytesDown }) });
   const fromSandbox = guard
     ? (payload: Buffer) => {
         if (closed) return;
@@ -303,14 +357,6 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: UdpConn, socket: dg
         if (reason !== null) refuse(reason);
       }
     : send;
-  socket.on('message', (msg) => {
-    down += msg.length;
-    guard?.fromServer(msg);
-    conn.send(msg);
-  });
-  socket.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'ECONNREFUSED') conn.sendIcmp('port-unreachable');
-  });
   conn.onMessage = fromSandbox;
   conn.onClose = () => close(true);
   held.forEach(fromSandbox);

@@ -28,6 +28,12 @@ export function parseIp(text: string): IpAddr | null {
   return null;
 }
 
+/** An address's bytes in network order (4 or 16). */
+export function ipBytes(ip: IpAddr): Buffer {
+  const bytes = ip.family === 4 ? 4 : 16;
+  return Buffer.from(ip.value.toString(16).padStart(bytes * 2, '0'), 'hex');
+}
+
 /** Parses `addr` or `addr/prefix`; null when `text` is neither. Host bits are cleared. */
 export function parseSubnet(text: string): Subnet | null {
   const slash = text.indexOf('/');
