@@ -145,7 +145,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function runSandbox(program: Command): Promise<number> {
-  const commandFromConfig = applyConfigFiles(program);
+  const commandFromConfig = await applyConfigFiles(program);
   const flags = program.opts<CliFlags>();
   const options = toOptions(flags);
   if (options.net === 'host') process.stderr.write('tapbox: warning: --net host gives the sandbox the host\'s network: no isolation and no allowlist.\n');

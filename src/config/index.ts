@@ -7,7 +7,7 @@
 // (ajv) and each value by the flag's own parser before anything runs: an error names the file, the
 // key and what is wrong, and nothing runs.
 import { readFileSync } from 'node:fs';
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject } from 'ajv';
 import type { Command, Option } from 'commander';
 import { TapboxError } from '../errors.js';
 import { configKeys, configSchema } from './keys.js';
@@ -50,11 +50,13 @@ function readConfig(file: string): Record<string, unknown> {
 /**
  * Applies the files of `program`'s --config to its option values (a flag given on the command line
  * wins), checking every key and value first. Returns the command a file names (zbox's `binary`), if any.
+ * ajv is loaded only here, when a file is named: it is the heaviest module of a run (start-up).
  */
-export function applyConfigFiles(program: Command): string[] | undefined {
+export async function applyConfigFiles(program: Command): Promise<string[] | undefined> {
   const files = program.getOptionValue('config') as string[];
   if (files.length === 0) return undefined;
   const keys = configKeys(program);
+  const { Ajv } = await import('ajv');
   const validate = new Ajv({ allErrors: true, strict: false }).compile(configSchema(program));
   let command: string[] | undefined;
   for (const file of files) {
@@ -118,7 +120,7 @@ export function addConfigCommand(program: Command, build: () => Command, done: (
     .allowExcessArguments()
     .helpOption(false)
     .argument('[options...]')
-    .action((_args: string[], flags: { print?: boolean; schema?: boolean }, command: Command) => {
+    .action(async (_args: string[], flags: { print?: boolean; schema?: boolean }, command: Command) => {
       const run = addConfigOption(build()).exitOverride();
       if (flags.schema) {
         process.stdout.write(`${JSON.stringify(configSchema(run), null, 2)}\n`);
@@ -126,7 +128,7 @@ export function addConfigCommand(program: Command, build: () => Command, done: (
       }
       if (!flags.print) throw new TapboxError('EUSAGE', '`tapbox config` needs --print [options] or --schema.');
       run.parse(command.args, { from: 'user' });
-      const fromFile = applyConfigFiles(run);
+      const fromFile = await applyConfigFiles(run);
       process.stdout.write(`${JSON.stringify(effectiveSettings(run, run.args.length ? run.args : (fromFile ?? [])), null, 2)}\n`);
       done(0);
     });

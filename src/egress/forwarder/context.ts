@@ -10,6 +10,7 @@ import type { DnsProxy } from '../dns/proxy.js';
 import { canonicalIp } from '../policy/address.js';
 import { flowName, type FlowDecision, type Policy } from '../policy/policy.js';
 import type { Proto } from '../policy/rule.js';
+import { DEFAULT_MAX_FLOWS } from './defaults.js';
 import { HOST_KEEPALIVE_MS, type ProxySpec } from './dialer.js';
 import { isHostInternal, type HostLoopbackPort } from './host-loopback.js';
 
@@ -53,12 +54,6 @@ export interface ForwarderOptions {
    */
   refuseHostInternal?: boolean;
 }
-
-/**
- * Open flows (TCP and UDP, DNS excluded) when neither the allowlists nor the options set a limit. Twice
- * the stack's UDP session cap (4096), so a UDP flood, held there, still leaves room for TCP.
- */
-export const DEFAULT_MAX_FLOWS = 8192;
 
 /** Where a new flow goes before the policy is asked. */
 export type Route = 'dns' | 'resolver-closed' | 'gateway' | 'host-loopback' | 'host-internal' | 'policy';
