@@ -22,6 +22,15 @@ export interface Subnet {
 
 const BITS = { 4: 32, 6: 128 } as const;
 
+/**
+ * A value made from addresses on its first use, for module-level constants and the like: parsing an
+ * IPv6 address loads ip-address, which a run that checks no address never needs (start-up).
+ */
+export function onFirstUse<T>(make: () => T): () => T {
+  let made: { value: T } | undefined;
+  return () => (made ??= { value: make() }).value;
+}
+
 /** Parses a literal address (no prefix); null when `text` is not one. */
 export function parseIp(text: string): IpAddr | null {
   const v4 = parseDottedQuad(text);
