@@ -50,7 +50,7 @@ function readConfig(file: string): Record<string, unknown> {
 /**
  * Applies the files of `program`'s --config to its option values (a flag given on the command line
  * wins), checking every key and value first. Returns the command a file names (zbox's `binary`), if any.
- * ajv is loaded only here, when a file is named: it is the heaviest module of a run (start-up).
+ * ajv is loaded here, only when a file is named: it takes ~25 ms to load (start-up, docs/architecture.md).
  */
 export async function applyConfigFiles(program: Command): Promise<string[] | undefined> {
   const files = program.getOptionValue('config') as string[];

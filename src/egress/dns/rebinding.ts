@@ -6,20 +6,20 @@ import { formatIp, onFirstUse, parseIp, parseSubnet, subnetContains, type IpAddr
 
 const INTERNAL_SUBNETS = onFirstUse((): Subnet[] =>
   [
-  '0.0.0.0/8', // "this network", unspecified
-  '10.0.0.0/8', // RFC 1918
-  '100.64.0.0/10', // CGNAT
-  '127.0.0.0/8', // loopback
-  '169.254.0.0/16', // link-local, 169.254.169.254 metadata included
-  '172.16.0.0/12', // RFC 1918
-  '192.168.0.0/16', // RFC 1918
-  '224.0.0.0/4', // multicast
-  '240.0.0.0/4', // reserved, broadcast included
-  '::/128', // unspecified
-  '::1/128', // loopback
-  'fc00::/7', // ULA, fd00:ec2::254 metadata included
-  'fe80::/10', // link-local
-  'ff00::/8', // multicast
+    '0.0.0.0/8', // "this network", unspecified
+    '10.0.0.0/8', // RFC 1918
+    '100.64.0.0/10', // CGNAT
+    '127.0.0.0/8', // loopback
+    '169.254.0.0/16', // link-local, 169.254.169.254 metadata included
+    '172.16.0.0/12', // RFC 1918
+    '192.168.0.0/16', // RFC 1918
+    '224.0.0.0/4', // multicast
+    '240.0.0.0/4', // reserved, broadcast included
+    '::/128', // unspecified
+    '::1/128', // loopback
+    'fc00::/7', // ULA, fd00:ec2::254 metadata included
+    'fe80::/10', // link-local
+    'ff00::/8', // multicast
   ].map((s) => parseSubnet(s)!),
 );
 

@@ -6,8 +6,7 @@
 import { createRequire } from 'node:module';
 import type * as IpAddress from 'ip-address';
 
-let ipAddress: typeof IpAddress | undefined;
-const lib = (): typeof IpAddress => (ipAddress ??= createRequire(import.meta.url)('ip-address') as typeof IpAddress);
+const lib = onFirstUse(() => createRequire(import.meta.url)('ip-address') as typeof IpAddress);
 
 export interface IpAddr {
   family: 4 | 6;
