@@ -142,9 +142,15 @@ async function main(): Promise<void> {
     }
   }
   if (chosen('start-up')) {
-    const rows = measureStartup().map((f) => [f.name, `${fmt(f.ms)} ms`, `${fmt(f.node)} ms (${fmt(f.ms / f.node)}x)`, `${fmt(f.pasta)} ms (${fmt(f.ms / f.pasta)}x)`]);
+    const rows = measureStartup().map((f) => [
+      f.name,
+      `${fmt(f.ms)} ms`,
+      `${fmt(f.node)} ms (${fmt(f.ms / f.node)}x)`,
+      `${fmt(f.pasta)} ms (${fmt(f.ms / f.pasta)}x)`,
+      `${fmt(f.cpu)} ms / ${fmt(f.nodeCpu)} ms (${fmt(f.cpu / f.nodeCpu)}x)`,
+    ]);
     console.log('');
-    printTable(['start-up (median of 15 runs)', 'tapbox', 'node -e 0 (tapbox ratio)', 'pasta --config-net -- true (tapbox ratio)'], rows);
+    printTable(['start-up (median of 15 runs)', 'tapbox', 'node -e 0 (tapbox ratio)', 'pasta --config-net -- true (tapbox ratio)', 'CPU: tapbox / node -e 0 (ratio)'], rows);
   }
 }
 

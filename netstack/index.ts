@@ -1,5 +1,5 @@
 // The public surface of netstack: everything the supervisor and the egress side (src/) may import.
-// src/ imports netstack only through this file.
+// src/ imports netstack only through this file, or through ./defaults.ts for the defaults alone.
 export { Stack, STACK_DEFAULTS, type StackConfig } from './stack/stack.js';
 export { StackCounters } from './stack/counters.js';
 export { ManualClock } from './stack/manual-clock.js';
@@ -11,5 +11,6 @@ export { ChannelEndpoint, type ChannelOptions, type Faults, type FaultCounts } f
 export { SnifferEndpoint } from './link/sniffer.js';
 export { TapEndpoint, type TapEndpointOptions } from './link/tap.js';
 export type { ReassemblyLimits } from './network/fragments.js';
-export { UDP_DEFAULTS, UdpProtocol, type UdpOptions } from './transport/udp/index.js';
-export { createTcp, defaultTcpConfig, TcpProtocol, type TcpConfigInput } from './transport/tcp/index.js';
+export { UdpProtocol } from './transport/udp/index.js';
+export { createTcp, TcpProtocol } from './transport/tcp/index.js';
+export { defaultTcpConfig, UDP_DEFAULTS, type TcpConfigInput, type UdpOptions } from './defaults.js';

@@ -11,6 +11,7 @@
 //   transport/                TCP and UDP
 //   stack/                    the Stack that composes all of them
 //   index.ts                  the public surface for src/
+//   defaults.ts               the part of it the options need on every run: the defaults alone
 
 export type Family = 4 | 6;
 

@@ -2,7 +2,10 @@
 // module loading (issue 14), and one file loads in one go where ~100 small ES modules load one by one.
 // What only some runs need (the stack and the egress side under --net tap, pretty logs, a pty, the
 // image and box verbs' heavy parts, doctor) stays behind a dynamic import() and becomes a chunk next to
-// main.js, loaded when used. npm packages stay external: node_modules as installed.
+// main.js, loaded when used. npm packages stay external (node_modules as installed) but commander, which
+// every run loads: as a CommonJS package imported from ES modules it cost ~5-8 ms of CPU more than
+// bundled (measured as the test user, issue 14). Its require() of Node's builtins needs a `require` in
+// an ES module: the banner makes one.
 //
 // Each bundled module keeps its own import.meta.url (the file tsc wrote, still in dist/), so the paths
 // found from it (the package root, the addon, the boxes' daemon, createRequire) are the unbundled ones.
@@ -13,6 +16,8 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { dependencies } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const BUNDLED_PACKAGES = ['commander'];
 const entry = join(root, 'dist', 'src', 'cli', 'main.js');
 const outdir = dirname(entry);
 
@@ -45,12 +50,12 @@ await build({
   format: 'esm',
   platform: 'node',
   target: 'node20',
-  packages: 'external',
+  external: Object.keys(dependencies).filter((name) => !BUNDLED_PACKAGES.includes(name)),
   chunkNames: 'main.[name]-[hash]',
   keepNames: true,
   sourcemap: true,
   allowOverwrite: true,
   plugins: [keepMetaUrl],
-  banner: { js: MARK },
+  banner: { js: `${MARK}\nimport { createRequire as createRequireForBundle } from 'node:module';\nconst require = createRequireForBundle(import.meta.url);` },
   logLevel: 'warning',
 });

@@ -38,7 +38,7 @@ export function addBoxCommands(program: Command, done: (status: number) => void,
       done(await plain.run(runCommand));
       return;
     }
-    const fromConfig = applyConfigFiles(runCommand);
+    const fromConfig = await applyConfigFiles(runCommand);
     try {
       await runDetached(args.length ? args : (fromConfig.command ?? []), runCommand.opts(), fromConfig.name);
     } catch (e) {

@@ -145,7 +145,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function runSandbox(program: Command): Promise<number> {
-  const fromConfig = applyConfigFiles(program);
+  const fromConfig = await applyConfigFiles(program);
   try {
     return await runConfigured(program, fromConfig.command);
   } catch (e) {

@@ -8,7 +8,7 @@
 // key and what is wrong, and nothing runs. A value only checked when the run's options are resolved
 // (--memory's size, --cpuset's list, --rootfs's path) is blamed on its file and key there (blameConfig).
 import { readFileSync } from 'node:fs';
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject } from 'ajv';
 import type { Command, Option } from 'commander';
 import { TapboxError } from '../errors.js';
 import { configKeys, configSchema } from './keys.js';
@@ -60,12 +60,14 @@ const origins = new WeakMap<Command, Map<string, string>>();
 
 /**
  * Applies the files of `program`'s --config to its option values (a flag given on the command line
- * wins), checking every key and value first.
+ * wins), checking every key and value first. ajv is loaded here, only when a file is named: it takes
+ * ~25 ms to load (start-up, docs/architecture.md).
  */
-export function applyConfigFiles(program: Command): FromConfig {
+export async function applyConfigFiles(program: Command): Promise<FromConfig> {
   const files = program.getOptionValue('config') as string[];
   if (files.length === 0) return {};
   const keys = configKeys(program);
+  const { Ajv } = await import('ajv');
   const validate = new Ajv({ allErrors: true, strict: false }).compile(configSchema(program));
   const origin = new Map<string, string>();
   origins.set(program, origin);
@@ -150,7 +152,7 @@ export function addConfigCommand(program: Command, build: () => Command, done: (
     .allowExcessArguments()
     .helpOption(false)
     .argument('[options...]')
-    .action((_args: string[], flags: { print?: boolean; schema?: boolean }, command: Command) => {
+    .action(async (_args: string[], flags: { print?: boolean; schema?: boolean }, command: Command) => {
       const run = addConfigOption(build()).exitOverride();
       if (flags.schema) {
         process.stdout.write(`${JSON.stringify(configSchema(run), null, 2)}\n`);
@@ -158,7 +160,7 @@ export function addConfigCommand(program: Command, build: () => Command, done: (
       }
       if (!flags.print) throw new TapboxError('EUSAGE', '`tapbox config` needs --print [options] or --schema.');
       run.parse(command.args, { from: 'user' });
-      const fromFile = applyConfigFiles(run);
+      const fromFile = await applyConfigFiles(run);
       process.stdout.write(`${JSON.stringify(effectiveSettings(run, run.args.length ? run.args : (fromFile.command ?? [])), null, 2)}\n`);
       done(0);
     });

@@ -5,12 +5,11 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { open, realpath, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type pino from 'pino';
 import type { Forwarder } from '../../netstack/index.js';
 import { Attributor, type AttributionMode } from './audit/attribution.js';
 import { Auditor } from './audit/auditor.js';
 import { formatLearnedAllowlist } from './audit/learn.js';
-import { createLogger } from './audit/logger.js';
+import { createLogger, type AuditLog } from './audit/logger.js';
 import { EgressStats, type EgressSummary } from './audit/summary.js';
 import { DnsProxy } from './dns/proxy.js';
 import { liveHostAddresses } from './dns/rebinding.js';
@@ -64,7 +63,7 @@ export interface Egress extends EventEmitter {
   forwarder: Forwarder;
   /** Published connections (-p) take flow slots and are audited through this (forwarder/inbound.ts). */
   inbound: InboundFlows;
-  logger: pino.Logger;
+  logger: AuditLog;
   policy: Policy;
   /** Logs flows and cap hits: the stack's caps report to `auditor.limitHit` (rate-limited 'limit' events). */
   auditor: Auditor;

@@ -20,7 +20,7 @@
 // sockets have keepalive on (HOST_KEEPALIVE_MS): one that vanishes silently resets the sandbox's side.
 import dgram from 'node:dgram';
 import net from 'node:net';
-import type pino from 'pino';
+import type { AuditLog } from './audit/logger.js';
 import type { Family, TcpConn, TcpProtocol, UdpConn, UdpProtocol } from '../../netstack/index.js';
 import { TapboxError } from '../errors.js';
 import { HOST_KEEPALIVE_MS } from './forwarder/dialer.js';
@@ -107,7 +107,7 @@ export class Publisher {
   }
 
   /** Binds every listener; throws TapboxError EUSAGE when one cannot be bound. */
-  static async start(specs: readonly PublishSpec[], target: PublishTarget, logger: pino.Logger, o: PublisherOptions = {}): Promise<Publisher> {
+  static async start(specs: readonly PublishSpec[], target: PublishTarget, logger: AuditLog, o: PublisherOptions = {}): Promise<Publisher> {
     const p = new Publisher(o);
     try {
       for (const spec of specs) {

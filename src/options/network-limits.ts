@@ -12,11 +12,11 @@
 //   dnsInFlight  the DNS proxy (maxInFlight)
 //
 // The other caps (out-of-order memory, reassembly memory) keep their defaults.
-import { UDP_DEFAULTS, defaultTcpConfig, type TcpConfigInput, type UdpOptions } from '../../netstack/index.js';
+import { UDP_DEFAULTS, defaultTcpConfig, type TcpConfigInput, type UdpOptions } from '../../netstack/defaults.js';
 import { TapboxError } from '../errors.js';
 import { parseSize, type Size } from '../units.js';
 import { wholeNumber } from './hardening.js';
-import { DEFAULT_MAX_FLOWS } from '../egress/forwarder/context.js';
+import { DEFAULT_MAX_FLOWS } from '../egress/forwarder/defaults.js';
 
 export interface NetworkLimitsOptions {
   /** Flows open at once, TCP and UDP, out and in (-p); DNS excluded (`--max-flows`, default 8192). */

@@ -1,18 +1,22 @@
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
+import pino from 'pino';
 import dgram from 'node:dgram';
 import dnsPacket from 'dns-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FlowId, Refusal, TcpConn, TcpForwarderRequest, UdpConn, UdpForwarderRequest } from '../../netstack/index.js';
 import type { FlowEvent } from '../../src/egress/audit/events.js';
 import { formatLearnedAllowlist } from '../../src/egress/audit/learn.js';
-import { createLogger } from '../../src/egress/audit/logger.js';
+import { createLogger, LOG_LEVELS } from '../../src/egress/audit/logger.js';
 import { EgressStats, formatSummary } from '../../src/egress/audit/summary.js';
 import { createEgress, writeOutput, type EgressOptions } from '../../src/egress/index.js';
 import { TapboxError } from '../../src/errors.js';
 import { parse } from '../../src/egress/policy/allowlist.js';
 import { Policy } from '../../src/egress/policy/policy.js';
+import { repoRoot } from '../helpers/tapbox.js';
 
 const SANDBOX = { dns4: '10.0.2.3', dns6: 'fd00::3', gateway4: '10.0.2.2', gateway6: 'fd00::2' };
 const cleanups: (() => void)[] = [];
@@ -176,6 +180,28 @@ describe('names the sandbox chose', () => {
     const text = readFileSync(logFile, 'utf8');
     expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
     expect(text).toContain('tapbox: dns A ok.example: CNAME \\x1b]0;pwned\\x07evil.example');
+  });
+
+  it('knows the levels pino knows', () => {
+    expect(LOG_LEVELS).toEqual(pino.levels.values);
+    expect(() => createLogger({ logLevel: 'toString', logFormat: 'json' })).toThrow(/unknown log level "toString"/);
+  });
+
+  it('on stderr loads pino with the first line at or above the level, and writes it (start-up)', () => {
+    const logger = pathToFileURL(join(repoRoot, 'dist', 'src', 'egress', 'audit', 'logger.js')).href;
+    const script = `
+      import { createRequire } from 'node:module';
+      const { createLogger } = await import(${JSON.stringify(logger)});
+      const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((p) => p.endsWith('/node_modules/pino/pino.js'));
+      const log = createLogger({ logLevel: 'info', logFormat: 'json' });
+      log.debug({ event: 'x' }, 'below the level');
+      console.log(loaded());
+      log.warn({ event: 'flow' }, 'denied tcp 198.51.100.7:443');
+      console.log(loaded());`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(r.stdout.trim().split('\n')).toEqual(['false', 'true']);
+    const lines = r.stderr.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toMatchObject([{ level: 40, event: 'flow', msg: 'denied tcp 198.51.100.7:443' }]);
   });
 
   it('escapes control characters in the summary table', () => {

@@ -64,7 +64,7 @@ function netstackSources(dir = NETSTACK, out = new Map<string, string>()): Map<s
 const LAYERS = ['root', 'header', 'link', 'network', 'transport', 'stack', 'index'];
 function layerOf(file: string): number {
   const rel = relative(NETSTACK, file);
-  if (rel === 'index.ts') return LAYERS.indexOf('index');
+  if (rel === 'index.ts' || rel === 'defaults.ts') return LAYERS.indexOf('index');
   if (!rel.includes('/')) return LAYERS.indexOf('root');
   const layer = LAYERS.indexOf(rel.split('/')[0]!);
   if (layer < 0) throw new Error(`${rel}: a folder with no place in the layering`);

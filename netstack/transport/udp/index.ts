@@ -1,1 +1,2 @@
-export { UdpProtocol, UDP_DEFAULTS, type UdpOptions } from './protocol.js';
+export { UdpProtocol } from './protocol.js';
+export { UDP_DEFAULTS, type UdpOptions } from './config.js';

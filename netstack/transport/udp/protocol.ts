@@ -11,19 +11,7 @@ import type { Forwarder, UdpConn } from '../../forwarding.js';
 import type { UdpRelayLink } from '../../link/endpoint.js';
 import type { Clock, Family, FlowId, NetworkInfo, NetworkSender, TransportProtocol } from '../../tcpip.js';
 import { UdpSession, type SessionOwner } from './session.js';
-
-export interface UdpOptions {
-  /** A session with no datagram either way for this long is closed. */
-  idleMs: number;
-  /** The same for sessions to port 53, whose exchanges are one query and one answer. */
-  dnsIdleMs: number;
-  /** Most sessions at once; past it new tuples get ICMP admin-prohibited. */
-  maxSessions: number;
-  /** Most datagrams a session queues while its forwarder request is pending or no handler is set. */
-  maxQueued: number;
-}
-
-export const UDP_DEFAULTS: UdpOptions = { idleMs: 60_000, dnsIdleMs: 10_000, maxSessions: 4096, maxQueued: 32 };
+import type { UdpOptions } from './config.js';
 
 const DNS_PORT = 53;
 /** Local ports of the sessions we open (Linux's default ip_local_port_range, as TCP's connect). */

@@ -3,7 +3,7 @@
 // default); allowed lookups, flows and flow ends are 'debug' when enforcing and 'info' in audit mode,
 // whose point is to log it all. Cap hits are 'warn', at most one line per cap per second (limits.ts).
 import type { EventEmitter } from 'node:events';
-import type pino from 'pino';
+import type { AuditLog } from './logger.js';
 import { printable } from '../dns/names.js';
 import type { Attribution } from './attribution.js';
 import type { PolicyChangeEvent } from '../live-policy.js';
@@ -18,7 +18,7 @@ export class Auditor {
   private readonly limits = new LimitReporter((e) => this.limit(e));
 
   constructor(
-    private readonly logger: pino.Logger,
+    private readonly logger: AuditLog,
     private readonly events: EventEmitter,
     readonly stats: EgressStats,
     audit: boolean,

@@ -3,7 +3,7 @@
 // Off unless TAPBOX_STATS_MS is set (the soak, bench/soak.ts, sets it); one line per interval.
 import { readdirSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type pino from 'pino';
+import type { AuditLog } from './logger.js';
 
 export interface StackGauges {
   tcpConnections: number;
@@ -37,7 +37,7 @@ export function statsIntervalFromEnv(env: NodeJS.ProcessEnv = process.env): numb
 }
 
 /** Logs a stats line every `intervalMs` until the returned stop() (which logs a last one). */
-export function startStats(logger: pino.Logger, intervalMs: number, gauges: () => StackGauges | null): () => void {
+export function startStats(logger: AuditLog, intervalMs: number, gauges: () => StackGauges | null): () => void {
   const delay = monitorEventLoopDelay({ resolution: 10 });
   delay.enable();
   const sample = (): void => {

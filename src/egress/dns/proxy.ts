@@ -9,13 +9,14 @@
 //    every type not listed below get an empty NOERROR;
 //  - addresses pointing inside (rebinding.ts) are dropped from answers and logged.
 import type { Duplex } from 'node:stream';
-import dnsPacket from 'dns-packet';
+import type dnsPacket from 'dns-packet';
 import type { UdpConn } from '../../../netstack/index.js';
 import type { Attribution, Owner } from '../audit/attribution.js';
 import type { AskOutcome } from '../ask/asker.js';
 import { dnsRequest, type AskRequest } from '../ask/request.js';
 import type { Policy } from '../policy/policy.js';
 import { normalizeName } from '../policy/rule.js';
+import { dnsCodec } from './codec.js';
 import { isHostName, printable } from './names.js';
 import { isRebindingTarget, type AddressSet } from './rebinding.js';
 import type { UpstreamAnswer } from './upstream.js';
@@ -86,9 +87,9 @@ export class DnsProxy {
     };
     let query: dnsPacket.DecodedPacket;
     try {
-      query = dnsPacket.decode(message);
+      query = dnsCodec().decode(message);
     } catch {
-      return message.length >= 12 ? dnsPacket.encode({ type: 'response', id: message.readUInt16BE(0), flags: RCODE.FORMERR }) : null;
+      return message.length >= 12 ? dnsCodec().encode({ type: 'response', id: message.readUInt16BE(0), flags: RCODE.FORMERR }) : null;
     }
     if (query.type !== 'query') return null;
     if ((query as { opcode?: string }).opcode !== 'QUERY') return this.reply(query, 'NOTIMP', transport);
@@ -247,13 +248,14 @@ export class DnsProxy {
   private reply(query: dnsPacket.DecodedPacket, rcode: Rcode, transport: 'udp' | 'tcp', answers: dnsPacket.Answer[] = [], authorities: dnsPacket.Answer[] = []): Buffer {
     const opt = query.additionals?.find((a): a is dnsPacket.OptAnswer => a.type === 'OPT');
     const edns: dnsPacket.Answer[] = opt ? [{ type: 'OPT', name: '.', udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] }] : [];
-    const flags = (query.flag_rd ? dnsPacket.RECURSION_DESIRED : 0) | dnsPacket.RECURSION_AVAILABLE | RCODE[rcode];
+    const codec = dnsCodec();
+    const flags = (query.flag_rd ? codec.RECURSION_DESIRED : 0) | codec.RECURSION_AVAILABLE | RCODE[rcode];
     const packet = { type: 'response' as const, id: query.id, flags, questions: query.questions, answers, authorities, additionals: edns };
-    const encoded = dnsPacket.encode(packet);
+    const encoded = codec.encode(packet);
     const limit = transport === 'tcp' ? MAX_TCP_MESSAGE : Math.max(512, opt?.udpPayloadSize ?? 512);
     if (encoded.length <= limit) return encoded;
     // Too big for the client's UDP buffer: truncated, so it asks again over TCP.
-    return dnsPacket.encode({ ...packet, flags: flags | dnsPacket.TRUNCATED_RESPONSE, answers: [], authorities: [] });
+    return codec.encode({ ...packet, flags: flags | codec.TRUNCATED_RESPONSE, answers: [], authorities: [] });
   }
 }
 

@@ -17,9 +17,10 @@ import { randomFillSync, randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import dnsPacket from 'dns-packet';
+import type dnsPacket from 'dns-packet';
 import { TapboxError } from '../../errors.js';
 import { canonicalIp, parseIp } from '../policy/address.js';
+import { dnsCodec } from './codec.js';
 
 export interface UpstreamServer {
   host: string;
@@ -276,7 +277,7 @@ export class Upstream {
 function decodeMatching(msg: Buffer, id: number, q: dnsPacket.Question): UpstreamAnswer | null {
   let answer: UpstreamAnswer;
   try {
-    answer = dnsPacket.decode(msg);
+    answer = dnsCodec().decode(msg);
   } catch {
     return null;
   }
@@ -288,10 +289,10 @@ function decodeMatching(msg: Buffer, id: number, q: dnsPacket.Question): Upstrea
 
 /** A query for `question` with EDNS (1232-byte answers over UDP). */
 function encodeQuery(id: number, question: dnsPacket.Question): Buffer {
-  return dnsPacket.encode({
+  return dnsCodec().encode({
     type: 'query',
     id,
-    flags: dnsPacket.RECURSION_DESIRED,
+    flags: dnsCodec().RECURSION_DESIRED,
     questions: [question],
     additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] }],
   });

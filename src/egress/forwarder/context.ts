@@ -7,9 +7,10 @@ import type { Attribution, AttributionMode, Attributor, Owner } from '../audit/a
 import type { Auditor } from '../audit/auditor.js';
 import type { FlowEvent } from '../audit/events.js';
 import type { DnsProxy } from '../dns/proxy.js';
-import { canonicalIp } from '../policy/address.js';
+import { canonicalIp, onFirstUse } from '../policy/address.js';
 import { flowName, type FlowDecision, type Policy } from '../policy/policy.js';
 import type { Proto } from '../policy/rule.js';
+import { DEFAULT_MAX_FLOWS } from './defaults.js';
 import { HOST_KEEPALIVE_MS, type ProxySpec } from './dialer.js';
 import { isHostInternal, type HostLoopbackPort } from './host-loopback.js';
 
@@ -54,12 +55,6 @@ export interface ForwarderOptions {
   refuseHostInternal?: boolean;
 }
 
-/**
- * Open flows (TCP and UDP, DNS excluded) when neither the allowlists nor the options set a limit. Twice
- * the stack's UDP session cap (4096), so a UDP flood, held there, still leaves room for TCP.
- */
-export const DEFAULT_MAX_FLOWS = 8192;
-
 /** Where a new flow goes before the policy is asked. */
 export type Route = 'dns' | 'resolver-closed' | 'gateway' | 'host-loopback' | 'host-internal' | 'policy';
 
@@ -78,8 +73,8 @@ export class ForwarderContext {
   readonly inspectMaxBytes: number;
   private nextFlowId = 1;
   private active = 0;
-  private readonly dnsAddrs: Set<string>;
-  private readonly gatewayAddrs: Set<string>;
+  /** Our addresses on the link (the resolver's, the gateway's), canonical; made on the first flow (IPv6: ip-address). */
+  private readonly ownAddrs: () => { dns: Set<string>; gateway: Set<string> };
   private readonly hostLoopback: Set<string>;
   /** Closes every open flow (Egress.close). */
   readonly closers = new Set<() => void>();
@@ -95,8 +90,8 @@ export class ForwarderContext {
     this.keepAliveMs = o.keepAliveMs ?? HOST_KEEPALIVE_MS;
     this.inspectTimeoutMs = o.inspectTimeoutMs ?? 5_000;
     this.inspectMaxBytes = o.inspectMaxBytes ?? 32 * 1024;
-    this.dnsAddrs = new Set([o.sandbox.dns4, o.sandbox.dns6].map((a) => canonicalIp(a) ?? a));
-    this.gatewayAddrs = new Set([o.sandbox.gateway4, o.sandbox.gateway6].map((a) => canonicalIp(a) ?? a));
+    const canonical = (addrs: string[]) => new Set(addrs.map((a) => canonicalIp(a) ?? a));
+    this.ownAddrs = onFirstUse(() => ({ dns: canonical([o.sandbox.dns4, o.sandbox.dns6]), gateway: canonical([o.sandbox.gateway4, o.sandbox.gateway6]) }));
     this.hostLoopback = new Set((o.hostLoopback ?? []).map((p) => `${p.proto}/${p.port}`));
   }
 
@@ -109,8 +104,9 @@ export class ForwarderContext {
   route(id: FlowId, proto: Proto): Route {
     const dst = canonicalIp(id.dstAddr) ?? id.dstAddr;
     if (id.dstPort === 53) return 'dns';
-    if (this.dnsAddrs.has(dst)) return 'resolver-closed';
-    if (this.gatewayAddrs.has(dst)) return this.hostLoopback.has(`${proto}/${id.dstPort}`) ? 'host-loopback' : 'gateway';
+    const own = this.ownAddrs();
+    if (own.dns.has(dst)) return 'resolver-closed';
+    if (own.gateway.has(dst)) return this.hostLoopback.has(`${proto}/${id.dstPort}`) ? 'host-loopback' : 'gateway';
     if (this.o.refuseHostInternal !== false && isHostInternal(dst)) return 'host-internal';
     return 'policy';
   }

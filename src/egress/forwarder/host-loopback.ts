@@ -6,7 +6,7 @@
 // (10.0.2.2 → 127.0.0.1, fd00::2 → ::1) on a listed port is connected to the host's loopback, and
 // audited like any other flow.
 import { TapboxError } from '../../errors.js';
-import { parseIp, parseSubnet, subnetContains } from '../policy/address.js';
+import { onFirstUse, parseIp, parseSubnet, subnetContains } from '../policy/address.js';
 import type { Proto } from '../policy/rule.js';
 
 export interface HostLoopbackPort {
@@ -31,12 +31,12 @@ export function parseHostLoopback(values: readonly (string | number)[]): HostLoo
   return out;
 }
 
-const INTERNAL = ['127.0.0.0/8', '0.0.0.0/8', '::1/128', '::/128'].map((s) => parseSubnet(s)!);
+const internalSubnets = onFirstUse(() => ['127.0.0.0/8', '0.0.0.0/8', '::1/128', '::/128'].map((s) => parseSubnet(s)!));
 
 /** Does `addr` mean the host itself when a host socket connects to it (loopback or unspecified)? */
 export function isHostInternal(addr: string): boolean {
   const ip = parseIp(addr); // maps ::ffff:a.b.c.d to IPv4
-  return ip !== null && INTERNAL.some((s) => subnetContains(s, ip));
+  return ip !== null && internalSubnets().some((s) => subnetContains(s, ip));
 }
 
 /** The host loopback address a flow to the gateway of `family` goes to. */

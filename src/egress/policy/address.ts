@@ -1,6 +1,12 @@
 // IP addresses and subnets as numbers, so one engine matches IPv4 and IPv6. Parsing is ip-address's;
 // an IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 address it carries.
-import { Address4, Address6 } from 'ip-address';
+//
+// ip-address is loaded on first use, not with this module: options checking imports this module on every
+// run, and loading ip-address costs more than the rest of it (start-up, docs/architecture.md).
+import { createRequire } from 'node:module';
+import type * as IpAddress from 'ip-address';
+
+const lib = onFirstUse(() => createRequire(import.meta.url)('ip-address') as typeof IpAddress);
 
 export interface IpAddr {
   family: 4 | 6;
@@ -15,10 +21,20 @@ export interface Subnet {
 
 const BITS = { 4: 32, 6: 128 } as const;
 
+/**
+ * A value made from addresses on its first use, for module-level constants and the like: parsing an
+ * IPv6 address loads ip-address, which a run that checks no address never needs (start-up).
+ */
+export function onFirstUse<T>(make: () => T): () => T {
+  let made: { value: T } | undefined;
+  return () => (made ??= { value: make() }).value;
+}
+
 /** Parses a literal address (no prefix); null when `text` is not one. */
 export function parseIp(text: string): IpAddr | null {
   const v4 = parseDottedQuad(text);
   if (v4 !== null) return { family: 4, value: BigInt(v4) };
+  const { Address4, Address6 } = lib();
   if (Address4.isValid(text) && !text.includes('/')) return { family: 4, value: new Address4(text).bigInt() };
   if (Address6.isValid(text) && !text.includes('/') && !text.includes('%')) {
     const value = new Address6(text).bigInt();
@@ -59,7 +75,7 @@ export function formatIp(ip: IpAddr): string {
     const v = Number(ip.value);
     return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
   }
-  return Address6.fromBigInt(ip.value).correctForm();
+  return lib().Address6.fromBigInt(ip.value).correctForm();
 }
 
 /**

@@ -13,7 +13,7 @@
 // their order or kind; then, among allow rules, any one that opens this protocol and port decides, and
 // the most explicit of them wins (one naming the port, and for UDP also udp:, lets any protocol pass
 // rather than only those whose names tapbox can check), so a broader rule never hides a narrower one.
-import { formatIp, parseIp, parseSubnet, subnetContains, type IpAddr, type Subnet } from './address.js';
+import { formatIp, onFirstUse, parseIp, parseSubnet, subnetContains, type IpAddr, type Subnet } from './address.js';
 import type { Allowlist } from './allowlist.js';
 import { monotonicClock, PinTable, type PinClock } from './pins.js';
 import { normalizeName, ruleCovers, ruleMatchesAddress, ruleMatchesName, type Proto, type Rule } from './rule.js';
@@ -37,13 +37,15 @@ export interface PolicyOptions {
 }
 
 /** Ranges a flow reaches only through an IP rule at least as specific as the range. */
-const GUARDED: { subnet: Subnet; what: string }[] = [
-  ['169.254.0.0/16', 'a link-local address (the cloud metadata service lives there)'],
-  ['fe80::/10', 'a link-local address'],
-  ['224.0.0.0/4', 'a multicast address'],
-  ['ff00::/8', 'a multicast address'],
-].map(([s, what]) => ({ subnet: parseSubnet(s)!, what }));
-const NAT64 = parseSubnet('64:ff9b::/96')!;
+const GUARDED = onFirstUse((): { subnet: Subnet; what: string }[] =>
+  [
+    ['169.254.0.0/16', 'a link-local address (the cloud metadata service lives there)'],
+    ['fe80::/10', 'a link-local address'],
+    ['224.0.0.0/4', 'a multicast address'],
+    ['ff00::/8', 'a multicast address'],
+  ].map(([s, what]) => ({ subnet: parseSubnet(s)!, what })),
+);
+const NAT64 = onFirstUse(() => parseSubnet('64:ff9b::/96')!);
 
 export interface FlowQuery {
   proto: Proto;
@@ -97,10 +99,10 @@ export class Policy {
   /** The guarded range `ip` is in (see decide), or null. */
   private guarded(ip: IpAddr, addr: string): { prefix: number; what: string } | null {
     if (this.hostAddrs?.has(addr)) return { prefix: ip.family === 4 ? 32 : 128, what: "one of the host's own addresses" };
-    const g = GUARDED.find((r) => subnetContains(r.subnet, ip));
+    const g = GUARDED().find((r) => subnetContains(r.subnet, ip));
     if (g) return { prefix: g.subnet.prefix, what: g.what };
     // A NAT64 address reaches the IPv4 address in its last 32 bits: guarded as that one, 96 bits deeper.
-    if (subnetContains(NAT64, ip)) {
+    if (subnetContains(NAT64(), ip)) {
       const v4: IpAddr = { family: 4, value: ip.value & 0xffffffffn };
       const inner = this.guarded(v4, formatIp(v4));
       return inner && { prefix: inner.prefix + 96, what: `${inner.what} (through NAT64)` };
