@@ -7,6 +7,9 @@
 /* In the outer launcher, before clone: removes the run directories of sandboxes that are gone, then
  * creates and locks plan->run_dir under plan->store. No-op when the layers live in memory. */
 void store_prepare(struct launch_plan *plan);
+/* Removes name under the directory parent, and all below it, never following a symlink; what can't
+ * be removed stays (idmap.c checks). */
+void remove_entry(int parent, const char *name);
 /* After the sandbox exited: removes plan->run_dir. */
 void store_remove(const struct launch_plan *plan);
 
