@@ -12,7 +12,7 @@
  * which clones a bare user namespace (no other namespace: the host's files, processes and network),
  * has newuidmap/newgidmap map it (userns.c; refused: exit 125, nothing ran), and runs COMMAND there as
  * its root, with every capability over that namespace only, and no_new_privs. COMMAND is the launcher
- * itself in one of two modes, which are plain file operations:
+ * itself in one of two modes, which are plain file operations (exit 1 when one fails):
  *
  *   --apply-owners ROOT   reads "UID GID PATH" records, each ended by a NUL, on stdin, and gives each
  *                         PATH under ROOT that owner. Every directory on the way is opened with
@@ -44,7 +44,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define idmap_error(...) fail("EIDMAP", EXIT_SETUP_FAILED, __VA_ARGS__)
+/* The namespace could not be had: 125, as for every setup failure. An operation that failed: 1. */
+#define idmap_error(...) fail("EUSERNS", EXIT_SETUP_FAILED, __VA_ARGS__)
+#define operation_error(...) fail("EIDMAP", 1, __VA_ARGS__)
 
 _Noreturn void idmap_run_bare(const struct launch_plan *plan, const sigset_t *signals)
 {
@@ -124,7 +126,7 @@ int idmap_apply_owners(const char *root_path)
 	ssize_t len;
 
 	if (root < 0)
-		idmap_error("opening %s failed (%s)", root_path, strerror(errno));
+		operation_error("opening %s failed (%s)", root_path, strerror(errno));
 	while ((len = getdelim(&record, &size, '\0', stdin)) > 0) {
 		unsigned long uid = parse_id(record, &end);
 		unsigned long gid = uid == ULONG_MAX ? ULONG_MAX : parse_id(end + 1, &end);
@@ -132,10 +134,10 @@ int idmap_apply_owners(const char *root_path)
 		if (gid == ULONG_MAX || record[len - 1] != '\0' || path[0] == '\0' || path[0] == '/' ||
 		    strstr(path, "//") || strcmp(path, "..") == 0 || strncmp(path, "../", 3) == 0 ||
 		    strstr(path, "/../") || (strlen(path) >= 3 && strcmp(path + strlen(path) - 3, "/..") == 0))
-			idmap_error("--apply-owners: a record is not \"UID GID PATH\" with a relative PATH under %s", root_path);
+			operation_error("--apply-owners: a record is not \"UID GID PATH\" with a relative PATH under %s", root_path);
 		int err = chown_below(root, path, uid, gid);
 		if (err != 0)
-			idmap_error("giving %s/%s the owner %lu:%lu failed (%s)", root_path, path, uid, gid, strerror(err));
+			operation_error("giving %s/%s the owner %lu:%lu failed (%s)", root_path, path, uid, gid, strerror(err));
 	}
 	free(record);
 	close(root);
@@ -150,14 +152,14 @@ int idmap_remove_tree(const char *path)
 
 	if (path[0] != '/' || !slash[1] || strcmp(slash + 1, ".") == 0 || strcmp(slash + 1, "..") == 0 ||
 	    (size_t)(slash - path) >= sizeof parent_path)
-		idmap_error("--remove-tree takes an absolute path to a file or directory, not \"%s\"", path);
+		operation_error("--remove-tree takes an absolute path to a file or directory, not \"%s\"", path);
 	snprintf(parent_path, sizeof parent_path, "%.*s", slash == path ? 1 : (int)(slash - path), path);
 	int parent = open(parent_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (parent < 0)
-		idmap_error("opening %s failed (%s)", parent_path, strerror(errno));
+		operation_error("opening %s failed (%s)", parent_path, strerror(errno));
 	remove_entry(parent, slash + 1);
 	if (fstatat(parent, slash + 1, &st, AT_SYMLINK_NOFOLLOW) == 0)
-		idmap_error("%s could not be removed in full; check what is left in it (ls -lan %s)", path, path);
+		operation_error("%s could not be removed in full; check what is left in it (ls -lan %s)", path, path);
 	close(parent);
 	return 0;
 }

@@ -10,6 +10,7 @@ import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, op
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { TapboxError } from '../errors.js';
+import { removeTree } from '../idmap/launcher.js';
 
 export interface ImageRecord {
   /** The name it is known by: as given to `import`, or the full reference it was pulled as. */
@@ -168,7 +169,7 @@ export class ImageStore {
    */
   private collect(index: Index, departed: ImageRecord): void {
     const records = Object.values(index.images);
-    if (!records.some((r) => r.id === departed.id)) rmSync(this.rootfsPath(departed.id), { recursive: true, force: true });
+    if (!records.some((r) => r.id === departed.id)) removeTree(this.rootfsPath(departed.id));
     const kept = new Set(records.flatMap(blobsOf));
     for (const digest of blobsOf(departed)) if (!kept.has(digest)) rmSync(this.blobPath(digest), { force: true });
   }
