@@ -59,7 +59,7 @@ export class Owners {
     const owners: Owner[] = [...this.byPath].map(([path, [uid, gid]]) => [path, uid, gid]);
     const refused = applyOwners(root, lookup.ids, owners);
     if (refused !== null) {
-      return `${what}: its files' owners were not kept: they are yours (root's in the box), as mapping your subordinate ids failed (${refused}); check that newuidmap and newgidmap are setuid root and that /etc/subuid and /etc/subgid give you a range, then remove the image (tapbox image rm) and import it again.`;
+      return `${what}: its files' owners were not kept (${refused}): they are yours (root's in the box); check that newuidmap and newgidmap are setuid root and that /etc/subuid and /etc/subgid give you a range, then remove the image (tapbox image rm) and import it again.`;
     }
     if (this.beyondMembers === 0) return null;
     return `${what}: ${this.beyondMembers} of its files belong to ids beyond your subordinate range of ${lookup.ids.uid.count} uids and ${lookup.ids.gid.count} gids (${named}); those are root's in the box.`;
