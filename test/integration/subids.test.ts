@@ -146,6 +146,21 @@ describe("images keep their owners as the user's subordinate ids", () => {
     expect(dropped.stderr).toMatch(/Permission denied/);
     expect(readFileSync(join(rootfsOf(u.store), 'home/app/secret'), 'utf8')).toBe('mine\n');
   });
+
+  it("a detached box from the image: exec joins its mapping (the owners, root, setgroups denied)", async () => {
+    const u = dirOf(testUser);
+    const env = { ...u.env, XDG_STATE_HOME: join(u.cwd, 'state'), XDG_RUNTIME_DIR: join(u.cwd, 'run') };
+    expect(as(testUser, ['image', 'import', await tarball('boxed.tar', owned), 'owned'], { ...u, env }).code).toBe(0);
+    const started = as(testUser, ['run', '-d', '--name', 'owners', '--image', 'owned', '--', '/bin/busybox', 'sleep', '1000'], { ...u, env });
+    expect(started.code, started.stderr).toBe(0);
+    try {
+      const exec = as(testUser, ['exec', 'owners', '--', '/bin/busybox', 'sh', '-c', 'id -u; busybox stat -c "%u %g %n" /home/app/secret; cat /proc/self/setgroups'], { ...u, env });
+      expect(exec.stderr).toBe('');
+      expect(exec.stdout).toBe('0\n1000 42 /home/app/secret\ndeny\n');
+    } finally {
+      expect(as(testUser, ['rm', '-f', 'owners'], { ...u, env }).code).toBe(0);
+    }
+  });
 });
 
 describe('attacks on the mapping', () => {
