@@ -7,9 +7,10 @@
  * later.
  *
  * The command's last steps, in order: a new session; its own user namespace with its final uid
- * (userns.c; with the user's subordinate ids, PID 1 writes its maps); the resource limits (limits.c); the capability bounding set (capabilities.c); default signal
- * dispositions; every descriptor above 2 close-on-exec (the TAP's, the control socket, the store's
- * lock); no_new_privs; the seccomp filter (seccomp.c), last, as it forbids some of the steps above.
+ * (userns.c; with the user's subordinate ids, PID 1 writes its maps); the resource limits (limits.c);
+ * the capability bounding set (capabilities.c); default signal dispositions; every descriptor above
+ * 2 close-on-exec (the TAP's, the control socket, the store's lock); no_new_privs; the seccomp filter
+ * (seccomp.c), last, as it forbids some of the steps above.
  */
 #include "init.h"
 

@@ -3,6 +3,7 @@
  *   tapbox-launcher [--net tap|none|host] [--vnet-hdr] [--mtu N] [--mac MAC]
  *                   [--ip4 ADDR/PREFIX] [--gw4 ADDR] [--ip6 ADDR/PREFIX] [--gw6 ADDR]
  *                   [--resolv NS]... [--hostname NAME] [--same-uid | --nobody]
+ *                   [--subuid START:COUNT --subgid START:COUNT]
  *                   [--fs read-only|default|custom|hermetic | --rootfs DIR] [--home DIR] [--store DIR]
  *                   [--cwd DIR] [--bind-ro SRC[:DEST]]... [--bind-rw SRC[:DEST]]...
  *                   [--overlay SRC[:DEST]]... [--tmpfs DIR]...
