@@ -71,7 +71,13 @@ export function subordinateIds(places: LookupPlaces = {}): SubordinateLookup {
   if (!onPath('newuidmap', path) || !onPath('newgidmap', path)) {
     return { ids: null, missing: 'newuidmap and newgidmap are not installed: install them (Debian, Ubuntu: sudo apt install uidmap; Fedora: shadow-utils)' };
   }
-  const { username, uid } = userInfo();
+  let username: string;
+  const uid = process.getuid!();
+  try {
+    username = userInfo().username;
+  } catch {
+    return { ids: null, missing: `your uid ${uid} has no entry in /etc/passwd, which newuidmap needs: add one (sudo useradd), with a range (sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 NAME)` };
+  }
   const ranges = { uid: rangeOf(readOrEmpty(places.subuid ?? '/etc/subuid'), username, uid), gid: rangeOf(readOrEmpty(places.subgid ?? '/etc/subgid'), username, uid) };
   if (ranges.uid === null || ranges.gid === null) {
     const missing = ranges.uid === null ? (ranges.gid === null ? '/etc/subuid and /etc/subgid give' : '/etc/subuid gives') : '/etc/subgid gives';

@@ -258,6 +258,18 @@ describe('the fallback: owners flattened to the user, as before, with one warnin
     expect(readdirSync(join(u.store, 'rootfs'))).toEqual([]);
   });
 
+  it('a uid with no entry in /etc/passwd (newuidmap needs one) still runs a --rootfs, with its single id', () => {
+    const dir = mkdtempSync(join(work, 'nameless-'));
+    mkdirSync(join(dir, 'root', 'bin'), { recursive: true });
+    writeFileSync(join(dir, 'root', 'bin', 'busybox'), busybox, { mode: 0o755 });
+    mkdirSync(join(dir, 'cwd'));
+    execFileSync('chown', ['-R', '4242:4242', dir]);
+    const argv = ['--reuid=4242', '--regid=4242', '--clear-groups', process.execPath, cliPath, '--net', 'none', '--rootfs', join(dir, 'root'), '--', '/bin/busybox', 'cat', '/proc/self/uid_map'];
+    const r = spawnSync('setpriv', argv, { cwd: join(dir, 'cwd'), env: { ...process.env, HOME: join(dir, 'cwd', 'home') }, encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.replace(/[ \t]+/g, ' ')).toBe(' 0 0 1\n');
+  });
+
   it('without newuidmap on PATH, the warning names the package to install', async () => {
     const u = dirOf(testUser);
     const empty = join(u.cwd, 'empty');
