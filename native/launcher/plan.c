@@ -382,14 +382,14 @@ void plan_parse(struct launch_plan *plan, int argc, char **argv)
 		default: usage_error("unknown option %s; see the usage at the top of native/launcher/plan.c", argv[optind - 1]);
 		}
 	}
+	if (!plan->subuid.count != !plan->subgid.count)
+		usage_error("--subuid and --subgid go together; give both ranges or neither");
+	if (plan->userns_only && (!plan->subuid.count || plan->probe))
+		usage_error("--userns-only maps your subordinate ids for a command: give --subuid, --subgid and the command, not --probe");
 	if (plan->probe) {
 		plan->net.mode = NET_NONE;
 		return;
 	}
-	if (!plan->subuid.count != !plan->subgid.count)
-		usage_error("--subuid and --subgid go together; give both ranges or neither");
-	if (plan->userns_only && !plan->subuid.count)
-		usage_error("--userns-only maps your subordinate ids: give --subuid and --subgid");
 	if (plan->apply_owners || plan->remove_tree)
 		return;
 	if (optind >= argc)
