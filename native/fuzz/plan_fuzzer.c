@@ -56,11 +56,18 @@ static void check_plan(const struct launch_plan *p, int argc)
 	check(p->net.prefix4 <= 32 && p->net.prefix6 <= 128, "prefix out of range");
 	check(!(p->net.mac[0] & 1), "multicast MAC accepted");
 	check(p->hostname && p->hostname[0] && strlen(p->hostname) <= HOST_NAME_MAX, "bad hostname accepted");
-	if (p->probe)
+	check(!p->subuid.count == !p->subgid.count, "--subuid without --subgid, or the other way round");
+	check(p->subuid.count <= PLAN_MAX_SUBIDS && p->subgid.count <= PLAN_MAX_SUBIDS, "a range past PLAN_MAX_SUBIDS");
+	check(!p->subuid.count || (p->subuid.start > 0 && p->subuid.start + p->subuid.count - 1 < 0xffffffffUL),
+	      "a subordinate uid range at 0 or past 2^32-2");
+	check(!p->userns_only || p->subuid.count, "--userns-only without the ranges");
+	if (p->probe || p->apply_owners || p->remove_tree)
 		return;
 	check(p->command && p->command[0], "no command");
 	for (int i = 0; p->command[i]; i++)
 		check(i < argc, "command not NULL-terminated");
+	if (p->userns_only)
+		return;
 	check(p->cwd && p->cwd[0] == '/' && strcmp(p->cwd, "/") != 0, "bad cwd accepted");
 	for (size_t i = 0; i < p->n_mounts; i++) {
 		check(p->mounts[i].dest && p->mounts[i].dest[0] == '/', "relative mount destination");

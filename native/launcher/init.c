@@ -7,9 +7,10 @@
  * later.
  *
  * The command's last steps, in order: a new session; its own user namespace with its final uid
- * (userns.c); the resource limits (limits.c); the capability bounding set (capabilities.c); default signal
- * dispositions; every descriptor above 2 close-on-exec (the TAP's, the control socket, the store's
- * lock); no_new_privs; the seccomp filter (seccomp.c), last, as it forbids some of the steps above.
+ * (userns.c; with the user's subordinate ids, PID 1 writes its maps); the resource limits (limits.c);
+ * the capability bounding set (capabilities.c); default signal dispositions; every descriptor above
+ * 2 close-on-exec (the TAP's, the control socket, the store's lock); no_new_privs; the seccomp filter
+ * (seccomp.c), last, as it forbids some of the steps above.
  */
 #include "init.h"
 
@@ -30,6 +31,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -98,16 +100,21 @@ void init_new_session(void)
 		ioctl(STDIN_FILENO, TIOCSCTTY, 0);
 }
 
-static _Noreturn void exec_command(const struct launch_plan *plan)
+/* handshake: our end of the socketpair over which PID 1 maps the subordinate ids for us, or -1. */
+static _Noreturn void exec_command(const struct launch_plan *plan, int handshake)
 {
 	uid_t uid;
 	gid_t gid;
 
 	init_new_session();
-	/* PID 1's PR_SET_DUMPABLE 0 was inherited; our own /proc/self maps must be writable by us. */
+	/* PID 1's PR_SET_DUMPABLE 0 was inherited; our own /proc/self maps must be writable by us (or
+	 * PID 1's /proc/PID of ours, by it). */
 	prctl(PR_SET_DUMPABLE, 1);
 	identity_inside(plan, &uid, &gid);
-	userns_enter_nested(uid, gid, filesystem_hidden_proc());
+	if (handshake >= 0)
+		userns_enter_nested_ranged(handshake);
+	else
+		userns_enter_nested(uid, gid, filesystem_hidden_proc());
 	init_exec(plan);
 }
 
@@ -224,12 +231,25 @@ int supervise(pid_t pid, const sigset_t *signals, unsigned timeout_s, unsigned g
 
 _Noreturn void init_run(const struct launch_plan *plan, const sigset_t *signals)
 {
+	int handshake[2] = { -1, -1 };
+
+	/* Root with the subordinate ids: a nested map wider than one id, which only we may write (userns.c). */
+	if (userns_ranged() && plan->identity == IDENTITY_ROOT &&
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, handshake) != 0)
+		fail("EINIT", EXIT_SETUP_FAILED, "creating a socket pair failed (%s)", strerror(errno));
 	pid_t command = fork();
 
 	if (command < 0)
 		fail("EINIT", EXIT_SETUP_FAILED, "starting the command failed (%s); raise the process limit (ulimit -u)",
 		     strerror(errno));
-	if (command == 0)
-		exec_command(plan);
+	if (command == 0) {
+		if (handshake[0] >= 0)
+			close(handshake[0]);
+		exec_command(plan, handshake[1]);
+	}
+	if (handshake[0] >= 0) {
+		close(handshake[1]);
+		userns_map_nested(command, handshake[0], filesystem_hidden_proc());
+	}
 	_exit(supervise(command, signals, plan->timeout_s, plan->grace_s));
 }

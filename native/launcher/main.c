@@ -13,7 +13,8 @@
  *     - clone()s the sandbox with new user, mount, PID, UTS, IPC and cgroup namespaces, and a new
  *       network namespace unless --net host;
  *     - joins the sandbox's cgroup first when the supervisor prepared one (limits.c);
- *     - maps the invoking uid/gid to 0 in the new user namespace (userns.c), then lets it proceed;
+ *     - maps the invoking uid/gid to 0 in the new user namespace, and with --subuid/--subgid the
+ *       user's subordinate ids to 1..N (userns.c), then lets it proceed;
  *     - with a store directory (-d), creates the run directory for the throw-away layers first and
  *       removes it after the sandbox exited (store.c);
  *     - forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH to it and exits with
@@ -34,10 +35,12 @@
  * when run by hand), the launcher exits 125, and the command never starts. The command's own exit
  * code passes through; 128+N when it is killed by signal N.
  *
- * With --join PID it makes no sandbox: it starts the command inside the running one (join.c).
+ * With --join PID it makes no sandbox: it starts the command inside the running one (join.c). With
+ * --userns-only, --apply-owners or --remove-tree it serves the image store instead (idmap.c).
  *
  * The launcher is single-threaded, so after clone() the child may call anything the parent could.
  */
+#include "idmap.h"
 #include "init.h"
 #include "join.h"
 #include "limits.h"
@@ -73,6 +76,10 @@ static void set_hostname(const char *name)
 	fail("EUTS", EXIT_SETUP_FAILED, "setting the hostname to %s failed (%s)", name, strerror(errno));
 }
 
+/* The byte that lets the sandbox proceed says which maps the outer launcher wrote. */
+#define SYNC_SINGLE '1'
+#define SYNC_RANGED 'R'
+
 static _Noreturn void sandbox_main(const struct launch_plan *plan, int sync_fd, const sigset_t *signals)
 {
 	char ready;
@@ -83,6 +90,8 @@ static _Noreturn void sandbox_main(const struct launch_plan *plan, int sync_fd, 
 	if (read(sync_fd, &ready, 1) != 1)
 		_exit(EXIT_SETUP_FAILED);
 	close(sync_fd);
+	if (ready == SYNC_RANGED)
+		userns_set_ranged(plan);
 	/* Not dumpable (once the outer launcher has written our maps through /proc): the command, same
 	 * uid, can't ptrace PID 1 to borrow its capabilities over the sandbox's unlocked mounts. */
 	if (prctl(PR_SET_DUMPABLE, 0) != 0)
@@ -104,6 +113,35 @@ static _Noreturn void sandbox_main(const struct launch_plan *plan, int sync_fd, 
 	filesystem_setup(plan);
 	control_wait_go();
 	init_run(plan, signals);
+}
+
+/* The sandbox's uid/gid maps: with --subuid/--subgid the ranges when newuidmap agrees, else the
+ * invoking ids alone (userns.c). Returns the byte that tells the sandbox which. */
+static char write_sandbox_maps(const struct launch_plan *plan, pid_t child)
+{
+	char reason[512];
+	int err;
+
+	if (plan->subuid.count) {
+		err = userns_map_subordinate(child, plan, reason, sizeof reason);
+		if (err == 0)
+			return SYNC_RANGED;
+		if (err == -2) {
+			kill(child, SIGKILL);
+			fail("EUSERNS", EXIT_SETUP_FAILED, "newgidmap refused your subordinate gids (%s); give yourself a range in /etc/subgid "
+							   "(sudo usermod --add-subgids 100000-165535 $USER) or remove the uid range from /etc/subuid", reason);
+		}
+		warn("newuidmap refused your subordinate uids (%s), so files of the image owned by others than you show as nobody; "
+		     "install uidmap (its newuidmap must be setuid root) and give yourself a range: "
+		     "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER", reason);
+	}
+	err = userns_write_maps(child, 0, plan->outer_uid, 0, plan->outer_gid);
+	if (err < 0) {
+		kill(child, SIGKILL);
+		userns_explain_refusal(reason, sizeof reason, -err);
+		fail("EUSERNS", EXIT_SETUP_FAILED, "writing the user namespace's uid/gid maps failed: %s", reason);
+	}
+	return SYNC_SINGLE;
 }
 
 static pid_t clone_sandbox(const struct launch_plan *plan)
@@ -135,11 +173,19 @@ int main(int argc, char **argv)
 		signals_block(&signals);
 		join_run(&plan, &signals);
 	}
+	if (plan.apply_owners)
+		return idmap_apply_owners(plan.apply_owners);
+	if (plan.remove_tree)
+		return idmap_remove_tree(plan.remove_tree);
 	if (plan.net.mode == NET_TAP && !control_connected())
 		fail("EUSAGE", EXIT_SETUP_FAILED, "--net tap needs the supervisor's control socket on fd 3; "
 						  "run the command through tapbox, or pass --net none");
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
 		_exit(EXIT_SETUP_FAILED);
+	if (plan.userns_only) {
+		signals_block(&signals);
+		idmap_run_bare(&plan, &signals);
+	}
 
 	store_prepare(&plan);
 	if (plan.cgroup)
@@ -159,13 +205,8 @@ int main(int argc, char **argv)
 	}
 	close(sync[0]);
 
-	int err = userns_write_maps(child, 0, plan.outer_uid, 0, plan.outer_gid);
-	if (err < 0) {
-		kill(child, SIGKILL);
-		userns_explain_refusal(reason, sizeof reason, -err);
-		fail("EUSERNS", EXIT_SETUP_FAILED, "writing the user namespace's uid/gid maps failed: %s", reason);
-	}
-	if (write(sync[1], "1", 1) != 1)
+	char ready = write_sandbox_maps(&plan, child);
+	if (write(sync[1], &ready, 1) != 1)
 		fail("EINIT", EXIT_SETUP_FAILED, "starting the sandbox failed (%s)", strerror(errno));
 	close(sync[1]);
 	int code = supervise(child, &signals, 0, 0);

@@ -3,6 +3,7 @@
  *   tapbox-launcher [--net tap|none|host] [--vnet-hdr] [--mtu N] [--mac MAC]
  *                   [--ip4 ADDR/PREFIX] [--gw4 ADDR] [--ip6 ADDR/PREFIX] [--gw6 ADDR]
  *                   [--resolv NS]... [--hostname NAME] [--same-uid | --nobody]
+ *                   [--subuid START:COUNT --subgid START:COUNT]
  *                   [--fs read-only|default|custom|hermetic | --rootfs DIR] [--home DIR] [--store DIR]
  *                   [--cwd DIR] [--bind-ro SRC[:DEST]]... [--bind-rw SRC[:DEST]]...
  *                   [--overlay SRC[:DEST]]... [--tmpfs DIR]...
@@ -15,6 +16,10 @@
  *   tapbox-launcher --probe      (exits 0 if the sandbox's namespaces can be created, else explains)
  *   tapbox-launcher --sweep-store DIR   (removes DIR's run directories whose launcher is gone: the
  *                                        clean-up of a box whose supervisor was killed)
+ *   tapbox-launcher --userns-only --subuid START:COUNT --subgid START:COUNT -- COMMAND [ARGS...]
+ *                                (COMMAND as root of a bare user namespace with those ids: idmap.c)
+ *   tapbox-launcher --apply-owners ROOT < "UID GID PATH\0"...    (idmap.c)
+ *   tapbox-launcher --remove-tree PATH                           (idmap.c)
  *
  * Host paths are canonicalised here, in the host's mount namespace, so that the sandbox sees
  * exactly the file the caller named.
@@ -30,6 +35,7 @@
 #include <getopt.h>
 #include <sched.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,6 +226,21 @@ static void add_resolver(struct launch_plan *plan, const char *text)
 	plan->resolvers[plan->n_resolvers++] = text;
 }
 
+/* START:COUNT of /etc/subuid or /etc/subgid; newuidmap/newgidmap check it against those files again. */
+static void parse_range(const char *text, struct id_range *range, const char *flag)
+{
+	char *colon, *end;
+
+	errno = 0;
+	range->start = strtoul(text, &colon, 10);
+	if (errno || colon == text || *colon != ':' || text[0] == '-' || range->start == 0 || range->start > UINT32_MAX)
+		usage_error("%s expects START:COUNT from /etc/subuid or /etc/subgid (e.g. 100000:65536), not \"%s\"", flag, text);
+	range->count = strtoul(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || colon[1] == '-' || range->count == 0 || range->count > PLAN_MAX_SUBIDS ||
+	    range->start + range->count - 1 > UINT32_MAX - 1)
+		usage_error("%s: the count in \"%s\" must be a number from 1 to %d that ends below 2^32-1", flag, text, PLAN_MAX_SUBIDS);
+}
+
 static void set_net_mode(struct launch_plan *plan, const char *text)
 {
 	if (strcmp(text, "tap") == 0)
@@ -237,7 +258,8 @@ enum {
 	OPT_HOSTNAME, OPT_SAME_UID, OPT_NOBODY, OPT_CWD, OPT_BIND_RO, OPT_BIND_RW, OPT_TMPFS, OPT_PROBE,
 	OPT_FS, OPT_ROOTFS, OPT_HOME, OPT_STORE, OPT_OVERLAY, OPT_STORAGE, OPT_MEMORY, OPT_PIDS, OPT_CPUS,
 	OPT_TIMEOUT, OPT_GRACE, OPT_SECCOMP, OPT_ALLOW_SYSCALL, OPT_DENY_SYSCALL, OPT_CAP_ADD, OPT_CAP_DROP,
-	OPT_CPUSET, OPT_CGROUP, OPT_JOIN, OPT_JOIN_TTY, OPT_SWEEP_STORE,
+	OPT_CPUSET, OPT_CGROUP, OPT_JOIN, OPT_JOIN_TTY, OPT_SWEEP_STORE, OPT_SUBUID, OPT_SUBGID, OPT_USERNS_ONLY,
+	OPT_APPLY_OWNERS, OPT_REMOVE_TREE,
 };
 
 static const struct option options[] = {
@@ -272,6 +294,11 @@ static const struct option options[] = {
 	{ "join", required_argument, NULL, OPT_JOIN },
 	{ "join-tty", required_argument, NULL, OPT_JOIN_TTY },
 	{ "sweep-store", required_argument, NULL, OPT_SWEEP_STORE },
+	{ "subuid", required_argument, NULL, OPT_SUBUID },
+	{ "subgid", required_argument, NULL, OPT_SUBGID },
+	{ "userns-only", no_argument, NULL, OPT_USERNS_ONLY },
+	{ "apply-owners", required_argument, NULL, OPT_APPLY_OWNERS },
+	{ "remove-tree", required_argument, NULL, OPT_REMOVE_TREE },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "grace", required_argument, NULL, OPT_GRACE },
 	{ "seccomp", required_argument, NULL, OPT_SECCOMP },
@@ -360,6 +387,11 @@ void plan_parse(struct launch_plan *plan, int argc, char **argv)
 		case OPT_JOIN: plan->join_pid = parse_number(optarg, "--join", 2, 1 << 22); break;
 		case OPT_JOIN_TTY: plan->join_tty = parse_std_fds(optarg); break;
 		case OPT_SWEEP_STORE: plan->sweep_store = existing_directory(optarg, "--sweep-store"); break;
+		case OPT_SUBUID: parse_range(optarg, &plan->subuid, "--subuid"); break;
+		case OPT_SUBGID: parse_range(optarg, &plan->subgid, "--subgid"); break;
+		case OPT_USERNS_ONLY: plan->userns_only = true; break;
+		case OPT_APPLY_OWNERS: plan->apply_owners = existing_directory(optarg, "--apply-owners"); break;
+		case OPT_REMOVE_TREE: plan->remove_tree = optarg; break;
 		case OPT_TIMEOUT: plan->timeout_s = parse_number(optarg, "--timeout", 1, 1u << 30); break;
 		case OPT_GRACE: plan->grace_s = parse_number(optarg, "--grace", 0, 1u << 30); break;
 		case OPT_SECCOMP: seccomp = optarg; break;
@@ -371,17 +403,25 @@ void plan_parse(struct launch_plan *plan, int argc, char **argv)
 		default: usage_error("unknown option %s; see the usage at the top of native/launcher/plan.c", argv[optind - 1]);
 		}
 	}
+	if (!plan->subuid.count != !plan->subgid.count)
+		usage_error("--subuid and --subgid go together; give both ranges or neither");
+	if (plan->userns_only && (!plan->subuid.count || plan->probe))
+		usage_error("--userns-only maps your subordinate ids for a command: give --subuid, --subgid and the command, not --probe");
 	if (plan->probe) {
 		plan->net.mode = NET_NONE;
 		return;
 	}
-	if (plan->sweep_store)
+	if (plan->sweep_store || plan->apply_owners || plan->remove_tree)
 		return;
 	if (optind >= argc)
 		usage_error("no command given; put it after --, e.g. tapbox-launcher -- sh");
 	plan->command = &argv[optind];
 	if (plan->join_tty && !plan->join_pid)
 		usage_error("--join-tty gives a joined command its terminal; it needs --join PID");
+	if (plan->userns_only) {
+		plan->net.mode = NET_NONE; /* no namespace but the user one: not even the network's */
+		return;
+	}
 
 	if (!cwd)
 		cwd = canonical_path(".", "the current directory");

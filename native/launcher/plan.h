@@ -78,6 +78,15 @@ struct net_plan {
 	unsigned prefix6;
 };
 
+/* A subordinate id range of the invoking user (/etc/subuid, /etc/subgid), mapped from id 1 inside. */
+struct id_range {
+	unsigned long start;
+	unsigned long count; /* 0: none */
+};
+
+/* The most subordinate ids mapped (podman's default size of a range): ids 1..65536 inside. */
+#define PLAN_MAX_SUBIDS 65536
+
 #define PLAN_MAX_MOUNTS 64
 #define PLAN_MAX_RESOLVERS 8
 
@@ -91,7 +100,17 @@ struct launch_plan {
 	 * the box's own devpts, whose master goes to the caller on fd 3 (join.c). A bit per fd; 0: none. */
 	unsigned join_tty;
 	struct net_plan net;
+	/* --userns-only: run the command in a bare user namespace mapped with subuid/subgid, and nothing
+	 * else (idmap.c): the image store's chown pass and removals run there. */
+	bool userns_only;
+	/* --apply-owners ROOT, --remove-tree PATH: the image store's operations (idmap.c), run as root of
+	 * such a namespace. NULL: none. */
+	const char *apply_owners;
+	const char *remove_tree;
 	enum identity identity;
+	/* --subuid/--subgid START:COUNT: the sandbox's user namespace maps 0 to the invoking uid/gid and
+	 * 1..COUNT to the range, written by the setuid newuidmap/newgidmap (userns.c). count 0: 0 only. */
+	struct id_range subuid, subgid;
 	uid_t outer_uid;
 	gid_t outer_gid;
 	const char *hostname;

@@ -3,6 +3,7 @@
  * Protocol (one SOCK_SEQPACKET message each, no terminator):
  *   launcher -> supervisor   "TAP" with the TAP fd attached (SCM_RIGHTS), once, under --net tap
  *   launcher -> supervisor   "ERR <CODE> <one sentence naming the cause and the fix>"
+ *   launcher -> supervisor   "WARN <one sentence>": the sandbox runs, with less than was asked (a fallback)
  *   supervisor -> launcher   "GO": the stack runs, the command may start
  * Without a socket on fd 3 (the launcher run by hand) sentences go to stderr and nobody is waited for.
  */
@@ -66,6 +67,18 @@ _Noreturn void fail(const char *code, int exit_code, const char *fmt, ...)
 	else
 		discard_unread_messages();
 	_exit(exit_code);
+}
+
+void warn(const char *fmt, ...)
+{
+	char message[1200] = "WARN ";
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(message + 5, sizeof message - 5, fmt, ap);
+	va_end(ap);
+	if (!connected || send(CONTROL_FD, message, strlen(message), MSG_NOSIGNAL) < 0)
+		dprintf(STDERR_FILENO, "tapbox-launcher: warning: %s\n", message + 5);
 }
 
 int control_send_fd(const char *message, int fd)

@@ -21,6 +21,9 @@ bool control_connected(void);
 _Noreturn void fail(const char *code, int exit_code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Sends "WARN <sentence>" to the supervisor (or the sentence to stderr); setup goes on. */
+void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Sends the message with fd attached (SCM_RIGHTS). Returns 0 or -errno. */
 int control_send_fd(const char *message, int fd);
 

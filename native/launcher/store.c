@@ -27,8 +27,6 @@
 
 #define RUN_PREFIX ".tapbox-run-"
 
-static void remove_entry(int parent, const char *name);
-
 static void remove_children(int dir)
 {
 	DIR *listing = fdopendir(dir);
@@ -44,7 +42,7 @@ static void remove_children(int dir)
 	closedir(listing);
 }
 
-static void remove_entry(int parent, const char *name)
+void remove_entry(int parent, const char *name)
 {
 	struct stat st;
 	char self[64];

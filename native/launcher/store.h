@@ -9,6 +9,9 @@
 void store_prepare(struct launch_plan *plan);
 /* Removes the run directories under the store `dir` whose launcher is gone (unlocked). */
 void store_sweep(const char *dir);
+/* Removes name under the directory parent, and all below it, never following a symlink; what can't
+ * be removed stays (idmap.c checks). */
+void remove_entry(int parent, const char *name);
 /* After the sandbox exited: removes plan->run_dir. */
 void store_remove(const struct launch_plan *plan);
 

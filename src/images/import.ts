@@ -6,12 +6,14 @@
 // image, anything else is a root filesystem. Files named inside an archive or layout (manifest.json's
 // paths, blobs/sha256/...) are found by resolving symlinks inside it, never outside: an archive can't
 // make tapbox read a host file into the image.
-import { accessSync, constants, createReadStream, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, type Stats } from 'node:fs';
+import { accessSync, constants, createReadStream, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, statSync, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { TapboxError } from '../errors.js';
 import { asManifest, isIndex, parseJson, pickPlatform, type Descriptor, type ImageConfig, type Index, tarStream } from './oci.js';
-import { imageId, skipWarnings, unpackLayers } from './layers.js';
+import { imageId, keepOwners, skipWarnings, unpackLayers } from './layers.js';
+import { Owners } from './owners.js';
+import { removeTree } from '../idmap/launcher.js';
 import { applyTar } from './unpack.js';
 import { digestHex, type ImageRecord, type ImageStore } from './store.js';
 import { checkName, tagOf } from './reference.js';
@@ -40,16 +42,20 @@ export async function importImage(store: ImageStore, file: string, name: string,
     const tree = join(tmp, 'tree');
     mkdirSync(tree, { mode: 0o755 });
     const skips = skipWarnings(file, onWarning);
-    await applyTar(tarStream(file, file), tree, { source: file, whiteouts: false, onSkip: skips.onSkip });
+    const owners = new Owners();
+    await applyTar(tarStream(file, file), tree, { source: file, whiteouts: false, onSkip: skips.onSkip, owners });
     if (isImageTree(tree)) return await importTree(store, tree, source, name, onWarning);
     skips.flush();
     // A root filesystem: its tarball is its one layer.
     const { digest, size } = await store.writeBlob(createReadStream(file), file);
     const id = imageId(undefined, [digest]);
-    if (!existsSync(store.rootfsPath(id))) renameSync(tree, store.rootfsPath(id));
+    if (!existsSync(store.rootfsPath(id))) {
+      keepOwners(owners, tree, file, onWarning);
+      renameSync(tree, store.rootfsPath(id));
+    }
     return record(store, { name, id, source, layers: [digest], size });
   } finally {
-    rmSync(tmp, { recursive: true, force: true });
+    removeTree(tmp);
   }
 }
 

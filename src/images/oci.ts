@@ -6,6 +6,7 @@ import { createGunzip } from 'node:zlib';
 import { TapboxError } from '../errors.js';
 import { Digester } from './store.js';
 import { applyTar } from './unpack.js';
+import type { Owners } from './owners.js';
 
 export const MEDIA = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
@@ -125,9 +126,9 @@ function digesting(d: Digester): Transform {
  * Applies the layer file at path onto root (decompressing gzip) and returns the digest of the
  * uncompressed tar, the layer's "diff id", which the image config lists and the caller checks.
  */
-export async function applyLayerFile(path: string, root: string, what: string, onSkip?: (name: string, why: string) => void): Promise<string> {
+export async function applyLayerFile(path: string, root: string, what: string, onSkip?: (name: string, why: string) => void, owners?: Owners): Promise<string> {
   const d = new Digester();
-  await applyTar(tarStream(path, what, d), root, { source: what, whiteouts: true, onSkip });
+  await applyTar(tarStream(path, what, d), root, { source: what, whiteouts: true, onSkip, owners });
   return d.digest();
 }
 

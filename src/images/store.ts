@@ -20,6 +20,7 @@ import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { requireNative } from '../../native/addon/index.js';
 import { TapboxError } from '../errors.js';
+import { removeTree as removeOwnedTree } from '../idmap/launcher.js';
 
 export interface ImageRecord {
   /** The name it is known by: as given to `import`, or the full reference it was pulled as. */
@@ -254,9 +255,9 @@ export class ImageStore {
     this.removeTree(trash);
   }
 
-  /** Deletes a tree collecting found: a root no name uses, or what an import or pull left in tmp/. */
+  /** Deletes a tree collecting found: a root no name uses, or what an import or pull left in tmp/ (files of subordinate ids too). */
   private removeTree(path: string): void {
-    rmSync(path, { recursive: true, force: true });
+    removeOwnedTree(path);
   }
 
   private readIndex(): Index {

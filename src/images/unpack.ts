@@ -15,14 +15,15 @@
 // and fifos (a rootless user can't create devices; the sandbox gets tapbox's own /dev). Modes keep
 // their permission bits; setuid and setgid are dropped (inside the sandbox no_new_privs makes them
 // inert anyway, and on the host they must not exist); directories also get u+rwx so that the owner can
-// fill and remove them. Owners are not kept: rootless tapbox can't chown, so every file belongs to the
-// user, who is root inside the sandbox, so root's files look right there.
+// fill them. Every member is written as the user (root inside the sandbox); the owner its header gives
+// is noted in options.owners, which gives it once the last layer is in (owners.ts).
 import { closeSync, constants, fchmodSync as fchmod, futimesSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, rmSync, statfsSync, symlinkSync, writeSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { finished, pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { TapboxError } from '../errors.js';
+import type { Owners } from './owners.js';
 
 export interface ApplyOptions {
   /** The archive, as the user knows it (for messages). */
@@ -33,6 +34,8 @@ export interface ApplyOptions {
   onSkip?: (name: string, why: string) => void;
   /** Bytes the archive may write (default: the free space of root's filesystem less KEEP_FREE). */
   spaceLeft?: (root: string) => number;
+  /** Notes each member's owner (and forgets those of members removed), across the layers of one image. */
+  owners?: Owners;
 }
 
 /** What unpacking leaves free on the disk: a layer that is a compression bomb must not fill it. */
@@ -89,9 +92,10 @@ function parentOf(root: string, parts: string[], member: string, source: string,
   return dir;
 }
 
-/** Removes whatever is at path (a symlink itself, never its target). */
-function clear(path: string): void {
+/** Removes whatever is at path (a symlink itself, never its target), and its owner's note: rel is path under the root. */
+function clear(path: string, rel: string, owners: Owners | undefined, directory = true): void {
   rmSync(path, { recursive: true, force: true });
+  owners?.removed(rel, directory);
 }
 
 const fileMode = (mode: number | undefined) => (mode ?? 0o644) & 0o777;
@@ -127,17 +131,19 @@ export async function applyTar(input: Readable, root: string, options: ApplyOpti
         const parent = parentOf(root, parts, h.name, source, false);
         if (parent === null) continue;
         const hidden = base.slice(WHITEOUT.length);
-        if (base === OPAQUE) hideLower(parent, parts.slice(0, -1).join('/'), written);
+        const dirRel = parts.slice(0, -1).join('/');
+        if (base === OPAQUE) hideLower(parent, dirRel, written, options.owners);
         else if (hidden === '' || hidden === '.' || hidden === '..') refuse(source, h.name, 'is a whiteout of no file (it would remove its own directory or the one above)');
-        else if (!hidden.startsWith(WHITEOUT)) clear(join(parent, hidden));
+        else if (!hidden.startsWith(WHITEOUT)) clear(join(parent, hidden), dirRel === '' ? hidden : `${dirRel}/${hidden}`, options.owners);
         continue; // other .wh..wh.* names are aufs bookkeeping, not files
       }
       const parent = parentOf(root, parts, h.name, source, true)!;
       const path = join(parent, base);
       const existing = lstatOrNull(path);
+      const replace = () => clear(path, rel, options.owners, existing!.isDirectory());
       switch (h.type) {
         case 'directory':
-          if (existing && !existing.isDirectory()) clear(path);
+          if (existing && !existing.isDirectory()) replace();
           if (!existing || !existing.isDirectory()) mkdirSync(path, { mode: 0o700 });
           // chmod through an fd opened without following: path was just checked or created as a directory.
           withFd(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW, (fd) => fchmod(fd, dirMode(h.mode)));
@@ -149,7 +155,7 @@ export async function applyTar(input: Readable, root: string, options: ApplyOpti
           if (budget < 0) {
             throw new TapboxError('EUSAGE', `unpacking ${source} stopped at "${h.name}": it would fill the disk (tapbox keeps 1 GiB free); free some space, or use a smaller image.`);
           }
-          if (existing) clear(path);
+          if (existing) replace();
           const fd = openSync(path, NEW_FILE, 0o600);
           try {
             for await (const chunk of entry as AsyncIterable<Buffer>) writeSync(fd, chunk);
@@ -163,7 +169,7 @@ export async function applyTar(input: Readable, root: string, options: ApplyOpti
         case 'symlink':
           await drain(entry);
           if (!h.linkname) refuse(source, h.name, 'is a symlink to nothing');
-          if (existing) clear(path);
+          if (existing) replace();
           // Its target is kept as it is: it is read inside the sandbox, never followed here.
           symlinkSync(h.linkname, path);
           if (h.mtime) lutimesSync(path, h.mtime, h.mtime);
@@ -176,7 +182,7 @@ export async function applyTar(input: Readable, root: string, options: ApplyOpti
           const st = targetPath === null ? null : lstatOrNull(targetPath);
           if (st === null || st.isDirectory()) refuse(source, h.name, `is a hard link to "${h.linkname}", which is not a file inside the image`);
           if (targetPath === path) break;
-          if (existing) clear(path);
+          if (existing) replace();
           linkSync(targetPath!, path); // linkat without AT_SYMLINK_FOLLOW: a symlink target is linked, not followed
           break;
         }
@@ -192,6 +198,7 @@ export async function applyTar(input: Readable, root: string, options: ApplyOpti
           continue;
       }
       written.add(rel);
+      options.owners?.written(rel, h.uid, h.gid);
     }
     await feeding;
   } catch (err) {
@@ -204,14 +211,14 @@ export async function applyTar(input: Readable, root: string, options: ApplyOpti
 }
 
 /** An opaque whiteout: removes what lower layers put under dir, keeping what this layer wrote there. */
-function hideLower(dir: string, rel: string, written: Set<string>): void {
+function hideLower(dir: string, rel: string, written: Set<string>, owners: Owners | undefined): void {
   for (const name of readdirSync(dir)) {
     const childRel = rel === '' ? name : `${rel}/${name}`;
     const child = join(dir, name);
     const st = lstatSync(child);
     const hasWrittenBelow = [...written].some((p) => p.startsWith(`${childRel}/`));
-    if (hasWrittenBelow && st.isDirectory()) hideLower(child, childRel, written);
-    else if (!written.has(childRel)) clear(child);
+    if (hasWrittenBelow && st.isDirectory()) hideLower(child, childRel, written, owners);
+    else if (!written.has(childRel)) clear(child, childRel, owners, st.isDirectory());
   }
 }
 

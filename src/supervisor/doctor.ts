@@ -9,6 +9,7 @@ import { launcherPath } from './launcher.js';
 import { appArmorAdvice, appArmorRestrictsUserns } from './apparmor.js';
 import { findCgroupPlace, perProcessLimits } from './cgroup.js';
 import { tryScope } from './systemd-scope.js';
+import { subordinateArgs, subordinateIds } from '../idmap/subids.js';
 
 export interface Check {
   name: string;
@@ -81,6 +82,17 @@ function cgroupDelegation(): string {
   return `cgroup v2, ${place.base.slice('/sys/fs/cgroup'.length) || '/'} is yours (controllers: ${controllers || 'none'})`;
 }
 
+/** Whether images keep their files' owners: a subordinate range, and newuidmap mapping it for real. */
+function subordinateIdMapping(): string {
+  const flattened = "until then an image's files of other owners are yours (root's in the box)";
+  const lookup = subordinateIds();
+  if (!lookup.ids) throw new Warning(`${lookup.missing}; ${flattened}.`);
+  const probe = spawnSync(launcherPath(), ['--userns-only', ...subordinateArgs(lookup.ids), '--', 'true'], { encoding: 'utf8', timeout: 10_000 });
+  if (probe.status !== 0) throw new Warning(`${(probe.stderr || `exit status ${probe.status}`).trim().replace(/^tapbox-launcher: /, '')}; check that newuidmap and newgidmap are setuid root; ${flattened}.`);
+  const { uid, gid } = lookup.ids;
+  return `image uids 1-${uid.count} are your ${uid.start}-${uid.start + uid.count - 1}, gids 1-${gid.count} your ${gid.start}-${gid.start + gid.count - 1}`;
+}
+
 export function hostChecks(): Check[] {
   return [
     check('Linux on x86_64 or aarch64', () => {
@@ -104,6 +116,7 @@ export function hostChecks(): Check[] {
       trySandbox(['-x', '--net', 'none', '--', 'true']);
       return '-x sandboxes run';
     }),
+    check("subordinate ids (for images' owners)", subordinateIdMapping),
     check('/dev/net/tun usable (for --net tap)', () => {
       if (!existsSync('/dev/net/tun')) throw new Error('/dev/net/tun is missing; load the module with `sudo modprobe tun`.');
       try {

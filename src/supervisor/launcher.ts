@@ -1,21 +1,15 @@
-// Where the native launcher lives and the plan we hand it: everything it needs is decided here, before
-// it clones, and passed as arguments (see native/launcher/main.c for what each does).
+// The plan we hand the native launcher (found by launcherPath, src/idmap/launcher.ts): everything it
+// needs is decided here, before it clones, and passed as arguments (native/launcher/main.c says what each does).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { packageRoot } from '../../native/addon/index.js';
+import { resolve } from 'node:path';
 import { TapboxError } from '../errors.js';
+import { launcherPath } from '../idmap/launcher.js';
 import { SANDBOX_NET, type ResolvedOptions } from '../options/options.js';
 import { hardeningArgs } from '../options/hardening.js';
+import { subordinateArgs, subordinateIds } from '../idmap/subids.js';
 
-export function launcherPath(): string {
-  const path = join(packageRoot, 'build', 'Release', 'tapbox-launcher');
-  if (!existsSync(path)) {
-    throw new TapboxError('EINTERNAL', `the launcher is not built (${path} is missing); run \`npm install\` (or \`npm run build\`) in ${packageRoot}.`);
-  }
-  return path;
-}
+export { launcherPath };
 
 /**
  * Removes the run directories of the store `dir` (-d/--store) whose launcher is gone: what a launcher
@@ -54,5 +48,10 @@ export function launcherArgs(o: ResolvedOptions, command: string[], cgroup: stri
     args.push('--mac', SANDBOX_NET.sandboxMac);
     args.push('--resolv', SANDBOX_NET.dns4, '--resolv', SANDBOX_NET.dns6);
   }
+  // A root of one's own (an image's, or --rootfs) may hold files of the user's subordinate ids (image
+  // import gives them their owners): where the user has a range, the sandbox maps it as podman does.
+  // Without one, the single map: such files show as nobody, and an image imported then has none.
+  const ids = o.hardening.mode === 'rootfs' ? subordinateIds().ids : null;
+  if (ids) args.push(...subordinateArgs(ids));
   return [...args, ...hardeningArgs(o.hardening, cgroup), '--', ...command];
 }

@@ -2,7 +2,7 @@
 //
 //   Sandbox ──spawn──▶ launcher (host namespaces) ──clone──▶ PID 1 of the sandbox ──fork/exec──▶ command
 //      ▲ control socket (SOCK_SEQPACKET on the launcher's fd 3):
-//      │   launcher → "TAP" + the TAP fd (SCM_RIGHTS), or "ERR <CODE> <sentence>"
+//      │   launcher → "TAP" + the TAP fd (SCM_RIGHTS), or "ERR <CODE> <sentence>"; "WARN <sentence>" (a fallback)
 //      │   supervisor → "GO" once the stack runs on the TAP: the command starts only then
 //
 // The supervisor keeps the TAP's only reader, so no frame leaves the sandbox except through our stack
@@ -378,6 +378,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
               this.attachFailed = true;
               this.kill('SIGKILL');
             }
+          } else if (text.startsWith('WARN ')) {
+            this.emit('warning', text.slice(5));
           } else if (text.startsWith('ERR ')) {
             const [, code, ...words] = text.split(' ');
             this.setupError = new TapboxError(launcherErrorCode(code), words.join(' '));

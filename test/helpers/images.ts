@@ -13,6 +13,9 @@ export interface Member {
   data?: string | Buffer;
   linkname?: string;
   mode?: number;
+  /** The owner the header gives (default 0:0). */
+  uid?: number;
+  gid?: number;
 }
 
 /** A tar archive of the members, in order. */
@@ -26,7 +29,7 @@ export async function tarOf(members: Member[]): Promise<Buffer> {
     const type = m.type ?? 'file';
     const data = type === 'file' ? Buffer.from(m.data ?? '') : undefined;
     const mode = m.mode ?? (type === 'directory' ? 0o755 : 0o644);
-    pack.entry({ name: m.name, type, mode, linkname: m.linkname, size: data?.length ?? 0, devmajor: 1, devminor: 3 }, data);
+    pack.entry({ name: m.name, type, mode, linkname: m.linkname, size: data?.length ?? 0, devmajor: 1, devminor: 3, uid: m.uid ?? 0, gid: m.gid ?? 0 }, data);
   }
   pack.finalize();
   await done;

@@ -128,6 +128,7 @@ describe('tapbox doctor', () => {
     expect(r.stdout).toMatch(/ok {4}unprivileged user namespaces: a user namespace can be created/);
     expect(r.stdout).toMatch(/ok {4}read-only mode, seccomp and no_new_privs: a sandbox runs, with the seccomp filter and no_new_privs/);
     expect(r.stdout).toMatch(/ok {4}overlayfs in a user namespace \(for -x, --rootfs, -k\): -x sandboxes run/);
+    expect(r.stdout).toMatch(/ok {4}subordinate ids \(for images' owners\): image uids 1-65536 are your \d+-\d+, gids 1-65536 your \d+-\d+\n/);
     expect(r.stdout).toMatch(/ok {4}\/dev\/net\/tun usable \(for --net tap\): \/dev\/net\/tun is read-write and a sandbox gets its TAP device/);
     expect(lines[lines.length - 1]).toBe('All checks passed.');
   });

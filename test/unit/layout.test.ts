@@ -18,12 +18,13 @@ const MAY_IMPORT: Record<string, string[]> = {
   policy: ['errors', 'native'],
   egress: ['errors', 'units', 'native', 'netstack', 'policy'],
   options: ['errors', 'units', 'netstack', 'egress', 'policy'],
-  images: ['errors', 'units', 'native'],
+  idmap: ['errors', 'native'],
+  images: ['errors', 'units', 'native', 'idmap'],
   config: ['errors'],
-  supervisor: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy'],
+  supervisor: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'idmap'],
   boxes: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor'],
-  cli: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'images', 'boxes', 'config', 'library'],
-  library: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'images', 'boxes'],
+  cli: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'idmap', 'images', 'boxes', 'config', 'library'],
+  library: ['errors', 'units', 'native', 'netstack', 'options', 'egress', 'policy', 'supervisor', 'idmap', 'images', 'boxes'],
 };
 
 /** The part a file belongs to, by its path from the repository root. */

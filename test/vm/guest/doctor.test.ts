@@ -11,6 +11,7 @@ describe('tapbox doctor on this kernel', () => {
     expect(r.stdout).toMatch(/^ok {4}overlayfs in a user namespace \(for -x, --rootfs, -k\): -x sandboxes run$/m);
     expect(r.stdout).toMatch(/^ok {4}\/dev\/net\/tun usable \(for --net tap\): .*a sandbox gets its TAP device$/m);
     expect(r.stdout).toMatch(/^ok {4}read-only mode, seccomp and no_new_privs: /m);
+    expect(r.stdout).toMatch(/^ok {4}subordinate ids \(for images' owners\): image uids 1-65536 are your \d+-\d+, gids 1-65536 your \d+-\d+$/m);
     expect(r.stdout).toMatch(/^ok {4}cgroup v2 delegation \(for whole-sandbox limits\): cgroup v2, \/user\.slice\/.* is yours \(controllers: .*memory.*\)$/m);
     expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('All checks passed.');
     expect(r.code).toBe(0);
