@@ -54,7 +54,9 @@ describe('tapbox --net tap', () => {
       .map((l) => JSON.parse(l) as { event?: string; verdict?: string; msg?: string })
       .filter((l) => l.event === 'flow' && l.verdict === 'deny')
       .map((l) => l.msg);
-    expect(denied).toEqual([expect.stringContaining('10.0.2.50'), expect.stringContaining('fd00::50')]);
+    // Each destination is denied; on a starved machine (the VM lane under load) a SYN the sandbox
+    // retransmitted while our RST was on its way is a second attempt, denied and logged again.
+    expect([...new Set(denied.map((m) => /10\.0\.2\.50|fd00::50/.exec(m ?? '')?.[0]))], r.stderr).toEqual(['10.0.2.50', 'fd00::50']);
   });
 
   it('honours --mtu and points resolv.conf at the DNS proxy', async () => {
