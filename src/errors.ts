@@ -28,12 +28,13 @@ export class TapboxError extends Error {
 const CODES: ReadonlySet<string> = new Set<TapboxErrorCode>(['EUSERNS', 'ETUN', 'EPOLICY', 'EMOUNT', 'EUSAGE', 'ENOENT', 'EACCES', 'ENETCFG', 'ELIMIT', 'ENOBOX', 'EINTERNAL']);
 
 /**
- * The code of an error the launcher reported ("ERR <CODE> <sentence>"). Its own finer codes map onto
- * ours: EEXEC (the command exists but cannot be run) is EACCES; EINIT, EUTS, EPROTO (a host or build
- * failure while setting up PID 1) are EINTERNAL, and so is anything unknown.
+ * The error the launcher reported on its control socket ("ERR <CODE> <sentence>"). Its own finer codes
+ * map onto ours: EEXEC (the command exists but cannot be run) is EACCES; EINIT, EUTS, EPROTO (a host or
+ * build failure while setting up PID 1) are EINTERNAL, and so is anything unknown.
  */
-export function launcherErrorCode(code: string | undefined): TapboxErrorCode {
-  if (code !== undefined && CODES.has(code)) return code as TapboxErrorCode;
-  return code === 'EEXEC' ? 'EACCES' : 'EINTERNAL';
+export function launcherError(message: string): TapboxError {
+  const [, code, ...words] = message.split(' ');
+  const ours: TapboxErrorCode = code !== undefined && CODES.has(code) ? (code as TapboxErrorCode) : code === 'EEXEC' ? 'EACCES' : 'EINTERNAL';
+  return new TapboxError(ours, words.join(' '));
 }
 

@@ -10,7 +10,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { sweepStale } from '../supervisor/cgroup.js';
-import { launcherErrorCode, TapboxError } from '../errors.js';
+import { launcherError, TapboxError } from '../errors.js';
 import { launcherPath, sweepStore } from '../supervisor/launcher.js';
 import { closeFd, recvMessage, sendMessage, socketpair, type ControlMessage } from '../supervisor/control.js';
 import type { NetMode, SandboxOptions } from '../options/options.js';
@@ -76,10 +76,7 @@ async function receiveTerminal(fd: number): Promise<number> {
     const text = message?.data.toString('utf8') ?? '';
     if (text === 'PTY' && message?.fd !== undefined) return message.fd;
     if (message?.fd !== undefined) closeFd(message.fd);
-    if (text.startsWith('ERR ')) {
-      const [, code, ...words] = text.split(' ');
-      throw new TapboxError(launcherErrorCode(code), words.join(' '));
-    }
+    if (text.startsWith('ERR ')) throw launcherError(text);
     if (!text) throw new TapboxError('EINTERNAL', 'the exec helper ended before it opened the box\'s terminal; run exec without -t to see why.');
   }
 }

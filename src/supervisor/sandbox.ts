@@ -15,7 +15,7 @@ import { constants as osConstants } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { PassThrough, type Duplex, type Readable, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { launcherErrorCode, TapboxError } from '../errors.js';
+import { launcherError, TapboxError } from '../errors.js';
 import type { DnsEvent, FlowEndEvent, FlowEvent, LimitEvent } from '../egress/audit/events.js';
 import { formatSummary, type EgressSummary } from '../egress/audit/summary.js';
 import { findCgroupPlace, perProcessLimits, SandboxCgroup, type Usage } from './cgroup.js';
@@ -381,8 +381,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
           } else if (text.startsWith('WARN ')) {
             this.emit('warning', text.slice(5));
           } else if (text.startsWith('ERR ')) {
-            const [, code, ...words] = text.split(' ');
-            this.setupError = new TapboxError(launcherErrorCode(code), words.join(' '));
+            this.setupError = launcherError(text);
           } else if (msg.fd !== undefined) {
             closeFd(msg.fd);
           }
