@@ -94,6 +94,18 @@ async function byPeer<T>(measure: (peer: string) => Promise<T>, failed: T): Prom
 
 const OTHERS = ['slirp4netns', 'pasta'];
 
+// Each connection run dials an HTTP port of its own. A run whose side closes first leaves ~15,000
+// sockets in TIME_WAIT towards its port for 60 s; a later run to the same port would pay for them in
+// connect()'s ephemeral port search (seen: every peer ~500 conn/s at ~2 ms of kernel CPU each instead
+// of 1,700-8,400 conn/s), and which peer ran after which would decide the figures.
+const HTTP_PORTS = Array.from({ length: 6 }, (_, i) => 8080 + i);
+let httpRuns = 0;
+function nextHttpPort(): string {
+  const port = HTTP_PORTS[httpRuns++];
+  if (port === undefined) throw new Error('bench: more connection runs than HTTP_PORTS');
+  return String(port);
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench needs root to create its test host (a network namespace); run it with sudo.');
   ensureTools();
@@ -105,15 +117,15 @@ async function main(): Promise<void> {
   const all: [string, string, string, number, (peer: string) => Promise<Figure>][] = [
     ['TCP sandbox→host', 'Gbit/s', 's/GB', 1, (p) => iperf(p, host.ip4, false)],
     ['TCP host→sandbox', 'Gbit/s', 's/GB', 1, (p) => iperf(p, host.ip4, true)],
-    ['TCP connections', 'conn/s', 'µs/conn', 1e6, (p) => client(p, 'connrate.mjs', [host.ip4, '8080'])],
-    ['TCP connections, server closes', 'conn/s', 'µs/conn', 1e6, (p) => client(p, 'connrate.mjs', [host.ip4, '8080'], ['8', 'server'])],
+    ['TCP connections', 'conn/s', 'µs/conn', 1e6, (p) => client(p, 'connrate.mjs', [host.ip4, nextHttpPort()])],
+    ['TCP connections, server closes', 'conn/s', 'µs/conn', 1e6, (p) => client(p, 'connrate.mjs', [host.ip4, nextHttpPort()], ['8', 'server'])],
     ['UDP request/response', 'rr/s', 'µs/rr', 1e6, (p) => client(p, 'udprr.mjs', [host.ip4, '7'])],
   ];
   const metrics = all.filter(([name]) => chosen(name));
   const memory = chosen('memory');
   if (metrics.length > 0 || memory) {
     try {
-      await host.start('services.mjs', ['--http', '8080', '--udp-echo', '7', '--tcp-echo', '7']);
+      await host.start('services.mjs', [...HTTP_PORTS.flatMap((p) => ['--http', String(p)]), '--udp-echo', '7', '--tcp-echo', '7']);
       host.spawnInside(['iperf3', '-s', '-p', '5201']);
       await new Promise((r) => setTimeout(r, 500));
       const rows: string[][] = [];

@@ -3,8 +3,8 @@
  * --net tap: tap0 is created through /dev/net/tun (IFF_TAP|IFF_NO_PI: plain Ethernet frames, no
  * packet-info prefix; with --vnet-hdr also IFF_VNET_HDR and the TUNSETOFFLOAD offloads below), given
  * a fixed MAC and the MTU, brought up, addressed (10.0.2.100/24 and fd00::100/64 by default) and
- * routed through the gateways (10.0.2.2, fd00::2). The device is not persistent: it lives exactly as long as its fd, which the supervisor
- * holds, so when the supervisor goes the sandbox's only link goes with it.
+ * routed through the gateways (10.0.2.2, fd00::2). The supervisor holds the device's only queue; the
+ * device is persistent (see open_tap) and goes with the sandbox's network namespace.
  */
 #include "netdev.h"
 
@@ -57,6 +57,13 @@ static int open_tap(const struct net_plan *net)
 	 * (TUN_F_CSUM) and TCP super-segments of up to 64 KiB whatever the MTU (TUN_F_TSO4/6): the
 	 * sandbox's kernel then skips the per-segment work and hands over far fewer frames. Our writes
 	 * carry an all-zero header: plain, fully checksummed frames no larger than the MTU. */
+	/* Persistent, so that the supervisor's last close() only detaches: a non-persistent device is
+	 * unregistered inside that close(), 10-20 ms of RCU waits the user sits through at every exit. The
+	 * device then goes with the namespace, which the kernel tears down in a worker once the sandbox's
+	 * last process is gone. Nothing else can read it meanwhile: the queue is single (a second attach
+	 * is EBUSY) and the sandbox dies with the supervisor. Where the kernel refuses, the device stays
+	 * non-persistent: slower exits, the same guarantees. */
+	(void)ioctl(fd, TUNSETPERSIST, 1);
 	if (net->vnet_hdr && ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) != 0)
 		fail("ETUN", EXIT_SETUP_FAILED, "setting the offloads of the TAP device %s failed (%s); run with --mtu 65520 (tapbox uses the offloads only below it)",
 		     TAP_NAME, strerror(errno));

@@ -16,6 +16,7 @@ const NAMESPACES = ['user', 'mnt', 'pid', 'net', 'uts', 'ipc', 'cgroup'];
 const IFF_TAP = 0x0002;
 const IFF_NO_PI = 0x1000;
 const IFF_VNET_HDR = 0x4000;
+const IFF_PERSIST = 0x0800; // the supervisor's close only detaches; the device goes with the namespace
 
 interface SandboxResult {
   exitCode: number;
@@ -157,7 +158,7 @@ describe('network', () => {
     const result = await runSandbox([], sh('ip addr show tap0; ip route; ip -6 route'));
     expect(result.exitCode).toBe(0);
     expect(result.messages).toEqual(['TAP']);
-    expect(result.tap).toEqual({ name: 'tap0', flags: IFF_TAP | IFF_NO_PI });
+    expect(result.tap).toEqual({ name: 'tap0', flags: IFF_TAP | IFF_NO_PI | IFF_PERSIST });
     expect(result.stdout).toMatch(/tap0: <[^>]*\bUP\b[^>]*> mtu 65520 /);
     expect(result.stdout).toContain('link/ether 02:00:00:00:01:00');
     expect(result.stdout).toContain('inet 10.0.2.100/24');
@@ -181,7 +182,7 @@ describe('network', () => {
 
   it('asks for virtio-net headers only with --vnet-hdr', async () => {
     const result = await runSandbox(['--vnet-hdr'], ['true']);
-    expect(result.tap?.flags).toBe(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR);
+    expect(result.tap?.flags).toBe(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_PERSIST);
   });
 
   it('leaves only lo, up, under --net none', async () => {

@@ -236,6 +236,25 @@ describe('fail closed', () => {
   });
 });
 
+describe('tap0 belongs to the supervisor', () => {
+  it('refuses a process in the sandbox that attaches to tap0, even with /dev/net/tun bound in', async () => {
+    // tap0 is persistent (its teardown is left to the namespace's end), so the queue the supervisor
+    // holds is what keeps anyone else from reading the sandbox's frames: a second attach must fail.
+    const attach = [
+      'import errno, fcntl, os, struct',
+      'fd = os.open("/mnt/tun", os.O_RDWR)',
+      'try:',
+      '    fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", b"tap0", 0x0002 | 0x1000))',
+      '    print("attached")',
+      'except OSError as e:',
+      '    print(errno.errorcode[e.errno])',
+    ].join('\n');
+    const r = await tapbox(['--net', 'tap', '-e', '/mnt', '-M', '/dev/net/tun:/mnt/tun', '--', 'python3', '-c', attach]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('EBUSY\n');
+  });
+});
+
 /** Processes whose command line contains `pattern`, zombies left out (they are gone, only not yet reaped). */
 function liveProcesses(pattern: string, uid?: number): number[] {
   const args = uid === undefined ? ['-f', pattern] : ['-u', String(uid), '-f', pattern];
