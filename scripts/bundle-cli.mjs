@@ -1,61 +1,68 @@
-// Bundles the CLI as tsc wrote it (dist/src/cli/main.js) into one file in its place: start-up is mostly
-// module loading (issue 14), and one file loads in one go where ~100 small ES modules load one by one.
+// Bundles the CLI as tsc wrote it (dist/src/cli/main.js) into one CommonJS file beside it, tapbox.cjs,
+// and writes V8's code cache for it, which the `tapbox` command (src/cli/bin.cts) runs it with: start-up
+// is mostly loading and compiling code (issue 14). One CommonJS file skips the ES module loader (~4 ms)
+// and ~100 small modules loaded one by one; the cache skips compiling what every start runs (~15 ms).
 // What only some runs need (the stack and the egress side under --net tap, pretty logs, a pty, the
-// image and box verbs' heavy parts, doctor) stays behind a dynamic import() and becomes a chunk next to
-// main.js, loaded when used. npm packages stay external (node_modules as installed) but commander, which
-// every run loads: as a CommonJS package imported from ES modules it cost ~5-8 ms of CPU more than
-// bundled (measured as the test user, issue 14). Its require() of Node's builtins needs a `require` in
-// an ES module: the banner makes one.
+// image and box verbs' heavy parts, doctor) stays behind its dynamic import(): esbuild makes each a
+// lazily initialised part of the file, so it is parsed only when first called. npm packages stay
+// external (node_modules as installed), except commander, which every run loads.
 //
 // Each bundled module keeps its own import.meta.url (the file tsc wrote, still in dist/), so the paths
 // found from it (the package root, the addon, the boxes' daemon, createRequire) are the unbundled ones.
 // The library (dist/src/index.js) is not bundled. Without this step the CLI runs the same, only slower.
 import { build } from 'esbuild';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { dependencies } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const BUNDLED_PACKAGES = ['commander'];
-const entry = join(root, 'dist', 'src', 'cli', 'main.js');
-const outdir = dirname(entry);
+const outdir = join(root, 'dist', 'src', 'cli');
+const entry = join(outdir, 'main.js');
+const bundle = join(outdir, 'tapbox.cjs');
+const cache = `${bundle}.cache`;
 
-const MARK = '// bundled by scripts/bundle-cli.mjs';
-if (readFileSync(entry, 'utf8').includes(MARK)) {
-  console.log(`${relative(root, entry)} is bundled already; run tsc first to bundle it again.`);
-  process.exit(0);
-}
+// A cache left from an older bundle must never meet the new one (V8 checks only the source's length),
+// and the ES module chunks of earlier builds (main.NAME-HASH.js) are no longer used.
+rmSync(cache, { force: true });
+for (const name of readdirSync(outdir)) if (/^main\..*-[A-Z0-9]+\.js(\.map)?$/.test(name)) rmSync(join(outdir, name));
 
-// The chunks of the last build (main.NAME-HASH.js: their names change with their content).
-for (const name of readdirSync(outdir)) if (/^main\..*\.js(\.map)?$/.test(name)) rmSync(join(outdir, name));
-
-/** import.meta.url of a module, written from the bundle's directory (main.js and its chunks are all there). */
+/** import.meta.url of a module, from the bundle's own path at run time (the banner's function: a module's
+ * own `require` may shadow the bundle's). */
 const keepMetaUrl = {
   name: 'keep-import-meta-url',
   setup(b) {
     b.onLoad({ filter: /[\\/]dist[\\/].*\.js$/ }, (args) => {
       const source = readFileSync(args.path, 'utf8');
-      const own = `new URL(${JSON.stringify(relative(outdir, args.path))}, import.meta.url).href`;
+      const own = `moduleUrlForBundle(${JSON.stringify(relative(outdir, args.path))})`;
       return { contents: source.replaceAll('import.meta.url', own), loader: 'js', resolveDir: dirname(args.path) };
     });
   },
 };
 
-await build({
+const { metafile } = await build({
   entryPoints: [entry],
-  outdir,
+  outfile: bundle,
   bundle: true,
-  splitting: true,
-  format: 'esm',
+  format: 'cjs',
   platform: 'node',
   target: 'node20',
   external: Object.keys(dependencies).filter((name) => !BUNDLED_PACKAGES.includes(name)),
-  chunkNames: 'main.[name]-[hash]',
   keepNames: true,
   sourcemap: true,
-  allowOverwrite: true,
+  metafile: true,
   plugins: [keepMetaUrl],
-  banner: { js: `${MARK}\nimport { createRequire as createRequireForBundle } from 'node:module';\nconst require = createRequireForBundle(import.meta.url);` },
+  banner: { js: `const moduleUrlForBundle = (path) => new URL(path, require('node:url').pathToFileURL(__filename)).href;` },
   logLevel: 'warning',
 });
+
+// A script run through node:vm has no loader for import() (src/cli/bin.cts): npm packages are required.
+const dynamic = Object.values(metafile.outputs).flatMap((o) => o.imports).filter((i) => i.external && i.kind === 'dynamic-import');
+if (dynamic.length > 0) throw new Error(`bundle-cli: load ${dynamic.map((i) => i.path).join(', ')} with createRequire, not import(): the bundle runs without an ES module loader`);
+
+// The cache holds what `--help` compiled: the options, commander and the program's set-up, which every
+// run goes through.
+const run = spawnSync(process.execPath, [join(outdir, 'bin.cjs'), '--help'], { env: { ...process.env, TAPBOX_WRITE_CODE_CACHE: cache }, stdio: ['ignore', 'ignore', 'inherit'] });
+if (run.status !== 0) throw new Error(`bundle-cli: writing the code cache failed (tapbox --help exited ${run.status})`);

@@ -8,6 +8,8 @@
 // key and what is wrong, and nothing runs. A value only checked when the run's options are resolved
 // (--memory's size, --cpuset's list, --rootfs's path) is blamed on its file and key there (blameConfig).
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type * as AjvModule from 'ajv';
 import type { ErrorObject } from 'ajv';
 import type { Command, Option } from 'commander';
 import { TapboxError } from '../errors.js';
@@ -67,7 +69,7 @@ export async function applyConfigFiles(program: Command): Promise<FromConfig> {
   const files = program.getOptionValue('config') as string[];
   if (files.length === 0) return {};
   const keys = configKeys(program);
-  const { Ajv } = await import('ajv');
+  const { Ajv } = createRequire(import.meta.url)('ajv') as typeof AjvModule;
   const validate = new Ajv({ allErrors: true, strict: false }).compile(configSchema(program));
   const origin = new Map<string, string>();
   origins.set(program, origin);

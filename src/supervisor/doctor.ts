@@ -41,7 +41,7 @@ function check(name: string, fn: () => string): Check {
 
 /** Runs `tapbox ARGS` (this very CLI) and returns its stdout, or throws its one-sentence error. */
 function trySandbox(args: string[]): string {
-  const cli = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
+  const cli = join(packageRoot, 'dist', 'src', 'cli', 'bin.cjs');
   const r = spawnSync(process.execPath, [cli, '--log-level', 'silent', ...args], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] });
   if (r.status !== 0) {
     const sentence = r.stderr.split('\n').find((l) => l.startsWith('tapbox: ') && !l.startsWith('tapbox: warning'));

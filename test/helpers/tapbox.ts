@@ -11,7 +11,7 @@ export const repoRoot = (() => {
   while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
   return dir;
 })();
-export const cliPath = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+export const cliPath = join(repoRoot, 'dist', 'src', 'cli', 'bin.cjs');
 export const testUser = process.env.TAPBOX_TEST_USER ?? 'tapboxtest';
 export const isRoot = process.getuid?.() === 0;
 

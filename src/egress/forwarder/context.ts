@@ -76,7 +76,7 @@ export class ForwarderContext {
   /** Our addresses on the link (the resolver's, the gateway's), canonical; made on the first flow (IPv6: ip-address). */
   private readonly ownAddrs: () => { dns: Set<string>; gateway: Set<string> };
   private readonly hostLoopback: Set<string>;
-  /** Closes every open flow (Egress.close). */
+  /** Closes every open flow and abandons every dial in progress (Egress.close). */
   readonly closers = new Set<() => void>();
   /** The flows being relayed, by flowId: how to cut one (a live deny rule, Egress.deny), and their bytes so far. */
   readonly relayed = new Map<number, RelayedFlow>();

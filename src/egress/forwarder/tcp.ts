@@ -263,15 +263,10 @@ function judge(ctx: ForwarderContext, req: TcpForwarderRequest, decision: Allowe
 
 /** A direct host socket, or one through the upstream proxy when there is one (never for host loopback). */
 function connectHost(ctx: ForwarderContext, host: string, port: number, viaProxy = true): Promise<net.Socket> {
-  // A dial still in progress when the egress closes is abandoned: its socket would otherwise hold
-  // tapbox's exit for up to the connect timeout (a black-holed destination).
-  const abort = new AbortController();
-  const cancel = () => abort.abort();
-  ctx.closers.add(cancel);
+  // A dial still in progress when the egress closes is abandoned (ctx.closers): its socket would
+  // otherwise hold tapbox's exit for up to the connect timeout (a black-holed destination).
   // Keepalive on the host socket: a destination that vanishes silently ends in a reset of the sandbox's side.
-  return dial(host, port, { proxy: viaProxy ? ctx.o.upstreamProxy : undefined, timeoutMs: ctx.connectTimeoutMs, keepAliveMs: ctx.keepAliveMs, signal: abort.signal }).finally(() =>
-    ctx.closers.delete(cancel),
-  );
+  return dial(host, port, { proxy: viaProxy ? ctx.o.upstreamProxy : undefined, timeoutMs: ctx.connectTimeoutMs, keepAliveMs: ctx.keepAliveMs, cancellers: ctx.closers });
 }
 
 function refusalFor(err: NodeJS.ErrnoException): Refusal {
