@@ -15,6 +15,13 @@ export interface TcpConn extends Duplex {
   readonly id: FlowId;
   /** Sends RST and destroys the stream. */
   reset(): void;
+  /**
+   * A synchronous consumer of the sandbox's in-order bytes, tried before the stream: called with a
+   * view of a buffer the stack reuses once it returns (never keep it), it returns how many bytes it
+   * took; the rest is pushed to the stream as usual. Tried only while the stream holds no unread
+   * bytes, so the order holds. Null (the default): everything goes through the stream.
+   */
+  sink: ((bytes: Buffer) => number) | null;
 }
 
 export interface TcpForwarderRequest {

@@ -18,6 +18,8 @@ export interface ConnectionHost {
 }
 
 export class TcpConnection extends Duplex implements TcpConn {
+  sink: ((bytes: Buffer) => number) | null = null;
+
   constructor(
     readonly id: FlowId,
     private readonly host: ConnectionHost,

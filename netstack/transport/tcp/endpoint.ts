@@ -338,6 +338,19 @@ export class Endpoint implements ConnectionHost, ReceiverHost, SenderHost {
     if (!this.conn.destroyed) this.conn.push(data);
   }
 
+  deliverBorrowed(buf: Buffer, off: number, len: number): void {
+    const sink = this.conn.sink;
+    if (sink && this.conn.readableLength === 0 && !this.conn.destroyed) {
+      const taken = sink(buf.subarray(off, off + len));
+      off += taken;
+      len -= taken;
+      if (len === 0) return;
+    }
+    const copy = Buffer.allocUnsafe(len);
+    buf.copy(copy, 0, off, off + len);
+    this.deliver(copy);
+  }
+
   /**
    * The stream wants data. Node calls this before it takes the bytes out of its buffer, so the window
    * is looked at once the read completes. The empty push tells Node we have nothing more right now, so

@@ -25,6 +25,9 @@ export interface ReceiverHost {
   unreadBytes(): number;
   /** In-order data for the application. */
   deliver(data: Buffer): void;
+  /** Delivers bytes of a buffer the caller reuses once this returns (the link's receive ring): the
+   * application's sink may take them as they are; what it leaves is copied before it is queued. */
+  deliverBorrowed(buf: Buffer, off: number, len: number): void;
   /** The sandbox's FIN arrived in order. */
   onPeerFin(): void;
   /** An out-of-order segment of `length` bytes did not fit under a cap. */
@@ -155,9 +158,7 @@ export class Receiver {
       return;
     }
     if (len > 0) {
-      const copy = Buffer.allocUnsafe(len);
-      seg.buf.copy(copy, 0, off, off + len);
-      this.ep.deliver(copy);
+      this.ep.deliverBorrowed(seg.buf, off, len);
       this.nxt = seqAdd(this.nxt, len);
     }
     let filledHole = false;

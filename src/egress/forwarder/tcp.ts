@@ -19,6 +19,7 @@
 // The host side is dialed by dialer.ts: directly, or through --upstream-proxy once the policy and the
 // checks above said yes. Flows to the gateway on a --host-loopback port go to the host's loopback
 // (never through the proxy); flows to loopback or unspecified addresses are refused (host-loopback.ts).
+import { writeSync } from 'node:fs';
 import net from 'node:net';
 import { Transform } from 'node:stream';
 import type { Refusal, TcpConn, TcpForwarderRequest } from '../../../netstack/index.js';
@@ -363,11 +364,36 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.
   } else {
     conn.pipe(host);
     if (conn.readableEnded) host.end();
+    conn.sink = directWriter(host, (n) => (up += n));
   }
   if (!o.hostPiped) host.pipe(conn);
   conn.on('data', (c: Buffer) => (up += c.length));
   host.on('data', (c: Buffer) => (down += c.length));
   linkFates(conn, host, (text) => (error ??= text), onClosed);
+}
+
+/**
+ * The sandbox's bytes straight from the stack's receive ring into the host socket (TcpConn.sink): one
+ * write(2), no copy into a Buffer of their own and no trip through the streams, which cost about a
+ * quarter of the supervisor's CPU on a bulk upload. Only while Node has nothing queued for the socket
+ * (its writableLength counts what is in flight too), so the bytes keep their order; what the kernel
+ * does not take, and any error, goes the usual way (the stream, where errors are reported).
+ */
+function directWriter(host: net.Socket, wrote: (n: number) => void): ((bytes: Buffer) => number) | null {
+  // Node's TCP handle has kept its descriptor in `fd` on Unix through every version we support.
+  const fd = (host as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return null;
+  return (bytes) => {
+    if (host.writableLength > 0 || host.destroyed || host.writableEnded) return 0;
+    let n: number;
+    try {
+      n = writeSync(fd, bytes);
+    } catch {
+      return 0; // EAGAIN, or an error the stream's own write will report
+    }
+    wrote(n);
+    return n;
+  };
 }
 
 function ended(ctx: ForwarderContext, flow: FlowEvent, started: number, bytesUp: number, bytesDown: number, error?: string): void {

@@ -1,6 +1,7 @@
 // Runs inside a sandbox: one network action, its outcome as one JSON line on stdout.
-//   tcp-upload HOST PORT BYTES      send BYTES of a fixed pattern to a --tcp-sink, half-close, read its
-//                                   "<bytes> <sha256>" reply → {ok, bytes, sha256Match}
+//   tcp-upload HOST PORT BYTES [random]  send BYTES of a fixed pattern (random bytes: no two chunks
+//                                   alike) to a --tcp-sink, half-close, read its "<bytes> <sha256>"
+//                                   reply → {ok, bytes, sha256Match}
 //   tcp-download HOST PORT BYTES    ask a --tcp-source for BYTES, read to EOF → {ok, bytes, sha256Match}
 //   tcp-connect HOST PORT           connect and close → {ok} or {error: CODE}
 //   tcp-read HOST PORT              connect, read until the end → {ok, bytes} or {error: CODE, bytes}
@@ -30,7 +31,7 @@
 // Every outcome includes ms (elapsed).
 import net from 'node:net';
 import dgram from 'node:dgram';
-import { createCipheriv, createHash, createHmac, hkdfSync } from 'node:crypto';
+import { createCipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { promises as dns } from 'node:dns';
 import tls from 'node:tls';
 import { Duplex } from 'node:stream';
@@ -60,7 +61,9 @@ function pattern(bytes, onChunk) {
 
 if (action === 'tcp-upload') {
   const bytes = Number(countText);
-  const expected = pattern(bytes);
+  const random = process.argv[6] === 'random';
+  const sent = createHash('sha256');
+  const expected = random ? null : pattern(bytes);
   const s = net.connect({ host, port, allowHalfOpen: true }, () => {
     const chunk = Buffer.alloc(65536);
     for (let j = 0; j < chunk.length; j++) chunk[j] = (j * 7 + 3) & 0xff;
@@ -69,7 +72,9 @@ if (action === 'tcp-upload') {
       while (left > 0) {
         const n = Math.min(left, chunk.length);
         left -= n;
-        if (!s.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void s.once('drain', pump);
+        const part = random ? randomBytes(n) : n === chunk.length ? chunk : chunk.subarray(0, n);
+        if (random) sent.update(part);
+        if (!s.write(part)) return void s.once('drain', pump);
       }
       s.end();
     };
@@ -79,7 +84,7 @@ if (action === 'tcp-upload') {
   s.on('data', (d) => (reply += d));
   s.on('end', () => {
     const [got, sha] = reply.trim().split(' ');
-    done({ ok: true, bytes: Number(got), sha256Match: sha === expected });
+    done({ ok: true, bytes: Number(got), sha256Match: sha === (expected ?? sent.digest('hex')) });
   });
   s.on('error', (e) => done({ error: e.code }));
 } else if (action === 'tcp-download') {

@@ -1,6 +1,8 @@
 // The test host's servers, one process, each service chosen by a flag:
 //   --tcp-echo PORT   echoes bytes; half-close aware (ends its side after the peer's FIN)
 //   --tcp-sink PORT   reads everything, answers with "<bytes> <sha256>\n" after the peer's FIN
+//   --tcp-stall-sink PORT  the same, pausing its reads for 30 ms after every 512 KiB (the sender's
+//                     bytes then queue in the relay, then flow again)
 //   --tcp-source PORT sends N bytes (the first line the client sends, a decimal), then closes
 //   --tcp-reset PORT  sends 256 KiB, then resets the connection (RST, not FIN)
 //   --http PORT       HTTP/1.1: GET /path → 200 "hello from the test host: /path"
@@ -29,13 +31,18 @@ for (let i = 0; i < args.length; i += 2) {
   if (flag === '--tcp-echo') {
     // A client that resets (a flood, a killed sandbox) must not take the server down: ignore socket errors.
     listening.push(listen(net.createServer({ allowHalfOpen: true }, (s) => s.on('error', () => {}).pipe(s)), port));
-  } else if (flag === '--tcp-sink') {
+  } else if (flag === '--tcp-sink' || flag === '--tcp-stall-sink') {
+    const stall = flag === '--tcp-stall-sink';
     listening.push(
       listen(
         net.createServer({ allowHalfOpen: true }, (s) => {
           const h = createHash('sha256');
           let n = 0;
           s.on('data', (d) => {
+            if (stall && Math.floor((n + d.length) / 524288) > Math.floor(n / 524288)) {
+              s.pause();
+              setTimeout(() => s.resume(), 30);
+            }
             n += d.length;
             h.update(d);
           });
