@@ -65,6 +65,8 @@ async function iperf(peer: string, host: string, reverse: boolean): Promise<Figu
 async function client(peer: string, script: string, args: string[], more: string[] = []): Promise<Figure> {
   const run = await runIn(peer, [process.execPath, join(repoRoot, 'bench', 'clients', script), ...args, String(SECONDS), ...more]);
   const r = clientResult(run.stdout);
+  // Operations that failed or stalled for 5 s are left out of the rate; say how many there were.
+  if (r.errors) console.error(`bench: ${peer}: ${r.errors} of ${r.ops + r.errors} operations of ${script} ${more.join(' ')} failed or stalled`);
   return { value: r.ops / r.seconds, cpuPerUnit: cpuBetween(run) / r.ops };
 }
 
