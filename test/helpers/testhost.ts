@@ -2,7 +2,7 @@
 // addresses in 198.18.0.0/15 and 2001:db8::/32 (benchmarking / documentation ranges), and servers
 // started inside it. Everything is removed by `destroy()`. Creating a namespace needs root (CI runs
 // the suite as root; tapbox itself still runs as the unprivileged test user).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
@@ -32,8 +32,9 @@ export class TestHost {
 
   constructor() {
     const id = randomBytes(3).toString('hex');
-    // A /24 of 198.18.0.0/15 and a /64 of 2001:db8::/32 of its own, so test hosts can coexist.
-    const subnet = 1 + (randomBytes(1)[0]! % 250);
+    // A /24 of 198.18.0.0/15 and a /64 of 2001:db8::/32 of its own, so test hosts can coexist: one no
+    // other test host holds (a host left behind by a killed run would otherwise take its traffic).
+    const subnet = freeSubnet();
     this.ip4 = `198.18.${subnet}.2`;
     this.hostIp4 = `198.18.${subnet}.1`;
     this.unusedIp4 = `198.18.${subnet}.99`;
@@ -98,4 +99,12 @@ export class TestHost {
     spawnSync('ip', ['link', 'del', this.hostIf]);
     spawnSync('ip', ['netns', 'del', this.ns]);
   }
+}
+
+/** A random third octet of 198.18.X.0/24 that no address of this network namespace is in. */
+function freeSubnet(): number {
+  const taken = new Set([...execFileSync('ip', ['-o', '-4', 'addr', 'show'], { encoding: 'utf8' }).matchAll(/inet 198\.18\.(\d+)\./g)].map((m) => Number(m[1])));
+  const free = Array.from({ length: 250 }, (_, i) => i + 1).filter((n) => !taken.has(n));
+  if (free.length === 0) throw new Error('no free /24 in 198.18.0.0/16 for a test host: remove the tbth-* namespaces left behind (ip netns del)');
+  return free[randomBytes(1)[0]! % free.length]!;
 }
