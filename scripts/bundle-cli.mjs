@@ -12,7 +12,7 @@
 // The library (dist/src/index.js) is not bundled. Without this step the CLI runs the same, only slower.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -24,10 +24,8 @@ const entry = join(outdir, 'main.js');
 const bundle = join(outdir, 'tapbox.cjs');
 const cache = `${bundle}.cache`;
 
-// A cache left from an older bundle must never meet the new one (V8 checks only the source's length),
-// and the ES module chunks of earlier builds (main.NAME-HASH.js) are no longer used.
+// A cache left from an older bundle must never meet the new one (V8 checks only the source's length).
 rmSync(cache, { force: true });
-for (const name of readdirSync(outdir)) if (/^main\..*-[A-Z0-9]+\.js(\.map)?$/.test(name)) rmSync(join(outdir, name));
 
 /** import.meta.url of a module, from the bundle's own path at run time (the banner's function: a module's
  * own `require` may shadow the bundle's). */

@@ -53,17 +53,17 @@ static int open_tap(const struct net_plan *net)
 		fail("ETUN", EXIT_SETUP_FAILED,
 		     "creating the TAP device %s failed (%s); check that the kernel has CONFIG_TUN%s", TAP_NAME,
 		     strerror(errno), net->vnet_hdr ? " and supports IFF_VNET_HDR, or run with --mtu 65520 (tapbox uses the offloads only below it)" : "");
-	/* The supervisor reads each frame's virtio-net header and can take TCP/UDP checksums left to it
-	 * (TUN_F_CSUM) and TCP super-segments of up to 64 KiB whatever the MTU (TUN_F_TSO4/6): the
-	 * sandbox's kernel then skips the per-segment work and hands over far fewer frames. Our writes
-	 * carry an all-zero header: plain, fully checksummed frames no larger than the MTU. */
 	/* Persistent, so that the supervisor's last close() only detaches: a non-persistent device is
 	 * unregistered inside that close(), 10-20 ms of RCU waits the user sits through at every exit. The
 	 * device then goes with the namespace, which the kernel tears down in a worker once the sandbox's
 	 * last process is gone. Nothing else can read it meanwhile: the queue is single (a second attach
-	 * is EBUSY) and the sandbox dies with the supervisor. Where the kernel refuses, the device stays
+	 * is refused) and the sandbox dies with the supervisor. Where the kernel refuses, the device stays
 	 * non-persistent: slower exits, the same guarantees. */
 	(void)ioctl(fd, TUNSETPERSIST, 1);
+	/* The supervisor reads each frame's virtio-net header and can take TCP/UDP checksums left to it
+	 * (TUN_F_CSUM) and TCP super-segments of up to 64 KiB whatever the MTU (TUN_F_TSO4/6): the
+	 * sandbox's kernel then skips the per-segment work and hands over far fewer frames. Our writes
+	 * carry an all-zero header: plain, fully checksummed frames no larger than the MTU. */
 	if (net->vnet_hdr && ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) != 0)
 		fail("ETUN", EXIT_SETUP_FAILED, "setting the offloads of the TAP device %s failed (%s); run with --mtu 65520 (tapbox uses the offloads only below it)",
 		     TAP_NAME, strerror(errno));
