@@ -96,16 +96,21 @@ async function byPeer<T>(measure: (peer: string) => Promise<T>, failed: T): Prom
 
 const OTHERS = ['slirp4netns', 'pasta'];
 
-// Each connection run dials an HTTP port of its own. A run whose side closes first leaves ~15,000
-// sockets in TIME_WAIT towards its port for 60 s; a later run to the same port would pay for them in
-// connect()'s ephemeral port search (seen: every peer ~500 conn/s at ~2 ms of kernel CPU each instead
-// of 1,700-8,400 conn/s), and which peer ran after which would decide the figures.
-const HTTP_PORTS = Array.from({ length: 6 }, (_, i) => 8080 + i);
+// Each connection run dials HTTP ports of its own, PORTS_PER_RUN of them in turn. A run whose side
+// closes first leaves a socket in TIME_WAIT for each connection (60 s), in the sandbox's namespace and
+// the network process's alike; connect() may not reuse a source port while it holds one towards the same
+// address and port, and it prefers even ports, so after ~14,000 connections to one port every connect()
+// searches the rest of the range (seen: every peer falls to ~2,000 conn/s, the search's kernel CPU, with
+// tapbox and slirp4netns equal there). One port per run measured mostly that wall (a 5 s run reaches it
+// in ~3 s); spread over four, a run stays below it and measures the network process. Runs never share a
+// port, or which peer ran after which would decide the figures.
+const PORTS_PER_RUN = 4;
+const HTTP_PORTS = Array.from({ length: 6 * PORTS_PER_RUN }, (_, i) => 8080 + i);
 let httpRuns = 0;
-function nextHttpPort(): string {
-  const port = HTTP_PORTS[httpRuns++];
-  if (port === undefined) throw new Error('bench: more connection runs than HTTP_PORTS');
-  return String(port);
+function nextHttpPorts(): string {
+  const ports = HTTP_PORTS.slice(httpRuns * PORTS_PER_RUN, ++httpRuns * PORTS_PER_RUN);
+  if (ports.length < PORTS_PER_RUN) throw new Error('bench: more connection runs than HTTP_PORTS has room for');
+  return ports.join(',');
 }
 
 async function main(): Promise<void> {
@@ -119,8 +124,8 @@ async function main(): Promise<void> {
   const all: [string, string, string, number, (peer: string) => Promise<Figure>][] = [
     ['TCP sandbox→host', 'Gbit/s', 's/GB', 1, (p) => iperf(p, host.ip4, false)],
     ['TCP host→sandbox', 'Gbit/s', 's/GB', 1, (p) => iperf(p, host.ip4, true)],
-    ['TCP connections', 'conn/s', 'µs/conn', 1e6, (p) => client(p, 'connrate.mjs', [host.ip4, nextHttpPort()])],
-    ['TCP connections, server closes', 'conn/s', 'µs/conn', 1e6, (p) => client(p, 'connrate.mjs', [host.ip4, nextHttpPort()], ['8', 'server'])],
+    ['TCP connections', 'conn/s', 'µs/conn', 1e6, (p) => client(p, 'connrate.mjs', [host.ip4, nextHttpPorts()])],
+    ['TCP connections, server closes', 'conn/s', 'µs/conn', 1e6, (p) => client(p, 'connrate.mjs', [host.ip4, nextHttpPorts()], ['8', 'server'])],
     ['UDP request/response', 'rr/s', 'µs/rr', 1e6, (p) => client(p, 'udprr.mjs', [host.ip4, '7'])],
   ];
   const metrics = all.filter(([name]) => chosen(name));

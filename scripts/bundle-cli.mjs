@@ -48,7 +48,6 @@ const { metafile } = await build({
   platform: 'node',
   target: 'node20',
   external: Object.keys(dependencies).filter((name) => !BUNDLED_PACKAGES.includes(name)),
-  keepNames: true,
   sourcemap: true,
   metafile: true,
   plugins: [keepMetaUrl],

@@ -1,5 +1,6 @@
 // Inside a sandbox: for SECONDS, open a TCP connection to HOST:PORT, send an HTTP/1.0 request, read the
-// response to its end; CONCURRENCY loops at once. CLOSER says who closes first: `client` (the request is
+// response to its end; CONCURRENCY loops at once. PORT may be a list (8080,8081): each connection takes
+// the next port in turn (bench/run.ts says why). CLOSER says who closes first: `client` (the request is
 // followed by our FIN) or `server` (we wait for the server to answer and close first, as HTTP/1.0
 // servers, many APIs and CDNs do; our side closes after its FIN). Prints {"ops": N, "seconds": S,
 // "errors": E} between the marks {"mark": "start"} and {"mark": "end"} (the bench reads the network
@@ -7,15 +8,17 @@
 // counts as an error, so a stalled network ends the run.
 import net from 'node:net';
 
-const [host, port, seconds, concurrency = '8', closer = 'client'] = process.argv.slice(2);
+const [host, portList, seconds, concurrency = '8', closer = 'client'] = process.argv.slice(2);
+const ports = portList.split(',').map(Number);
 const until = Date.now() + Number(seconds) * 1000;
 let ops = 0;
 let errors = 0;
+let opened = 0;
 
 function once() {
   return new Promise((resolve) => {
     // allowHalfOpen false (the default): the server's FIN ends our side too.
-    const s = net.connect({ host, port: Number(port) }, () => (closer === 'server' ? s.write('GET / HTTP/1.0\r\n\r\n') : s.end('GET / HTTP/1.0\r\n\r\n')));
+    const s = net.connect({ host, port: ports[opened++ % ports.length] }, () => (closer === 'server' ? s.write('GET / HTTP/1.0\r\n\r\n') : s.end('GET / HTTP/1.0\r\n\r\n')));
     s.setTimeout(5000, () => s.destroy(new Error('stalled')));
     s.on('data', () => {});
     s.on('end', () => (ops++, resolve()));
