@@ -68,8 +68,17 @@ void mounts_create_point(const char *path, bool directory)
 			goto failed;
 		*slash = '/';
 	}
-	if (directory ? mkdir(path, 0755) == 0 : close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) == 0)
-		return;
+	if (directory) {
+		if (mkdir(path, 0755) == 0)
+			return;
+	} else {
+		int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+
+		if (fd >= 0) {
+			close(fd);
+			return;
+		}
+	}
 failed:
 	mount_error("the mount point %s does not exist inside the sandbox and can't be created there (%s); "
 		    "use a destination that exists, or mount a tmpfs (-e) on one of its parents first",

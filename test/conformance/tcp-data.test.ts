@@ -103,6 +103,31 @@ describe('TCP data transfer', () => {
     expect(Peer.payloadOf(segs)).toEqual(data);
   });
 
+  it('holds a short tail while segments are in flight until the end of the turn, so reads of one turn make full segments', async () => {
+    // As libuv delivers a busy host socket: several reads, each its own callback, in one turn.
+    const h = new Harness();
+    const peer = await h.open({ mss: 1460, timestamps: false });
+    peer.ack(peer.rcvNxt, 65535);
+    const data = bytes(6000);
+    for (let at = 0; at < data.length; at += 2000) {
+      peer.conn.write(data.subarray(at, at + 2000));
+      await Promise.resolve(); // the write's flush (a microtask) runs before the next read
+    }
+    expect(h.take().map((s) => s.payload.length)).toEqual([1460, 1460, 1460, 1460]);
+    await settle();
+    const tail = h.take();
+    expect(tail.map((s) => s.payload.length)).toEqual([160]);
+    expect((tail[0]!.flags & PSH) !== 0).toBe(true);
+  });
+
+  it('sends a short write at once when nothing is in flight (a request or an answer waits for nothing)', async () => {
+    const h = new Harness();
+    const peer = await h.open({ mss: 1460, timestamps: false });
+    peer.conn.write(bytes(100));
+    await Promise.resolve();
+    expect(h.take().map((s) => s.payload.length)).toEqual([100]);
+  });
+
   it('coalesces small writes of one burst into one segment', async () => {
     const h = new Harness();
     const peer = await h.open();

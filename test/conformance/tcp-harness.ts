@@ -276,9 +276,12 @@ export class Peer {
   }
 }
 
-/** Lets queued microtasks and immediates run (writes are flushed once per burst). */
+/**
+ * Lets queued microtasks and immediates run: writes are flushed once per burst (a microtask), and a
+ * short tail that flush held back goes out in an immediate the flush queued after this one's first.
+ */
 export function settle(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
+  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
 }
 
 export function bytes(n: number, seed = 1): Buffer {

@@ -186,6 +186,7 @@ describe('TCP loss recovery', () => {
     quoted.writeUInt32BE(big!.seq, 4);
     const net = { family: 4 as const, src: h.sandbox, dst: h.remote, packet: Buffer.alloc(28) };
     h.tcp.handleControl(net, 'packet-too-big', 1500, quoted);
+    await settle(); // the short last segment goes at the end of the turn
     const resent = dataOnly(h.take());
     expect(resent.map((s) => s.payload.length)).toEqual([1460, 1460, 1080]);
     expect(Peer.payloadOf(resent)).toEqual(bytes(4000));

@@ -73,6 +73,7 @@ export class Endpoint implements ConnectionHost, ReceiverHost, SenderHost {
   private keepaliveProbes = 0;
   private finCallback: ((err?: Error | null) => void) | null = null;
   private flushScheduled = false;
+  private tailFlushScheduled = false;
   private readCheckScheduled = false;
   /** Bytes this connection has charged to the budget at the last sync. */
   private charged = 0;
@@ -110,6 +111,7 @@ export class Endpoint implements ConnectionHost, ReceiverHost, SenderHost {
     this.keepaliveEnabled = ctx.config.keepalive.enabled;
     this.keepaliveIdleMs = ctx.config.keepalive.idleMs;
     this.flush = this.flush.bind(this);
+    this.flushTail = this.flushTail.bind(this);
     this.afterRead = this.afterRead.bind(this);
     this.conn = new TcpConnection(id, this);
   }
@@ -433,6 +435,17 @@ export class Endpoint implements ConnectionHost, ReceiverHost, SenderHost {
   private flush(): void {
     this.flushScheduled = false;
     this.snd.trySend();
+  }
+
+  scheduleTailFlush(): void {
+    if (this.tailFlushScheduled) return;
+    this.tailFlushScheduled = true;
+    setImmediate(this.flushTail);
+  }
+
+  private flushTail(): void {
+    this.tailFlushScheduled = false;
+    this.snd.sendTail();
   }
 
   /** Sends RST and closes; the stream ends with `code`. */

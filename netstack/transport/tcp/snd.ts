@@ -38,6 +38,8 @@ export interface SenderHost {
   sendProbe(): void;
   /** Our FIN was acknowledged. */
   onFinAcked(): void;
+  /** Calls sendTail() once the current event-loop turn's I/O is done. */
+  scheduleTailFlush(): void;
   /** Sends RST and ends the connection with this error code. */
   abort(code: 'ETIMEDOUT' | 'ECONNRESET'): void;
 }
@@ -83,6 +85,8 @@ export class Sender {
   private tlpEnd = -1;
   private readonly cubic = new Cubic();
   private writeCallback: ((err?: Error | null) => void) | null = null;
+  /** sendTail() is running: a short tail goes now. */
+  private tailDue = false;
   readonly rtoTimer: Timer;
   readonly tlpTimer: Timer;
   readonly reorderTimer: Timer;
@@ -182,6 +186,14 @@ export class Sender {
       }
       if (this.pipe() >= this.cwnd) break;
       const len = Math.min(this.mss, unsent, usable);
+      // A short tail that empties the buffer while segments are in flight waits for the end of this
+      // event-loop turn, where the writes of the turn have added to it: libuv reads a busy host socket
+      // up to 32 times in a row, and at MTU 65520 each 64 KiB read would otherwise go out as a full
+      // segment and one of 68 bytes (a frame and a wake-up of the sandbox's stack for nothing).
+      if (len < this.mss && len === unsent && !this.finQueued && !this.tailDue && this.flightSize() > 0) {
+        this.ep.scheduleTailFlush();
+        break;
+      }
       // Sender silly-window avoidance (RFC 1122 §4.2.3.4): a short segment only when it empties the
       // buffer, the window is large, or nothing is outstanding to bring an ACK.
       if (len < this.mss && len < unsent && this.flightSize() > 0 && len < this.maxWnd / 2) break;
@@ -189,6 +201,13 @@ export class Sender {
       sent = true;
     }
     if (sent) this.armRetransmitTimers();
+  }
+
+  /** Sends what trySend() held back for the end of the turn, as well as anything else it allows. */
+  sendTail(): void {
+    this.tailDue = true;
+    this.trySend();
+    this.tailDue = false;
   }
 
   private sendNew(len: number, fin: boolean): void {
