@@ -177,6 +177,16 @@ describe('clear failures', () => {
     expect(r.stderr).toMatch(/no command given/);
   });
 
+  it('names the real reason a bind-mount point cannot be made (a read-only parent), and runs nothing', async () => {
+    // A file's mount point is created with open(O_CREAT): its errno, not close(-1)'s EBADF, is the reason.
+    for (const [source, point] of [['/etc/hostname', '/usr/tapbox-no-such-file'], ['/etc', '/usr/tapbox-no-such-dir']]) {
+      const r = await tapbox(['-M', `${source}:${point}`, '--', 'echo', 'ran']);
+      expect(r.code).toBe(125);
+      expect(r.stdout).not.toContain('ran');
+      expect(r.stderr).toContain(`the mount point ${point} does not exist inside the sandbox and can't be created there (Read-only file system); use a destination that exists, or mount a tmpfs (-e)`);
+    }
+  });
+
   it.runIf(isRoot)('names the fix when /dev/net/tun is not usable, and runs nothing', async () => {
     const { dir, cleanup } = userTempDir();
     spawnSync('chmod', ['0600', '/dev/net/tun']);
