@@ -100,10 +100,10 @@ const OTHERS = ['slirp4netns', 'pasta'];
 // closes first leaves a socket in TIME_WAIT for each connection (60 s), in the sandbox's namespace and
 // the network process's alike; connect() may not reuse a source port while it holds one towards the same
 // address and port, and it prefers even ports, so after ~14,000 connections to one port every connect()
-// searches the rest of the range (seen: every peer falls to ~2,000 conn/s, the search's kernel CPU, with
-// tapbox and slirp4netns equal there). One port per run measured mostly that wall (a 5 s run reaches it
-// in ~3 s); spread over four, a run stays below it and measures the network process. Runs never share a
-// port, or which peer ran after which would decide the figures.
+// searches the rest of the range (seen: 8 s runs gave tapbox and slirp4netns the same ~2,100 conn/s,
+// the search's kernel CPU, where 3 s runs gave 3,500 and 4,900). With one port per run a 5 s run met that
+// wall after 3-4 s and measured it as much as the network process; spread over four ports, a run stays
+// below it. Runs never share a port, or which peer ran after which would decide the figures.
 const PORTS_PER_RUN = 4;
 const HTTP_PORTS = Array.from({ length: 6 * PORTS_PER_RUN }, (_, i) => 8080 + i);
 let httpRuns = 0;
