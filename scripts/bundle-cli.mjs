@@ -12,7 +12,7 @@
 // The library (dist/src/index.js) is not bundled. Without this step the CLI runs the same, only slower.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -58,6 +58,10 @@ const { metafile } = await build({
 // A script run through node:vm has no loader for import() (src/cli/bin.cts): npm packages are required.
 const dynamic = Object.values(metafile.outputs).flatMap((o) => o.imports).filter((i) => i.external && i.kind === 'dynamic-import');
 if (dynamic.length > 0) throw new Error(`bundle-cli: load ${dynamic.map((i) => i.path).join(', ')} with createRequire, not import(): the bundle runs without an ES module loader`);
+
+// The `tapbox` command itself is executable (tsc does not set the bit; npm does only where it links
+// bins), so that a symlink to it on the PATH is the command (README's Set up).
+chmodSync(join(outdir, 'bin.cjs'), 0o755);
 
 // The cache holds what `--help` compiled: the options, commander and the program's set-up, which every
 // run goes through.

@@ -1,7 +1,7 @@
 // The `tapbox` command runs the CLI bundle through V8's code cache (src/cli/bin.cts,
 // scripts/bundle-cli.mjs): the cache must be one V8 takes, and one it refuses must cost nothing but time.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import Module from 'node:module';
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
@@ -18,6 +18,16 @@ describe('the CLI bundle and its code cache', () => {
   it('has a cache that this node accepts for the bundle as built', () => {
     const script = new Script(wrapped(), { filename: bundle, cachedData: readFileSync(`${bundle}.cache`) });
     expect(script.cachedDataRejected).toBe(false);
+  });
+
+  it('is a command a symlink on the PATH can run (README: ln -s …/bin.cjs ~/.local/bin/tapbox)', () => {
+    const dir = mkdtempSync(join(dirname(dirname(cliPath)), 'cli-link-test-'));
+    dirs.push(dir);
+    symlinkSync(cliPath, join(dir, 'tapbox'));
+    const r = spawnSync('tapbox', ['--help'], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe(help(cliPath).stdout);
   });
 
   it('runs the same with a cache V8 refuses (another build, another node)', () => {
