@@ -91,6 +91,14 @@ export interface NetworkSender {
   scratch(family: Family): { buf: Buffer; offset: number };
   /** Sends `length` bytes at the scratch offset from `src` to `dst` (4 or 16 bytes each), TTL 64 unless told. */
   send(family: Family, src: Uint8Array, dst: Uint8Array, protocol: number, length: number, hopLimit?: number): void;
+  /** Largest TCP segment (header included) `sendTcpSuperSegment` takes; 0 where the link takes none. */
+  maxTcpSuperSegmentLength(family: Family): number;
+  /**
+   * Sends the TCP segment of `length` bytes at the scratch offset in one frame, larger than the MTU:
+   * the link's peer takes it as segments of `segmentSize` payload bytes (LinkEndpoint.tcpSegmentation).
+   * Its checksum field holds only the pseudo-header sum.
+   */
+  sendTcpSuperSegment(family: Family, src: Uint8Array, dst: Uint8Array, length: number, segmentSize: number): void;
   /** Sends an ICMP(v6) destination-unreachable quoting `packet` (an inbound IP packet). */
   sendUnreachable(packet: Buffer, family: Family, how: UnreachableReason): void;
 }

@@ -26,4 +26,15 @@ constexpr size_t kVnetHeaderSize = 10;
 /** Fills meta[kMetaChecksumPartial], meta[kMetaGsoSize] from a virtio-net header. */
 void ParseVnetHeader(const uint8_t* header, int32_t* meta);
 
+// VIRTIO_NET_HDR_GSO_TCPV4 / TCPV6.
+constexpr size_t kVnetGsoTcpV4 = 1;
+constexpr size_t kVnetGsoTcpV6 = 4;
+
+/**
+ * The virtio-net header of a TCP super-segment we write: NEEDS_CSUM from `checksum_start` (the TCP
+ * header's offset in the frame; the checksum field holds the pseudo-header sum), cut by the reader's
+ * kernel, if at all, into segments of `gso_size`.
+ */
+void BuildTcpGsoHeader(uint8_t* header, uint8_t gso_type, uint16_t gso_size, uint16_t checksum_start);
+
 }  // namespace tapbox

@@ -71,8 +71,13 @@ export interface NativeTapDevice {
   readonly meta: Int32Array;
   /** Running counters (see CounterFields). */
   readonly counters: Float64Array;
-  /** Writes (or queues) one frame; false if it was dropped. */
-  writeFrame(buf: Uint8Array, offset: number, length: number): boolean;
+  /**
+   * Writes (or queues) one frame; false if it was dropped. With `gsoType` (1: TCP over IPv4, 4: over
+   * IPv6; vnetHdr only), a TCP super-segment: the sandbox's kernel takes it as one packet of segments of
+   * `gsoSize`, its checksum partial (the field of the TCP header at `checksumStart` holds the
+   * pseudo-header sum).
+   */
+  writeFrame(buf: Uint8Array, offset: number, length: number, gsoType?: number, gsoSize?: number, checksumStart?: number): boolean;
   pause(): void;
   /** Starts (or restarts) reading: a new device is paused. */
   resume(): void;

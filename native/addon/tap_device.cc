@@ -120,6 +120,7 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public UdpRelayHost {
     self.Set("counters", counters);
     pending_.resize(frame_size_ * pending_frames_);
     pending_length_.resize(pending_frames_);
+    pending_headers_.resize(header_size_ ? kVnetHeaderSize * pending_frames_ : 0);
 
     on_frames_ = Napi::Persistent(info[2].As<Napi::Function>());
     on_error_ = Napi::Persistent(info[3].As<Napi::Function>());
@@ -151,20 +152,34 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public UdpRelayHost {
   }
 
  private:
-  // writeFrame(buf, off, len) -> true if written or queued, false if dropped.
+  // writeFrame(buf, off, len[, gsoType, gsoSize, checksumStart]) -> true if written or queued, false
+  // if dropped. With gsoType (VIRTIO_NET_HDR_GSO_TCPV4 or TCPV6; vnetHdr only) the frame is a TCP
+  // super-segment the sandbox's kernel takes as one received packet of segments of gsoSize, its
+  // checksum partial: the field at checksumStart + 16 holds the pseudo-header sum (NEEDS_CSUM).
   Napi::Value WriteFrame(const Napi::CallbackInfo& info) {
     napi_env env = info.Env();
     uint8_t* data;
-    size_t size, offset, length;
+    size_t size, offset, length, gso_type = 0, gso_size = 0, checksum_start = 0;
     if (!GetBytes(env, info[0], &data, &size) || !GetIndex(env, info[1], "offset", size, &offset) ||
         !GetIndex(env, info[2], "length", size - offset, &length)) {
+      return Napi::Value();
+    }
+    if (info.Length() > 3 && (!GetIndex(env, info[3], "gsoType", kVnetGsoTcpV6, &gso_type) || !GetIndex(env, info[4], "gsoSize", 0xffff, &gso_size) ||
+                              !GetIndex(env, info[5], "checksumStart", length, &checksum_start))) {
       return Napi::Value();
     }
     if (fd_ < 0) {
       Napi::Error::New(info.Env(), "the TAP device is closed").ThrowAsJavaScriptException();
       return Napi::Value();
     }
-    return Napi::Boolean::New(env, Send(data + offset, length));
+    if (gso_type == 0) return Napi::Boolean::New(env, Send(data + offset, length));
+    if (header_size_ == 0 || (gso_type != kVnetGsoTcpV4 && gso_type != kVnetGsoTcpV6) || gso_size == 0 || checksum_start + 20 > length) {
+      Napi::RangeError::New(env, "writeFrame: a TCP super-segment needs vnetHdr, a TCP gsoType, a gsoSize and its TCP header in the frame").ThrowAsJavaScriptException();
+      return Napi::Value();
+    }
+    uint8_t header[kVnetHeaderSize];
+    BuildTcpGsoHeader(header, static_cast<uint8_t>(gso_type), static_cast<uint16_t>(gso_size), static_cast<uint16_t>(checksum_start));
+    return Napi::Boolean::New(env, Send(data + offset, length, header));
   }
 
   Napi::Value Pause(const Napi::CallbackInfo&) {
@@ -201,9 +216,10 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public UdpRelayHost {
     pending_count_ = 0;
   }
 
-  bool Send(const uint8_t* frame, size_t length) {
+  // `header`: the frame's virtio-net header (vnetHdr only); null: all zero, nothing offloaded.
+  bool Send(const uint8_t* frame, size_t length, const uint8_t* header = nullptr) {
     if (pending_count_ == 0) {
-      ssize_t n = WriteOnce(frame, length);
+      ssize_t n = WriteOnce(frame, length, header);
       if (n >= 0) {
         Count(kFramesOut, kBytesOut, length);
         return true;
@@ -221,15 +237,20 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public UdpRelayHost {
     size_t tail = (pending_head_ + pending_count_) % pending_frames_;
     std::memcpy(pending_.data() + tail * frame_size_, frame, length);
     pending_length_[tail] = length;
+    if (header_size_) {
+      uint8_t* saved = pending_headers_.data() + tail * kVnetHeaderSize;
+      if (header) std::memcpy(saved, header, kVnetHeaderSize);
+      else std::memset(saved, 0, kVnetHeaderSize);
+    }
     pending_count_++;
     counters_[kQueuedOut]++;
     if (pending_count_ == 1) UpdatePoll();
     return true;
   }
 
-  ssize_t WriteOnce(const uint8_t* frame, size_t length) {
+  ssize_t WriteOnce(const uint8_t* frame, size_t length, const uint8_t* header) {
     static const uint8_t kNoOffload[kVnetHeaderSize] = {};
-    iovec iov[2] = {{const_cast<uint8_t*>(kNoOffload), header_size_}, {const_cast<uint8_t*>(frame), length}};
+    iovec iov[2] = {{const_cast<uint8_t*>(header ? header : kNoOffload), header_size_}, {const_cast<uint8_t*>(frame), length}};
     ssize_t n;
     do {
       n = header_size_ ? writev(fd_, iov, 2) : write(fd_, frame, length);
@@ -241,7 +262,7 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public UdpRelayHost {
     while (pending_count_ > 0) {
       const uint8_t* frame = pending_.data() + pending_head_ * frame_size_;
       size_t length = pending_length_[pending_head_];
-      ssize_t n = WriteOnce(frame, length);
+      ssize_t n = WriteOnce(frame, length, header_size_ ? pending_headers_.data() + pending_head_ * kVnetHeaderSize : nullptr);
       if (n < 0 && (errno == EAGAIN || errno == ENOBUFS)) break;
       if (n < 0) {
         counters_[kWriteErrors]++;
@@ -468,6 +489,7 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public UdpRelayHost {
   double* counters_ = nullptr;
   std::vector<uint8_t> pending_;
   std::vector<size_t> pending_length_;
+  std::vector<uint8_t> pending_headers_;  // each pending frame's virtio-net header (vnetHdr only)
   size_t pending_head_ = 0;
   size_t pending_count_ = 0;
   Napi::FunctionReference on_frames_;

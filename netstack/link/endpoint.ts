@@ -39,7 +39,26 @@ export interface LinkEndpoint {
   attach(dispatcher: NetworkDispatcher): void;
   /** Writes one Ethernet frame (header included). Copies or sends it before returning. */
   writeFrame(frame: Uint8Array): void;
+  /**
+   * Present on a link whose peer takes TCP super-segments (the TAP with a virtio-net header). A wrapper
+   * that must see frames as they would be on a wire (pcap, link faults) leaves it out.
+   */
+  readonly tcpSegmentation?: TcpSegmentationLink;
   close(): void;
+}
+
+/**
+ * Writes TCP packets larger than the MTU that the peer's kernel takes whole, as it takes what its own
+ * GRO merged: one frame and one pass through its stack for up to 64 KiB, where MTU-sized segments
+ * cost one each.
+ */
+export interface TcpSegmentationLink {
+  /**
+   * Writes one frame holding a TCP segment of more than `segmentSize` payload bytes, which stands for
+   * segments of `segmentSize`; its checksum field holds only the pseudo-header sum (the peer's kernel
+   * takes it as verified). `tcpOffset`: where the TCP header starts in the frame.
+   */
+  writeSuperSegment(frame: Uint8Array, family: 4 | 6, segmentSize: number, tcpOffset: number): void;
 }
 
 /**

@@ -11,7 +11,10 @@
 // them; nothing corrupts a frame between two kernels' memory) and send TCP super-segments of up to
 // 64 KiB whatever the MTU (`frameInfo.gsoSize` > 0), so the stack sees IP packets larger than `mtu`.
 // deliverFrame passes `frameInfo` as the frame's FrameOffload (endpoint.ts) so the stack can act on it.
-// Our writes stay plain: full checksums, at most the MTU, behind an all-zero header.
+// Our writes are plain (full checksums, at most the MTU, behind an all-zero header) except TCP
+// super-segments (`tcpSegmentation`): up to 64 KiB of a connection's bytes in one frame, its header
+// saying GSO (segments of the MSS) and NEEDS_CSUM; the sandbox's kernel takes it whole, as a packet its
+// GRO merged.
 //
 // `udpRelay` is the addon's native UDP relay (native/addon/udp_relay.h): the reader offers each frame
 // to it before JS, and a datagram of an admitted flow's exact tuple goes to the flow's host socket
@@ -31,10 +34,13 @@
 // So src/supervisor/launcher.ts turns it on below MTU 65520 only. The host→sandbox cost at MTU 1500 is not
 // explained yet: not the 64 KiB ring slots (MTU-sized slots measured the same), not more ACKs (the
 // same count), not writev(2) (one write(2) of header and frame copied together measured the same).
-import type { FrameOffload, LinkEndpoint, NetworkDispatcher, RelayedUdpFlow, UdpRelayEvents, UdpRelayFigures, UdpRelayLink, UdpRelaySpec } from './endpoint.js';
+import type { FrameOffload, LinkEndpoint, NetworkDispatcher, RelayedUdpFlow, TcpSegmentationLink, UdpRelayEvents, UdpRelayFigures, UdpRelayLink, UdpRelaySpec } from './endpoint.js';
 import { requireNative, UdpRelayEvent, type MetaFields, type NativeTapDevice, type UdpFlowFields } from '../../native/addon/index.js';
 
 const ETHERNET_HEADER = 14;
+/** struct virtio_net_hdr's gso_type for TCP over IPv4 and IPv6. */
+const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+const VIRTIO_NET_HDR_GSO_TCPV6 = 4;
 /** Largest IP packet: what a GSO super-segment can reach whatever the MTU. */
 const MAX_IP_PACKET = 65535;
 
@@ -100,6 +106,8 @@ export class TapEndpoint implements LinkEndpoint {
   /** The frame being delivered (valid during `deliverFrame`). */
   readonly frameInfo: FrameInfo;
   readonly udpRelay: UdpRelayLink;
+  /** With vnetHdr: TCP super-segments towards the sandbox. */
+  readonly tcpSegmentation?: TcpSegmentationLink;
   private readonly device: NativeTapDevice;
   private readonly fields: MetaFields;
   /** What deliverFrame passes as the frame's offload: frameInfo with vnetHdr, else nothing. */
@@ -129,6 +137,13 @@ export class TapEndpoint implements LinkEndpoint {
     this.frameInfo = new FrameInfo(this.device.meta, this.fields);
     this.offload = vnetHdr ? this.frameInfo : undefined;
     this.udpRelay = new TapUdpRelay(this.device, addon.udpFlowFields);
+    if (vnetHdr) {
+      this.tcpSegmentation = {
+        writeSuperSegment: (frame, family, segmentSize, tcpOffset) => {
+          if (!this.closed) this.device.writeFrame(frame, 0, frame.length, family === 4 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6, segmentSize, tcpOffset);
+        },
+      };
+    }
   }
 
   attach(dispatcher: NetworkDispatcher): void {

@@ -32,6 +32,7 @@ import { BROADCAST_MAC, emitEthernet, ETHERNET_HEADER_LENGTH, EtherType, Etherne
 import { IPV4_FLAG_DF, IPV4_FLAG_MF, IPV4_MAX_PACKET_LENGTH, IPV4_MIN_HEADER_LENGTH, isIpv4GroupAddress, Ipv4Repr, parseIpv4 } from '../header/ipv4.js';
 import { emitIpv6Fragment, IPV6_FRAGMENT_HEADER_LENGTH, IPV6_HEADER_LENGTH, Ipv6Ext, Ipv6Repr, isIpv6Multicast, parseIpv6 } from '../header/ipv6.js';
 import { ICMPV6_PROTOCOL } from '../header/icmpv6.js';
+import { TCP_PROTOCOL } from '../header/tcp.js';
 import { ArpResponder } from '../network/arp.js';
 import type { ReassemblyLimits } from '../network/fragments.js';
 import { Icmp, ICMPV4_PROTOCOL } from '../network/icmp.js';
@@ -227,22 +228,41 @@ export class Stack implements NetworkDispatcher, NetworkHost {
       if (length > this.maxDatagramLength(family)) return this.counters.drop('send-too-big');
       return family === 4 ? this.sendFragments4(src, dst, protocol, length, hopLimit) : this.sendFragments6(src, dst, protocol, length, hopLimit);
     }
+    this.writeFrame(this.packetAtScratch(family, src, dst, protocol, length, hopLimit));
+  }
+
+  maxTcpSuperSegmentLength(family: Family): number {
+    if (!this.link.tcpSegmentation) return 0;
+    // Both families within one 64 KiB IP packet: the frame then fits the TAP's largest frame.
+    return IPV4_MAX_PACKET_LENGTH - (family === 4 ? IPV4_MIN_HEADER_LENGTH : IPV6_HEADER_LENGTH);
+  }
+
+  sendTcpSuperSegment(family: Family, src: Uint8Array, dst: Uint8Array, length: number, segmentSize: number): void {
+    const link = this.link.tcpSegmentation;
+    if (this.closed) return;
+    if (!link || length > this.maxTcpSuperSegmentLength(family)) return this.counters.drop('send-too-big');
+    const frame = this.packetAtScratch(family, src, dst, TCP_PROTOCOL, length, DEFAULT_TTL);
+    this.counters.framesOut++;
+    link.writeSuperSegment(frame, family, segmentSize, ETHERNET_HEADER_LENGTH + (family === 4 ? IPV4_MIN_HEADER_LENGTH : IPV6_HEADER_LENGTH));
+  }
+
+  /** Puts the IP and Ethernet headers in front of the `length` bytes at the family's scratch offset; the frame. */
+  private packetAtScratch(family: Family, src: Uint8Array, dst: Uint8Array, protocol: number, length: number, hopLimit: number): Buffer {
     const buf = family === 4 ? this.scratch4.buf : this.scratch6.buf;
     if (family === 4) {
-      // A packet that fits the MTU is never fragmented on its way, so DF is set.
+      // A packet that fits the MTU is never fragmented on its way (nor is a super-segment), so DF is set.
       const ip = this.ipv4Packet(src, dst, protocol, hopLimit);
       ip.flags = IPV4_FLAG_DF;
       ip.payloadLength = length;
       ip.emit(buf, ETHERNET_HEADER_LENGTH);
       this.emitEthernetTo(buf, dst, EtherType.IPv4);
-      this.writeFrame(buf.subarray(0, ETHERNET_HEADER_LENGTH + IPV4_MIN_HEADER_LENGTH + length));
-    } else {
-      const ip = this.ipv6Packet(src, dst, protocol, hopLimit);
-      ip.payloadLength = length;
-      ip.emit(buf, ETHERNET_HEADER_LENGTH);
-      this.emitEthernetTo(buf, dst, EtherType.IPv6);
-      this.writeFrame(buf.subarray(0, ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH + length));
+      return buf.subarray(0, ETHERNET_HEADER_LENGTH + IPV4_MIN_HEADER_LENGTH + length);
     }
+    const ip = this.ipv6Packet(src, dst, protocol, hopLimit);
+    ip.payloadLength = length;
+    ip.emit(buf, ETHERNET_HEADER_LENGTH);
+    this.emitEthernetTo(buf, dst, EtherType.IPv6);
+    return buf.subarray(0, ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH + length);
   }
 
   sendUnreachable(packet: Buffer, family: Family, how: UnreachableReason): void {

@@ -128,6 +128,34 @@ describe('TCP data transfer', () => {
     expect(h.take().map((s) => s.payload.length)).toEqual([100]);
   });
 
+  it('sends whole MSS multiples in one super-segment where the link takes them, within the congestion window', async () => {
+    const h = new Harness({}, { mtu: 1500, superSegments: 65515 });
+    const peer = await h.open({ mss: 1460, timestamps: false });
+    peer.ack(peer.rcvNxt, 65535);
+    const data = bytes(40000);
+    peer.conn.write(data);
+    await settle();
+    // The initial window of 10 segments in one frame, standing for segments of the MSS.
+    const first = h.take();
+    expect(first.map((s) => [s.payload.length, s.segmentSize])).toEqual([[14600, 1460]]);
+    // Acknowledged, the window doubles: the rest goes in one, with PSH (it empties the buffer).
+    peer.ack(peer.abs(14600), 65535);
+    await settle();
+    const rest = h.take().filter((s) => s.payload.length > 0);
+    expect(rest.map((s) => [s.payload.length, s.segmentSize])).toEqual([[25400, 1460]]);
+    expect((rest[0]!.flags & PSH) !== 0).toBe(true);
+    expect(Peer.payloadOf([...first, ...rest])).toEqual(data);
+  });
+
+  it('keeps to MSS-sized segments where the link takes no super-segments', async () => {
+    const h = new Harness({}, { mtu: 1500 });
+    const peer = await h.open({ mss: 1460, timestamps: false });
+    peer.ack(peer.rcvNxt, 65535);
+    peer.conn.write(bytes(5000));
+    await settle();
+    expect(h.take().map((s) => [s.payload.length, s.segmentSize])).toEqual([[1460, undefined], [1460, undefined], [1460, undefined], [620, undefined]]);
+  });
+
   it('coalesces small writes of one burst into one segment', async () => {
     const h = new Harness();
     const peer = await h.open();

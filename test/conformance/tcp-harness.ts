@@ -36,6 +36,8 @@ export interface Sent {
   sack: Array<[number, number]>;
   payload: Buffer;
   at: number;
+  /** A super-segment (NetworkSender.sendTcpSuperSegment): the size of the segments it stands for. */
+  segmentSize?: number;
 }
 
 export interface Unreachable {
@@ -67,10 +69,27 @@ class CapturingSender implements NetworkSender {
   private readonly buf: Buffer;
   constructor(
     private readonly mtu: number,
-    private readonly onSend: (family: Family, src: Uint8Array, dst: Uint8Array, segment: Buffer) => void,
+    /** Largest TCP super-segment taken (header included); 0: none, as on a link without offloads. */
+    private readonly superSegments: number,
+    private readonly onSend: (family: Family, src: Uint8Array, dst: Uint8Array, segment: Buffer, segmentSize?: number) => void,
     private readonly onUnreachable: (u: Unreachable) => void,
   ) {
-    this.buf = Buffer.alloc(mtu + 100);
+    this.buf = Buffer.alloc(Math.max(mtu, superSegments) + 100);
+  }
+  maxTcpSuperSegmentLength(): number {
+    return this.superSegments;
+  }
+  sendTcpSuperSegment(family: Family, src: Uint8Array, dst: Uint8Array, length: number, segmentSize: number): void {
+    if (length > this.superSegments) throw new Error(`a super-segment of ${length} bytes, over ${this.superSegments}`);
+    const segment = Buffer.from(this.buf.subarray(60, 60 + length));
+    // Its checksum field holds the pseudo-header sum only (the receiving kernel checks no more); the
+    // rest is summed here, so that decodeSegment checks the whole segment as for any other.
+    let pseudo = pseudoHeaderChecksum(src, dst, 6, length);
+    while (pseudo > 0xffff) pseudo = (pseudo & 0xffff) + (pseudo >>> 16);
+    if (segment.readUInt16BE(16) !== pseudo) throw new Error('a super-segment whose checksum field is not the pseudo-header sum');
+    segment.writeUInt16BE(0, 16);
+    segment.writeUInt16BE(~checksumTs(segment, 0, length, pseudoHeaderChecksum(src, dst, 6, length)) & 0xffff, 16);
+    this.onSend(family, src, dst, segment, segmentSize);
   }
   maxTransportLength(family: Family): number {
     return this.mtu - (family === 4 ? 20 : 40);
@@ -97,6 +116,8 @@ export interface HarnessOptions {
   manualAccept?: boolean;
   /** Told when a cap refuses something (TcpDependencies.onLimit). */
   onLimit?: LimitHook;
+  /** The sender takes TCP super-segments up to this length (header included), as the TAP with offloads does. */
+  superSegments?: number;
 }
 
 export class Harness {
@@ -118,7 +139,8 @@ export class Harness {
     this.manualAccept = options.manualAccept ?? false;
     const sender = new CapturingSender(
       options.mtu ?? 65520,
-      (family, src, dst, segment) => this.sent.push(decodeSegment(family, src, dst, segment, this.clock.now())),
+      options.superSegments ?? 0,
+      (family, src, dst, segment, segmentSize) => this.sent.push({ ...decodeSegment(family, src, dst, segment, this.clock.now()), segmentSize }),
       (u) => this.unreachables.push(u),
     );
     this.tcp = createTcp(

@@ -4,7 +4,7 @@
 // half-close states and their short timers, keepalive, and the stream the forwarder reads and writes.
 // Sending and receiving proper live in snd.ts and rcv.ts; this file decides what each outgoing segment
 // of the connection carries (flags, window, options) and sends it through the protocol's SegmentWriter.
-import { TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN, TCP_MIN_HEADER_LENGTH, TCP_TIMESTAMP_OPTION_SPACE, sackOptionLength } from '../../header/tcp.js';
+import { TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN, TCP_MAX_OPTIONS_LENGTH, TCP_MIN_HEADER_LENGTH, TCP_TIMESTAMP_OPTION_SPACE, sackOptionLength } from '../../header/tcp.js';
 import type { Clock, FlowId, LimitName, NetworkSender } from '../../tcpip.js';
 import type { Tuple } from './address.js';
 import type { BufferBudget } from './budget.js';
@@ -53,6 +53,7 @@ export class Endpoint implements ConnectionHost, ReceiverHost, SenderHost {
   readonly stats: TcpStats;
   readonly budget: BufferBudget;
   readonly tsEnabled: boolean;
+  readonly superSegmentPayload: number;
   readonly sackEnabled: boolean;
   readonly iss: number;
   private readonly irs: number;
@@ -99,6 +100,8 @@ export class Endpoint implements ConnectionHost, ReceiverHost, SenderHost {
     this.ourMss = n.ourMss;
     this.receiveShift = n.receiveShift;
     this.tsEnabled = n.timestamps;
+    const superSegment = ctx.sender.maxTcpSuperSegmentLength(tuple.family);
+    this.superSegmentPayload = superSegment > 0 ? superSegment - TCP_MIN_HEADER_LENGTH - TCP_MAX_OPTIONS_LENGTH : 0;
     this.sackEnabled = n.sack;
     this.tsOffset = timestampOffset(iss);
     this.snd = new Sender(this, ctx.config, iss, n.sendMss, n.sack);
@@ -534,12 +537,13 @@ export class Endpoint implements ConnectionHost, ReceiverHost, SenderHost {
     const sack = this.rcv.sack;
     if (this.sackEnabled && sack.count > 0) {
       let blocks = Math.min(sack.count, this.tsEnabled ? 3 : 4);
-      const room = this.sender.maxTransportLength(this.tuple.family) - TCP_MIN_HEADER_LENGTH - (this.tsEnabled ? TCP_TIMESTAMP_OPTION_SPACE : 0) - length;
+      // Every segment of a super-segment carries the options: room in one of them.
+      const room = this.sender.maxTransportLength(this.tuple.family) - TCP_MIN_HEADER_LENGTH - (this.tsEnabled ? TCP_TIMESTAMP_OPTION_SPACE : 0) - Math.min(length, this.snd.mss);
       while (blocks > 0 && sackOptionLength(blocks) > room) blocks--;
       for (let i = 0; i < blocks * 2; i++) o.sackBlocks[i] = sack.blocks[i]!;
       o.sackBlockCount = blocks;
     }
-    this.writer.send(this.tuple, this.snd.buffer, bufferOffset, length);
+    this.writer.send(this.tuple, this.snd.buffer, bufferOffset, length, this.superSegmentPayload > 0 ? this.snd.mss : 0);
     if ((flags & TCP_FLAG_ACK) !== 0) this.rcv.onAckSent();
   }
 

@@ -37,15 +37,25 @@ export class SegmentWriter {
     return out;
   }
 
-  /** Sends `out` on `t`, followed by `length` bytes of `payload` from `payloadOffset`. */
-  send(t: Tuple, payload?: PayloadSource, payloadOffset = 0, length = 0): void {
+  /**
+   * Sends `out` on `t`, followed by `length` bytes of `payload` from `payloadOffset`. More than
+   * `segmentSize` (> 0) bytes go as one super-segment of segments that big (NetworkSender
+   * .sendTcpSuperSegment), whose checksum the receiving kernel leaves alone: only the pseudo-header sum.
+   */
+  send(t: Tuple, payload?: PayloadSource, payloadOffset = 0, length = 0, segmentSize = 0): void {
     const { buf, offset } = this.sender.scratch(t.family);
     const h = this.header.at(buf, offset);
     const headerLength = this.out.emit(h);
     if (length > 0) payload!.copyOut(payloadOffset, length, buf, offset + headerLength);
     const total = headerLength + length;
-    h.checksum = ~fold(pseudoHeaderChecksum(t.local, t.remote, TCP_PROTOCOL, total) + checksum(buf, offset, total)) & 0xffff;
-    this.sender.send(t.family, t.local, t.remote, TCP_PROTOCOL, total);
+    const pseudo = pseudoHeaderChecksum(t.local, t.remote, TCP_PROTOCOL, total);
+    if (segmentSize > 0 && length > segmentSize) {
+      h.checksum = fold(pseudo);
+      this.sender.sendTcpSuperSegment(t.family, t.local, t.remote, total, segmentSize);
+    } else {
+      h.checksum = ~fold(pseudo + checksum(buf, offset, total)) & 0xffff;
+      this.sender.send(t.family, t.local, t.remote, TCP_PROTOCOL, total);
+    }
     this.stats.segmentsSent++;
     if ((this.out.flags & TCP_FLAG_RST) !== 0) this.stats.resetsSent++;
   }

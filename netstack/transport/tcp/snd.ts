@@ -40,6 +40,8 @@ export interface SenderHost {
   onFinAcked(): void;
   /** Calls sendTail() once the current event-loop turn's I/O is done. */
   scheduleTailFlush(): void;
+  /** Payload bytes one super-segment may carry (NetworkSender.sendTcpSuperSegment); 0: the link takes none. */
+  readonly superSegmentPayload: number;
   /** Sends RST and ends the connection with this error code. */
   abort(code: 'ETIMEDOUT' | 'ECONNRESET'): void;
 }
@@ -185,7 +187,7 @@ export class Sender {
         break;
       }
       if (this.pipe() >= this.cwnd) break;
-      const len = Math.min(this.mss, unsent, usable);
+      const len = Math.min(this.segmentLimit(), unsent, usable);
       // A short tail that empties the buffer while segments are in flight waits for the end of this
       // event-loop turn, where the writes of the turn have added to it: libuv reads a busy host socket
       // up to 32 times in a row, and at MTU 65520 each 64 KiB read would otherwise go out as a full
@@ -201,6 +203,16 @@ export class Sender {
       sent = true;
     }
     if (sent) this.armRetransmitTimers();
+  }
+
+  /**
+   * The most one segment carries: the MSS, or where the link takes super-segments as many whole MSS as
+   * fit one and the congestion window leaves room for (at least one MSS, as for a plain segment).
+   */
+  private segmentLimit(): number {
+    const max = this.ep.superSegmentPayload;
+    if (max <= this.mss) return this.mss;
+    return Math.max(this.mss, Math.min(max - (max % this.mss), this.cwnd - this.pipe()));
   }
 
   /** Sends what trySend() held back for the end of the turn, as well as anything else it allows. */
