@@ -31,9 +31,10 @@
 //              on      4.95 (1.4)     2.4x, CPU ÷2.2       2.32 (3.6)    within noise
 //   MTU 65520  off     3.90 (1.7)                          3.46 (2.2)
 //              on      3.71 (1.8)     within noise         3.47 (2.3)    within noise
-// So src/supervisor/launcher.ts turns it on below MTU 65520 only. The host→sandbox cost at MTU 1500 is not
-// explained yet: not the 64 KiB ring slots (MTU-sized slots measured the same), not more ACKs (the
-// same count), not writev(2) (one write(2) of header and frame copied together measured the same).
+// So src/supervisor/launcher.ts turns it on below MTU 65520 only. Host→sandbox was bound by MTU-sized
+// frames (a write and a pass through the sandbox's stack each); since 2026-12-05 TCP goes to the sandbox
+// in super-segments (`tcpSegmentation`): the same iperf3 -R, 5 s, three interleaved runs each, idle
+// machine: MTU 1500 2.0-2.2 → 9.3-10.1 Gbit/s, MTU 9000 4.1-4.5 → 10.2-10.8 Gbit/s.
 import type { FrameOffload, LinkEndpoint, NetworkDispatcher, RelayedUdpFlow, TcpSegmentationLink, UdpRelayEvents, UdpRelayFigures, UdpRelayLink, UdpRelaySpec } from './endpoint.js';
 import { requireNative, UdpRelayEvent, type MetaFields, type NativeTapDevice, type UdpFlowFields } from '../../native/addon/index.js';
 
