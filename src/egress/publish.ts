@@ -25,7 +25,7 @@ import type { Family, TcpConn, TcpProtocol, UdpConn, UdpProtocol } from '../../n
 import { TapboxError } from '../errors.js';
 import { HOST_KEEPALIVE_MS } from './forwarder/dialer.js';
 import type { InboundFlow, InboundFlows } from './forwarder/inbound.js';
-import { linkFates } from './forwarder/linked.js';
+import { forward, linkFates } from './forwarder/linked.js';
 
 export interface PublishSpec {
   proto: 'tcp' | 'udp';
@@ -198,11 +198,8 @@ export class Publisher {
       this.closers.delete(closeBoth);
       flow.end(fromSandbox, toSandbox, error);
     };
-    conn.on('data', (c: Buffer) => (fromSandbox += c.length));
-    client.on('data', (c: Buffer) => (toSandbox += c.length));
-    conn.pipe(client);
-    client.pipe(conn);
-    client.resume();
+    forward(conn, client, (n) => (fromSandbox += n));
+    forward(client, conn, (n) => (toSandbox += n));
     linkFates(conn, client, (text) => (error ??= text), onClosed);
   }
 

@@ -32,7 +32,7 @@ import { allowReason, type ForwarderContext } from './context.js';
 import { dial } from './dialer.js';
 import { FirstBytesInspection, type Allowed, type Verdict } from './first-bytes.js';
 import { hostLoopbackFor } from './host-loopback.js';
-import { linkFates } from './linked.js';
+import { forward, linkFates } from './linked.js';
 
 export function forwardTcp(ctx: ForwarderContext, req: TcpForwarderRequest): void {
   const id = req.id;
@@ -370,26 +370,6 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.
   if (!o.hostPiped) forward(host, conn, (n) => (down += n));
   else host.on('data', (c: Buffer) => (down += c.length));
   linkFates(conn, host, (text) => (error ??= text), onClosed);
-}
-
-/**
- * Relays `from`'s bytes to `to` with backpressure (paused while `to` is full) and its end as a
- * half-close. What pipe() does for a relay, without its unpipe machinery and its half-dozen listeners
- * per direction (a short connection costs ~4% less CPU); errors and closes are linkFates'.
- */
-function forward(from: net.Socket | TcpConn, to: net.Socket | TcpConn, count: (n: number) => void): void {
-  const resume = () => from.resume();
-  from.on('data', (c: Buffer) => {
-    count(c.length);
-    if (!to.write(c)) {
-      from.pause();
-      to.once('drain', resume);
-    }
-  });
-  from.on('end', () => to.end());
-  // As pipe() does: a data listener alone leaves a stream paused explicitly (the proxy handshake's
-  // reader pauses the socket) paused.
-  from.resume();
 }
 
 /**
