@@ -10,5 +10,6 @@ void InitTapDevice(Napi::Env env, Napi::Object exports);
 void InitControl(Napi::Env env, Napi::Object exports);
 void InitSockDiag(Napi::Env env, Napi::Object exports);
 void InitFlock(Napi::Env env, Napi::Object exports);
+void InitHostSockets(Napi::Env env, Napi::Object exports);
 
 }  // namespace tapbox

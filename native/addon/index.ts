@@ -111,6 +111,40 @@ export interface NativeTapDeviceConstructor {
   ): NativeTapDevice;
 }
 
+/** What HostSockets tells JS of a socket (native/addon/host_sockets.cc). */
+export interface HostSocketEvents {
+  /** The connect completed. */
+  readonly connected: number;
+  /** value: the bytes read (a Buffer of its own). */
+  readonly data: number;
+  /** The peer ended its byte stream (a FIN); no more data events. */
+  readonly end: number;
+  /** The socket takes bytes again (once per wantWritable). */
+  readonly writable: number;
+  /** value: the errno error (a failed connect, a RST, a keepalive timeout); the socket is to be closed. */
+  readonly error: number;
+}
+
+/** The host sockets of relayed TCP flows: non-blocking, polled by libuv, no Node stream (host_sockets.cc). */
+export interface NativeHostSockets {
+  /** Starts a connect; the socket's id. Throws an errno error if it can't start (no route, no descriptors). */
+  connect(family: 4 | 6, address: Uint8Array, port: number, keepAliveSeconds: number): number;
+  /** Writes what the kernel takes now: how many bytes (0 when full). Throws an errno error when the socket failed. */
+  write(id: number, bytes: Uint8Array): number;
+  /** Data events while on (a new socket is off). */
+  setReading(id: number, on: boolean): void;
+  /** One `writable` event once the socket takes bytes again. */
+  wantWritable(id: number): void;
+  /** Ends our byte stream (a FIN after what was written). */
+  shutdown(id: number): void;
+  /** Closes the socket (with `reset`, the peer gets a RST); no event follows. */
+  close(id: number, reset: boolean): void;
+}
+
+export interface NativeHostSocketsConstructor {
+  new (onEvent: (id: number, kind: number, value: unknown) => void): NativeHostSockets;
+}
+
 /** One control-socket message: empty data and no fd means the peer closed its end. */
 export interface ControlMessage {
   data: Buffer;
@@ -125,6 +159,8 @@ export interface NativeAddon {
   readonly metaFields: MetaFields;
   readonly counterFields: CounterFields;
   readonly udpFlowFields: UdpFlowFields;
+  readonly HostSockets: NativeHostSocketsConstructor;
+  readonly hostSocketEvents: HostSocketEvents;
   socketpair(): [number, number];
   sendMessage(fd: number, data: Uint8Array, passFd?: number): void;
   recvMessage(fd: number, callback: (err: NodeJS.ErrnoException | null, message?: ControlMessage) => void): void;

@@ -44,4 +44,8 @@ Napi::Error ErrnoError(Napi::Env env, const char* syscall, int err) {
 
 void ThrowErrno(Napi::Env env, const char* syscall, int err) { ErrnoError(env, syscall, err).ThrowAsJavaScriptException(); }
 
+void RaisePendingException(Napi::Env env) {
+  if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
+}
+
 }  // namespace tapbox

@@ -21,4 +21,7 @@ void ThrowErrno(Napi::Env env, const char* syscall, int err);
 /** The same error as a value, for callbacks. */
 Napi::Error ErrnoError(Napi::Env env, const char* syscall, int err);
 
+/** After a JS callback from a libuv callback: an exception it threw has nobody up the stack to catch it, so it is an uncaught exception. */
+void RaisePendingException(Napi::Env env);
+
 }  // namespace tapbox

@@ -466,11 +466,6 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public UdpRelayHost {
     RaisePendingException(env);
   }
 
-  // A JS callback threw: nothing up the stack can catch it, so it is an uncaught exception.
-  static void RaisePendingException(Napi::Env env) {
-    if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
-  }
-
   void Count(Counter frames, Counter bytes, size_t length) {
     counters_[frames]++;
     counters_[bytes] += static_cast<double>(length);

@@ -13,8 +13,10 @@
 // (ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ETIMEDOUT, EPROXY) so the forwarder refuses the sandbox's
 // connection the same way it does for a direct dial.
 import net from 'node:net';
+import { native } from '../../../native/addon/index.js';
 import { TapboxError } from '../../errors.js';
 import { ipBytes, parseIp, type IpAddr } from '../policy/address.js';
+import { NativeHostSocket, type RelaySocket } from './host-socket.js';
 
 export interface ProxySpec {
   kind: 'http' | 'socks5';
@@ -77,10 +79,10 @@ export interface DialOptions {
 /** A connected socket to host:port, directly or through the proxy; allowHalfOpen is set. */
 export function dial(host: string, port: number, o: DialOptions): Promise<net.Socket> {
   const keepAliveMs = o.keepAliveMs ?? HOST_KEEPALIVE_MS;
-  if (!o.proxy) return connectTcp(host, port, o.timeoutMs, keepAliveMs, o.cancellers);
+  if (!o.proxy) return connectNet(host, port, o.timeoutMs, keepAliveMs, o.cancellers);
   const proxy = o.proxy;
   const deadline = Date.now() + o.timeoutMs;
-  return connectTcp(proxy.host, proxy.port, o.timeoutMs, keepAliveMs, o.cancellers).then(
+  return connectNet(proxy.host, proxy.port, o.timeoutMs, keepAliveMs, o.cancellers).then(
     (socket) => {
       const left = Math.max(1, deadline - Date.now());
       const handshake = proxy.kind === 'http' ? httpConnect(socket, proxy, host, port) : socks5Connect(socket, proxy, host, port);
@@ -98,9 +100,23 @@ export function dial(host: string, port: number, o: DialOptions): Promise<net.So
   );
 }
 
-function connectTcp(host: string, port: number, timeoutMs: number, keepAliveMs: number, cancellers?: Set<() => void>): Promise<net.Socket> {
+/**
+ * A connected socket for a relay that only moves bytes (no inspection): the native one (host-socket.ts)
+ * when the dial is direct, else dial()'s.
+ */
+export function dialRelay(host: string, port: number, o: DialOptions): Promise<RelaySocket> {
+  if (o.proxy || !native?.HostSockets) return dial(host, port, o);
+  return connectTcp(() => NativeHostSocket.connect(host, port, o.keepAliveMs ?? HOST_KEEPALIVE_MS), o.timeoutMs, undefined, o.cancellers);
+}
+
+function connectNet(host: string, port: number, timeoutMs: number, keepAliveMs: number, cancellers?: Set<() => void>): Promise<net.Socket> {
+  return connectTcp(() => net.connect({ host, port, allowHalfOpen: true }), timeoutMs, keepAliveMs, cancellers);
+}
+
+/** Starts `open()`'s connect and waits for it, within `timeoutMs`; net.Socket's keepalive is set once connected. */
+function connectTcp<S extends RelaySocket>(open: () => S, timeoutMs: number, keepAliveMs: number | undefined, cancellers?: Set<() => void>): Promise<S> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port, allowHalfOpen: true });
+    const socket = open();
     const fail = (err: Error) => {
       clearTimeout(timer);
       cancellers?.delete(cancel);
@@ -115,7 +131,7 @@ function connectTcp(host: string, port: number, timeoutMs: number, keepAliveMs: 
       clearTimeout(timer);
       cancellers?.delete(cancel);
       socket.off('error', fail);
-      socket.setKeepAlive(true, keepAliveMs);
+      if (keepAliveMs !== undefined && socket instanceof net.Socket) socket.setKeepAlive(true, keepAliveMs);
       resolve(socket);
     });
   });

@@ -29,9 +29,10 @@ import { StreamSniffer, type StreamSniff } from '../inspect/sniff.js';
 import { TlsHandshakeFollower } from '../inspect/tls-follow.js';
 import { flowName, type FlowDecision } from '../policy/policy.js';
 import { allowReason, type ForwarderContext } from './context.js';
-import { dial } from './dialer.js';
+import { dial, dialRelay, type DialOptions } from './dialer.js';
 import { FirstBytesInspection, type Allowed, type Verdict } from './first-bytes.js';
 import { hostLoopbackFor } from './host-loopback.js';
+import { NativeHostSocket, type RelaySocket } from './host-socket.js';
 import { forward, linkFates } from './linked.js';
 
 export function forwardTcp(ctx: ForwarderContext, req: TcpForwarderRequest): void {
@@ -89,7 +90,7 @@ function admit(ctx: ForwarderContext, req: TcpForwarderRequest, decision: FlowDe
 function connectThenAccept(ctx: ForwarderContext, req: TcpForwarderRequest, flow: FlowEvent, target = flow.dst, viaProxy = true): void {
   ctx.o.auditor.flow(flow);
   const started = Date.now();
-  connectHost(ctx, target, flow.port, viaProxy).then(
+  dialRelay(target, flow.port, dialOptions(ctx, viaProxy)).then(
     (host) => {
       if (!ctx.closed) return relay(ctx, flow, req.accept(), host, Buffer.alloc(0), started);
       host.destroy();
@@ -114,7 +115,7 @@ function connectThenAccept(ctx: ForwarderContext, req: TcpForwarderRequest, flow
 function connectThenInspect(ctx: ForwarderContext, req: TcpForwarderRequest, decision: Allowed): void {
   const started = Date.now();
   const pending = ctx.event(ctx.flowId(), 'tcp', req.id, 'allow', allowReason(decision), decision);
-  connectHost(ctx, pending.dst, pending.port).then(
+  dial(pending.dst, pending.port, dialOptions(ctx, true)).then(
     (host) => {
       if (!ctx.closed) return inspectFirstBytes(ctx, req, decision, req.accept(), host, pending.flowId, started);
       host.destroy();
@@ -262,12 +263,12 @@ function judge(ctx: ForwarderContext, req: TcpForwarderRequest, decision: Allowe
   }
 }
 
-/** A direct host socket, or one through the upstream proxy when there is one (never for host loopback). */
-function connectHost(ctx: ForwarderContext, host: string, port: number, viaProxy = true): Promise<net.Socket> {
+/** How the host is dialled: directly, or through the upstream proxy when there is one (never for host loopback). */
+function dialOptions(ctx: ForwarderContext, viaProxy: boolean): DialOptions {
   // A dial still in progress when the egress closes is abandoned (ctx.closers): its socket would
   // otherwise hold tapbox's exit for up to the connect timeout (a black-holed destination).
   // Keepalive on the host socket: a destination that vanishes silently ends in a reset of the sandbox's side.
-  return dial(host, port, { proxy: viaProxy ? ctx.o.upstreamProxy : undefined, timeoutMs: ctx.connectTimeoutMs, keepAliveMs: ctx.keepAliveMs, cancellers: ctx.closers });
+  return { proxy: viaProxy ? ctx.o.upstreamProxy : undefined, timeoutMs: ctx.connectTimeoutMs, keepAliveMs: ctx.keepAliveMs, cancellers: ctx.closers };
 }
 
 function refusalFor(err: NodeJS.ErrnoException): Refusal {
@@ -305,7 +306,7 @@ interface RelayOptions {
 }
 
 /** Relays until both sides closed; `first` are bytes read from the sandbox during inspection. */
-function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.Socket, first: Buffer, started: number, o: RelayOptions = {}): void {
+function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: RelaySocket, first: Buffer, started: number, o: RelayOptions = {}): void {
   let up = o.read ?? first.length;
   let down = o.down ?? 0;
   let error: string | undefined;
@@ -359,7 +360,7 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.
       if (refused !== null) return void inspector.destroy(Object.assign(new Error(refused), { code: 'EINSPECT' }));
       for (const bytes of checker.drain()) inspector.push(bytes);
     });
-    conn.pipe(inspector).pipe(host);
+    conn.pipe(inspector).pipe(host as net.Socket); // inspected flows dial a net.Socket
     if (conn.readableEnded) inspector.end();
   } else {
     forward(conn, host, (n) => (up += n));
@@ -375,11 +376,18 @@ function relay(ctx: ForwarderContext, flow: FlowEvent, conn: TcpConn, host: net.
 /**
  * The sandbox's bytes straight from the stack's receive ring into the host socket (TcpConn.sink): one
  * write(2), no copy into a Buffer of their own and no trip through the streams, which cost about a
- * quarter of the supervisor's CPU on a bulk upload. Only while Node has nothing queued for the socket
- * (its writableLength counts what is in flight too), so the bytes keep their order; what the kernel
- * does not take, and any error, goes the usual way (the stream, where errors are reported).
+ * quarter of the supervisor's CPU on a bulk upload. Only while nothing is queued for the socket
+ * (net.Socket's writableLength counts what is in flight too), so the bytes keep their order; what the
+ * kernel does not take, and any error, goes the usual way (write(), where errors are reported).
  */
-function directWriter(host: net.Socket, wrote: (n: number) => void): ((bytes: Buffer) => number) | null {
+function directWriter(host: RelaySocket, wrote: (n: number) => void): ((bytes: Buffer) => number) | null {
+  if (host instanceof NativeHostSocket) {
+    return (bytes) => {
+      const n = host.writeDirect(bytes);
+      wrote(n);
+      return n;
+    };
+  }
   // Node's TCP handle has kept its descriptor in `fd` on Unix through every version we support.
   const fd = (host as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
   if (typeof fd !== 'number' || fd < 0) return null;
