@@ -6,7 +6,7 @@
 //
 // The division of work: C owns the descriptors and moves bytes; JS (src/egress/forwarder/host-socket.ts)
 // keeps everything that is a decision — what to write, when to stop reading, when to close — and hears
-// of each event through one callback, onEvent(id, kind, value). C never holds a JS buffer: write()
+// of each event through one callback, onEvent(id, kind, value, length). C never holds a JS buffer: write()
 // takes what the kernel accepts now and returns the count; JS keeps the rest and asks to hear when the
 // socket is writable again. Nothing here parses the sandbox's bytes.
 #include <napi.h>
@@ -17,7 +17,6 @@
 #include <uv.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <unordered_map>
@@ -33,9 +32,10 @@ namespace {
 constexpr size_t kReadBlock = 64 * 1024;
 constexpr int kReadsPerWakeup = 16;
 // Reads shorter than this are copied into a Buffer of their size (the block is read into again);
-// longer ones hand the block itself to JS, shrunk to the read (the stack's send buffer keeps such
-// Buffers by reference, so the bytes are never copied again on their way to the sandbox).
-constexpr size_t kCopyBelow = 4096;
+// longer ones hand the block itself to JS, which keeps the read's part of it: at most 4x the bytes
+// held, and the stack's send buffer keeps such Buffers by reference, so the bytes of a bulk download
+// are never copied on their way to the sandbox.
+constexpr size_t kHandOverFrom = 16 * 1024;
 // Keepalive probes once the idle time has passed, as libuv sets them for Node's setKeepAlive.
 constexpr int kKeepAliveInterval = 1;
 constexpr int kKeepAliveProbes = 10;
@@ -56,7 +56,7 @@ class HostSockets : public Napi::ObjectWrap<HostSockets> {
                        });
   }
 
-  // new HostSockets(onEvent(id, kind, value))
+  // new HostSockets(onEvent(id, kind, value, length))
   explicit HostSockets(const Napi::CallbackInfo& info) : Napi::ObjectWrap<HostSockets>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsFunction()) {
@@ -70,7 +70,6 @@ class HostSockets : public Napi::ObjectWrap<HostSockets> {
 
   ~HostSockets() override {
     for (auto& entry : sockets_) Release(std::move(entry.second), false);
-    std::free(block_);
   }
 
  private:
@@ -285,14 +284,16 @@ class HostSockets : public Napi::ObjectWrap<HostSockets> {
   }
 
   void Read(uint32_t id) {
+    Napi::Env env = Env();
     for (int reads = 0; reads < kReadsPerWakeup; reads++) {
       Socket* s = Alive(id);
       if (!s || !s->reading || s->eof) return;
-      if (!block_) block_ = static_cast<uint8_t*>(std::malloc(kReadBlock));
-      if (!block_) return EmitError(id, "read", ENOMEM);
+      Napi::HandleScope scope(env);
+      if (spare_.IsEmpty()) spare_ = Napi::Persistent(Napi::Buffer<uint8_t>::New(env, kReadBlock));
+      Napi::Buffer<uint8_t> block = spare_.Value();
       ssize_t n;
       do {
-        n = read(s->fd, block_, kReadBlock);
+        n = read(s->fd, block.Data(), kReadBlock);
       } while (n < 0 && errno == EINTR);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -303,20 +304,16 @@ class HostSockets : public Napi::ObjectWrap<HostSockets> {
         Poll(s);
         return Emit(id, kEnd);
       }
-      Napi::Env env = Env();
-      Napi::HandleScope scope(env);
+      const size_t length = static_cast<size_t>(n);
       Napi::Value bytes;
-      if (static_cast<size_t>(n) < kCopyBelow) {
-        bytes = Napi::Buffer<uint8_t>::Copy(env, block_, static_cast<size_t>(n));
+      if (length < kHandOverFrom) {
+        bytes = Napi::Buffer<uint8_t>::Copy(env, block.Data(), length);
       } else {
-        // Shrinking in place: the block becomes the Buffer's memory, freed when JS lets go of it.
-        auto* data = static_cast<uint8_t*>(std::realloc(block_, static_cast<size_t>(n)));
-        if (!data) data = block_;
-        block_ = nullptr;
-        bytes = Napi::Buffer<uint8_t>::New(env, data, static_cast<size_t>(n), [](Napi::Env, uint8_t* p) { std::free(p); });
+        bytes = block;
+        spare_.Reset();
       }
-      Emit(id, kData, bytes);
-      if (static_cast<size_t>(n) < kReadBlock) return;  // the socket is drained: the next poll tells
+      Emit(id, kData, bytes, length);
+      if (length < kReadBlock) return;  // the socket is drained: the next poll tells
     }
   }
 
@@ -335,17 +332,17 @@ class HostSockets : public Napi::ObjectWrap<HostSockets> {
     Emit(id, kind, Env().Undefined());
   }
 
-  // Inside a HandleScope of the caller's (`value` lives in it).
-  void Emit(uint32_t id, int kind, Napi::Value value) {
+  // Inside a HandleScope of the caller's (`value` lives in it). kData: `length` bytes of `value` are the read's.
+  void Emit(uint32_t id, int kind, Napi::Value value, size_t length = 0) {
     Napi::Env env = Env();
-    on_event_.MakeCallback(Value(), {Napi::Number::New(env, id), Napi::Number::New(env, kind), value}, *async_context_);
+    on_event_.MakeCallback(Value(), {Napi::Number::New(env, id), Napi::Number::New(env, kind), value, Napi::Number::New(env, static_cast<double>(length))}, *async_context_);
     RaisePendingException(env);
   }
 
   uv_loop_t* loop_ = nullptr;
   uint32_t next_id_ = 1;
   std::unordered_map<uint32_t, std::unique_ptr<Socket>> sockets_;
-  uint8_t* block_ = nullptr;  // the next read's memory (handed to JS by a long read)
+  Napi::Reference<Napi::Buffer<uint8_t>> spare_;  // the next read's memory (handed to JS by a long read)
   Napi::FunctionReference on_event_;
   std::unique_ptr<Napi::AsyncContext> async_context_;
 };

@@ -115,7 +115,7 @@ export interface NativeTapDeviceConstructor {
 export interface HostSocketEvents {
   /** The connect completed. */
   readonly connected: number;
-  /** value: the bytes read (a Buffer of its own). */
+  /** value: a Buffer of its own whose first `length` bytes are the bytes read. */
   readonly data: number;
   /** The peer ended its byte stream (a FIN); no more data events. */
   readonly end: number;
@@ -142,7 +142,7 @@ export interface NativeHostSockets {
 }
 
 export interface NativeHostSocketsConstructor {
-  new (onEvent: (id: number, kind: number, value: unknown) => void): NativeHostSockets;
+  new (onEvent: (id: number, kind: number, value: unknown, length: number) => void): NativeHostSockets;
 }
 
 /** One control-socket message: empty data and no fd means the peer closed its end. */

@@ -20,10 +20,10 @@ function hostSockets(): NativeHostSockets {
   if (!sockets) {
     const addon = requireNative();
     const kinds = addon.hostSocketEvents;
-    sockets = new addon.HostSockets((id, kind, value) => {
+    sockets = new addon.HostSockets((id, kind, value, length) => {
       const socket = byId.get(id);
       if (!socket) return;
-      if (kind === kinds.data) socket.emit('data', value);
+      if (kind === kinds.data) socket.emit('data', length < (value as Buffer).length ? (value as Buffer).subarray(0, length) : value);
       else if (kind === kinds.writable) socket.flush();
       else if (kind === kinds.end) socket.ended();
       else if (kind === kinds.connected) socket.emit('connect');
