@@ -1,10 +1,13 @@
 // The send buffer: bytes the application wrote, from SND.UNA on. Written Buffers are kept by
-// reference (no copy) in a chunk queue; small writes are coalesced into a pooled tail chunk so a
-// chatty writer does not produce one chunk per byte. Segments copy straight out of it into the
+// reference (no copy) in a chunk queue; small writes are coalesced into a tail chunk so a chatty
+// writer does not produce one chunk per byte. The first tail of a burst is small (a slice of Node's
+// Buffer pool: a thousand connections that each wrote a few bytes don't leave 16 MiB of chunks for the
+// GC), and each next one twice as big, up to TAIL_CHUNK_MAX. Segments copy straight out of it into the
 // outbound frame; a cursor makes the usual in-order reads O(1).
 
 const COALESCE_BELOW = 4096;
-const TAIL_CHUNK_SIZE = 16 * 1024;
+const TAIL_CHUNK_MIN = 1024;
+const TAIL_CHUNK_MAX = 16 * 1024;
 
 export class SendBuffer {
   /** Bytes held (acknowledged bytes are dropped at once). */
@@ -17,6 +20,7 @@ export class SendBuffer {
   private front = 0;
   private tail: Buffer | null = null;
   private tailUsed = 0;
+  private nextTailSize = TAIL_CHUNK_MIN;
   private cursor = 0;
 
   append(data: Buffer): void {
@@ -30,7 +34,8 @@ export class SendBuffer {
         this.length += data.length;
         return;
       }
-      this.tail = Buffer.allocUnsafe(TAIL_CHUNK_SIZE);
+      this.tail = Buffer.allocUnsafe(Math.max(this.nextTailSize, data.length));
+      this.nextTailSize = Math.min(2 * this.nextTailSize, TAIL_CHUNK_MAX);
       data.copy(this.tail, 0);
       this.tailUsed = data.length;
       this.push(this.tail.subarray(0, data.length), end);
@@ -56,6 +61,7 @@ export class SendBuffer {
       this.starts.length = 0;
       this.head = 0;
       this.tail = null;
+      this.nextTailSize = TAIL_CHUNK_MIN;
     } else if (this.head > 64 && this.head * 2 > this.chunks.length) {
       this.chunks.splice(0, this.head);
       this.starts.splice(0, this.head);
