@@ -163,7 +163,11 @@ class HostSockets : public Napi::ObjectWrap<HostSockets> {
     Socket* s = Find(env, info[0]);
     uint8_t* data;
     size_t length;
-    if (!s || !GetBytes(env, info[1], &data, &length)) return env.Undefined();
+    if (!s) {
+      if (!env.IsExceptionPending()) ThrowErrno(env, "write", EBADF);  // closed already
+      return env.Undefined();
+    }
+    if (!GetBytes(env, info[1], &data, &length)) return env.Undefined();
     ssize_t n;
     do {
       n = send(s->fd, data, length, MSG_NOSIGNAL);
