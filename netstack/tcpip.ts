@@ -94,9 +94,10 @@ export interface NetworkSender {
   /** Largest TCP segment (header included) `sendTcpSuperSegment` takes; 0 where the link takes none. */
   maxTcpSuperSegmentLength(family: Family): number;
   /**
-   * Sends the TCP segment of `length` bytes at the scratch offset in one frame, larger than the MTU:
-   * the link's peer takes it as segments of `segmentSize` payload bytes (LinkEndpoint.tcpSegmentation).
-   * Its checksum field holds only the pseudo-header sum.
+   * Sends the TCP segment of `length` bytes at the scratch offset in one frame, which may be larger than
+   * the MTU: the link's peer takes it as segments of `segmentSize` payload bytes (LinkEndpoint
+   * .tcpSegmentation), or with `segmentSize` 0 as the one segment it is. Its checksum field holds only
+   * the pseudo-header sum: the peer's kernel takes it as verified either way.
    */
   sendTcpSuperSegment(family: Family, src: Uint8Array, dst: Uint8Array, length: number, segmentSize: number): void;
   /** Sends an ICMP(v6) destination-unreachable quoting `packet` (an inbound IP packet). */

@@ -156,6 +156,8 @@ export interface NativeAddon {
   copyChecksum(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number, initial: number): number;
   checksumUpdate(field: number, oldWord: number, newWord: number): number;
   readonly TapDevice: NativeTapDeviceConstructor;
+  /** Whether the TAP device behind `fd` has the virtio-net header (IFF_VNET_HDR); throws an errno error for an fd that is not a TAP. */
+  tapHasVnetHdr(fd: number): boolean;
   readonly metaFields: MetaFields;
   readonly counterFields: CounterFields;
   readonly udpFlowFields: UdpFlowFields;

@@ -24,6 +24,9 @@
 // The object owns the fd: close() stops the handle and closes it. While open, the handle keeps the
 // event loop alive and a reference keeps the JS object (and its callbacks) from being collected.
 #include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <uv.h>
@@ -172,13 +175,14 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public UdpRelayHost {
       Napi::Error::New(info.Env(), "the TAP device is closed").ThrowAsJavaScriptException();
       return Napi::Value();
     }
-    if (gso_type == 0) return Napi::Boolean::New(env, Send(data + offset, length));
-    if (header_size_ == 0 || (gso_type != kVnetGsoTcpV4 && gso_type != kVnetGsoTcpV6) || gso_size == 0 || checksum_start + 20 > length) {
-      Napi::RangeError::New(env, "writeFrame: a TCP super-segment needs vnetHdr, a TCP gsoType, a gsoSize and its TCP header in the frame").ThrowAsJavaScriptException();
+    if (info.Length() <= 3) return Napi::Boolean::New(env, Send(data + offset, length));
+    const bool gso = gso_type != 0;
+    if (header_size_ == 0 || (gso && gso_type != kVnetGsoTcpV4 && gso_type != kVnetGsoTcpV6) || (gso && gso_size == 0) || checksum_start + 20 > length) {
+      Napi::RangeError::New(env, "writeFrame: a TCP segment with its checksum left to the kernel needs vnetHdr, its TCP header in the frame, and for a super-segment a TCP gsoType and a gsoSize").ThrowAsJavaScriptException();
       return Napi::Value();
     }
     uint8_t header[kVnetHeaderSize];
-    BuildTcpGsoHeader(header, static_cast<uint8_t>(gso_type), static_cast<uint16_t>(gso_size), static_cast<uint16_t>(checksum_start));
+    BuildTcpGsoHeader(header, static_cast<uint8_t>(gso_type), static_cast<uint16_t>(gso ? gso_size : 0), static_cast<uint16_t>(checksum_start));
     return Napi::Boolean::New(env, Send(data + offset, length, header));
   }
 
@@ -497,8 +501,23 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public UdpRelayHost {
 
 }  // namespace
 
+// tapHasVnetHdr(fd): whether the TAP behind `fd` was created with IFF_VNET_HDR (the launcher asks for
+// it and falls back to a plain device where the kernel refuses it; the device's own flags say which).
+Napi::Value TapHasVnetHdr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t fd;
+  if (!GetIndex(env, info[0], "fd", 0x7fffffff, &fd)) return env.Undefined();
+  ifreq ifr{};
+  if (ioctl(static_cast<int>(fd), TUNGETIFF, &ifr) != 0) {
+    ThrowErrno(env, "TUNGETIFF", errno);
+    return env.Undefined();
+  }
+  return Napi::Boolean::New(env, (ifr.ifr_flags & IFF_VNET_HDR) != 0);
+}
+
 void InitTapDevice(Napi::Env env, Napi::Object exports) {
   exports.Set("TapDevice", TapDevice::Define(env));
+  exports.Set("tapHasVnetHdr", Napi::Function::New<TapHasVnetHdr>(env, "tapHasVnetHdr"));
   Napi::Object meta = Napi::Object::New(env);
   meta.Set("stride", static_cast<int>(kMetaStride));
   meta.Set("offset", static_cast<int>(kMetaOffset));

@@ -1,7 +1,7 @@
 /* netdev.c — network setup inside the sandbox's new network namespace.
  *
  * --net tap: tap0 is created through /dev/net/tun (IFF_TAP|IFF_NO_PI: plain Ethernet frames, no
- * packet-info prefix; with --vnet-hdr also IFF_VNET_HDR and the TUNSETOFFLOAD offloads below), given
+ * packet-info prefix; with --vnet-hdr also IFF_VNET_HDR and the TUNSETOFFLOAD offloads, see create_tap), given
  * a fixed MAC and the MTU, brought up, addressed (10.0.2.100/24 and fd00::100/64 by default) and
  * routed through the gateways (10.0.2.2, fd00::2). The supervisor holds the device's only queue; the
  * device is persistent (see open_tap) and goes with the sandbox's network namespace.
@@ -34,7 +34,12 @@ static unsigned tx_queue_length(unsigned mtu)
 	return len < 1000 ? 1000 : len > 4096 ? 4096 : len;
 }
 
-static int open_tap(const struct net_plan *net)
+/* Creates tap0 on a new /dev/net/tun fd; with `vnet_hdr`, with the virtio-net header and the
+ * offloads: the supervisor reads each frame's header and can take TCP/UDP checksums left to it
+ * (TUN_F_CSUM) and TCP super-segments of up to 64 KiB whatever the MTU (TUN_F_TSO4/6), and writes
+ * TCP segments whose checksum it leaves to the sandbox's kernel (which takes them as verified) and,
+ * below MTU 65520, super-segments. The fd, or -errno of the TUNSETIFF or TUNSETOFFLOAD refused. */
+static int create_tap(bool vnet_hdr)
 {
 	struct ifreq ifr = { 0 };
 	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
@@ -48,11 +53,28 @@ static int open_tap(const struct net_plan *net)
 		     strerror(errno));
 	}
 	strcpy(ifr.ifr_name, TAP_NAME);
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (net->vnet_hdr ? IFF_VNET_HDR : 0);
-	if (ioctl(fd, TUNSETIFF, &ifr) != 0)
-		fail("ETUN", EXIT_SETUP_FAILED,
-		     "creating the TAP device %s failed (%s); check that the kernel has CONFIG_TUN%s", TAP_NAME,
-		     strerror(errno), net->vnet_hdr ? " and supports IFF_VNET_HDR, or run with --mtu 65520 (tapbox uses the offloads only below it)" : "");
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_hdr ? IFF_VNET_HDR : 0);
+	if (ioctl(fd, TUNSETIFF, &ifr) != 0 ||
+	    (vnet_hdr && ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) != 0)) {
+		int err = errno;
+
+		close(fd); /* not persistent yet: the device goes with the fd */
+		return -err;
+	}
+	return fd;
+}
+
+static int open_tap(const struct net_plan *net)
+{
+	int fd = create_tap(net->vnet_hdr);
+
+	/* The offloads only make tapbox faster: where the kernel refuses them, a plain TAP (full
+	 * checksums, MTU-sized frames). The supervisor asks the device which one it got (TUNGETIFF). */
+	if (fd < 0 && net->vnet_hdr)
+		fd = create_tap(false);
+	if (fd < 0)
+		fail("ETUN", EXIT_SETUP_FAILED, "creating the TAP device %s failed (%s); check that the kernel has CONFIG_TUN",
+		     TAP_NAME, strerror(-fd));
 	/* Persistent, so that the supervisor's last close() only detaches: a non-persistent device is
 	 * unregistered inside that close(), 10-20 ms of RCU waits the user sits through at every exit. The
 	 * device then goes with the namespace, which the kernel tears down in a worker once the sandbox's
@@ -60,13 +82,6 @@ static int open_tap(const struct net_plan *net)
 	 * is refused) and the sandbox dies with the supervisor. Where the kernel refuses, the device stays
 	 * non-persistent: slower exits, the same guarantees. */
 	(void)ioctl(fd, TUNSETPERSIST, 1);
-	/* The supervisor reads each frame's virtio-net header and can take TCP/UDP checksums left to it
-	 * (TUN_F_CSUM) and TCP super-segments of up to 64 KiB whatever the MTU (TUN_F_TSO4/6): the
-	 * sandbox's kernel then skips the per-segment work and hands over far fewer frames. Our writes
-	 * carry an all-zero header: plain, fully checksummed frames no larger than the MTU. */
-	if (net->vnet_hdr && ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) != 0)
-		fail("ETUN", EXIT_SETUP_FAILED, "setting the offloads of the TAP device %s failed (%s); run with --mtu 65520 (tapbox uses the offloads only below it)",
-		     TAP_NAME, strerror(errno));
 	return fd;
 }
 

@@ -55,8 +55,9 @@ export interface LinkEndpoint {
 export interface TcpSegmentationLink {
   /**
    * Writes one frame holding a TCP segment of more than `segmentSize` payload bytes, which stands for
-   * segments of `segmentSize`; its checksum field holds only the pseudo-header sum (the peer's kernel
-   * takes it as verified). `tcpOffset`: where the TCP header starts in the frame.
+   * segments of `segmentSize` (0: a single segment, no larger than the MTU allows); its checksum field
+   * holds only the pseudo-header sum (the peer's kernel takes it as verified, and computes nothing).
+   * `tcpOffset`: where the TCP header starts in the frame.
    */
   writeSuperSegment(frame: Uint8Array, family: 4 | 6, segmentSize: number, tcpOffset: number): void;
 }

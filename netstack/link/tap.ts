@@ -11,10 +11,12 @@
 // them; nothing corrupts a frame between two kernels' memory) and send TCP super-segments of up to
 // 64 KiB whatever the MTU (`frameInfo.gsoSize` > 0), so the stack sees IP packets larger than `mtu`.
 // deliverFrame passes `frameInfo` as the frame's FrameOffload (endpoint.ts) so the stack can act on it.
-// Our writes are plain (full checksums, at most the MTU, behind an all-zero header) except TCP
-// super-segments (`tcpSegmentation`): up to 64 KiB of a connection's bytes in one frame, its header
-// saying GSO (segments of the MSS) and NEEDS_CSUM; the sandbox's kernel takes it whole, as a packet its
-// GRO merged.
+// Our writes are plain (full checksums, at most the MTU, behind an all-zero header) except TCP data
+// segments (`tcpSegmentation`): their header says NEEDS_CSUM (the checksum field holds the pseudo-header
+// sum; the sandbox's kernel takes the segment as verified, so neither side sums the payload), and below
+// MTU 65520 a segment may be a super-segment: up to 64 KiB of a connection's bytes in one frame, its
+// header saying GSO (segments of the MSS) too; the sandbox's kernel takes it whole, as a packet its GRO
+// merged.
 //
 // `udpRelay` is the addon's native UDP relay (native/addon/udp_relay.h): the reader offers each frame
 // to it before JS, and a datagram of an admitted flow's exact tuple goes to the flow's host socket
@@ -31,15 +33,22 @@
 //              on      4.95 (1.4)     2.4x, CPU ÷2.2       2.32 (3.6)    within noise
 //   MTU 65520  off     3.90 (1.7)                          3.46 (2.2)
 //              on      3.71 (1.8)     within noise         3.47 (2.3)    within noise
-// So src/supervisor/launcher.ts turns it on below MTU 65520 only. Host→sandbox was bound by MTU-sized
+// So src/supervisor/launcher.ts turned it on below MTU 65520 only. Host→sandbox was bound by MTU-sized
 // frames (a write and a pass through the sandbox's stack each); since 2026-12-05 TCP goes to the sandbox
 // in super-segments (`tcpSegmentation`): the same iperf3 -R, 5 s, three interleaved runs each, idle
-// machine: MTU 1500 2.0-2.2 → 9.3-10.1 Gbit/s, MTU 9000 4.1-4.5 → 10.2-10.8 Gbit/s.
+// machine: MTU 1500 2.0-2.2 → 9.3-10.1 Gbit/s, MTU 9000 4.1-4.5 → 10.2-10.8 Gbit/s. And since then
+// every TCP data segment leaves its checksum to the sandbox's kernel (NEEDS_CSUM), which made the header
+// pay at MTU 65520 too (a perf profile of host→sandbox had spent ~7% summing payloads: ours in the
+// addon, the sandbox's kernel's csum_partial); `npm run bench`'s transfers with the bundles swapped,
+// two interleaved runs each, 2026-12-05, on a slower VM than the table's: host→sandbox 6.3-6.6 → 8.3-8.5
+// Gbit/s (CPU 1.29-1.32 → 0.91-0.93 s/GB), sandbox→host 7.2-7.4 → 7.9-8.0 Gbit/s (1.06-1.08 → 0.97-1.01
+// s/GB), short connections and UDP unchanged. The launcher now asks for it at every MTU.
 import type { FrameOffload, LinkEndpoint, NetworkDispatcher, RelayedUdpFlow, TcpSegmentationLink, UdpRelayEvents, UdpRelayFigures, UdpRelayLink, UdpRelaySpec } from './endpoint.js';
 import { requireNative, UdpRelayEvent, type MetaFields, type NativeTapDevice, type UdpFlowFields } from '../../native/addon/index.js';
 
 const ETHERNET_HEADER = 14;
 /** struct virtio_net_hdr's gso_type for TCP over IPv4 and IPv6. */
+const VIRTIO_NET_HDR_GSO_NONE = 0;
 const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
 const VIRTIO_NET_HDR_GSO_TCPV6 = 4;
 /** Largest IP packet: what a GSO super-segment can reach whatever the MTU. */
@@ -141,7 +150,8 @@ export class TapEndpoint implements LinkEndpoint {
     if (vnetHdr) {
       this.tcpSegmentation = {
         writeSuperSegment: (frame, family, segmentSize, tcpOffset) => {
-          if (!this.closed) this.device.writeFrame(frame, 0, frame.length, family === 4 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6, segmentSize, tcpOffset);
+          const gsoType = segmentSize === 0 ? VIRTIO_NET_HDR_GSO_NONE : family === 4 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6;
+          if (!this.closed) this.device.writeFrame(frame, 0, frame.length, gsoType, segmentSize, tcpOffset);
         },
       };
     }

@@ -23,17 +23,15 @@ export async function sweepStore(dir: string): Promise<void> {
   if (code !== 0) throw new TapboxError('EMOUNT', stderr.trim().replace(/^tapbox-launcher: /, '') || `sweeping the store ${dir} failed`);
 }
 
-/** The MTU from which the offloads stop paying: a TCP super-segment is no larger than a frame. */
-const VNET_HDR_BELOW_MTU = 65520;
-
 /**
- * Whether the TAP is opened with the virtio-net header and the checksum/TSO offloads (--vnet-hdr; see
- * the measurement in netstack/link/tap.ts): below MTU 65520 only, where the sandbox's kernel can hand
- * over super-segments larger than a frame (sandbox→host bulk 8x at MTU 1500, 2.4x at 9000); at 65520
- * they measured within noise. Never under link faults: corrupted frames must fail their checksums.
+ * Whether the launcher asks for the virtio-net header and the checksum/TSO offloads on the TAP
+ * (--vnet-hdr; see the measurements in netstack/link/tap.ts): at every MTU, as TCP's checksums are then
+ * left to the kernels both ways (host→sandbox 1.3x at MTU 65520) and below MTU 65520 segments go as
+ * super-segments larger than a frame (sandbox→host 8x at MTU 1500). The launcher falls back to a plain
+ * TAP where the kernel refuses it. Never under link faults: corrupted frames must fail their checksums.
  */
 export function useVnetHdr(o: ResolvedOptions): boolean {
-  return o.net === 'tap' && !o.linkFaults && o.mtu < VNET_HDR_BELOW_MTU;
+  return o.net === 'tap' && !o.linkFaults;
 }
 
 export function launcherArgs(o: ResolvedOptions, command: string[], cgroup: string | null = null): string[] {

@@ -10,7 +10,7 @@ import { SANDBOX_NET, type ResolvedOptions } from '../options/options.js';
 import { FaultyEndpoint, SnifferEndpoint, Stack, TapEndpoint, createTcp, realClock, type LinkEndpoint, type TcpProtocol } from '../../netstack/index.js';
 import { startStats, statsIntervalFromEnv } from '../egress/audit/stats.js';
 import { Publisher } from '../egress/publish.js';
-import { useVnetHdr } from './launcher.js';
+import { requireNative } from '../../native/addon/index.js';
 import { tcpLimitsConfig, udpLimitsOptions } from '../options/network-limits.js';
 
 export interface Network {
@@ -80,7 +80,9 @@ export async function startNetwork(o: ResolvedOptions, events: EventEmitter, lau
       return { bytesUp: s?.bytesIn ?? 0, bytesDown: s?.bytesOut ?? 0 };
     },
     attach(tapFd) {
-      const tap = new TapEndpoint(tapFd, { mtu: o.mtu, vnetHdr: useVnetHdr(o) });
+      // The launcher asks for the virtio-net header (useVnetHdr) and falls back to a plain TAP where
+      // the kernel refuses it: the device says which it got.
+      const tap = new TapEndpoint(tapFd, { mtu: o.mtu, vnetHdr: requireNative().tapHasVnetHdr(tapFd) });
       tapEndpoint = tap;
       const faulty = o.linkFaults ? new FaultyEndpoint(tap, o.linkFaults) : tap;
       link = o.pcap ? new SnifferEndpoint(faulty, o.pcap) : faulty;

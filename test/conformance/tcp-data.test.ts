@@ -147,6 +147,17 @@ describe('TCP data transfer', () => {
     expect(Peer.payloadOf([...first, ...rest])).toEqual(data);
   });
 
+  it('leaves the checksum of a data segment of one MSS or less to the kernel where the link takes super-segments', async () => {
+    // The harness's sender fails a segment sent this way unless its checksum field holds exactly the
+    // pseudo-header sum; segmentSize 0 marks one segment, not a super-segment.
+    const h = new Harness({}, { mtu: 65520, superSegments: 65515 });
+    const peer = await h.open({ mss: 65480, timestamps: false });
+    peer.ack(peer.rcvNxt, 65535);
+    peer.conn.write(bytes(30000));
+    await settle();
+    expect(h.take().map((s) => [s.payload.length, s.segmentSize])).toEqual([[30000, 0]]);
+  });
+
   it('keeps to MSS-sized segments where the link takes no super-segments', async () => {
     const h = new Harness({}, { mtu: 1500 });
     const peer = await h.open({ mss: 1460, timestamps: false });

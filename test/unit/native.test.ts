@@ -43,6 +43,11 @@ describe('control socket', () => {
     open.clear();
   });
 
+  it('asks a TAP device whether it has the virtio-net header, and refuses an fd that is not one', () => {
+    const [a] = pair();
+    expect(() => addon.tapHasVnetHdr(a)).toThrow(/TUNGETIFF/);
+  });
+
   it('keeps message boundaries', async () => {
     const [a, b] = pair();
     sendMessage(a, Buffer.from('TAP'));

@@ -38,9 +38,11 @@ export class SegmentWriter {
   }
 
   /**
-   * Sends `out` on `t`, followed by `length` bytes of `payload` from `payloadOffset`. More than
-   * `segmentSize` (> 0) bytes go as one super-segment of segments that big (NetworkSender
-   * .sendTcpSuperSegment), whose checksum the receiving kernel leaves alone: only the pseudo-header sum.
+   * Sends `out` on `t`, followed by `length` bytes of `payload` from `payloadOffset`. With `segmentSize`
+   * (> 0: the link takes TCP offloads, NetworkSender.sendTcpSuperSegment) the checksum is left to the
+   * receiving kernel, which takes the segment as verified (only the pseudo-header sum is written: no
+   * pass over the payload on either side), and more than `segmentSize` bytes go as one super-segment
+   * of segments that big.
    */
   send(t: Tuple, payload?: PayloadSource, payloadOffset = 0, length = 0, segmentSize = 0): void {
     const { buf, offset } = this.sender.scratch(t.family);
@@ -49,9 +51,9 @@ export class SegmentWriter {
     if (length > 0) payload!.copyOut(payloadOffset, length, buf, offset + headerLength);
     const total = headerLength + length;
     const pseudo = pseudoHeaderChecksum(t.local, t.remote, TCP_PROTOCOL, total);
-    if (segmentSize > 0 && length > segmentSize) {
+    if (segmentSize > 0) {
       h.checksum = fold(pseudo);
-      this.sender.sendTcpSuperSegment(t.family, t.local, t.remote, total, segmentSize);
+      this.sender.sendTcpSuperSegment(t.family, t.local, t.remote, total, length > segmentSize ? segmentSize : 0);
     } else {
       h.checksum = ~fold(pseudo + checksum(buf, offset, total)) & 0xffff;
       this.sender.send(t.family, t.local, t.remote, TCP_PROTOCOL, total);
