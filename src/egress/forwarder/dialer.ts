@@ -8,6 +8,9 @@
 //   socks5://[user:pass@]host:port   SOCKS5 (RFC 1928, username/password RFC 1929): greeting, optional
 //                                    auth, CONNECT with the address, a reply, then the tunnel
 //
+// A direct dial for a relay that only moves bytes takes a native socket (dialRelay, host-socket.ts): no
+// Node stream per connection.
+//
 // We always hand the proxy the IP address the policy decided on, not a name: the proxy must not
 // resolve the name anew to an address nobody allowed. Failures carry errno-like codes
 // (ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ETIMEDOUT, EPROXY) so the forwarder refuses the sandbox's

@@ -17,7 +17,8 @@
 // the client's first bytes are still judged whenever they come.
 //
 // The host side is dialed by dialer.ts: directly, or through --upstream-proxy once the policy and the
-// checks above said yes. Flows to the gateway on a --host-loopback port go to the host's loopback
+// checks above said yes; a flow relayed without inspection and dialled directly gets a native host
+// socket (host-socket.ts), the others a net.Socket. Flows to the gateway on a --host-loopback port go to the host's loopback
 // (never through the proxy); flows to loopback or unspecified addresses are refused (host-loopback.ts).
 import { writeSync } from 'node:fs';
 import net from 'node:net';
