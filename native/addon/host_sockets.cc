@@ -210,20 +210,27 @@ class HostSockets : public Napi::ObjectWrap<HostSockets> {
   // close(id, reset): closes the socket; with reset, the peer gets a RST instead of a FIN.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Socket* s = Find(env, info[0]);
-    if (!s) return env.Undefined();
-    auto it = sockets_.find(s->id);
+    size_t id;
+    if (!GetIndex(env, info[0], "id", 0xffffffff, &id)) return env.Undefined();
+    auto it = sockets_.find(static_cast<uint32_t>(id));
+    if (it == sockets_.end()) return env.Undefined();
     std::unique_ptr<Socket> owned = std::move(it->second);
     sockets_.erase(it);
     Release(std::move(owned), info[1].ToBoolean());
     return env.Undefined();
   }
 
+  // The socket of the id argument, or null (closed already, or a bad id: then an exception is pending).
   Socket* Find(Napi::Env env, Napi::Value value) {
     size_t id;
-    if (!GetIndex(env, value, "id", 0xffffffff, &id)) return nullptr;
-    auto it = sockets_.find(static_cast<uint32_t>(id));
-    return it == sockets_.end() ? nullptr : it->second.get();
+    return GetIndex(env, value, "id", 0xffffffff, &id) ? Alive(static_cast<uint32_t>(id)) : nullptr;
+  }
+
+  // The socket's pending error (SO_ERROR, which reading clears), 0 if none.
+  static int PendingError(int fd) {
+    int err = 0;
+    socklen_t size = sizeof err;
+    return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &size) < 0 ? errno : err;
   }
 
   static void Release(std::unique_ptr<Socket> s, bool reset) {
@@ -254,9 +261,7 @@ class HostSockets : public Napi::ObjectWrap<HostSockets> {
   void Ready(Socket* s, int status, int events) {
     const uint32_t id = s->id;
     if (s->connecting) {
-      int err = 0;
-      socklen_t size = sizeof err;
-      if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &size) < 0) err = errno;
+      const int err = PendingError(s->fd);
       if (err == EINPROGRESS) return;  // not yet (a spurious wake-up)
       s->connecting = false;
       s->polled = -1;  // libuv stops the handle on POLLERR: start it afresh
@@ -270,9 +275,7 @@ class HostSockets : public Napi::ObjectWrap<HostSockets> {
       if (s->reading && !s->eof) Read(id);
       s = Alive(id);
       if (!s) return;
-      int err = 0;
-      socklen_t size = sizeof err;
-      getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &size);
+      const int err = PendingError(s->fd);
       if (err != 0) return EmitError(id, "read", err);
       s->polled = -1;
       return Poll(s);
